@@ -1,0 +1,1 @@
+"""Login, refresh and logout, the caller (`me`), personal access tokens, scopes."""

@@ -1,0 +1,131 @@
+"""All SQL about sessions (refresh-token families) and personal access tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.models import PersonalAccessToken, RefreshToken, RefreshTokenFamily, User
+
+
+async def create_family(session: AsyncSession, user_id: int) -> RefreshTokenFamily:
+    family = RefreshTokenFamily(id=uuid.uuid4(), user_id=user_id)
+    session.add(family)
+    await session.flush()
+    return family
+
+
+async def add_refresh_token(
+    session: AsyncSession, family_id: uuid.UUID, token_hash: str, expires_at: datetime
+) -> None:
+    session.add(RefreshToken(family_id=family_id, token_hash=token_hash, expires_at=expires_at))
+    await session.flush()
+
+
+async def get_refresh_token(
+    session: AsyncSession, token_hash: str
+) -> tuple[RefreshToken, RefreshTokenFamily] | None:
+    row = (
+        await session.execute(
+            select(RefreshToken, RefreshTokenFamily)
+            .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+            .where(RefreshToken.token_hash == token_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def mark_refresh_token_used(session: AsyncSession, token_id: int, now: datetime) -> bool:
+    """Spend a refresh token. False when it was already spent (a concurrent reuse)."""
+    result: Any = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return bool(result.rowcount == 1)
+
+
+async def revoke_family(
+    session: AsyncSession, family_id: uuid.UUID, reason: str, now: datetime
+) -> None:
+    await session.execute(
+        update(RefreshTokenFamily)
+        .where(RefreshTokenFamily.id == family_id, RefreshTokenFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+async def access_token_owner(
+    session: AsyncSession, user_id: int, family_id: uuid.UUID
+) -> tuple[int, int, str, datetime | None] | None:
+    """(user id, organization id, current role, family revoked at) for an access token."""
+    row = (
+        await session.execute(
+            select(User.id, User.organization_id, User.role, RefreshTokenFamily.revoked_at)
+            .join(RefreshTokenFamily, RefreshTokenFamily.user_id == User.id)
+            .where(User.id == user_id, RefreshTokenFamily.id == family_id)
+        )
+    ).first()
+    return (row[0], row[1], row[2], row[3]) if row else None
+
+
+async def personal_token_owner(
+    session: AsyncSession, token_hash: str
+) -> tuple[int, list[str], datetime | None, datetime | None, int, int, str] | None:
+    """(token id, scopes, expires at, last used at, user id, organization id, role)."""
+    row = (
+        await session.execute(
+            select(
+                PersonalAccessToken.id,
+                PersonalAccessToken.scopes,
+                PersonalAccessToken.expires_at,
+                PersonalAccessToken.last_used_at,
+                User.id,
+                User.organization_id,
+                User.role,
+            )
+            .join(User, User.id == PersonalAccessToken.user_id)
+            .where(PersonalAccessToken.token_hash == token_hash)
+        )
+    ).first()
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+async def touch_personal_token(session: AsyncSession, token_id: int, now: datetime) -> None:
+    await session.execute(
+        update(PersonalAccessToken)
+        .where(PersonalAccessToken.id == token_id)
+        .values(last_used_at=now)
+    )
+
+
+async def list_personal_tokens(
+    session: AsyncSession, user_id: int, *, offset: int, limit: int
+) -> tuple[Sequence[PersonalAccessToken], int]:
+    rows = (
+        await session.scalars(
+            select(PersonalAccessToken)
+            .where(PersonalAccessToken.user_id == user_id)
+            .order_by(PersonalAccessToken.id)
+        )
+    ).all()
+    return rows[offset : offset + limit], len(rows)
+
+
+async def add_personal_token(session: AsyncSession, token: PersonalAccessToken) -> None:
+    session.add(token)
+    await session.flush()
+
+
+async def delete_personal_token(session: AsyncSession, user_id: int, token_id: int) -> bool:
+    result: Any = await session.execute(
+        delete(PersonalAccessToken).where(
+            PersonalAccessToken.id == token_id, PersonalAccessToken.user_id == user_id
+        )
+    )
+    return bool(result.rowcount == 1)

@@ -1,0 +1,243 @@
+"""Login, refresh-token rotation, logout, bearer authentication, personal tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts import repository
+from vsense.accounts.principal import Principal
+from vsense.accounts.schemas import LoginUser, Token, TokenCreate, TokenPair
+from vsense.accounts.scopes import effective_scopes
+from vsense.db import session_scope
+from vsense.kit.crypto import new_token, token_digest, verify_password
+from vsense.kit.errors import (
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    field_error,
+)
+from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.schemas import Page
+from vsense.kit.time import utcnow
+from vsense.models import PersonalAccessToken, User
+from vsense.state import AppState
+from vsense.users import repository as users_repository
+
+ACCESS_PREFIX = "vsa_"  # marks our JWTs apart from opaque tokens at a glance
+PERSONAL_PREFIX = "vst_"
+REFRESH_PREFIX = "vsr_"
+DEVICE_PREFIX = "vsd_"
+WRONG_CREDENTIALS = "The email or password is wrong."
+PERSONAL_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class RefreshTokenReused(Unauthorized):
+    """A spent refresh token came back: the family is revoked, and that must be kept."""
+
+    commit_session = True
+
+
+async def login(
+    session: AsyncSession, state: AppState, *, email: str, password: str, client_address: str
+) -> TokenPair:
+    """Check the password (throttled per email and per address) and open a session."""
+    settings = state.settings
+    throttle = state.login_throttle
+    email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
+    wait = max(
+        throttle.retry_after(email_key, settings.login_max_failures_per_email),
+        throttle.retry_after(address_key, settings.login_max_failures_per_address),
+    )
+    if wait:
+        raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
+    user = await users_repository.get_user_by_email(session, email)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        throttle.record_failure(email_key)
+        throttle.record_failure(address_key)
+        raise Unauthorized(WRONG_CREDENTIALS)
+    throttle.reset(email_key)
+    family = await repository.create_family(session, user.id)
+    return await _issue(session, state, user, family.id)
+
+
+async def refresh(session: AsyncSession, state: AppState, refresh_token: str) -> TokenPair:
+    """Spend a refresh token for a new pair. A reused token revokes its whole family."""
+    now = utcnow()
+    found = await repository.get_refresh_token(session, token_digest(refresh_token))
+    if found is None:
+        raise Unauthorized("The refresh token is invalid.")
+    token, family = found
+    if family.revoked_at is not None:
+        raise Unauthorized("The refresh token has been revoked; log in again.")
+    if token.used_at is not None or not await repository.mark_refresh_token_used(
+        session, token.id, now
+    ):
+        await repository.revoke_family(session, family.id, "reuse", now)
+        raise RefreshTokenReused(
+            "The refresh token was already used; the session is revoked, log in again."
+        )
+    if token.expires_at <= now:
+        raise Unauthorized("The refresh token has expired; log in again.")
+    user = await users_repository.get_user_by_id(session, family.user_id)
+    if user is None:
+        raise Unauthorized("The refresh token is invalid.")
+    return await _issue(session, state, user, family.id)
+
+
+async def logout(session: AsyncSession, principal: Principal) -> None:
+    """End the caller's session: its refresh-token family and the access tokens of it."""
+    if principal.family_id is None:
+        raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
+    await repository.revoke_family(session, principal.family_id, "logout", utcnow())
+
+
+async def _issue(
+    session: AsyncSession, state: AppState, user: User, family_id: uuid.UUID
+) -> TokenPair:
+    settings = state.settings
+    now = utcnow()
+    refresh_token = new_token(REFRESH_PREFIX)
+    await repository.add_refresh_token(
+        session,
+        family_id,
+        token_digest(refresh_token),
+        now + timedelta(seconds=settings.refresh_token_ttl),
+    )
+    claims = {
+        "sub": str(user.id),
+        "fam": str(family_id),
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + settings.access_token_ttl,
+    }
+    access_token = ACCESS_PREFIX + jwt.encode(claims, state.signing_key, algorithm="HS256")
+    return TokenPair(
+        user=LoginUser(name=user.name, email=user.email, role=[user.role]),
+        expires_in=settings.access_token_ttl,
+        access_token=access_token,
+        refresh_token=refresh_token,
+    )
+
+
+async def authenticate(session: AsyncSession, state: AppState, bearer: str) -> Principal:
+    """The caller behind a bearer token, with scopes from the owner's current role."""
+    if bearer.startswith(ACCESS_PREFIX):
+        return await _authenticate_access(session, state, bearer[len(ACCESS_PREFIX) :])
+    if bearer.startswith(PERSONAL_PREFIX):
+        return await _authenticate_personal(session, state, bearer)
+    raise Unauthorized("The bearer token is malformed.")
+
+
+async def _authenticate_access(session: AsyncSession, state: AppState, raw: str) -> Principal:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            raw, state.signing_key, algorithms=["HS256"], options={"require": ["exp", "sub", "fam"]}
+        )
+        user_id, family_id = int(claims["sub"]), uuid.UUID(claims["fam"])
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The access token has expired; refresh it or log in again.") from exc
+    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        raise Unauthorized("The access token is invalid.") from exc
+    owner = await repository.access_token_owner(session, user_id, family_id)
+    if owner is None or owner[3] is not None:
+        raise Unauthorized("The access token has been revoked; log in again.")
+    _, organization_id, role, _ = owner
+    return Principal(
+        user_id=user_id,
+        organization_id=organization_id,
+        role=role,
+        scopes=effective_scopes(role),
+        token_kind="access",
+        family_id=family_id,
+    )
+
+
+async def _authenticate_personal(session: AsyncSession, state: AppState, raw: str) -> Principal:
+    owner = await repository.personal_token_owner(session, token_digest(raw))
+    if owner is None:
+        raise Unauthorized("The token is invalid or has been revoked.")
+    token_id, scopes, expires_at, last_used_at, user_id, organization_id, role = owner
+    now = utcnow()
+    if expires_at is not None and expires_at <= now:
+        raise Unauthorized("The token has expired.")
+    if last_used_at is None or now - last_used_at > PERSONAL_TOKEN_TOUCH_INTERVAL:
+        # Written in its own short transaction, at most once a minute per token, so
+        # read requests stay read-only and do not queue behind the write lock.
+        async with session_scope(state.sessionmaker) as write_session:
+            await repository.touch_personal_token(write_session, token_id, now)
+    return Principal(
+        user_id=user_id,
+        organization_id=organization_id,
+        role=role,
+        scopes=effective_scopes(role, frozenset(scopes)),
+        token_kind="personal",
+        token_id=token_id,
+    )
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """403 unless the caller's effective scopes include `scope`."""
+    if scope not in principal.scopes:
+        raise Forbidden(f"This needs the `{scope}` permission, which your token or role lacks.")
+
+
+async def create_personal_token(
+    session: AsyncSession, principal: Principal, body: TokenCreate
+) -> tuple[PersonalAccessToken, str]:
+    """A new long-lived token for the caller, never wider than the caller's own rights."""
+    require_scope(principal, "tokens:write")
+    wider = sorted(set(body.scopes) - principal.scopes)
+    if wider:
+        raise Unprocessable(
+            "A token cannot carry permissions you do not have.",
+            errors=[field_error("scopes", f"not yours to grant: {', '.join(wider)}")],
+        )
+    if body.expires_at is not None:
+        expires_at = body.expires_at
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        if expires_at <= utcnow():
+            raise Unprocessable(
+                "The expiry must be in the future.",
+                errors=[field_error("expires_at", "must be in the future")],
+            )
+        body = body.model_copy(update={"expires_at": expires_at})
+    raw = new_token(PERSONAL_PREFIX)
+    token = PersonalAccessToken(
+        user_id=principal.user_id,
+        name=body.name,
+        token_hash=token_digest(raw),
+        prefix=raw[:8],
+        scopes=sorted(set(body.scopes)),
+        expires_at=body.expires_at,
+    )
+    await repository.add_personal_token(session, token)
+    return token, raw
+
+
+async def list_personal_tokens(
+    session: AsyncSession, principal: Principal, *, page: str | None, per_page: str | None
+) -> Page[Token]:
+    """The caller's own tokens; any authenticated caller may list them."""
+    request = page_request(page, per_page)
+    tokens, total = await repository.list_personal_tokens(
+        session, principal.user_id, offset=request.offset, limit=request.per_page
+    )
+    return Page[Token].model_validate(
+        {
+            "data": [Token.model_validate(t) for t in tokens],
+            "meta": page_meta(request, total, len(tokens)),
+        }
+    )
+
+
+async def revoke_personal_token(session: AsyncSession, principal: Principal, token_id: int) -> None:
+    require_scope(principal, "tokens:write")
+    if not await repository.delete_personal_token(session, principal.user_id, token_id):
+        raise NotFound("No such token.")

@@ -1,0 +1,204 @@
+"""The FastAPI application: routers, error envelope, middleware, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vsense import __version__
+from vsense.accounts.routes import router as accounts_router
+from vsense.config import Settings, get_settings
+from vsense.deps import get_state
+from vsense.devices.routes import router as devices_router
+from vsense.groups.routes import router as groups_router
+from vsense.kit.errors import (
+    STATUS_ERRORS,
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+    field_error,
+)
+from vsense.kit.http import json_response
+from vsense.kit.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from vsense.kit.schemas import ErrorBody
+from vsense.state import AppState
+from vsense.users.routes import router as users_router
+
+logger = logging.getLogger("vsense")
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
+    """Build the application. Without arguments it uses the process settings."""
+    settings = settings or (state.settings if state else get_settings())
+    owns_state = state is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_state:
+            await app.state.vsense.engine.dispose()
+
+    app = FastAPI(
+        title="vsense",
+        version=__version__,
+        description="Integrator API of vsense, an open platform for fleets of vision sensors.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.vsense = state or AppState.build(settings)
+    app.state.metrics = Metrics()
+
+    api = APIRouter(prefix=API_PREFIX)
+    for router in (accounts_router, devices_router, groups_router, users_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(_operations_router())
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the database answers",
+        responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
+    )
+    async def readyz(request: Request) -> dict[str, str]:
+        state = get_state(request)
+        try:
+            async with state.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+        return {"status": "ready"}
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def metrics(request: Request) -> Response:
+        body = generate_latest(request.app.state.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _error(error: AppError) -> Response:
+    response = json_response(error.body(), error.status_code)
+    response.headers.update(error.headers)
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> Response:
+        return _error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        error_class = STATUS_ERRORS.get(exc.status_code, BadRequest)
+        if exc.status_code == 404:
+            return _error(NotFound(f"Nothing at {request.url.path}."))
+        if exc.status_code == 405:
+            return _error(error_class(f"{request.method} is not supported on {request.url.path}."))
+        return _error(error_class(exc.detail if isinstance(exc.detail, str) else None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return _error(_validation_to_app_error(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_: Request, exc: IntegrityError) -> Response:
+        logger.info("integrity error answered 409: %s", exc.orig)
+        return _error(Conflict("The change conflicts with existing data."))
+
+    @app.exception_handler(DataError)
+    async def data_error(_: Request, exc: DataError) -> Response:
+        logger.info("data error answered 400: %s", exc.orig)
+        return _error(BadRequest("A value is out of range or cannot be stored."))
+
+    async def unavailable(_: Request, exc: Exception) -> Response:
+        logger.warning("database unavailable: %s", exc)
+        return _error(ServiceUnavailable("The database is unavailable; retry shortly."))
+
+    app.add_exception_handler(OperationalError, unavailable)
+    app.add_exception_handler(InterfaceError, unavailable)
+    app.add_exception_handler(ConnectionError, unavailable)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error", exc_info=exc)
+        return _error(AppError("The server failed to complete the request."))
+
+
+def _validation_to_app_error(exc: RequestValidationError) -> AppError:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("The body is not valid JSON.")
+    if all(e.get("loc", ("",))[0] == "path" for e in errors):
+        return NotFound("No such resource.")
+    fields = [
+        field_error(".".join(str(p) for p in e.get("loc", ())[1:]) or "body", e.get("msg", ""))
+        for e in errors
+    ]
+    if all(e.get("loc", ("",))[0] in ("query", "header", "cookie") for e in errors):
+        return BadRequest("A parameter has a bad value.", errors=fields)
+    return Unprocessable("The body is invalid; see `error` for each field.", errors=fields)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI 3.1 where every operation documents the error envelope for any status."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorBody"] = ErrorBody.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    response["content"] = envelope
+            responses["default"] = {
+                "description": "Error, in the error envelope",
+                "content": envelope,
+            }
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,1 @@
+"""The `vsense` command."""

@@ -1,0 +1,189 @@
+"""`vsense`: run the server and administer it from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from vsense.config import ConfigurationError, Settings, get_settings
+from vsense.kit.errors import AppError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="vsense: an open platform for fleets of vision sensors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Organizations and users, straight in the database.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML settings file (also VSENSE_CONFIG).", exists=True, dir_okay=False),
+    ] = None,
+) -> None:
+    if config is not None:
+        os.environ["VSENSE_CONFIG"] = str(config)
+        get_settings.cache_clear()
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+        settings.signing_key()
+    except ConfigurationError as exc:
+        fail(str(exc))
+    return settings
+
+
+def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+    settings = _settings()
+    try:
+        return asyncio.run(factory(settings))
+    except AppError as exc:
+        fail(exc.message)
+        raise  # unreachable: fail() exits
+
+
+def _migrate(settings: Settings) -> None:
+    from vsense.migrate import upgrade
+
+    try:
+        upgrade(settings)
+    except Exception as exc:
+        fail(f"could not migrate the database at {_redacted(settings)}: {exc}")
+
+
+def _redacted(settings: Settings) -> str:
+    from sqlalchemy.engine.url import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (PostgreSQL only).")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Apply migrations, then serve the API."""
+    import uvicorn
+
+    from vsense.bootstrap import ensure_first_admin
+
+    settings = _settings()
+    _migrate(settings)
+    if workers > 1 and settings.is_embedded_database:
+        fail("several workers need PostgreSQL (VSENSE_DATABASE_URL); SQLite serves one process.")
+    credentials = asyncio.run(ensure_first_admin(settings))
+    if credentials:
+        typer.echo(
+            "\nFirst start: created an organization and an admin. The password is shown once:\n"
+            f"  organization: {credentials.organization}\n"
+            f"  email:        {credentials.email}\n"
+            f"  password:     {credentials.password}\n"
+        )
+    typer.echo(f"vsense API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)")
+    uvicorn.run(
+        "vsense.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest version."""
+    settings = _settings()
+    _migrate(settings)
+    typer.echo(f"database at {_redacted(settings)} is up to date")
+
+
+@admin_app.command("create-org")
+def create_org(name: Annotated[str, typer.Argument(help="Organization name.")]) -> None:
+    """Create an organization."""
+    from vsense.db import create_engine, create_sessionmaker, session_scope
+    from vsense.users import service
+
+    async def action(settings: Settings) -> Any:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await service.create_organization(session, name)
+        finally:
+            await engine.dispose()
+
+    organization = _run(action)
+    typer.echo(f"created organization {organization.name!r} (id {organization.id})")
+
+
+@admin_app.command("create-user")
+def create_user(
+    org: Annotated[str, typer.Option("--org", help="Organization name.")],
+    email: Annotated[str, typer.Option(help="Login email.")],
+    role: Annotated[str, typer.Option(help="admin, standard or owner.")],
+    password: Annotated[str | None, typer.Option(help="Password (or --password-stdin).")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create a user in an organization (the only way to create an owner)."""
+    from vsense.db import create_engine, create_sessionmaker, session_scope
+    from vsense.users import service
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        fail("give --password or --password-stdin")
+    assert password is not None
+
+    async def action(settings: Settings) -> Any:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await service.create_user_in(
+                    session,
+                    organization_name=org,
+                    email=email,
+                    password=password,
+                    role=role,
+                    name=name,
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        user = _run(action)
+    except ValueError as exc:  # the body model's own checks (email, password length)
+        fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
+        return
+    typer.echo(f"created {user.role} {user.email} (id {user.id}) in {org!r}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,169 @@
+"""Typed settings: `VSENSE_*` environment variables, optionally a TOML file.
+
+Precedence: explicit keyword arguments > environment > TOML file (`--config` or
+`VSENSE_CONFIG`) > defaults. Zero configuration runs the embedded default: a SQLite
+database in the data folder and a secret key generated there on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SECRET_PLACEHOLDER = "change-me"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The settings do not allow the server to start; the message says what to fix."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the server. Each has a `VSENSE_` environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="VSENSE_", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = Field(
+        "development",
+        description="`development` generates a secret key in the data folder when none is "
+        "given; any other value requires `VSENSE_SECRET_KEY`.",
+    )
+    data_dir: Path = Field(
+        Path(".vsense"), description="Folder of the embedded database and the local image store."
+    )
+    database_url: str | None = Field(
+        None,
+        description="`postgresql+asyncpg://...` or `sqlite+aiosqlite:///...`; "
+        "unset means a SQLite file in the data folder.",
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections kept per process.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signing key for access tokens and image links (at least 32 characters)."
+    )
+    access_token_ttl: int = Field(3600, ge=60, description="Access token lifetime, seconds.")
+    refresh_token_ttl: int = Field(
+        30 * 24 * 3600, ge=300, description="Refresh token lifetime, seconds."
+    )
+    image_link_ttl: int = Field(1800, ge=60, description="Image link lifetime, seconds.")
+    image_capture_timeout: int = Field(
+        120, ge=5, description="Seconds a device has to upload before an image request fails."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Let webhooks target private and loopback addresses."
+    )
+    webhook_source: str = Field("VIZIOSENSE", description="`source` value of keepalive webhooks.")
+    mqtt_url: str | None = Field(
+        None, description="MQTT broker of the device bridge; unset = none."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted under /api/v1, bytes."
+    )
+    count_cache_ttl: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a device-list `total` may be reused before it is counted again.",
+    )
+    login_max_failures_per_email: int = Field(
+        5, ge=1, description="Failed logins for one email within the window before 429."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address within the window before 429."
+    )
+    login_failure_window: int = Field(
+        900, ge=1, description="Window of the login throttle, seconds."
+    )
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("VSENSE_CONFIG")
+        if config_file:
+            path = Path(config_file).expanduser()
+            if not path.is_file():
+                raise ConfigurationError(f"VSENSE_CONFIG points to {path}, which is not a file.")
+            try:
+                tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'vsense.db'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def signing_key(self) -> str:
+        """The secret key, or (in development only) one generated and kept in the data folder.
+
+        Raises ConfigurationError outside development when the key is missing, is the
+        placeholder, or is too short.
+        """
+        value = self.secret_key.get_secret_value() if self.secret_key else ""
+        if value and value != DEFAULT_SECRET_PLACEHOLDER and len(value) >= MIN_SECRET_LENGTH:
+            return value
+        if self.environment != "development":
+            raise ConfigurationError(
+                "VSENSE_SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters outside development "
+                '(for example: python -c "import secrets; print(secrets.token_urlsafe(48))").'
+            )
+        if value:
+            raise ConfigurationError(
+                f"VSENSE_SECRET_KEY is too short or a placeholder; use at least "
+                f"{MIN_SECRET_LENGTH} random characters, or unset it in development."
+            )
+        return _development_key(self.data_dir)
+
+
+def _development_key(data_dir: Path) -> str:
+    key_file = data_dir / "secret_key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Fresh settings with explicit overrides (for tests and commands)."""
+    return Settings(**overrides)

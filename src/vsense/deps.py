@@ -1,0 +1,69 @@
+"""Request-scoped dependencies: the process state, the unit of work, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts import service as accounts_service
+from vsense.accounts.principal import Principal
+from vsense.db import begin_write
+from vsense.kit.errors import AppError, Unauthorized
+from vsense.state import AppState
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.vsense
+    return state
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed when the handler returns, rolled back on error.
+
+    The edge owns the transaction; services only flush. An error that records
+    something on purpose (a revoked session) asks for a commit instead.
+    """
+    async with get_state(request).sessionmaker() as session:
+        if request.method not in READ_METHODS:
+            await begin_write(session)
+        try:
+            yield session
+        except AppError as exc:
+            if exc.commit_session:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("A bearer token is required (Authorization: Bearer <token>).")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be `Bearer <token>`.")
+    if token.startswith(accounts_service.DEVICE_PREFIX):
+        raise Unauthorized("A device token opens nothing under /api/v1; use a user or API token.")
+    return token
+
+
+async def get_principal(request: Request, session: SessionDep, state: StateDep) -> Principal:
+    return await accounts_service.authenticate(session, state, bearer_token(request))
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,1 @@
+"""The integrator device API: list, read, update, onboard, remove, rotate credentials."""

@@ -1,0 +1,131 @@
+"""HTTP routes of the device API: parse, authorize, call one service function."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.devices import service
+from vsense.devices.schemas import (
+    Device,
+    DeviceCreate,
+    DeviceCredentials,
+    DeviceList,
+    DeviceOnboarded,
+    DeviceUpdate,
+)
+from vsense.kit.http import error_responses, json_response
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+@router.get(
+    "",
+    response_model=DeviceList,
+    responses=error_responses(400, 401, 403),
+    summary="List the devices the caller may see",
+)
+async def list_devices(
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+    sort: str | None = Query(
+        None,
+        description="name (default), -name, refreshed, -refreshed, geo_city, -geo_city, "
+        "geo_country, -geo_country, created, -created",
+    ),
+    group: str | None = Query(None, description="A group's name or id; `none` for no group"),
+    is_online: str | None = Query(
+        None, description="Online or Offline (also 1/0, true/false, any case)"
+    ),
+    search: str | None = Query(
+        None, description="Case-insensitive substring of name or client_identifier"
+    ),
+    page: str | None = Query(None, description="1-based page number, default 1"),
+    per_page: str | None = Query(None, description="Items per page, default 25, at most 500"),
+) -> Response:
+    return json_response(
+        await service.list_devices(
+            session,
+            principal,
+            state.count_cache,
+            sort=sort,
+            group=group,
+            is_online=is_online,
+            search=search,
+            page=page,
+            per_page=per_page,
+        )
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DeviceOnboarded,
+    responses=error_responses(401, 403, 422),
+    summary="Onboard a device; its token is shown once",
+)
+async def onboard_device(
+    body: DeviceCreate, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Response:
+    return json_response(
+        await service.onboard_device(session, principal, state.count_cache, body), 201
+    )
+
+
+@router.get(
+    "/{device_uuid}",
+    response_model=Device,
+    responses=error_responses(401, 403, 404),
+    summary="One device, not wrapped in `data`",
+)
+async def get_device(device_uuid: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    return json_response(await service.get_device(session, principal, device_uuid))
+
+
+async def _update(
+    device_uuid: str,
+    body: DeviceUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+) -> Response:
+    return json_response(
+        await service.update_device(session, principal, state.count_cache, device_uuid, body)
+    )
+
+
+_update_doc = {
+    "response_model": Device,
+    "responses": error_responses(401, 403, 404, 422),
+    "summary": "Change name, client_identifier, geo_city, geo_country, group, keepalive_interval",
+}
+router.put("/{device_uuid}", operation_id="update_device_put", **_update_doc)(_update)
+router.patch("/{device_uuid}", operation_id="update_device_patch", **_update_doc)(_update)
+
+
+@router.delete(
+    "/{device_uuid}",
+    status_code=204,
+    responses=error_responses(401, 403, 404),
+    summary="Remove a device and its credentials",
+)
+async def delete_device(
+    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Response:
+    await service.delete_device(session, principal, state.count_cache, device_uuid)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{device_uuid}/credentials",
+    status_code=201,
+    response_model=DeviceCredentials,
+    responses=error_responses(401, 403, 404),
+    summary="Rotate the device token; the old one stops working",
+)
+async def rotate_credentials(
+    device_uuid: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    return json_response(await service.rotate_credentials(session, principal, device_uuid), 201)

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, column types, time, crypto, pagination."""

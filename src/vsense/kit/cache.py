@@ -1,0 +1,47 @@
+"""A small in-process cache with a time to live and generation-based invalidation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Any
+
+
+class TTLCache:
+    """Values younger than `ttl` seconds are reused.
+
+    `invalidate(namespace)` drops every entry of a namespace at once (a generation
+    counter, so it costs nothing per entry); writers call it after they commit, so a
+    process always sees its own changes, and other processes within `ttl`.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[float, int, Any]] = {}
+        self._generations: dict[Hashable, int] = {}
+
+    def get(self, namespace: Hashable, key: Hashable) -> Any | None:
+        entry = self._entries.get((namespace, key))
+        if entry is None:
+            return None
+        stored_at, generation, value = entry
+        if generation != self._generations.get(namespace, 0) or (
+            time.monotonic() - stored_at > self.ttl
+        ):
+            return None
+        return value
+
+    def put(self, namespace: Hashable, key: Hashable, value: Any) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[(namespace, key)] = (
+            time.monotonic(),
+            self._generations.get(namespace, 0),
+            value,
+        )
+
+    def invalidate(self, namespace: Hashable) -> None:
+        self._generations[namespace] = self._generations.get(namespace, 0) + 1

@@ -1,0 +1,58 @@
+"""Page numbers and the seed's `meta` block, used by every list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vsense.kit.errors import BadRequest
+
+DEFAULT_PAGE = 1
+DEFAULT_PER_PAGE = 25
+MAX_PER_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    page: int
+    per_page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+def page_request(page: str | None, per_page: str | None) -> PageRequest:
+    """Parse `page` and `per_page` query values; bad values are 400/4000."""
+    return PageRequest(
+        page=_positive_int("page", page, DEFAULT_PAGE, None),
+        per_page=_positive_int("per_page", per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE),
+    )
+
+
+def _positive_int(name: str, raw: str | None, default: int, maximum: int | None) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1 or (maximum is not None and value > maximum):
+        bound = f"between 1 and {maximum}" if maximum else "1 or more"
+        raise BadRequest(f"`{name}` must be an integer {bound}.")
+    return value
+
+
+def page_meta(request: PageRequest, total: int, count: int) -> dict[str, Any]:
+    """The seed's `meta`: 1-based `from`/`to` (0 on an empty page), `last_page` >= 1."""
+    total_pages = max(1, -(-total // request.per_page))
+    first = request.offset + 1 if count else 0
+    return {
+        "current_page": request.page,
+        "from": first,
+        "last_page": total_pages,
+        "per_page": request.per_page,
+        "total": total,
+        "to": request.offset + count if count else 0,
+        "total_pages": total_pages,
+    }

@@ -1,0 +1,65 @@
+"""Alembic environment: runs on the async engine of the configured database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from vsense.config import load_settings
+from vsense.db import create_engine
+from vsense.models import Base
+
+target_metadata = Base.metadata
+
+# Indexes whose PostgreSQL form carries column options (NULLS FIRST) that autogenerate
+# reads back as expressions; they are created by the migrations and not compared.
+UNCOMPARED_INDEXES = frozenset({"ix_devices_org_refreshed"})
+
+
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (type_ == "index" and name in UNCOMPARED_INDEXES)
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+        include_object=_include_object,
+    )
+
+
+def _run(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    url = context.config.get_main_option("sqlalchemy.url")
+    settings = load_settings(database_url=url) if url else load_settings()
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    asyncio.run(_run_async())
+
+
+if context.is_offline_mode():
+    raise SystemExit("vsense migrations run online only (vsense db upgrade).")
+run_migrations_online()

@@ -1,0 +1,19 @@
+"""ORM models, one file per table family, all re-exported here."""
+
+from vsense.models.accounts import Group, Organization, User, user_groups
+from vsense.models.base import Base
+from vsense.models.devices import Device, DeviceCredential
+from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
+
+__all__ = [
+    "Base",
+    "Device",
+    "DeviceCredential",
+    "Group",
+    "Organization",
+    "PersonalAccessToken",
+    "RefreshToken",
+    "RefreshTokenFamily",
+    "User",
+    "user_groups",
+]

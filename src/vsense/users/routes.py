@@ -1,0 +1,53 @@
+"""HTTP routes of users (admins of the organization)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from vsense.deps import PrincipalDep, SessionDep
+from vsense.kit.http import IdPath, error_responses
+from vsense.kit.schemas import Page
+from vsense.users import service
+from vsense.users.schemas import User, UserCreate, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("", response_model=Page[User], responses=error_responses(400, 401, 403))
+async def list_users(
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: str | None = Query(None, description="1-based page number"),
+    per_page: str | None = Query(None, description="Items per page, at most 500"),
+) -> Page[User]:
+    """Users of the caller's organization."""
+    return await service.list_users(session, principal, page=page, per_page=per_page)
+
+
+@router.post(
+    "", status_code=201, response_model=User, responses=error_responses(401, 403, 409, 422)
+)
+async def create_user(body: UserCreate, session: SessionDep, principal: PrincipalDep) -> User:
+    """Add a user (admin or standard) to the caller's organization."""
+    return await service.create_user(session, principal, body)
+
+
+@router.get("/{user_id}", response_model=User, responses=error_responses(401, 403, 404))
+async def get_user(user_id: IdPath, session: SessionDep, principal: PrincipalDep) -> User:
+    """One user of the caller's organization."""
+    return await service.get_user(session, principal, user_id)
+
+
+@router.put("/{user_id}", response_model=User, responses=error_responses(401, 403, 404, 409, 422))
+async def update_user(
+    user_id: IdPath, body: UserUpdate, session: SessionDep, principal: PrincipalDep
+) -> User:
+    """Change the fields that were sent; `groups` replaces the memberships."""
+    return await service.update_user(session, principal, user_id, body)
+
+
+@router.delete("/{user_id}", status_code=204, responses=error_responses(401, 403, 404, 409))
+async def delete_user(user_id: IdPath, session: SessionDep, principal: PrincipalDep) -> Response:
+    """Remove a user; their sessions and tokens go with them."""
+    await service.delete_user(session, principal, user_id)
+    return Response(status_code=204)

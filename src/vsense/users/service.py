@@ -1,0 +1,190 @@
+"""The rules about users: admins manage their organization; nobody escapes it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts.principal import Principal
+from vsense.accounts.schemas import GroupRef, Me, OrganizationRef
+from vsense.accounts.service import require_scope
+from vsense.groups import repository as groups_repository
+from vsense.kit.crypto import hash_password
+from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
+from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.schemas import Page
+from vsense.models import Organization
+from vsense.models import User as UserRow
+from vsense.users import repository
+from vsense.users.schemas import User, UserCreate, UserUpdate
+
+
+async def describe_caller(session: AsyncSession, principal: Principal) -> Me:
+    user = await repository.get_user(session, principal.organization_id, principal.user_id)
+    organization = await repository.get_organization(session, principal.organization_id)
+    if user is None or organization is None:
+        raise Unauthorized("The token's user no longer exists.")
+    groups = (await groups_repository.groups_of_users(session, [user.id]))[user.id]
+    return Me(
+        id=user.id,
+        name=user.name,
+        email=user.email,
+        role=user.role,
+        organization=OrganizationRef(id=organization.id, name=organization.name),
+        groups=[GroupRef(id=g.id, name=g.name) for g in groups],
+        scopes=sorted(principal.scopes),
+        token_kind=principal.token_kind,
+    )
+
+
+async def _views(session: AsyncSession, users: Sequence[UserRow]) -> list[User]:
+    groups = await groups_repository.groups_of_users(session, [u.id for u in users])
+    return [
+        User(
+            id=u.id,
+            email=u.email,
+            name=u.name,
+            role=u.role,
+            groups=[GroupRef(id=g.id, name=g.name) for g in groups[u.id]],
+            created=u.created,
+            updated=u.updated,
+        )
+        for u in users
+    ]
+
+
+async def list_users(
+    session: AsyncSession, principal: Principal, *, page: str | None, per_page: str | None
+) -> Page[User]:
+    require_scope(principal, "users:read")
+    request = page_request(page, per_page)
+    users, total = await repository.list_users(
+        session, principal.organization_id, offset=request.offset, limit=request.per_page
+    )
+    return Page[User].model_validate(
+        {"data": await _views(session, users), "meta": page_meta(request, total, len(users))}
+    )
+
+
+async def get_user(session: AsyncSession, principal: Principal, user_id: int) -> User:
+    require_scope(principal, "users:read")
+    user = await repository.get_user(session, principal.organization_id, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return (await _views(session, [user]))[0]
+
+
+async def _group_ids(
+    session: AsyncSession, organization_id: int, references: Sequence[int | str]
+) -> list[int]:
+    found = await groups_repository.find_groups(session, organization_id, references)
+    missing = [str(r) for r in references if r not in found]
+    if missing:
+        raise Unprocessable(
+            "Some groups do not exist.",
+            errors=[field_error("groups", f"no such group: {', '.join(missing)}")],
+        )
+    return [found[r].id for r in references]
+
+
+async def create_user(session: AsyncSession, principal: Principal, body: UserCreate) -> User:
+    require_scope(principal, "users:write")
+    if await repository.email_taken(session, body.email):
+        raise Conflict("A user with this email already exists.")
+    group_ids = await _group_ids(session, principal.organization_id, body.groups)
+    user = UserRow(
+        organization_id=principal.organization_id,
+        email=body.email,
+        name=body.name,
+        password_hash=hash_password(body.password),
+        role=body.role,
+    )
+    await repository.add(session, user)
+    await groups_repository.set_user_groups(session, user.id, group_ids)
+    return (await _views(session, [user]))[0]
+
+
+async def update_user(
+    session: AsyncSession, principal: Principal, user_id: int, body: UserUpdate
+) -> User:
+    require_scope(principal, "users:write")
+    user = await repository.get_user(session, principal.organization_id, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    sent = body.model_fields_set
+    if body.email is not None and body.email.lower() != user.email.lower():
+        if await repository.email_taken(session, body.email, except_id=user.id):
+            raise Conflict("A user with this email already exists.")
+        user.email = body.email
+    if "name" in sent:
+        user.name = body.name or ""
+    if body.password is not None:
+        user.password_hash = hash_password(body.password)
+    if body.role is not None and body.role != user.role:
+        if user.role == "owner":
+            raise Conflict("The platform owner's role is changed from the command line only.")
+        if (
+            body.role == "standard"
+            and await repository.count_admins(session, principal.organization_id) <= 1
+        ):
+            raise Conflict("An organization keeps at least one admin.")
+        user.role = body.role
+    if body.groups is not None:
+        group_ids = await _group_ids(session, principal.organization_id, body.groups)
+        await groups_repository.set_user_groups(session, user.id, group_ids)
+    await session.flush()
+    return (await _views(session, [user]))[0]
+
+
+async def delete_user(session: AsyncSession, principal: Principal, user_id: int) -> None:
+    require_scope(principal, "users:write")
+    user = await repository.get_user(session, principal.organization_id, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    if user.id == principal.user_id:
+        raise Conflict("You cannot delete yourself.")
+    if user.role == "owner":
+        raise Conflict("The platform owner is removed from the command line only.")
+    await repository.delete_user(session, user)
+
+
+async def create_organization(session: AsyncSession, name: str) -> Organization:
+    """A new organization (command line: `vsense admin create-org`)."""
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise Unprocessable("An organization name has 1 to 120 characters.")
+    if await repository.get_organization_by_name(session, name):
+        raise Conflict(f"An organization named {name!r} already exists.")
+    organization = Organization(name=name)
+    await repository.add(session, organization)
+    return organization
+
+
+async def create_user_in(
+    session: AsyncSession,
+    *,
+    organization_name: str,
+    email: str,
+    password: str,
+    role: str,
+    name: str = "",
+) -> UserRow:
+    """A user of a named organization, any role, owner included (command line only)."""
+    organization = await repository.get_organization_by_name(session, organization_name)
+    if organization is None:
+        raise NotFound(f"No organization named {organization_name!r}.")
+    if role not in ("admin", "standard", "owner"):
+        raise Unprocessable("The role must be admin, standard or owner.")
+    checked = UserCreate(email=email, password=password, name=name)
+    if await repository.email_taken(session, checked.email):
+        raise Conflict("A user with this email already exists.")
+    user = UserRow(
+        organization_id=organization.id,
+        email=checked.email,
+        name=checked.name,
+        password_hash=hash_password(checked.password),
+        role=role,
+    )
+    await repository.add(session, user)
+    return user
