@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts import service as accounts_service
@@ -62,8 +62,13 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-async def get_principal(request: Request, session: SessionDep, state: StateDep) -> Principal:
-    return await accounts_service.authenticate(session, state, bearer_token(request))
+async def get_principal(
+    request: Request, session: SessionDep, state: StateDep, background: BackgroundTasks
+) -> Principal:
+    principal = await accounts_service.authenticate(session, state, bearer_token(request))
+    if principal.last_use_due and principal.token_id is not None:
+        background.add_task(accounts_service.record_personal_token_use, state, principal.token_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

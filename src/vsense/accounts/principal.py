@@ -18,6 +18,8 @@ class Principal:
     token_kind: Literal["access", "personal"]
     token_id: int | None = None
     family_id: uuid.UUID | None = None
+    # True when a personal token's `last_used_at` is older than the recording interval.
+    last_use_due: bool = False
 
     @property
     def sees_whole_organization(self) -> bool:

@@ -166,11 +166,6 @@ async def _authenticate_personal(session: AsyncSession, state: AppState, raw: st
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise Unauthorized("The token has expired.")
-    if last_used_at is None or now - last_used_at > PERSONAL_TOKEN_TOUCH_INTERVAL:
-        # Written in its own short transaction, at most once a minute per token, so
-        # read requests stay read-only and do not queue behind the write lock.
-        async with session_scope(state.sessionmaker) as write_session:
-            await repository.touch_personal_token(write_session, token_id, now)
     return Principal(
         user_id=user_id,
         organization_id=organization_id,
@@ -178,7 +173,18 @@ async def _authenticate_personal(session: AsyncSession, state: AppState, raw: st
         scopes=effective_scopes(role, frozenset(scopes)),
         token_kind="personal",
         token_id=token_id,
+        last_use_due=last_used_at is None or now - last_used_at > PERSONAL_TOKEN_TOUCH_INTERVAL,
     )
+
+
+async def record_personal_token_use(state: AppState, token_id: int) -> None:
+    """Note when a personal token was last used, in a transaction of its own.
+
+    Called after the response (at most once a minute per token), so that read
+    requests stay read-only and no request waits on this write.
+    """
+    async with session_scope(state.sessionmaker) as session:
+        await repository.touch_personal_token(session, token_id, utcnow())
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -1,0 +1,869 @@
+"""Benchmark of `GET /api/v1/devices` on the real server, next to a bare-uvicorn ceiling.
+
+For each backend (SQLite, PostgreSQL) it migrates a fresh database, seeds one
+organization with 100,000 devices in 20 groups and a personal access token, starts
+`vsense serve` as a subprocess and loads it with 32 keep-alive clients (aiohttp). The
+ceiling is a bare ASGI app (`ceiling_app` below) answering a fixed 25-device page, served
+by uvicorn with the same options, measured in the same run; `ratio` is req/s of a
+scenario divided by req/s of the ceiling with the same number of workers.
+
+Run from the repository root:
+
+    .venv/bin/python bench/api_devices.py --duration 10 --markdown docs/benchmarks.md
+
+All traffic goes to 127.0.0.1. The PostgreSQL database (`vsense_bench` by default) is
+dropped and recreated at the start and left in place afterwards for EXPLAIN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+BACKENDS = ("sqlite", "postgresql")
+BACKEND_LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+GROUP_COUNT = 20
+FILTER_GROUP = "site-07"
+TARGET_RPS = 1500.0
+TARGET_P99_MS = 50.0
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+REQUEST_TIMEOUT = 30.0
+SEED_CHUNK = 5000
+
+NAME_PREFIXES = ("Gate", "Dock", "Lobby", "Parking", "Entrance", "Yard", "Hall", "Lane")
+PLACES = (
+    ("Amsterdam", "NL"),
+    ("Antwerp", "BE"),
+    ("Berlin", "DE"),
+    ("Lyon", "FR"),
+    ("Madrid", "ES"),
+    ("Milan", "IT"),
+    ("Porto", "PT"),
+    ("Vienna", "AT"),
+    ("Warsaw", "PL"),
+    ("Zurich", "CH"),
+)
+APP_TYPES = ("VPM", "VYD", "VCZ", "VCB", "VCW")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    path: str
+
+
+SCENARIOS = (
+    Scenario("a", "first page", "/api/v1/devices"),
+    Scenario("b", "group + online", f"/api/v1/devices?group={FILTER_GROUP}&is_online=Online"),
+    Scenario("c", "sort=-refreshed", "/api/v1/devices?sort=-refreshed"),
+    Scenario("d", "page 3000", "/api/v1/devices?page=3000&per_page=25"),
+)
+
+
+# --------------------------------------------------------------------------- ceiling
+
+
+def _sample_page(count: int = 25) -> bytes:
+    """A page shaped like the real answer of `GET /api/v1/devices` (25 devices)."""
+    rng = random.Random(7)
+    data = []
+    for n in range(count):
+        city, country = PLACES[n % len(PLACES)]
+        data.append(
+            {
+                "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "name": f"{NAME_PREFIXES[n % len(NAME_PREFIXES)]} {rng.randrange(100_000):05d}",
+                "client_identifier": f"VS-{rng.randrange(1_000_000):06d}",
+                "refreshed": "2025-01-02T03:04:05Z",
+                "is_online": n % 2,
+                "geo_city": city,
+                "geo_country": country,
+                "group": f"site-{1 + n % GROUP_COUNT:02d}",
+                "group_id": 1 + n % GROUP_COUNT,
+                "app_type": APP_TYPES[n % len(APP_TYPES)],
+                "keepalive_interval": None,
+                "created": "2024-06-07T08:09:10Z",
+                "last_seen": "2025-01-02T03:04:05Z",
+                "status_reason": None if n % 2 else "keepalive_missed",
+            }
+        )
+    meta = {
+        "current_page": 1,
+        "from": 1,
+        "last_page": 4000,
+        "per_page": count,
+        "total": 100_000,
+        "to": count,
+        "total_pages": 4000,
+    }
+    return orjson.dumps({"data": data, "meta": meta})
+
+
+CEILING_BODY = _sample_page()
+CEILING_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(CEILING_BODY)).encode()),
+]
+
+AsgiMessage = dict[str, Any]
+
+
+async def ceiling_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[AsgiMessage]],
+    send: Callable[[AsgiMessage], Awaitable[None]],
+) -> None:
+    """The fastest answer uvicorn can give: a fixed JSON body, no framework, no database."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": CEILING_HEADERS})
+    await send({"type": "http.response.body", "body": CEILING_BODY})
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Measurement:
+    server: str
+    workers: int
+    scenario: str
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
+    response_bytes: int = 0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return math.nan
+        ordered = sorted(self.latencies_ms)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def record_error(self, message: str) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = message
+
+
+@dataclass
+class BackendReport:
+    backend: str
+    version: str
+    seed_seconds: float
+    rows: list[Measurement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- load
+
+
+async def load(
+    url: str,
+    headers: dict[str, str],
+    *,
+    clients: int,
+    warmup: float,
+    duration: float,
+    measurement: Measurement,
+) -> None:
+    """`clients` loops on one keep-alive session; completions inside the window count."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
+        measure_from = time.perf_counter() + warmup
+        measure_until = measure_from + duration
+
+        async def client() -> None:
+            while (started := time.perf_counter()) < measure_until:
+                error: str | None = None
+                size = 0
+                try:
+                    async with session.get(url) as response:
+                        body = await response.read()
+                        size = len(body)
+                        if response.status != 200:
+                            error = f"HTTP {response.status}: {body[:200]!r}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                finished = time.perf_counter()
+                if error is not None:
+                    measurement.record_error(error)  # warm-up errors count too
+                elif measure_from <= finished <= measure_until:
+                    measurement.latencies_ms.append((finished - started) * 1000)
+                    measurement.response_bytes = size
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+
+
+async def preflight(url: str, headers: dict[str, str]) -> str:
+    """One request, checked: 200 with a non-empty `data` list. Returns a short summary."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers=headers) as session, session.get(url) as response:
+        body = await response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{url} answered {response.status}: {body[:300]!r}")
+    document = orjson.loads(body)
+    rows = len(document.get("data", []))
+    if rows == 0:
+        raise RuntimeError(f"{url} answered an empty page: {body[:300]!r}")
+    return f"{rows} rows of total {document['meta']['total']}, {len(body)} bytes"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def vsense_executable() -> str:
+    beside = Path(sys.executable).parent / "vsense"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("vsense")
+    if found is None:
+        raise SystemExit("the `vsense` command is not installed (pip install -e '.[dev]')")
+    return found
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    return path.open("ab")
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    if not path.is_file():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def log_problems(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    markers = ("Traceback", "ERROR", "CRITICAL", "Exception")
+    return [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if any(marker in line for marker in markers)
+    ]
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM (uvicorn stops its workers), then SIGKILL to the process group we started."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    # Workers left behind by a killed supervisor share its process group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def run_command(command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    log = _open_log(log_path)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        code = await process.wait()
+    finally:
+        log.close()
+    if code != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed ({code}):\n{log_tail(log_path)}")
+
+
+@contextlib.asynccontextmanager
+async def served(
+    command: Sequence[str], env: dict[str, str], port: int, log_path: Path
+) -> AsyncIterator[str]:
+    """Run a server subprocess until the block ends; yields its base URL once /healthz is 200."""
+    import aiohttp
+
+    base_url = f"http://{HOST}:{port}"
+    log = _open_log(log_path)
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(
+                        f"server exited ({process.returncode}):\n{log_tail(log_path)}"
+                    )
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(
+                        f"{base_url}/healthz", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as response:
+                        if response.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not healthy in {START_TIMEOUT:.0f} s")
+                await asyncio.sleep(0.2)
+        yield base_url
+    finally:
+        await stop_process(process)
+        log.close()
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VSENSE_")}
+    env.update(extra)
+    return env
+
+
+def server_env(data_dir: Path, database_url: str | None, extra: dict[str, str]) -> dict[str, str]:
+    settings = {"VSENSE_DATA_DIR": str(data_dir), "VSENSE_ENVIRONMENT": "development"}
+    if database_url:
+        settings["VSENSE_DATABASE_URL"] = database_url
+    return base_env({**settings, **extra})
+
+
+# --------------------------------------------------------------------------- database
+
+
+async def recreate_postgres_database(url: str) -> str:
+    """Drop and create the bench database; returns the server version."""
+    import asyncpg
+    from sqlalchemy.engine.url import make_url
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database="postgres",
+    )
+    try:
+        name = parsed.database
+        if not name or not name.replace("_", "").isalnum():
+            raise SystemExit(f"unsafe database name {name!r}")
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        return str(await connection.fetchval("SHOW server_version"))
+    finally:
+        await connection.close()
+
+
+def device_rows(
+    rng: random.Random, organization_id: int, group_ids: Sequence[int], count: int
+) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = []
+    for n in range(count):
+        city, country = rng.choice(PLACES)
+        online = rng.random() < 0.5
+        refreshed = (
+            None if rng.random() < 0.05 else now - timedelta(seconds=rng.randrange(5 * 86400))
+        )
+        rows.append(
+            {
+                "uuid": uuid.UUID(int=rng.getrandbits(128), version=4),
+                "organization_id": organization_id,
+                "group_id": None if rng.random() < 1 / GROUP_COUNT else rng.choice(group_ids),
+                "name": f"{rng.choice(NAME_PREFIXES)} {rng.randrange(100_000):05d}",
+                "client_identifier": f"VS-{n:06d}",
+                "geo_city": city,
+                "geo_country": country,
+                "app_type": rng.choice(APP_TYPES),
+                "keepalive_interval": None,
+                "is_online": online,
+                "refreshed": refreshed,
+                "last_seen": refreshed,
+                "status_reason": None if online else "keepalive_missed",
+                "created": now - timedelta(seconds=rng.randrange(365 * 86400)),
+                "updated": now,
+            }
+        )
+    return rows
+
+
+async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
+    """One organization, an admin, 20 groups, `devices` devices; returns a `vst_` token."""
+    from sqlalchemy import insert, select
+
+    from vsense.accounts.scopes import ALL_SCOPES
+    from vsense.accounts.service import PERSONAL_PREFIX
+    from vsense.config import load_settings
+    from vsense.db import create_engine
+    from vsense.kit.crypto import hash_password, new_token, token_digest
+    from vsense.models import Device, Group, Organization, PersonalAccessToken, User
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    engine = create_engine(settings)
+    rng = random.Random(20_000)
+    token = new_token(PERSONAL_PREFIX)
+    try:
+        async with engine.begin() as connection:
+            organization_id = (
+                await connection.execute(
+                    insert(Organization).values(name="Bench").returning(Organization.id)
+                )
+            ).scalar_one()
+            user_id = (
+                await connection.execute(
+                    insert(User)
+                    .values(
+                        organization_id=organization_id,
+                        email="admin@bench.example",
+                        name="Bench admin",
+                        password_hash=hash_password(secrets_password()),
+                        role="admin",
+                    )
+                    .returning(User.id)
+                )
+            ).scalar_one()
+            await connection.execute(
+                insert(Group),
+                [
+                    {"organization_id": organization_id, "name": f"site-{n:02d}"}
+                    for n in range(1, GROUP_COUNT + 1)
+                ],
+            )
+            group_ids = list(
+                (
+                    await connection.scalars(
+                        select(Group.id).where(Group.organization_id == organization_id)
+                    )
+                ).all()
+            )
+            rows = device_rows(rng, organization_id, group_ids, devices)
+            for start in range(0, len(rows), SEED_CHUNK):
+                await connection.execute(insert(Device), rows[start : start + SEED_CHUNK])
+            await connection.execute(
+                insert(PersonalAccessToken).values(
+                    user_id=user_id,
+                    name="bench",
+                    token_hash=token_digest(token),
+                    prefix=token[:8],
+                    scopes=list(ALL_SCOPES),
+                )
+            )
+        if engine.dialect.name == "postgresql":
+            # What autovacuum does soon after a bulk load: statistics and visibility map.
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.exec_driver_sql("VACUUM ANALYZE")
+    finally:
+        await engine.dispose()
+    return token
+
+
+def secrets_password() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(16)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Options:
+    backends: list[str]
+    duration: float
+    warmup: float
+    clients: int
+    devices: int
+    postgres_url: str
+    postgres_database: str
+    postgres_workers: list[int]
+    server_env: dict[str, str]
+    markdown: Path | None
+
+
+async def measure(
+    base_url: str,
+    headers: dict[str, str],
+    options: Options,
+    *,
+    server: str,
+    workers: int,
+    scenario: str,
+    path: str,
+) -> Measurement:
+    measurement = Measurement(server, workers, scenario, options.duration)
+    await load(
+        base_url + path,
+        headers,
+        clients=options.clients,
+        warmup=options.warmup,
+        duration=options.duration,
+        measurement=measurement,
+    )
+    return measurement
+
+
+async def run_ceiling(
+    options: Options, headers: dict[str, str], workers: int, work_dir: Path
+) -> Measurement:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.api_devices:ceiling_app",
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    log_path = work_dir / f"ceiling-{workers}w.log"
+    async with served(command, base_env({}), port, log_path) as base_url:
+        print(f"  ceiling x{workers}: {len(CEILING_BODY)} bytes fixed body", flush=True)
+        result = await measure(
+            base_url,
+            headers,
+            options,
+            server="ceiling",
+            workers=workers,
+            scenario=f"fixed JSON page ({len(CEILING_BODY) / 1024:.1f} KB)",
+            path=SCENARIOS[0].path,
+        )
+    print(f"    {result.rps:,.0f} req/s, p99 {result.percentile(0.99):.1f} ms", flush=True)
+    return result
+
+
+async def run_backend(
+    backend: str, options: Options, work_dir: Path, ceilings: dict[int, Measurement]
+) -> BackendReport:
+    data_dir = work_dir / backend
+    data_dir.mkdir()
+    database_url: str | None = None
+    version = f"SQLite {sqlite3.sqlite_version}"
+    workers_list = [1]
+    if backend == "postgresql":
+        database_url = f"{options.postgres_url.rstrip('/')}/{options.postgres_database}"
+        version = "PostgreSQL " + await recreate_postgres_database(database_url)
+        workers_list = options.postgres_workers
+    env = server_env(data_dir, database_url, options.server_env)
+    print(
+        f"\n{BACKEND_LABELS[backend]}: migrating and seeding {options.devices:,} devices",
+        flush=True,
+    )
+    started = time.perf_counter()
+    await run_command([vsense_executable(), "db", "upgrade"], env, work_dir / f"{backend}-db.log")
+    token = await seed(data_dir, database_url, options.devices)
+    report = BackendReport(backend, version, time.perf_counter() - started)
+    print(f"  ready in {report.seed_seconds:.1f} s", flush=True)
+    headers = {"Authorization": f"Bearer {token}"}
+    for workers in workers_list:
+        port = free_port()
+        command = [
+            vsense_executable(), "serve", "--host", HOST, "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning",
+        ]  # fmt: skip
+        log_path = work_dir / f"{backend}-{workers}w.log"
+        async with served(command, env, port, log_path) as base_url:
+            report.rows.append(ceilings[workers])
+            for scenario in SCENARIOS:
+                label = f"{scenario.key} {scenario.title}"
+                try:
+                    summary = await preflight(base_url + scenario.path, headers)
+                except Exception as exc:
+                    failed = Measurement("vsense", workers, label, options.duration)
+                    failed.record_error(f"preflight: {exc}")
+                    report.rows.append(failed)
+                    print(f"  vsense x{workers} {label}: PREFLIGHT FAILED {exc}", flush=True)
+                    continue
+                print(f"  vsense x{workers} {label}: {summary}", flush=True)
+                result = await measure(
+                    base_url,
+                    headers,
+                    options,
+                    server="vsense",
+                    workers=workers,
+                    scenario=label,
+                    path=scenario.path,
+                )
+                report.rows.append(result)
+                print(
+                    f"    {result.rps:,.0f} req/s, p99 {result.percentile(0.99):.1f} ms, "
+                    f"{result.errors} errors",
+                    flush=True,
+                )
+        problems = log_problems(log_path)
+        if problems:
+            report.notes.append(
+                f"server log ({workers} worker(s)) has {len(problems)} error lines, "
+                f"first: {problems[0][:200]}"
+            )
+    return report
+
+
+# --------------------------------------------------------------------------- output
+
+COLUMNS = ("server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "resp KB", "ratio")
+
+
+def table_rows(report: BackendReport, ceilings: dict[int, Measurement]) -> list[list[str]]:
+    rows = []
+    for m in report.rows:
+        ceiling = ceilings.get(m.workers)
+        ratio = m.rps / ceiling.rps if ceiling and ceiling.rps else math.nan
+        rows.append(
+            [
+                f"{m.server} x{m.workers}",
+                m.scenario,
+                f"{m.rps:,.0f}",
+                f"{m.percentile(0.50):.1f}",
+                f"{m.percentile(0.99):.1f}",
+                str(m.errors),
+                f"{m.response_bytes / 1024:.1f}",
+                f"{ratio:.2f}",
+            ]
+        )
+    return rows
+
+
+def target_lines(report: BackendReport) -> list[str]:
+    if report.backend != "postgresql":
+        return []
+    lines = []
+    for m in report.rows:
+        if m.server == "vsense" and m.scenario.startswith("b "):
+            p99 = m.percentile(0.99)
+            met = m.rps >= TARGET_RPS and p99 <= TARGET_P99_MS and m.errors == 0
+            lines.append(
+                f"Target (b, PostgreSQL): >= {TARGET_RPS:,.0f} req/s and p99 <= "
+                f"{TARGET_P99_MS:.0f} ms; {m.workers} worker(s): {m.rps:,.0f} req/s, "
+                f"p99 {p99:.1f} ms -> {'MET' if met else 'MISSED'}"
+            )
+    return lines
+
+
+def error_lines(report: BackendReport) -> list[str]:
+    return [
+        f"ERRORS {m.server} x{m.workers} {m.scenario}: {m.errors}, first: {m.first_error}"
+        for m in report.rows
+        if m.errors
+    ]
+
+
+def heading(report: BackendReport, options: Options) -> str:
+    return (
+        f"{report.version}: {options.devices:,} devices, {options.clients} clients, "
+        f"{options.duration:g} s per scenario after {options.warmup:g} s warm-up "
+        f"(seeded in {report.seed_seconds:.0f} s)"
+    )
+
+
+def print_report(report: BackendReport, ceilings: dict[int, Measurement], options: Options) -> None:
+    rows = [list(COLUMNS), *table_rows(report, ceilings)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    print(f"\n== {heading(report, options)}")
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if column < 2 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    for line in [*target_lines(report), *error_lines(report), *report.notes]:
+        print(line)
+
+
+def command_line() -> str:
+    executable = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        executable = executable.relative_to(Path.cwd())
+    if executable.is_absolute():
+        executable = Path("python")
+    return shlex.join([str(executable), *sys.argv])
+
+
+def machine_facts() -> str:
+    import uvicorn
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"{cpus} CPUs (nproc), {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__}; "
+        "server and load generator share the machine"
+    )
+
+
+def write_markdown(
+    path: Path, reports: Sequence[BackendReport], ceilings: dict[int, Measurement], options: Options
+) -> None:
+    out: list[str] = []
+    if not path.exists() or not path.read_text().strip():
+        out += [
+            "# Benchmarks",
+            "",
+            "Measured with `bench/api_devices.py`: the real server (`vsense serve`) on a seeded "
+            "database, loaded by 32 keep-alive clients on the same machine, next to a bare "
+            "uvicorn app with a fixed body (the ceiling, measured in the same run).",
+            "",
+        ]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out += [
+        f"## GET /api/v1/devices, {stamp}",
+        "",
+        f"- Command: `{command_line()}`",
+        f"- Machine: {machine_facts()}",
+        f"- Load: {options.clients} clients (aiohttp, keep-alive), {options.duration:g} s per "
+        f"scenario after {options.warmup:g} s warm-up; ratio = req/s / ceiling req/s with the "
+        "same number of workers",
+        "",
+    ]
+    for report in reports:
+        out += [f"### {heading(report, options)}", ""]
+        out.append("| " + " | ".join(COLUMNS) + " |")
+        out.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in table_rows(report, ceilings)]
+        extra = [*target_lines(report), *error_lines(report), *report.notes]
+        if extra:
+            out += ["", *(f"- {line}" for line in extra)]
+        out.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        if path.stat().st_size and not out[0].startswith("#"):
+            handle.write("\n")
+        handle.write("\n".join(out))
+
+
+async def run(options: Options) -> list[BackendReport]:
+    work_dir = Path(tempfile.mkdtemp(prefix="vsense-bench-"))
+    try:
+        ceiling_workers = sorted(
+            {1, *(options.postgres_workers if "postgresql" in options.backends else [])}
+        )
+        print(f"Ceiling (bare ASGI app on uvicorn), {options.clients} clients", flush=True)
+        ceilings = {
+            workers: await run_ceiling(options, {"Authorization": "Bearer x"}, workers, work_dir)
+            for workers in ceiling_workers
+        }
+        reports = []
+        for backend in options.backends:
+            reports.append(await run_backend(backend, options, work_dir, ceilings))
+        for report in reports:
+            print_report(report, ceilings, options)
+        if options.markdown:
+            write_markdown(options.markdown, reports, ceilings, options)
+            print(f"\nappended to {options.markdown}")
+        if "postgresql" in options.backends:
+            print(f"(database {options.postgres_database} left in place for EXPLAIN)")
+        return reports
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--devices", type=int, default=100_000, help="devices to seed")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
+    parser.add_argument("--postgres-database", default="vsense_bench")
+    parser.add_argument("--postgres-workers", default="1,2", help="worker counts to run")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the server, e.g. VSENSE_COUNT_CACHE_TTL=60 (repeatable)",
+    )
+    parser.add_argument("--markdown", type=Path, help="append the results to this file")
+    args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown or not backends:
+        parser.error(f"--backends takes {', '.join(BACKENDS)}; got {args.backends!r}")
+    from sqlalchemy.engine.url import make_url
+
+    if make_url(args.postgres_url).host not in LOOPBACK_HOSTS:
+        parser.error("--postgres-url must point to 127.0.0.1")
+    env = dict(item.split("=", 1) for item in args.server_env if "=" in item)
+    return Options(
+        backends=backends,
+        duration=args.duration,
+        warmup=args.warmup,
+        clients=args.clients,
+        devices=args.devices,
+        postgres_url=args.postgres_url,
+        postgres_database=args.postgres_database,
+        postgres_workers=[int(w) for w in args.postgres_workers.split(",")],
+        server_env=env,
+        markdown=args.markdown,
+    )
+
+
+def event_loop_runner(main: Coroutine[Any, Any, list[BackendReport]]) -> list[BackendReport]:
+    """Run on uvloop when it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    reports = event_loop_runner(run(options))
+    return 1 if any(m.errors for r in reports for m in r.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Fixtures: a real database per backend (built by the real migrations), the app, clients.
+
+Every test that takes `client` or `state` runs on SQLite, and also on PostgreSQL when
+VSENSE_TEST_DATABASE_URL is set. Tests isolate themselves by working in an
+organization of their own (organizations are the platform's isolation unit).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.factories import Api
+from vsense.app import create_app
+from vsense.config import Settings, load_settings
+from vsense.db import create_engine, create_sessionmaker
+from vsense.kit.cache import TTLCache
+from vsense.kit.throttle import FailureThrottle
+from vsense.migrate import upgrade_async
+from vsense.state import AppState
+
+POSTGRES_URL = os.environ.get("VSENSE_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(make_url(url))
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    """Settings of a freshly migrated database of one backend, shared by the session."""
+    data_dir: Path = tmp_path_factory.mktemp(f"data-{request.param}")
+    overrides: dict[str, object] = {
+        "data_dir": data_dir,
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+    }
+    if request.param == "postgresql":
+        assert POSTGRES_URL
+        await _reset_postgres(POSTGRES_URL)
+        overrides["database_url"] = POSTGRES_URL
+    settings = load_settings(**overrides)
+    await upgrade_async(settings)
+    yield settings
+
+
+@pytest.fixture(scope="session")
+async def shared_engine(database_settings: Settings):  # type: ignore[no-untyped-def]
+    engine = create_engine(database_settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def backend(database_settings: Settings) -> str:
+    return "sqlite" if database_settings.is_embedded_database else "postgresql"
+
+
+@pytest.fixture
+async def state(database_settings: Settings, shared_engine) -> AppState:  # type: ignore[no-untyped-def]
+    """Fresh per-process state (throttle, caches) over the session's database."""
+    return AppState(
+        settings=database_settings,
+        engine=shared_engine,
+        sessionmaker=create_sessionmaker(shared_engine),
+        signing_key=database_settings.signing_key(),
+        login_throttle=FailureThrottle(window=database_settings.login_failure_window),
+        count_cache=TTLCache(ttl=database_settings.count_cache_ttl),
+    )
+
+
+@pytest.fixture
+def app(state: AppState) -> FastAPI:
+    return create_app(state=state)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, state: AppState) -> Api:
+    return Api(client, state)

@@ -1,0 +1,118 @@
+"""Small factories that build test data through the real services and the real API."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from vsense.db import session_scope
+from vsense.state import AppState
+from vsense.users import service as users_service
+
+PASSWORD = "correct horse battery"
+_sequence = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Caller:
+    """A logged-in user of a test organization."""
+
+    client: httpx.AsyncClient
+    email: str
+    token: str
+    refresh_token: str
+    organization: str
+    user_id: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.get(url, headers=self.headers, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.post(url, headers=self.headers, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.put(url, headers=self.headers, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.patch(url, headers=self.headers, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.delete(url, headers=self.headers, **kwargs)
+
+    async def device(self, **fields: Any) -> dict[str, Any]:
+        """Onboard a device through the API; returns the 201 body."""
+        body = {"name": unique("Device"), **fields}
+        response = await self.post("/api/v1/devices", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def group(self, name: str | None = None, **fields: Any) -> dict[str, Any]:
+        response = await self.post(
+            "/api/v1/groups", json={"name": name or unique("group"), **fields}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def user(self, *, role: str = "standard", groups: list[Any] | None = None) -> Caller:
+        """Create a user in this organization through the API and log them in."""
+        email = f"{unique('user')}@example.com"
+        response = await self.post(
+            "/api/v1/users",
+            json={"email": email, "password": PASSWORD, "role": role, "groups": groups or []},
+        )
+        assert response.status_code == 201, response.text
+        caller = await login(self.client, email, PASSWORD, self.organization)
+        caller.user_id = response.json()["id"]
+        return caller
+
+    async def personal_token(self, scopes: list[str], **fields: Any) -> str:
+        response = await self.post(
+            "/api/v1/tokens", json={"name": unique("token"), "scopes": scopes, **fields}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["token"]  # type: ignore[no-any-return]
+
+
+async def login(
+    client: httpx.AsyncClient, email: str, password: str, organization: str
+) -> Caller:
+    response = await client.post("/api/v1/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    return Caller(client, email, data["access_token"], data["refresh_token"], organization)
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    state: AppState
+
+    async def organization(self, *, role: str = "admin") -> Caller:
+        """A new organization with one user of `role`, logged in."""
+        name = unique("org")
+        email = f"{unique('admin')}@example.com"
+        async with session_scope(self.state.sessionmaker) as session:
+            await users_service.create_organization(session, name)
+            user = await users_service.create_user_in(
+                session, organization_name=name, email=email, password=PASSWORD, role=role,
+                name="Ada",
+            )
+            user_id = user.id
+        caller = await login(self.client, email, PASSWORD, name)
+        caller.user_id = user_id
+        return caller
+
+    def as_token(self, token: str) -> Caller:
+        return Caller(self.client, "", token, "", "")
