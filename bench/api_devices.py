@@ -80,12 +80,16 @@ class Scenario:
     path: str
 
 
-SCENARIOS = (
-    Scenario("a", "first page", "/api/v1/devices"),
-    Scenario("b", "group + online", f"/api/v1/devices?group={FILTER_GROUP}&is_online=Online"),
-    Scenario("c", "sort=-refreshed", "/api/v1/devices?sort=-refreshed"),
-    Scenario("d", "page 3000", "/api/v1/devices?page=3000&per_page=25"),
-)
+def scenarios(devices: int) -> tuple[Scenario, ...]:
+    """(a) first page, (b) filtered first page, (c) newest first, (d) a deep page (3000 of
+    4000 at 100,000 devices; three quarters of the way down for smaller seeds)."""
+    deep = min(3000, max(1, devices * 3 // 4 // 25))
+    return (
+        Scenario("a", "first page", "/api/v1/devices"),
+        Scenario("b", "group + online", f"/api/v1/devices?group={FILTER_GROUP}&is_online=Online"),
+        Scenario("c", "sort=-refreshed", "/api/v1/devices?sort=-refreshed"),
+        Scenario("d", f"page {deep}", f"/api/v1/devices?page={deep}&per_page=25"),
+    )
 
 
 # --------------------------------------------------------------------------- ceiling
@@ -572,7 +576,7 @@ async def run_ceiling(
             server="ceiling",
             workers=workers,
             scenario=f"fixed JSON page ({len(CEILING_BODY) / 1024:.1f} KB)",
-            path=SCENARIOS[0].path,
+            path="/api/v1/devices",
         )
     print(f"    {result.rps:,.0f} req/s, p99 {result.percentile(0.99):.1f} ms", flush=True)
     return result
@@ -610,7 +614,7 @@ async def run_backend(
         log_path = work_dir / f"{backend}-{workers}w.log"
         async with served(command, env, port, log_path) as base_url:
             report.rows.append(ceilings[workers])
-            for scenario in SCENARIOS:
+            for scenario in scenarios(options.devices):
                 label = f"{scenario.key} {scenario.title}"
                 try:
                     summary = await preflight(base_url + scenario.path, headers)

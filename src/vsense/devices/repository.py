@@ -172,6 +172,12 @@ async def find_group_id(session: AsyncSession, organization_id: int, reference: 
     )
 
 
+async def device_for_token_hash(session: AsyncSession, token_hash: str) -> uuid.UUID | None:
+    return await session.scalar(
+        select(DeviceCredential.device_uuid).where(DeviceCredential.token_hash == token_hash)
+    )
+
+
 async def add_device(session: AsyncSession, device: Device, token_hash: str) -> None:
     session.add(device)
     await session.flush()

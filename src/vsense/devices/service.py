@@ -217,3 +217,10 @@ async def rotate_credentials(
     token = new_token(DEVICE_PREFIX)
     await repository.replace_credential(session, device.uuid, token_digest(token))
     return {"uuid": str(device.uuid), "device_token": token}
+
+
+async def device_for_token(session: AsyncSession, token: str) -> uuid.UUID | None:
+    """The device a device token belongs to, or None (for the device gateway)."""
+    if not token.startswith(DEVICE_PREFIX):
+        return None
+    return await repository.device_for_token_hash(session, token_digest(token))

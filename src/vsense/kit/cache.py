@@ -45,3 +45,6 @@ class TTLCache:
 
     def invalidate(self, namespace: Hashable) -> None:
         self._generations[namespace] = self._generations.get(namespace, 0) + 1
+
+    def clear(self) -> None:
+        self._entries.clear()
