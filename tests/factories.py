@@ -36,20 +36,24 @@ class Caller:
     def __post_init__(self) -> None:
         self.headers = {"Authorization": f"Bearer {self.token}"}
 
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return await self.client.request(method, url, headers=headers, **kwargs)
+
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.get(url, headers=self.headers, **kwargs)
+        return await self.request("GET", url, **kwargs)
 
     async def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.post(url, headers=self.headers, **kwargs)
+        return await self.request("POST", url, **kwargs)
 
     async def put(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.put(url, headers=self.headers, **kwargs)
+        return await self.request("PUT", url, **kwargs)
 
     async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.patch(url, headers=self.headers, **kwargs)
+        return await self.request("PATCH", url, **kwargs)
 
     async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.delete(url, headers=self.headers, **kwargs)
+        return await self.request("DELETE", url, **kwargs)
 
     async def device(self, **fields: Any) -> dict[str, Any]:
         """Onboard a device through the API; returns the 201 body."""

@@ -31,14 +31,13 @@ from vsense.kit.errors import (
     Unprocessable,
     field_error,
 )
-from vsense.kit.http import json_response
-from vsense.kit.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from vsense.kit.http import API_PREFIX, json_response
+from vsense.kit.middleware import RequestGuardMiddleware, Metrics, MetricsMiddleware
 from vsense.kit.schemas import ErrorBody
 from vsense.state import AppState
 from vsense.users.routes import router as users_router
 
 logger = logging.getLogger("vsense")
-API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
@@ -64,13 +63,11 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.state.vsense = state or AppState.build(settings)
     app.state.metrics = Metrics()
 
-    api = APIRouter(prefix=API_PREFIX)
     for router in (accounts_router, devices_router, groups_router, users_router):
-        api.include_router(router)
-    app.include_router(api)
+        app.include_router(router)
     app.include_router(_operations_router())
     _install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

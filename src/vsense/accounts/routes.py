@@ -15,11 +15,11 @@ from vsense.accounts.schemas import (
     TokenCreated,
 )
 from vsense.deps import PrincipalDep, SessionDep, StateDep
-from vsense.kit.http import IdPath, error_responses
+from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 from vsense.users import service as users_service
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
 
 
 @router.post(

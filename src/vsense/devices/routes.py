@@ -14,9 +14,9 @@ from vsense.devices.schemas import (
     DeviceOnboarded,
     DeviceUpdate,
 )
-from vsense.kit.http import error_responses, json_response
+from vsense.kit.http import API_PREFIX, error_responses, json_response
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 
 
 @router.get(

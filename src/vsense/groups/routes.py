@@ -7,10 +7,10 @@ from fastapi import APIRouter, Query, Response
 from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.groups import service
 from vsense.groups.schemas import Group, GroupCreate, GroupUpdate
-from vsense.kit.http import IdPath, error_responses
+from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 
-router = APIRouter(prefix="/groups", tags=["groups"])
+router = APIRouter(prefix=f"{API_PREFIX}/groups", tags=["groups"])
 
 
 @router.get("", response_model=Page[Group], responses=error_responses(400, 401, 403))

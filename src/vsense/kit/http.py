@@ -9,6 +9,8 @@ from fastapi import Path, Response
 
 from vsense.kit.schemas import ErrorBody
 
+API_PREFIX = "/api/v1"
+
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON answer serialised with orjson (the hot list paths skip model validation)."""

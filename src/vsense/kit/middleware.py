@@ -9,7 +9,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vsense.kit.errors import PayloadTooLarge
+from vsense.kit.errors import BadRequest, PayloadTooLarge
 
 
 async def send_error(send: Send, error: Any) -> None:
@@ -19,8 +19,8 @@ async def send_error(send: Send, error: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimitMiddleware:
-    """Answers 413 in the error envelope when a body is larger than `max_bytes`.
+class RequestGuardMiddleware:
+    """Refuses NUL characters in the URL (400), and answers 413 in the error envelope when a body is larger than `max_bytes`.
 
     A declared Content-Length is checked before anything is read; a chunked body is
     read up to the limit and replayed to the application.
@@ -31,7 +31,14 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+            # PostgreSQL cannot hold NUL characters; refuse them alike on every database.
+            await send_error(send, BadRequest("NUL characters are not accepted in the URL."))
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         too_large = PayloadTooLarge(f"The body must be at most {self.max_bytes} bytes.")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from vsense.deps import PrincipalDep, SessionDep
-from vsense.kit.http import IdPath, error_responses
+from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 from vsense.users import service
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.get("", response_model=Page[User], responses=error_responses(400, 401, 403))
