@@ -386,7 +386,7 @@ def server_env(data_dir: Path, database_url: str | None, extra: dict[str, str]) 
 
 async def recreate_postgres_database(url: str) -> str:
     """Drop and create the bench database; returns the server version."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine.url import make_url
 
     parsed = make_url(url)

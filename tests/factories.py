@@ -89,9 +89,7 @@ class Caller:
         return response.json()["token"]  # type: ignore[no-any-return]
 
 
-async def login(
-    client: httpx.AsyncClient, email: str, password: str, organization: str
-) -> Caller:
+async def login(client: httpx.AsyncClient, email: str, password: str, organization: str) -> Caller:
     response = await client.post("/api/v1/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     data = response.json()["data"]
@@ -110,7 +108,11 @@ class Api:
         async with session_scope(self.state.sessionmaker) as session:
             await users_service.create_organization(session, name)
             user = await users_service.create_user_in(
-                session, organization_name=name, email=email, password=PASSWORD, role=role,
+                session,
+                organization_name=name,
+                email=email,
+                password=PASSWORD,
+                role=role,
                 name="Ada",
             )
             user_id = user.id

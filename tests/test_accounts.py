@@ -143,9 +143,7 @@ async def test_missing_and_malformed_bearer_are_401(api: Api) -> None:
 
 async def test_personal_token_is_shown_once_and_listed_without_secret(api: Api) -> None:
     admin = await api.organization()
-    response = await admin.post(
-        "/api/v1/tokens", json={"name": "ci", "scopes": ["devices:read"]}
-    )
+    response = await admin.post("/api/v1/tokens", json={"name": "ci", "scopes": ["devices:read"]})
     assert response.status_code == 201
     created = response.json()
     assert created["token"].startswith("vst_")

@@ -14,8 +14,15 @@ from vsense.db import session_scope
 from vsense.devices import service as devices_service
 from vsense.models import Device
 
-SEED_FIELDS = ["uuid", "name", "client_identifier", "refreshed", "is_online", "geo_city",
-               "geo_country"]
+SEED_FIELDS = [
+    "uuid",
+    "name",
+    "client_identifier",
+    "refreshed",
+    "is_online",
+    "geo_city",
+    "geo_country",
+]
 
 
 async def set_status(
@@ -35,8 +42,13 @@ async def test_onboarding_returns_the_device_and_its_token_once(api: Api) -> Non
     admin = await api.organization()
     group = await admin.group("North")
     body = await admin.device(
-        name="Gate A", client_identifier="site-12/cam-3", group="North", app_type="VCB",
-        geo_city="Lyon", geo_country="FR", keepalive_interval=300,
+        name="Gate A",
+        client_identifier="site-12/cam-3",
+        group="North",
+        app_type="VCB",
+        geo_city="Lyon",
+        geo_country="FR",
+        keepalive_interval=300,
     )
     assert list(body)[:7] == SEED_FIELDS
     assert body["device_token"].startswith("vsd_")
@@ -87,16 +99,76 @@ async def make_devices(admin: Caller, count: int, **fields: Any) -> list[dict[st
 @pytest.mark.parametrize(
     ("count", "page", "per_page", "expected"),
     [
-        (0, 1, 25, {"current_page": 1, "from": 0, "to": 0, "total": 0, "last_page": 1,
-                    "total_pages": 1, "per_page": 25}),
-        (6, 1, 3, {"current_page": 1, "from": 1, "to": 3, "total": 6, "last_page": 2,
-                   "total_pages": 2, "per_page": 3}),
-        (6, 2, 3, {"current_page": 2, "from": 4, "to": 6, "total": 6, "last_page": 2,
-                   "total_pages": 2, "per_page": 3}),
-        (7, 3, 3, {"current_page": 3, "from": 7, "to": 7, "total": 7, "last_page": 3,
-                   "total_pages": 3, "per_page": 3}),
-        (6, 5, 3, {"current_page": 5, "from": 0, "to": 0, "total": 6, "last_page": 2,
-                   "total_pages": 2, "per_page": 3}),
+        (
+            0,
+            1,
+            25,
+            {
+                "current_page": 1,
+                "from": 0,
+                "to": 0,
+                "total": 0,
+                "last_page": 1,
+                "total_pages": 1,
+                "per_page": 25,
+            },
+        ),
+        (
+            6,
+            1,
+            3,
+            {
+                "current_page": 1,
+                "from": 1,
+                "to": 3,
+                "total": 6,
+                "last_page": 2,
+                "total_pages": 2,
+                "per_page": 3,
+            },
+        ),
+        (
+            6,
+            2,
+            3,
+            {
+                "current_page": 2,
+                "from": 4,
+                "to": 6,
+                "total": 6,
+                "last_page": 2,
+                "total_pages": 2,
+                "per_page": 3,
+            },
+        ),
+        (
+            7,
+            3,
+            3,
+            {
+                "current_page": 3,
+                "from": 7,
+                "to": 7,
+                "total": 7,
+                "last_page": 3,
+                "total_pages": 3,
+                "per_page": 3,
+            },
+        ),
+        (
+            6,
+            5,
+            3,
+            {
+                "current_page": 5,
+                "from": 0,
+                "to": 0,
+                "total": 6,
+                "last_page": 2,
+                "total_pages": 2,
+                "per_page": 3,
+            },
+        ),
     ],
     ids=["empty", "exact-multiple-first", "exact-multiple-last", "partial-last", "past-the-end"],
 )
@@ -107,8 +179,11 @@ async def test_pagination_meta_at_the_edges(
     await make_devices(admin, count)
     body = (await admin.get(f"/api/v1/devices?page={page}&per_page={per_page}")).json()
     assert body["meta"] == expected
-    assert len(body["data"]) == max(0, expected["to"] - expected["from"] + 1) if expected[
-        "from"] else body["data"] == []
+    assert (
+        len(body["data"]) == max(0, expected["to"] - expected["from"] + 1)
+        if expected["from"]
+        else body["data"] == []
+    )
 
 
 async def test_pages_cover_every_device_once(api: Api) -> None:
@@ -176,7 +251,8 @@ async def test_each_sort_key_both_ways(api: Api, key: str, descending: bool) -> 
             for index, device in enumerate(devices):
                 stamp = base - timedelta(minutes=index * 7 % 5)
                 await session.execute(
-                    update(Device).where(Device.uuid == uuid.UUID(device["uuid"]))
+                    update(Device)
+                    .where(Device.uuid == uuid.UUID(device["uuid"]))
                     .values(created=stamp)
                 )
                 device["created"] = stamp.timestamp()
@@ -200,9 +276,19 @@ async def test_bad_sort_is_400_naming_the_accepted_values(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("spelling", "online"),
-    [("Online", True), ("online", True), ("ONLINE", True), ("1", True), ("true", True),
-     ("True", True), ("Offline", False), ("offline", False), ("0", False), ("false", False),
-     ("FALSE", False)],
+    [
+        ("Online", True),
+        ("online", True),
+        ("ONLINE", True),
+        ("1", True),
+        ("true", True),
+        ("True", True),
+        ("Offline", False),
+        ("offline", False),
+        ("0", False),
+        ("false", False),
+        ("FALSE", False),
+    ],
 )
 async def test_is_online_spellings(api: Api, spelling: str, online: bool) -> None:
     admin = await api.organization()
@@ -269,8 +355,15 @@ async def test_update_changes_only_the_allowed_fields(api: Api) -> None:
     await admin.group("East")
     device = await admin.device(name="Old", geo_city="Lyon")
     read_back = (await admin.get(f"/api/v1/devices/{device['uuid']}")).json()
-    sent = {**read_back, "name": "New", "geo_country": "FR", "group": "East",
-            "is_online": 1, "refreshed": "2020-01-01T00:00:00Z", "uuid": str(uuid.uuid4())}
+    sent = {
+        **read_back,
+        "name": "New",
+        "geo_country": "FR",
+        "group": "East",
+        "is_online": 1,
+        "refreshed": "2020-01-01T00:00:00Z",
+        "uuid": str(uuid.uuid4()),
+    }
     response = await admin.put(f"/api/v1/devices/{device['uuid']}", json=sent)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -283,12 +376,15 @@ async def test_update_changes_only_the_allowed_fields(api: Api) -> None:
 async def test_patch_applies_only_the_fields_sent(api: Api) -> None:
     admin = await api.organization()
     await admin.group("East")
-    device = await admin.device(name="Keep", geo_city="Lyon", group="East",
-                                keepalive_interval=120)
+    device = await admin.device(name="Keep", geo_city="Lyon", group="East", keepalive_interval=120)
     response = await admin.patch(f"/api/v1/devices/{device['uuid']}", json={"geo_city": "Nice"})
     body = response.json()
     assert (body["name"], body["geo_city"], body["group"], body["keepalive_interval"]) == (
-        "Keep", "Nice", "East", 120)
+        "Keep",
+        "Nice",
+        "East",
+        120,
+    )
     cleared = await admin.patch(
         f"/api/v1/devices/{device['uuid']}", json={"group": None, "keepalive_interval": None}
     )
@@ -297,9 +393,16 @@ async def test_patch_applies_only_the_fields_sent(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("name", ""), ("name", "x" * 121), ("name", None), ("client_identifier", "x" * 121),
-     ("geo_country", "x" * 61), ("geo_city", "x" * 121), ("keepalive_interval", 5),
-     ("name", "nul\u0000byte")],
+    [
+        ("name", ""),
+        ("name", "x" * 121),
+        ("name", None),
+        ("client_identifier", "x" * 121),
+        ("geo_country", "x" * 61),
+        ("geo_city", "x" * 121),
+        ("keepalive_interval", 5),
+        ("name", "nul\u0000byte"),
+    ],
 )
 async def test_update_limits_are_422_naming_the_field(api: Api, field: str, value: Any) -> None:
     admin = await api.organization()
@@ -361,8 +464,9 @@ async def test_standard_user_is_read_only(api: Api) -> None:
     assert (await user.post("/api/v1/devices", json={"name": "x"})).status_code == 403
     assert (await user.delete(f"/api/v1/devices/{device['uuid']}")).status_code == 403
     # Outside their groups, even a write answers 404: existence does not leak.
-    assert (await user.put(f"/api/v1/devices/{hidden['uuid']}", json={"name": "x"})).status_code \
-        == 404
+    assert (
+        await user.put(f"/api/v1/devices/{hidden['uuid']}", json={"name": "x"})
+    ).status_code == 404
 
 
 async def test_organizations_are_isolated(api: Api) -> None:
@@ -380,8 +484,9 @@ async def test_organizations_are_isolated(api: Api) -> None:
     assert (await first.post(f"/api/v1/devices/{theirs['uuid']}/credentials")).status_code == 404
     response = await first.post("/api/v1/devices", json={"name": "x", "group": "Shared name"})
     assert response.status_code == 201
-    assert response.json()["group_id"] != (await second.get("/api/v1/groups")).json()["data"][0][
-        "id"]
+    assert (
+        response.json()["group_id"] != (await second.get("/api/v1/groups")).json()["data"][0]["id"]
+    )
 
 
 async def test_total_follows_new_devices(api: Api) -> None:

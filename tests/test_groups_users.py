@@ -49,8 +49,7 @@ async def test_standard_user_sees_only_their_groups_and_cannot_change_them(api: 
     assert [g["id"] for g in listing["data"]] == [mine["id"]]
     assert (await user.get(f"/api/v1/groups/{theirs['id']}")).status_code == 404
     assert (await user.post("/api/v1/groups", json={"name": "x"})).status_code == 403
-    assert (await user.put(f"/api/v1/groups/{mine['id']}", json={"name": "x"})).status_code \
-        == 403
+    assert (await user.put(f"/api/v1/groups/{mine['id']}", json={"name": "x"})).status_code == 403
     assert (await user.delete(f"/api/v1/groups/{mine['id']}")).status_code == 403
 
 
@@ -59,15 +58,19 @@ async def test_user_crud(api: Api) -> None:
     group = await admin.group("Ops")
     response = await admin.post(
         "/api/v1/users",
-        json={"email": "Bob@Example.com", "name": "Bob", "password": PASSWORD,
-              "role": "standard", "groups": ["Ops"]},
+        json={
+            "email": "Bob@Example.com",
+            "name": "Bob",
+            "password": PASSWORD,
+            "role": "standard",
+            "groups": ["Ops"],
+        },
     )
     assert response.status_code == 201
     bob = response.json()
     assert bob["groups"] == [{"id": group["id"], "name": "Ops"}] and bob["role"] == "standard"
     assert "password" not in bob and "password_hash" not in bob
-    updated = await admin.put(f"/api/v1/users/{bob['id']}", json={"name": "Robert",
-                                                                 "groups": []})
+    updated = await admin.put(f"/api/v1/users/{bob['id']}", json={"name": "Robert", "groups": []})
     assert updated.json()["name"] == "Robert" and updated.json()["groups"] == []
     new_password = "another long password"
     await admin.put(f"/api/v1/users/{bob['id']}", json={"password": new_password})
@@ -110,12 +113,12 @@ async def test_users_are_admin_only_and_organization_scoped(api: Api) -> None:
     admin = await api.organization()
     user = await admin.user()
     assert (await user.get("/api/v1/users")).status_code == 403
-    assert (await user.post("/api/v1/users", json={"email": "x@y.io", "password": PASSWORD})) \
-        .status_code == 403
+    assert (
+        await user.post("/api/v1/users", json={"email": "x@y.io", "password": PASSWORD})
+    ).status_code == 403
     other = await api.organization()
     assert (await other.get(f"/api/v1/users/{user.user_id}")).status_code == 404
-    assert (await other.put(f"/api/v1/users/{user.user_id}", json={"name": "x"})).status_code \
-        == 404
+    assert (await other.put(f"/api/v1/users/{user.user_id}", json={"name": "x"})).status_code == 404
     assert (await other.delete(f"/api/v1/users/{user.user_id}")).status_code == 404
 
 

@@ -42,8 +42,10 @@ async def test_metrics_count_requests_by_route_template(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert 'vsense_http_requests_total{method="GET",route="/api/v1/devices/{device_uuid}",' \
+    assert (
+        'vsense_http_requests_total{method="GET",route="/api/v1/devices/{device_uuid}",'
         'status="200"} 1.0' in text
+    )
     assert "vsense_http_request_duration_seconds_bucket" in text
 
 
@@ -53,8 +55,15 @@ async def test_openapi_is_3_1_and_documents_the_error_envelope(api: Api) -> None
     document = response.json()
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
-    for path in ("/api/v1/login", "/api/v1/devices", "/api/v1/devices/{device_uuid}",
-                 "/api/v1/tokens", "/api/v1/groups", "/api/v1/users", "/api/v1/me"):
+    for path in (
+        "/api/v1/login",
+        "/api/v1/devices",
+        "/api/v1/devices/{device_uuid}",
+        "/api/v1/tokens",
+        "/api/v1/groups",
+        "/api/v1/users",
+        "/api/v1/me",
+    ):
         assert path in paths, path
     listing = paths["/api/v1/devices"]["get"]["responses"]
     assert listing["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

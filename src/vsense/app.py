@@ -32,7 +32,7 @@ from vsense.kit.errors import (
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import RequestGuardMiddleware, Metrics, MetricsMiddleware
+from vsense.kit.middleware import Metrics, MetricsMiddleware, RequestGuardMiddleware
 from vsense.kit.schemas import ErrorBody
 from vsense.state import AppState
 from vsense.users.routes import router as users_router

@@ -77,7 +77,7 @@ class Token(BaseModel):
 
 class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[Scope] = Field(min_length=1)  # type: ignore[valid-type]
+    scopes: list[Scope] = Field(min_length=1)
     expires_at: datetime | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,13 +55,19 @@ def _settings() -> Settings:
     return settings
 
 
-def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Run an administrative action on an up-to-date schema; errors become one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     settings = _settings()
+    _migrate(settings)
     try:
         return asyncio.run(factory(settings))
     except AppError as exc:
         fail(exc.message)
-        raise  # unreachable: fail() exits
+    except SQLAlchemyError as exc:
+        fail(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    raise AssertionError("unreachable: fail() exits")
 
 
 def _migrate(settings: Settings) -> None:

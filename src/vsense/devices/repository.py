@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import ColumnElement, Row, Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.models import Device, DeviceCredential, Group, user_groups
+
+AnySelect = Select[Unpack[tuple[Any, ...]]]
 
 DEVICE_COLUMNS = (
     Device.uuid,
@@ -51,7 +53,7 @@ class DeviceFilter:
     search: str | None = None
 
 
-def readable_devices(principal: Principal) -> Select[Any]:
+def readable_devices(principal: Principal) -> AnySelect:
     """Devices the caller may see: its organization's, narrowed to its groups unless admin."""
     statement = (
         select(*DEVICE_COLUMNS)
@@ -61,7 +63,7 @@ def readable_devices(principal: Principal) -> Select[Any]:
     return _narrow_to_groups(statement, principal)
 
 
-def _narrow_to_groups(statement: Select[Any], principal: Principal) -> Select[Any]:
+def _narrow_to_groups(statement: AnySelect, principal: Principal) -> AnySelect:
     if principal.sees_whole_organization:
         return statement
     return statement.where(
@@ -124,14 +126,16 @@ async def list_devices(
         .offset(offset)
         .limit(limit)
     )
-    return (await session.execute(statement)).all()
+    rows: Sequence[Row[Any]] = (await session.execute(statement)).all()
+    return rows
 
 
 async def count_devices(
     session: AsyncSession, principal: Principal, device_filter: DeviceFilter
 ) -> int:
+    statement: AnySelect = select(func.count())
     statement = _narrow_to_groups(
-        select(func.count())
+        statement
         .select_from(Device)
         .where(Device.organization_id == principal.organization_id),
         principal,
@@ -142,9 +146,10 @@ async def count_devices(
 async def get_device_row(
     session: AsyncSession, principal: Principal, device_uuid: uuid.UUID
 ) -> Row[Any] | None:
-    return (
+    row: Row[Any] | None = (
         await session.execute(readable_devices(principal).where(Device.uuid == device_uuid))
     ).first()
+    return row
 
 
 async def get_device(
@@ -157,7 +162,8 @@ async def get_device(
         ),
         principal,
     )
-    return await session.scalar(statement)
+    device: Device | None = await session.scalar(statement)
+    return device
 
 
 async def find_group_id(session: AsyncSession, organization_id: int, reference: str) -> int | None:

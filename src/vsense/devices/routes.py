@@ -84,7 +84,18 @@ async def get_device(device_uuid: str, session: SessionDep, principal: Principal
     return json_response(await service.get_device(session, principal, device_uuid))
 
 
-async def _update(
+_UPDATE_SUMMARY = (
+    "Change name, client_identifier, geo_city, geo_country, group or keepalive_interval"
+)
+
+
+@router.put(
+    "/{device_uuid}",
+    response_model=Device,
+    responses=error_responses(401, 403, 404, 422),
+    summary=_UPDATE_SUMMARY,
+)
+async def update_device(
     device_uuid: str,
     body: DeviceUpdate,
     session: SessionDep,
@@ -96,13 +107,20 @@ async def _update(
     )
 
 
-_update_doc = {
-    "response_model": Device,
-    "responses": error_responses(401, 403, 404, 422),
-    "summary": "Change name, client_identifier, geo_city, geo_country, group, keepalive_interval",
-}
-router.put("/{device_uuid}", operation_id="update_device_put", **_update_doc)(_update)
-router.patch("/{device_uuid}", operation_id="update_device_patch", **_update_doc)(_update)
+@router.patch(
+    "/{device_uuid}",
+    response_model=Device,
+    responses=error_responses(401, 403, 404, 422),
+    summary=_UPDATE_SUMMARY + " (same as PUT)",
+)
+async def patch_device(
+    device_uuid: str,
+    body: DeviceUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+) -> Response:
+    return await update_device(device_uuid, body, session, principal, state)
 
 
 @router.delete(

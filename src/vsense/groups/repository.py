@@ -11,7 +11,7 @@ from vsense.accounts.principal import Principal
 from vsense.models import Device, Group, user_groups
 
 
-def readable_groups(principal: Principal) -> Select[tuple[Group]]:
+def readable_groups(principal: Principal) -> Select[Group]:
     """The one visibility rule for groups: the organization's, or the caller's own."""
     statement = select(Group).where(Group.organization_id == principal.organization_id)
     if not principal.sees_whole_organization:
@@ -35,7 +35,10 @@ async def list_groups(
 
 
 async def get_group(session: AsyncSession, principal: Principal, group_id: int) -> Group | None:
-    return await session.scalar(readable_groups(principal).where(Group.id == group_id))
+    group: Group | None = await session.scalar(
+        readable_groups(principal).where(Group.id == group_id)
+    )
+    return group
 
 
 async def find_groups(
@@ -85,7 +88,7 @@ async def device_counts(session: AsyncSession, group_ids: Sequence[int]) -> dict
         .where(Device.group_id.in_(group_ids))
         .group_by(Device.group_id)
     )
-    return {int(group_id): int(count) for group_id, count in rows.all()}
+    return {int(group_id or 0): int(count) for group_id, count in rows.all()}
 
 
 async def group_ids_of_user(session: AsyncSession, user_id: int) -> list[int]:

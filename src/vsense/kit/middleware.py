@@ -20,7 +20,7 @@ async def send_error(send: Send, error: Any) -> None:
 
 
 class RequestGuardMiddleware:
-    """Refuses NUL characters in the URL (400), and answers 413 in the error envelope when a body is larger than `max_bytes`.
+    """Refuses NUL characters in the URL (400) and bodies over `max_bytes` (413).
 
     A declared Content-Length is checked before anything is read; a chunked body is
     read up to the limit and replayed to the application.

@@ -1,0 +1,3 @@
+from vsense.cli.main import main
+
+main()

@@ -1,0 +1,83 @@
+"""A real `vsense serve` process on a free port, for tests that speak HTTP from outside."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def command(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "vsense.cli", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
+    env = {
+        **os.environ,
+        "VSENSE_DATA_DIR": str(data_dir),
+        "VSENSE_ENVIRONMENT": "test",
+        "VSENSE_SECRET_KEY": "live-server-secret-key-long-enough-0123456789",
+    }
+    env.pop("VSENSE_DATABASE_URL", None)
+    if database_url:
+        env["VSENSE_DATABASE_URL"] = database_url
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vsense.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vsense serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("vsense serve did not answer within 60 s")

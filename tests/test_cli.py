@@ -1,0 +1,122 @@
+"""The server-side commands, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsense.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_first_admin
+from vsense.config import load_settings
+from vsense.migrate import upgrade_async
+
+
+def vsense(
+    args: list[str], data_dir: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VSENSE_DATA_DIR": str(data_dir), "VSENSE_ENVIRONMENT": "development"}
+    env.pop("VSENSE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "vsense.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
+    assert vsense(["db", "upgrade"], tmp_path).returncode == 0
+    created = vsense(["admin", "create-org", "Acme"], tmp_path)
+    assert created.returncode == 0 and "Acme" in created.stdout
+    again = vsense(["admin", "create-org", "Acme"], tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    user = vsense(
+        [
+            "admin",
+            "create-user",
+            "--org",
+            "Acme",
+            "--email",
+            "op@acme.io",
+            "--role",
+            "owner",
+            "--password-stdin",
+        ],
+        tmp_path,
+        stdin="a long enough password\n",
+    )
+    assert user.returncode == 0, user.stderr
+    assert "owner op@acme.io" in user.stdout
+    admin = vsense(
+        [
+            "admin",
+            "create-user",
+            "--org",
+            "Acme",
+            "--email",
+            "ad@acme.io",
+            "--role",
+            "admin",
+            "--password",
+            "another long password",
+            "--name",
+            "Ada",
+        ],
+        tmp_path,
+    )
+    assert admin.returncode == 0, admin.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--org", "Nope", "--email", "a@b.io", "--role", "admin", "--password", "x" * 12],
+            "No organization",
+        ),
+        (["--org", "Acme", "--email", "a@b.io", "--role", "king", "--password", "x" * 12], "role"),
+        (
+            ["--org", "Acme", "--email", "a@b.io", "--role", "admin", "--password", "short"],
+            "error:",
+        ),
+        (["--org", "Acme", "--email", "a@b.io", "--role", "admin"], "--password"),
+    ],
+)
+def test_create_user_refuses_bad_input_with_a_clear_message(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    vsense(["admin", "create-org", "Acme"], tmp_path)
+    result = vsense(["admin", "create-user", *args], tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
+    env = {**os.environ, "VSENSE_DATA_DIR": str(tmp_path), "VSENSE_ENVIRONMENT": "production"}
+    env.pop("VSENSE_SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "vsense.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "VSENSE_SECRET_KEY" in result.stderr
+
+
+async def test_first_start_creates_one_admin_once(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    await upgrade_async(settings)
+    credentials = await ensure_first_admin(settings)
+    assert credentials is not None and credentials.email == DEFAULT_ADMIN_EMAIL
+    assert len(credentials.password) >= 12
+    assert await ensure_first_admin(settings) is None

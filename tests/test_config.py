@@ -1,0 +1,58 @@
+"""Settings: environment, TOML file, and the secret key rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vsense.config import ConfigurationError, load_settings
+
+
+def test_development_generates_and_keeps_a_secret_key(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="development")
+    key = settings.signing_key()
+    assert len(key) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert load_settings(data_dir=tmp_path, environment="development").signing_key() == key
+
+
+@pytest.mark.parametrize("secret", [None, "change-me", "too-short"])
+def test_production_refuses_a_missing_or_default_secret(tmp_path: Path, secret: str | None) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="production", secret_key=secret)
+    with pytest.raises(ConfigurationError, match="VSENSE_SECRET_KEY"):
+        settings.signing_key()
+
+
+def test_production_accepts_a_real_secret(tmp_path: Path) -> None:
+    secret = "s" * 48
+    settings = load_settings(data_dir=tmp_path, environment="production", secret_key=secret)
+    assert settings.signing_key() == secret
+
+
+def test_environment_variables_and_toml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "vsense.toml"
+    config.write_text('access_token_ttl = 120\nwebhook_source = "FROMFILE"\n')
+    monkeypatch.setenv("VSENSE_CONFIG", str(config))
+    monkeypatch.setenv("VSENSE_ACCESS_TOKEN_TTL", "240")
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.access_token_ttl == 240  # the environment wins over the file
+    assert settings.webhook_source == "FROMFILE"
+
+
+def test_embedded_default_database_is_in_the_data_dir(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.is_embedded_database
+    assert settings.resolved_database_url.endswith(f"{tmp_path}/vsense.db")
+
+
+def test_a_broken_toml_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("this is = = not toml")
+    monkeypatch.setenv("VSENSE_CONFIG", str(config))
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_settings(data_dir=tmp_path)
