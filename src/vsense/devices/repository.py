@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vsense.accounts.principal import Principal
 from vsense.models import Device, DeviceCredential, Group, user_groups
 
-AnySelect = Select[Unpack[tuple[Any, ...]]]
+AnySelect = Select[*tuple[Any, ...]]
 
 DEVICE_COLUMNS = (
     Device.uuid,
@@ -135,9 +135,7 @@ async def count_devices(
 ) -> int:
     statement: AnySelect = select(func.count())
     statement = _narrow_to_groups(
-        statement
-        .select_from(Device)
-        .where(Device.organization_id == principal.organization_id),
+        statement.select_from(Device).where(Device.organization_id == principal.organization_id),
         principal,
     ).where(*_filter_clauses(device_filter))
     return int(await session.scalar(statement) or 0)
