@@ -21,9 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.factories import Api
 from vsense.app import create_app
 from vsense.config import Settings, load_settings
-from vsense.db import create_engine, create_sessionmaker
-from vsense.kit.cache import TTLCache
-from vsense.kit.throttle import FailureThrottle
+from vsense.db import create_engine
 from vsense.migrate import upgrade_async
 from vsense.state import AppState
 
@@ -75,14 +73,7 @@ def backend(database_settings: Settings) -> str:
 @pytest.fixture
 async def state(database_settings: Settings, shared_engine) -> AppState:  # type: ignore[no-untyped-def]
     """Fresh per-process state (throttle, caches) over the session's database."""
-    return AppState(
-        settings=database_settings,
-        engine=shared_engine,
-        sessionmaker=create_sessionmaker(shared_engine),
-        signing_key=database_settings.signing_key(),
-        login_throttle=FailureThrottle(window=database_settings.login_failure_window),
-        count_cache=TTLCache(ttl=database_settings.count_cache_ttl),
-    )
+    return AppState.for_engine(database_settings, shared_engine)
 
 
 @pytest.fixture

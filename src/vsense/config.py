@@ -48,7 +48,12 @@ class Settings(BaseSettings):
         description="`postgresql+asyncpg://...` or `sqlite+aiosqlite:///...`; "
         "unset means a SQLite file in the data folder.",
     )
-    database_pool_size: int = Field(10, ge=1, description="Connections kept per process.")
+    database_pool_size: int = Field(
+        32,
+        ge=1,
+        description="Connections kept open per process (PostgreSQL); size it to the expected "
+        "concurrency, since connections opened beyond it are closed again after use.",
+    )
     secret_key: SecretStr | None = Field(
         None, description="Signing key for access tokens and image links (at least 32 characters)."
     )
@@ -74,6 +79,13 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         description="Seconds a device-list `total` may be reused before it is counted again.",
+    )
+    auth_cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a verified bearer token's caller (role, organization) may be "
+        "reused without a database read. Changes made through this process apply at once; "
+        "other processes see them within this time. 0 checks the database every time.",
     )
     login_max_failures_per_email: int = Field(
         5, ge=1, description="Failed logins for one email within the window before 429."

@@ -28,7 +28,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
-            pool_size=settings.database_pool_size,
+            # Each aiosqlite connection is a thread; WAL lets a few read side by side.
+            pool_size=min(settings.database_pool_size, 8),
             max_overflow=0,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -37,7 +38,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=max(4, settings.database_pool_size // 4),
         pool_pre_ping=False,
     )
 
@@ -64,8 +65,16 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for writers, or (read_only) for GET requests.
+
+    Read sessions run in autocommit: no BEGIN/COMMIT round trips around a request
+    that only reads. Each statement still sees a consistent snapshot of its own.
+    """
+    bind = engine.execution_options(isolation_level="AUTOCOMMIT") if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
 async def begin_write(session: AsyncSession) -> None:

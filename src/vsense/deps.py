@@ -28,8 +28,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     The edge owns the transaction; services only flush. An error that records
     something on purpose (a revoked session) asks for a commit instead.
     """
-    async with get_state(request).sessionmaker() as session:
-        if request.method not in READ_METHODS:
+    state = get_state(request)
+    reading = request.method in READ_METHODS
+    async with (state.read_sessionmaker if reading else state.sessionmaker)() as session:
+        if not reading:
             await begin_write(session)
         try:
             yield session

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,16 +19,24 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     signing_key: str
     login_throttle: FailureThrottle
-    count_cache: TTLCache = field(default_factory=lambda: TTLCache(ttl=1.0))
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+    count_cache: TTLCache
+    auth_cache: TTLCache
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
-        engine = create_engine(settings)
+        return cls.for_engine(settings, create_engine(settings))
+
+    @classmethod
+    def for_engine(cls, settings: Settings, engine: AsyncEngine) -> AppState:
+        """State over an existing engine, with fresh caches (tests share one engine)."""
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            read_sessionmaker=create_sessionmaker(engine, read_only=True),
             signing_key=settings.signing_key(),
             login_throttle=FailureThrottle(window=settings.login_failure_window),
             count_cache=TTLCache(ttl=settings.count_cache_ttl),
+            auth_cache=TTLCache(ttl=settings.auth_cache_ttl),
         )

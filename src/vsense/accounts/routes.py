@@ -54,8 +54,8 @@ async def refresh(body: RefreshRequest, session: SessionDep, state: StateDep) ->
     responses=error_responses(401, 403),
     summary="Revoke the caller's session",
 )
-async def logout(session: SessionDep, principal: PrincipalDep) -> Response:
-    await service.logout(session, principal)
+async def logout(session: SessionDep, principal: PrincipalDep, state: StateDep) -> Response:
+    await service.logout(session, state, principal)
     return Response(status_code=204)
 
 
@@ -99,6 +99,8 @@ async def create_token(
     responses=error_responses(401, 403, 404),
     summary="Revoke a personal access token",
 )
-async def revoke_token(token_id: IdPath, session: SessionDep, principal: PrincipalDep) -> Response:
-    await service.revoke_personal_token(session, principal, token_id)
+async def revoke_token(
+    token_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Response:
+    await service.revoke_personal_token(session, state, principal, token_id)
     return Response(status_code=204)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -36,6 +37,7 @@ REFRESH_PREFIX = "vsr_"
 DEVICE_PREFIX = "vsd_"
 WRONG_CREDENTIALS = "The email or password is wrong."
 PERSONAL_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+AUTH_NAMESPACE = "bearer"
 
 
 class RefreshTokenReused(Unauthorized):
@@ -80,6 +82,7 @@ async def refresh(session: AsyncSession, state: AppState, refresh_token: str) ->
         session, token.id, now
     ):
         await repository.revoke_family(session, family.id, "reuse", now)
+        forget_user(state, family.user_id)
         raise RefreshTokenReused(
             "The refresh token was already used; the session is revoked, log in again."
         )
@@ -91,11 +94,12 @@ async def refresh(session: AsyncSession, state: AppState, refresh_token: str) ->
     return await _issue(session, state, user, family.id)
 
 
-async def logout(session: AsyncSession, principal: Principal) -> None:
+async def logout(session: AsyncSession, state: AppState, principal: Principal) -> None:
     """End the caller's session: its refresh-token family and the access tokens of it."""
     if principal.family_id is None:
         raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
     await repository.revoke_family(session, principal.family_id, "logout", utcnow())
+    forget_user(state, principal.user_id)
 
 
 async def _issue(
@@ -126,15 +130,39 @@ async def _issue(
 
 
 async def authenticate(session: AsyncSession, state: AppState, bearer: str) -> Principal:
-    """The caller behind a bearer token, with scopes from the owner's current role."""
+    """The caller behind a bearer token, with scopes from the owner's current role.
+
+    A verified caller is kept for `auth_cache_ttl` seconds under its user's namespace;
+    every change to a user, its tokens or its sessions drops that namespace
+    (`forget_user`), so this process never serves a stale role or a revoked token.
+    """
+    user_id = state.auth_cache.get(AUTH_NAMESPACE, bearer)
+    cached = None if user_id is None else state.auth_cache.get(("user", user_id), bearer)
+    if cached is not None:
+        principal, expires_at = cached
+        if expires_at is None or expires_at > utcnow():
+            return replace(principal, last_use_due=False)  # type: ignore[no-any-return]
     if bearer.startswith(ACCESS_PREFIX):
-        return await _authenticate_access(session, state, bearer[len(ACCESS_PREFIX) :])
-    if bearer.startswith(PERSONAL_PREFIX):
-        return await _authenticate_personal(session, state, bearer)
-    raise Unauthorized("The bearer token is malformed.")
+        principal, expires_at = await _authenticate_access(
+            session, state, bearer[len(ACCESS_PREFIX) :]
+        )
+    elif bearer.startswith(PERSONAL_PREFIX):
+        principal, expires_at = await _authenticate_personal(session, bearer)
+    else:
+        raise Unauthorized("The bearer token is malformed.")
+    state.auth_cache.put(AUTH_NAMESPACE, bearer, principal.user_id)
+    state.auth_cache.put(("user", principal.user_id), bearer, (principal, expires_at))
+    return principal
 
 
-async def _authenticate_access(session: AsyncSession, state: AppState, raw: str) -> Principal:
+def forget_user(state: AppState, user_id: int) -> None:
+    """Drop every cached caller of a user: its role, tokens or sessions changed."""
+    state.auth_cache.invalidate(("user", user_id))
+
+
+async def _authenticate_access(
+    session: AsyncSession, state: AppState, raw: str
+) -> tuple[Principal, datetime | None]:
     try:
         claims: dict[str, Any] = jwt.decode(
             raw, state.signing_key, algorithms=["HS256"], options={"require": ["exp", "sub", "fam"]}
@@ -148,7 +176,7 @@ async def _authenticate_access(session: AsyncSession, state: AppState, raw: str)
     if owner is None or owner[3] is not None:
         raise Unauthorized("The access token has been revoked; log in again.")
     _, organization_id, role, _ = owner
-    return Principal(
+    principal = Principal(
         user_id=user_id,
         organization_id=organization_id,
         role=role,
@@ -156,9 +184,12 @@ async def _authenticate_access(session: AsyncSession, state: AppState, raw: str)
         token_kind="access",
         family_id=family_id,
     )
+    return principal, datetime.fromtimestamp(int(claims["exp"]), UTC)
 
 
-async def _authenticate_personal(session: AsyncSession, state: AppState, raw: str) -> Principal:
+async def _authenticate_personal(
+    session: AsyncSession, raw: str
+) -> tuple[Principal, datetime | None]:
     owner = await repository.personal_token_owner(session, token_digest(raw))
     if owner is None:
         raise Unauthorized("The token is invalid or has been revoked.")
@@ -166,7 +197,7 @@ async def _authenticate_personal(session: AsyncSession, state: AppState, raw: st
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise Unauthorized("The token has expired.")
-    return Principal(
+    principal = Principal(
         user_id=user_id,
         organization_id=organization_id,
         role=role,
@@ -175,6 +206,7 @@ async def _authenticate_personal(session: AsyncSession, state: AppState, raw: st
         token_id=token_id,
         last_use_due=last_used_at is None or now - last_used_at > PERSONAL_TOKEN_TOUCH_INTERVAL,
     )
+    return principal, expires_at
 
 
 async def record_personal_token_use(state: AppState, token_id: int) -> None:
@@ -243,7 +275,10 @@ async def list_personal_tokens(
     )
 
 
-async def revoke_personal_token(session: AsyncSession, principal: Principal, token_id: int) -> None:
+async def revoke_personal_token(
+    session: AsyncSession, state: AppState, principal: Principal, token_id: int
+) -> None:
     require_scope(principal, "tokens:write")
     if not await repository.delete_personal_token(session, principal.user_id, token_id):
         raise NotFound("No such token.")
+    forget_user(state, principal.user_id)

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from vsense.kit.schemas import ListMeta, RequestBody
-from vsense.kit.time import isoformat
 
 
 class AppType(StrEnum):
@@ -90,12 +89,16 @@ class DeviceCreate(RequestBody):
 
 
 def device_json(row: Any) -> dict[str, Any]:
-    """A device row (from `repository.DEVICE_COLUMNS`) as the API shows it."""
+    """A device row (from `repository.DEVICE_COLUMNS`) as the API shows it.
+
+    Datetimes stay Python objects: `kit.http.json_response` writes them in the API's
+    format (ISO 8601 UTC with `Z`, whole seconds).
+    """
     return {
         "uuid": str(row.uuid),
         "name": row.name,
         "client_identifier": row.client_identifier,
-        "refreshed": isoformat(row.refreshed),
+        "refreshed": row.refreshed,
         "is_online": 1 if row.is_online else 0,
         "geo_city": row.geo_city,
         "geo_country": row.geo_country,
@@ -103,7 +106,7 @@ def device_json(row: Any) -> dict[str, Any]:
         "group_id": row.group_id,
         "app_type": row.app_type,
         "keepalive_interval": row.keepalive_interval,
-        "created": isoformat(row.created),
-        "last_seen": isoformat(row.last_seen),
+        "created": row.created,
+        "last_seen": row.last_seen,
         "status_reason": row.status_reason,
     }

@@ -75,16 +75,14 @@ async def list_devices(
     sort_key, descending = parse_sort(sort)
     online = parse_is_online(is_online)
     request = page_request(page, per_page)
-    group_id: int | None = None
-    if group is not None and group != "":
-        if group.strip().lower() == NO_GROUP:
-            group_id = -1
-        else:
-            found = await repository.find_group_id(session, principal.organization_id, group)
-            if found is None:
-                return {"data": [], "meta": page_meta(request, 0, 0)}
-            group_id = found
-    device_filter = DeviceFilter(group_id=group_id, is_online=online, search=search or None)
+    group = group or None
+    without_group = group is not None and group.strip().lower() == NO_GROUP
+    device_filter = DeviceFilter(
+        group=None if without_group else group,
+        without_group=without_group,
+        is_online=online,
+        search=search or None,
+    )
     rows = await repository.list_devices(
         session,
         principal,
@@ -109,14 +107,14 @@ async def _count(
     session: AsyncSession, principal: Principal, device_filter: DeviceFilter, cache: TTLCache
 ) -> int:
     # Counting is a scan; it is done at most once per `count_cache_ttl` for each
-    # (visibility, filter), and a write in this process makes the next read recount.
+    # (visibility, filter), by one request while the others wait for its result, and a
+    # write in this process makes the next read recount.
     visibility = "org" if principal.sees_whole_organization else principal.user_id
-    key = (visibility, device_filter)
-    cached = cache.get(principal.organization_id, key)
-    if cached is not None:
-        return int(cached)
-    total = await repository.count_devices(session, principal, device_filter)
-    cache.put(principal.organization_id, key, total)
+    total: int = await cache.get_or_compute(
+        principal.organization_id,
+        (visibility, device_filter),
+        lambda: repository.count_devices(session, principal, device_filter),
+    )
     return total
 
 

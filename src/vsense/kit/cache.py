@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 
@@ -20,6 +21,7 @@ class TTLCache:
         self.max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, int, Any]] = {}
         self._generations: dict[Hashable, int] = {}
+        self._pending: dict[Hashable, asyncio.Future[Any]] = {}
 
     def get(self, namespace: Hashable, key: Hashable) -> Any | None:
         entry = self._entries.get((namespace, key))
@@ -42,6 +44,31 @@ class TTLCache:
             self._generations.get(namespace, 0),
             value,
         )
+
+    async def get_or_compute(
+        self, namespace: Hashable, key: Hashable, compute: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """The cached value, or `compute()`'s; concurrent misses share one computation."""
+        value = self.get(namespace, key)
+        if value is not None:
+            return value
+        pending_key = (namespace, key, self._generations.get(namespace, 0))
+        pending = self._pending.get(pending_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[pending_key] = future
+        try:
+            value = await compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            self._pending.pop(pending_key, None)
+        future.set_result(value)
+        self.put(namespace, key, value)
+        return value
 
     def invalidate(self, namespace: Hashable) -> None:
         self._generations[namespace] = self._generations.get(namespace, 0) + 1

@@ -12,9 +12,17 @@ from vsense.kit.schemas import ErrorBody
 API_PREFIX = "/api/v1"
 
 
+# UUIDs lower-case and hyphenated; datetimes (always UTC here) as 2026-11-28T14:05:00Z.
+ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON answer serialised with orjson (the hot list paths skip model validation)."""
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+    return Response(
+        orjson.dumps(content, option=ORJSON_OPTIONS),
+        status_code=status_code,
+        media_type="application/json",
+    )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from vsense.deps import PrincipalDep, SessionDep
+from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 from vsense.users import service
@@ -40,14 +40,20 @@ async def get_user(user_id: IdPath, session: SessionDep, principal: PrincipalDep
 
 @router.put("/{user_id}", response_model=User, responses=error_responses(401, 403, 404, 409, 422))
 async def update_user(
-    user_id: IdPath, body: UserUpdate, session: SessionDep, principal: PrincipalDep
+    user_id: IdPath,
+    body: UserUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
 ) -> User:
     """Change the fields that were sent; `groups` replaces the memberships."""
-    return await service.update_user(session, principal, user_id, body)
+    return await service.update_user(session, state, principal, user_id, body)
 
 
 @router.delete("/{user_id}", status_code=204, responses=error_responses(401, 403, 404, 409))
-async def delete_user(user_id: IdPath, session: SessionDep, principal: PrincipalDep) -> Response:
+async def delete_user(
+    user_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Response:
     """Remove a user; their sessions and tokens go with them."""
-    await service.delete_user(session, principal, user_id)
+    await service.delete_user(session, state, principal, user_id)
     return Response(status_code=204)

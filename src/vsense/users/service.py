@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import GroupRef, Me, OrganizationRef
-from vsense.accounts.service import require_scope
+from vsense.accounts.service import forget_user, require_scope
 from vsense.groups import repository as groups_repository
 from vsense.kit.crypto import hash_password
 from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
@@ -16,6 +16,7 @@ from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import Page
 from vsense.models import Organization
 from vsense.models import User as UserRow
+from vsense.state import AppState
 from vsense.users import repository
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
@@ -106,7 +107,7 @@ async def create_user(session: AsyncSession, principal: Principal, body: UserCre
 
 
 async def update_user(
-    session: AsyncSession, principal: Principal, user_id: int, body: UserUpdate
+    session: AsyncSession, state: AppState, principal: Principal, user_id: int, body: UserUpdate
 ) -> User:
     require_scope(principal, "users:write")
     user = await repository.get_user(session, principal.organization_id, user_id)
@@ -134,10 +135,13 @@ async def update_user(
         group_ids = await _group_ids(session, principal.organization_id, body.groups)
         await groups_repository.set_user_groups(session, user.id, group_ids)
     await session.flush()
+    forget_user(state, user.id)
     return (await _views(session, [user]))[0]
 
 
-async def delete_user(session: AsyncSession, principal: Principal, user_id: int) -> None:
+async def delete_user(
+    session: AsyncSession, state: AppState, principal: Principal, user_id: int
+) -> None:
     require_scope(principal, "users:write")
     user = await repository.get_user(session, principal.organization_id, user_id)
     if user is None:
@@ -147,6 +151,7 @@ async def delete_user(session: AsyncSession, principal: Principal, user_id: int)
     if user.role == "owner":
         raise Conflict("The platform owner is removed from the command line only.")
     await repository.delete_user(session, user)
+    forget_user(state, user.id)
 
 
 async def create_organization(session: AsyncSession, name: str) -> Organization:
