@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
 from vsense.config import Settings, get_settings
-from vsense.deps import get_state
+from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
 from vsense.groups.routes import router as groups_router
 from vsense.kit.errors import (
@@ -86,7 +86,7 @@ def _operations_router() -> APIRouter:
         responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
     )
     async def readyz(request: Request) -> dict[str, str]:
-        state = get_state(request)
+        state = state_of(request)
         try:
             async with state.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))

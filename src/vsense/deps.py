@@ -17,9 +17,15 @@ from vsense.state import AppState
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.vsense
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    # Async on purpose: FastAPI runs plain-function dependencies in a thread pool,
+    # and a thread hop per request costs more than the rest of a cached request.
+    return state_of(request)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -28,7 +34,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     The edge owns the transaction; services only flush. An error that records
     something on purpose (a revoked session) asks for a commit instead.
     """
-    state = get_state(request)
+    state = state_of(request)
     reading = request.method in READ_METHODS
     async with (state.read_sessionmaker if reading else state.sessionmaker)() as session:
         if not reading:

@@ -1,13 +1,25 @@
-"""All SQL about devices. `readable_devices` is the one visibility rule."""
+"""All SQL about devices. `_visible` is the one visibility rule."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
@@ -54,54 +66,84 @@ class DeviceFilter:
     is_online: bool | None = None
     search: str | None = None
 
+    def shape(self) -> tuple[str, bool | None, bool]:
+        """What the SQL depends on, as opposed to the values bound into it."""
+        if self.without_group:
+            group_mode = "none"
+        elif self.group is None:
+            group_mode = "any"
+        else:
+            group_mode = "name_or_id" if _is_key(self.group) else "name"
+        return group_mode, self.is_online, bool(self.search)
 
-def readable_devices(principal: Principal) -> AnySelect:
-    """Devices the caller may see: its organization's, narrowed to its groups unless admin."""
-    statement = (
-        select(*DEVICE_COLUMNS)
-        .outerjoin(Group, Group.id == Device.group_id)
-        .where(Device.organization_id == principal.organization_id)
-    )
-    return _narrow_to_groups(statement, principal)
+    def parameters(self) -> dict[str, Any]:
+        parameters: dict[str, Any] = {}
+        if self.group is not None and not self.without_group:
+            parameters["group_name"] = self.group
+            if _is_key(self.group):
+                parameters["group_id"] = int(self.group)
+        if self.search:
+            parameters["pattern"] = "%" + _escape_like(self.search.lower()) + "%"
+        return parameters
 
 
-def _narrow_to_groups(statement: AnySelect, principal: Principal) -> AnySelect:
-    if principal.sees_whole_organization:
+# Read statements are built once per shape and take their values as bound parameters:
+# building a statement costs more CPU than running it on either database.
+ORGANIZATION_ID = bindparam("organization_id", type_=Integer)
+USER_ID = bindparam("user_id", type_=Integer)
+
+
+def _visible(statement: AnySelect, whole_organization: bool) -> AnySelect:
+    """The one visibility rule: the caller's organization, narrowed to the caller's groups
+    unless the caller sees the whole organization (admins)."""
+    statement = statement.where(Device.organization_id == ORGANIZATION_ID)
+    if whole_organization:
         return statement
     return statement.where(
-        Device.group_id.in_(
-            select(user_groups.c.group_id).where(user_groups.c.user_id == principal.user_id)
-        )
+        Device.group_id.in_(select(user_groups.c.group_id).where(user_groups.c.user_id == USER_ID))
     )
 
 
-def _group_id(organization_id: int, reference: str) -> ColumnElement[Any]:
-    """The id of the organization's group named `reference`, else numbered `reference`."""
+def _caller(principal: Principal) -> dict[str, Any]:
+    return {"organization_id": principal.organization_id, "user_id": principal.user_id}
+
+
+def _readable_devices(whole_organization: bool) -> AnySelect:
+    statement = select(*DEVICE_COLUMNS).outerjoin(Group, Group.id == Device.group_id)
+    return _visible(statement, whole_organization)
+
+
+def _group_id(by_id: bool) -> ColumnElement[Any]:
+    """The id of the organization's group with the bound name, else with the bound id."""
     by_name = (
         select(Group.id)
-        .where(Group.organization_id == organization_id, Group.name == reference)
+        .where(Group.organization_id == ORGANIZATION_ID, Group.name == bindparam("group_name"))
         .scalar_subquery()
     )
-    if not _is_key(reference):
+    if not by_id:
         return by_name
-    by_id = (
+    by_number = (
         select(Group.id)
-        .where(Group.organization_id == organization_id, Group.id == int(reference))
+        .where(
+            Group.organization_id == ORGANIZATION_ID,
+            Group.id == bindparam("group_id", type_=Integer),
+        )
         .scalar_subquery()
     )
-    return func.coalesce(by_name, by_id)
+    return func.coalesce(by_name, by_number)
 
 
-def _filter_clauses(organization_id: int, device_filter: DeviceFilter) -> list[ColumnElement[bool]]:
+def _filter_clauses(shape: tuple[str, bool | None, bool]) -> list[ColumnElement[bool]]:
+    group_mode, is_online, has_search = shape
     clauses: list[ColumnElement[bool]] = []
-    if device_filter.without_group:
+    if group_mode == "none":
         clauses.append(Device.group_id.is_(None))
-    elif device_filter.group is not None:
-        clauses.append(Device.group_id == _group_id(organization_id, device_filter.group))
-    if device_filter.is_online is not None:
-        clauses.append(Device.is_online.is_(device_filter.is_online))
-    if device_filter.search:
-        pattern = "%" + _escape_like(device_filter.search.lower()) + "%"
+    elif group_mode in ("name", "name_or_id"):
+        clauses.append(Device.group_id == _group_id(group_mode == "name_or_id"))
+    if is_online is not None:
+        clauses.append(Device.is_online.is_(is_online))
+    if has_search:
+        pattern = bindparam("pattern", type_=String)
         clauses.append(
             or_(
                 func.lower(Device.name).like(pattern, escape="\\"),
@@ -111,11 +153,42 @@ def _filter_clauses(organization_id: int, device_filter: DeviceFilter) -> list[C
     return clauses
 
 
-async def _rows(session: AsyncSession, statement: AnySelect) -> Sequence[Row[Any]]:
+@lru_cache(maxsize=1024)
+def _list_statement(
+    whole_organization: bool,
+    shape: tuple[str, bool | None, bool],
+    sort_key: str,
+    descending: bool,
+) -> AnySelect:
+    column = SORT_COLUMNS[sort_key]
+    if descending:
+        first = column.desc().nulls_last() if sort_key == "refreshed" else column.desc()
+        order = [first, Device.uuid.desc()]
+    else:
+        first = column.asc().nulls_first() if sort_key == "refreshed" else column.asc()
+        order = [first, Device.uuid.asc()]
+    return (
+        _readable_devices(whole_organization)
+        .where(*_filter_clauses(shape))
+        .order_by(*order)
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@lru_cache(maxsize=256)
+def _count_statement(whole_organization: bool, shape: tuple[str, bool | None, bool]) -> AnySelect:
+    statement: AnySelect = select(func.count()).select_from(Device)
+    return _visible(statement, whole_organization).where(*_filter_clauses(shape))
+
+
+async def _rows(
+    session: AsyncSession, statement: AnySelect, parameters: dict[str, Any]
+) -> Sequence[Row[Any]]:
     # Plain rows through the session's connection: the read paths need no ORM identity
     # map, and skipping it is a good part of a list request's CPU time.
     connection = await session.connection()
-    return (await connection.execute(statement)).all()
+    return (await connection.execute(statement, parameters)).all()
 
 
 def _is_key(reference: str) -> bool:
@@ -136,41 +209,33 @@ async def list_devices(
     offset: int,
     limit: int,
 ) -> Sequence[Row[Any]]:
-    column = SORT_COLUMNS[sort_key]
-    if descending:
-        order = [column.desc(), Device.uuid.desc()]
-        if sort_key == "refreshed":
-            order[0] = column.desc().nulls_last()
-    else:
-        order = [column.asc(), Device.uuid.asc()]
-        if sort_key == "refreshed":
-            order[0] = column.asc().nulls_first()
-    statement = (
-        readable_devices(principal)
-        .where(*_filter_clauses(principal.organization_id, device_filter))
-        .order_by(*order)
-        .offset(offset)
-        .limit(limit)
+    statement = _list_statement(
+        principal.sees_whole_organization, device_filter.shape(), sort_key, descending
     )
-    return await _rows(session, statement)
+    parameters = {
+        **_caller(principal),
+        **device_filter.parameters(),
+        "offset": offset,
+        "limit": limit,
+    }
+    return await _rows(session, statement, parameters)
 
 
 async def count_devices(
     session: AsyncSession, principal: Principal, device_filter: DeviceFilter
 ) -> int:
-    statement: AnySelect = select(func.count())
-    statement = _narrow_to_groups(
-        statement.select_from(Device).where(Device.organization_id == principal.organization_id),
-        principal,
-    ).where(*_filter_clauses(principal.organization_id, device_filter))
-    connection = await session.connection()
-    return int((await connection.execute(statement)).scalar() or 0)
+    statement = _count_statement(principal.sees_whole_organization, device_filter.shape())
+    rows = await _rows(session, statement, {**_caller(principal), **device_filter.parameters()})
+    return int(rows[0][0])
 
 
 async def get_device_row(
     session: AsyncSession, principal: Principal, device_uuid: uuid.UUID
 ) -> Row[Any] | None:
-    rows = await _rows(session, readable_devices(principal).where(Device.uuid == device_uuid))
+    statement = _readable_devices(principal.sees_whole_organization).where(
+        Device.uuid == device_uuid
+    )
+    rows = await _rows(session, statement, _caller(principal))
     return rows[0] if rows else None
 
 
@@ -178,13 +243,10 @@ async def get_device(
     session: AsyncSession, principal: Principal, device_uuid: uuid.UUID
 ) -> Device | None:
     """The ORM row of a visible device, for changes."""
-    statement = _narrow_to_groups(
-        select(Device).where(
-            Device.uuid == device_uuid, Device.organization_id == principal.organization_id
-        ),
-        principal,
+    statement = _visible(select(Device), principal.sees_whole_organization).where(
+        Device.uuid == device_uuid
     )
-    device: Device | None = await session.scalar(statement)
+    device: Device | None = await session.scalar(statement, _caller(principal))
     return device
 
 
