@@ -89,24 +89,13 @@ class DeviceCreate(RequestBody):
 
 
 def device_json(row: Any) -> dict[str, Any]:
-    """A device row (from `repository.DEVICE_COLUMNS`) as the API shows it.
+    """A device row (columns of `repository.DEVICE_COLUMNS`) as the API shows it.
 
     Datetimes stay Python objects: `kit.http.json_response` writes them in the API's
-    format (ISO 8601 UTC with `Z`, whole seconds).
+    format (ISO 8601 UTC with `Z`, whole seconds). Built by position, not by
+    attribute, because this runs for every device of every page.
     """
-    return {
-        "uuid": str(row.uuid),
-        "name": row.name,
-        "client_identifier": row.client_identifier,
-        "refreshed": row.refreshed,
-        "is_online": 1 if row.is_online else 0,
-        "geo_city": row.geo_city,
-        "geo_country": row.geo_country,
-        "group": row.group,
-        "group_id": row.group_id,
-        "app_type": row.app_type,
-        "keepalive_interval": row.keepalive_interval,
-        "created": row.created,
-        "last_seen": row.last_seen,
-        "status_reason": row.status_reason,
-    }
+    device = dict(zip(row._fields, row, strict=True))
+    device["uuid"] = str(device["uuid"])
+    device["is_online"] = 1 if device["is_online"] else 0
+    return device
