@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # Metrics are our own Prometheus registry; the built-in OpenTelemetry hooks
+        # would only cost time on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.vsense = state or AppState.build(settings)
     app.state.metrics = Metrics()

@@ -167,12 +167,21 @@ def _list_statement(
     else:
         first = column.asc().nulls_first() if sort_key == "refreshed" else column.asc()
         order = [first, Device.uuid.asc()]
-    return (
-        _readable_devices(whole_organization)
+    # The page's uuids are found first, on the index alone, then joined to the rest:
+    # a deep page walks index entries instead of whole rows and their groups.
+    page = (
+        _visible(select(Device.uuid), whole_organization)
         .where(*_filter_clauses(shape))
         .order_by(*order)
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    return (
+        select(*DEVICE_COLUMNS)
+        .join(page, page.c.uuid == Device.uuid)
+        .outerjoin(Group, Group.id == Device.group_id)
+        .order_by(*order)
     )
 
 
