@@ -88,14 +88,15 @@ class DeviceCreate(RequestBody):
     keepalive_interval: int | None = Field(None, ge=10, le=86400)
 
 
-def device_json(row: Any) -> dict[str, Any]:
+def device_json(row: Any, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A device row (columns of `repository.DEVICE_COLUMNS`) as the API shows it.
 
     Datetimes stay Python objects: `kit.http.json_response` writes them in the API's
     format (ISO 8601 UTC with `Z`, whole seconds). Built by position, not by
-    attribute, because this runs for every device of every page.
+    attribute, because this runs for every device of every page; a page passes its
+    rows' `fields` once.
     """
-    device = dict(zip(row._fields, row, strict=True))
+    device = dict(zip(fields or row._fields, row, strict=True))
     device["uuid"] = str(device["uuid"])
     device["is_online"] = 1 if device["is_online"] else 0
     return device

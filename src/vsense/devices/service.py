@@ -92,13 +92,14 @@ async def list_devices(
         offset=request.offset,
         limit=request.per_page,
     )
+    fields = rows[0]._fields if rows else ()
     total = await _count(session, principal, device_filter, count_cache)
     if request.offset == 0 and len(rows) < request.per_page:
         total = len(rows)  # the first page holds everything: the count is exact for free
     elif rows and total < request.offset + len(rows):
         total = request.offset + len(rows)  # a cached count can lag behind new devices
     return {
-        "data": [device_json(row) for row in rows],
+        "data": [device_json(row, fields) for row in rows],
         "meta": page_meta(request, total, len(rows)),
     }
 
