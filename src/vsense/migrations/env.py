@@ -41,8 +41,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    url = context.config.get_main_option("sqlalchemy.url")
-    settings = load_settings(database_url=url) if url else load_settings()
+    # The caller's settings (data folder included); a bare `alembic` run reads the env.
+    settings = context.config.attributes.get("settings") or load_settings()
     engine = create_engine(settings)
     try:
         async with engine.connect() as connection:
