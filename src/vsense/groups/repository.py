@@ -121,6 +121,11 @@ async def set_user_groups(session: AsyncSession, user_id: int, group_ids: Sequen
         )
 
 
+async def add_group(session: AsyncSession, group: Group) -> None:
+    session.add(group)
+    await session.flush()
+
+
 async def delete_group(session: AsyncSession, group: Group) -> None:
     await session.delete(group)
     await session.flush()

@@ -67,8 +67,7 @@ async def create_group(session: AsyncSession, principal: Principal, body: GroupC
         name=body.name,
         keepalive_interval=body.keepalive_interval,
     )
-    session.add(group)
-    await session.flush()
+    await repository.add_group(session, group)
     return (await _views(session, [group]))[0]
 
 
