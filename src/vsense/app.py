@@ -20,6 +20,7 @@ from vsense.accounts.routes import router as accounts_router
 from vsense.config import Settings, get_settings
 from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
+from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
 from vsense.kit.errors import (
     STATUS_ERRORS,
@@ -34,20 +35,34 @@ from vsense.kit.errors import (
 from vsense.kit.http import API_PREFIX, json_response
 from vsense.kit.middleware import Metrics, MetricsMiddleware, RequestGuardMiddleware
 from vsense.kit.schemas import ErrorBody
+from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
 from vsense.users.routes import router as users_router
+from vsense.worker import BackgroundRuntime
 
 logger = logging.getLogger("vsense")
 
 
-def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
-    """Build the application. Without arguments it uses the process settings."""
+def create_app(
+    settings: Settings | None = None,
+    state: AppState | None = None,
+    *,
+    background: bool | None = None,
+) -> FastAPI:
+    """Build the application. Without arguments it uses the process settings and runs the
+    background jobs (liveness writes, offline sweep) for as long as it is served."""
     settings = settings or (state.settings if state else get_settings())
     owns_state = state is None
+    run_background = owns_state if background is None else background
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = BackgroundRuntime(app.state.vsense)
+        if run_background:
+            runtime.start()
         yield
+        if run_background:
+            await runtime.stop()
         if owns_state:
             await app.state.vsense.engine.dispose()
 
@@ -66,11 +81,22 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.state.vsense = state or AppState.build(settings)
     app.state.metrics = Metrics()
 
-    for router in (accounts_router, devices_router, groups_router, users_router):
+    for router in (
+        accounts_router,
+        devices_router,
+        payloads_router,
+        groups_router,
+        users_router,
+        gateway_router,
+    ):
         app.include_router(router)
     app.include_router(_operations_router())
     _install_error_handlers(app)
-    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger_limits={"/device/v1/": settings.device_max_body_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

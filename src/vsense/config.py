@@ -72,6 +72,33 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(
         None, description="MQTT broker of the device bridge; unset = none."
     )
+    default_keepalive_interval: int = Field(
+        600,
+        ge=10,
+        description="Keepalive interval, seconds, of devices whose own and whose group's are "
+        "unset; a device is offline after 1.5 times its interval without a sign of life.",
+    )
+    liveness_flush_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two batched writes of devices' last sign of life.",
+    )
+    sweep_interval: float = Field(
+        15.0, gt=0, le=30, description="Seconds between two sweeps for overdue devices."
+    )
+    accept_unknown_payload_types: bool = Field(
+        False,
+        description="Store and forward messages of unknown types (no metrics) instead of "
+        "refusing them with 422.",
+    )
+    command_ttl: int = Field(
+        300, ge=10, description="Seconds a command waits for its device before it expires."
+    )
+    device_max_body_bytes: int = Field(
+        4 * 1_048_576,
+        ge=1024,
+        description="Largest body a device may send to /device/v1 (a batch of 500 messages).",
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted under /api/v1, bytes."
     )

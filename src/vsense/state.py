@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker
+from vsense.gateway.liveness import LivenessRecorder
+from vsense.gateway.waiters import CommandWaiters
 from vsense.kit.cache import TTLCache
 from vsense.kit.throttle import FailureThrottle
 
@@ -22,6 +24,8 @@ class AppState:
     read_sessionmaker: async_sessionmaker[AsyncSession]
     count_cache: TTLCache
     auth_cache: TTLCache
+    liveness: LivenessRecorder
+    command_waiters: CommandWaiters
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -39,4 +43,6 @@ class AppState:
             login_throttle=FailureThrottle(window=settings.login_failure_window),
             count_cache=TTLCache(ttl=settings.count_cache_ttl),
             auth_cache=TTLCache(ttl=settings.auth_cache_ttl),
+            liveness=LivenessRecorder(),
+            command_waiters=CommandWaiters(),
         )

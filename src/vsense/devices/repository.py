@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
-from vsense.models import Device, DeviceCredential, Group, user_groups
+from vsense.models import Device, DeviceCredential, DeviceEvent, Group, user_groups
 
 AnySelect = Select[*tuple[Any, ...]]
 
@@ -297,3 +297,19 @@ async def replace_credential(
 async def delete_device(session: AsyncSession, device: Device) -> None:
     await session.delete(device)
     await session.flush()
+
+
+async def list_events(
+    session: AsyncSession, device_uuid: uuid.UUID, *, offset: int, limit: int
+) -> tuple[Sequence[DeviceEvent], int]:
+    total = await session.scalar(
+        select(func.count()).select_from(DeviceEvent).where(DeviceEvent.device_uuid == device_uuid)
+    )
+    rows = await session.scalars(
+        select(DeviceEvent)
+        .where(DeviceEvent.device_uuid == device_uuid)
+        .order_by(DeviceEvent.created.desc(), DeviceEvent.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return rows.all(), int(total or 0)

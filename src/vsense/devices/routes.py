@@ -10,11 +10,13 @@ from vsense.devices.schemas import (
     Device,
     DeviceCreate,
     DeviceCredentials,
+    DeviceEvent,
     DeviceList,
     DeviceOnboarded,
     DeviceUpdate,
 )
 from vsense.kit.http import API_PREFIX, error_responses, json_response
+from vsense.kit.schemas import Page
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 
@@ -147,3 +149,21 @@ async def rotate_credentials(
     device_uuid: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     return json_response(await service.rotate_credentials(session, principal, device_uuid), 201)
+
+
+@router.get(
+    "/{device_uuid}/events",
+    response_model=Page[DeviceEvent],
+    responses=error_responses(400, 401, 403, 404),
+    summary="The device's online/offline transitions, newest first",
+)
+async def list_events(
+    device_uuid: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: str | None = Query(None, description="1-based page number"),
+    per_page: str | None = Query(None, description="Items per page, at most 500"),
+) -> Response:
+    return json_response(
+        await service.list_events(session, principal, device_uuid, page=page, per_page=per_page)
+    )

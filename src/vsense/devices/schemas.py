@@ -37,6 +37,13 @@ class Device(BaseModel):
     status_reason: str | None
 
 
+class DeviceEvent(BaseModel):
+    id: int
+    status: Literal["online", "offline"]
+    reason: str
+    created: str = Field(description="ISO 8601, UTC")
+
+
 class DeviceList(BaseModel):
     data: list[Device]
     meta: ListMeta

@@ -119,6 +119,40 @@ async def _count(
     return total
 
 
+async def visible_device(
+    session: AsyncSession, principal: Principal, device_uuid: str
+) -> uuid.UUID:
+    """The UUID of a device the caller may read; 404 otherwise."""
+    require_scope(principal, "devices:read")
+    row = await repository.get_device_row(session, principal, parse_device_uuid(device_uuid))
+    if row is None:
+        raise NotFound("No such device.")
+    return uuid.UUID(str(row.uuid))
+
+
+async def list_events(
+    session: AsyncSession,
+    principal: Principal,
+    device_uuid: str,
+    *,
+    page: str | None,
+    per_page: str | None,
+) -> dict[str, Any]:
+    """A device's online/offline transitions, newest first."""
+    device = await visible_device(session, principal, device_uuid)
+    request = page_request(page, per_page)
+    events, total = await repository.list_events(
+        session, device, offset=request.offset, limit=request.per_page
+    )
+    return {
+        "data": [
+            {"id": e.id, "status": e.status, "reason": e.reason, "created": e.created}
+            for e in events
+        ],
+        "meta": page_meta(request, total, len(events)),
+    }
+
+
 async def get_device(
     session: AsyncSession, principal: Principal, device_uuid: str
 ) -> dict[str, Any]:

@@ -26,9 +26,13 @@ class RequestGuardMiddleware:
     read up to the limit and replayed to the application.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Path prefix -> limit, for the few paths that take bigger bodies (device batches).
+        self.larger_limits = larger_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,7 +45,15 @@ class RequestGuardMiddleware:
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"The body must be at most {self.max_bytes} bytes.")
+        max_bytes = next(
+            (
+                limit
+                for prefix, limit in self.larger_limits.items()
+                if scope["path"].startswith(prefix)
+            ),
+            self.max_bytes,
+        )
+        too_large = PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
         declared = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -51,8 +63,8 @@ class RequestGuardMiddleware:
             try:
                 length = int(declared)
             except ValueError:
-                length = self.max_bytes + 1
-            if length > self.max_bytes:
+                length = max_bytes + 1
+            if length > max_bytes:
                 await send_error(send, too_large)
                 return
             await self.app(scope, receive, send)
@@ -65,7 +77,7 @@ class RequestGuardMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await send_error(send, too_large)
                 return
             chunks.append(chunk)

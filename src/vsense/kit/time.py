@@ -15,3 +15,18 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(name: str, raw: str | None) -> datetime | None:
+    """A query time: ISO 8601 (UTC when no zone is given) or UNIX seconds; 400 otherwise."""
+    from vsense.kit.errors import BadRequest
+
+    if raw is None or raw == "":
+        return None
+    try:
+        if raw.lstrip("-").replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(raw), UTC)
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"`{name}` must be an ISO 8601 time or UNIX seconds.") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

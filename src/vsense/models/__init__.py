@@ -3,14 +3,19 @@
 from vsense.models.accounts import Group, Organization, User, user_groups
 from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
+from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
 from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
 
 __all__ = [
     "Base",
     "Device",
+    "DeviceCommand",
     "DeviceCredential",
+    "DeviceEvent",
+    "DeviceMetric",
     "Group",
     "Organization",
+    "PayloadMessage",
     "PersonalAccessToken",
     "RefreshToken",
     "RefreshTokenFamily",

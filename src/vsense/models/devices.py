@@ -33,6 +33,7 @@ class Device(CreatedMixin, Base):
         Index("ix_devices_org_created", "organization_id", "created", "uuid"),
         Index("ix_devices_org_city", "organization_id", "geo_city", "uuid"),
         Index("ix_devices_org_country", "organization_id", "geo_country", "uuid"),
+        Index("ix_devices_online_deadline", "is_online", "offline_after"),
         Index(
             "ix_devices_org_group_online",
             "organization_id",
@@ -61,6 +62,10 @@ class Device(CreatedMixin, Base):
     refreshed: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # When the device goes offline unless it shows a sign of life before: set at each
+    # sign of life from its effective keepalive interval, so the sweep is one indexed
+    # comparison on both databases.
+    offline_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

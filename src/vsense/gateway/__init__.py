@@ -1,0 +1,1 @@
+"""The device-facing API (/device/v1): keepalives, payloads, commands; liveness."""

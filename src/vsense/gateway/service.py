@@ -1,0 +1,251 @@
+"""The rules of the device gateway: who a device is, what it may send, what it receives."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts.service import DEVICE_PREFIX
+from vsense.db import session_scope
+from vsense.gateway import repository
+from vsense.gateway.liveness import deadline_after
+from vsense.gateway.repository import DeviceIdentity
+from vsense.gateway.schemas import Health, command_json
+from vsense.kit.crypto import token_digest
+from vsense.kit.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from vsense.kit.time import utcnow
+from vsense.models import DeviceCommand
+from vsense.payloads.metrics import derive_metrics, next_occupancy
+from vsense.payloads.schemas import PayloadInvalid, ValidatedMessage, validate_message
+from vsense.state import AppState
+
+MAX_BATCH = 500
+MAX_WAIT = 55
+# A long poll also looks at the database this often, for commands created by another
+# server process (this process's own wake it at once).
+POLL_INTERVAL = 1.0
+
+
+class BatchPartlyRejected(Unprocessable):
+    """Some messages of a batch were refused; the accepted ones are kept (committed)."""
+
+    commit_session = True
+
+
+def bearer(header: str | None) -> str:
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(DEVICE_PREFIX):
+        raise Unauthorized("A device token is required (Authorization: Bearer vsd_...).")
+    return token
+
+
+async def authenticate(session: AsyncSession, header: str | None) -> DeviceIdentity:
+    """The device behind a device token; a user or API token opens nothing here."""
+    identity = await repository.device_for_token_hash(session, token_digest(bearer(header)))
+    if identity is None:
+        raise Unauthorized("The device token is invalid or has been rotated.")
+    return identity
+
+
+async def sign_of_life(
+    session: AsyncSession, state: AppState, device: DeviceIdentity, reason: str
+) -> None:
+    """Any message from a device keeps it online. Already online: batched. Coming back:
+    written now, with its event, in the caller's transaction."""
+    now = utcnow()
+    interval = device.keepalive_interval or state.settings.default_keepalive_interval
+    if device.is_online:
+        state.liveness.note(device.uuid, now, interval)
+    else:
+        await repository.set_online(
+            session, device.uuid, now, deadline_after(now, interval), reason
+        )
+
+
+async def keepalive(
+    session: AsyncSession, state: AppState, device: DeviceIdentity, health: Health | None
+) -> list[dict[str, Any]]:
+    """A keepalive; answered with the device's pending commands."""
+    del health  # forwarded by keepalive webhooks once they exist; not stored
+    await sign_of_life(session, state, device, "keepalive")
+    commands = await repository.take_pending_commands(session, device.uuid, utcnow())
+    return [command_json(c) for c in commands]
+
+
+def _as_batch(body: Any) -> list[Any]:
+    messages = body if isinstance(body, list) else [body]
+    if not messages:
+        raise Unprocessable("The batch is empty.")
+    if len(messages) > MAX_BATCH:
+        raise Unprocessable(f"A batch holds at most {MAX_BATCH} messages.")
+    return messages
+
+
+async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity, body: Any) -> int:
+    """Validate and store a message or a batch. Every accepted message is kept even when
+    others of its batch are refused (422 naming each refused message by index)."""
+    messages = _as_batch(body)
+    now = utcnow()
+    accepted: list[ValidatedMessage] = []
+    errors: list[dict[str, Any]] = []
+    for index, raw in enumerate(messages):
+        try:
+            accepted.append(
+                validate_message(
+                    raw,
+                    now=now,
+                    accept_unknown_types=state.settings.accept_unknown_payload_types,
+                )
+            )
+        except PayloadInvalid as exc:
+            errors += [{"index": index, **error} for error in exc.errors]
+    if accepted:
+        await _store(session, device.uuid, accepted, now)
+        await sign_of_life(session, state, device, "payload")
+    if errors:
+        rejected = len({e["index"] for e in errors})
+        raise BatchPartlyRejected(
+            f"{len(accepted)} of {len(messages)} messages accepted; {rejected} refused "
+            "(see `error`, by message index).",
+            errors=errors,
+        )
+    return len(accepted)
+
+
+async def _store(
+    session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage], now: datetime
+) -> None:
+    ids = await repository.add_messages(
+        session,
+        [
+            {
+                "device_uuid": device,
+                "type": m.type,
+                "version": m.version,
+                "timestamp": datetime.fromtimestamp(m.timestamp, UTC),
+                "received_at": now,
+                "payload": m.payload,
+            }
+            for m in messages
+        ],
+    )
+    rows: list[dict[str, Any]] = []
+    for message_id, message in zip(ids, messages, strict=True):
+        for metric in derive_metrics(message):
+            rows.append(
+                {
+                    "device_uuid": device,
+                    "message_id": message_id,
+                    "epoch": message.timestamp,
+                    "name": metric.name,
+                    "value": metric.value,
+                    "marker_id": metric.marker_id,
+                    "marker_name": metric.marker_name,
+                }
+            )
+            if metric.name == "net":
+                rows.append(
+                    {
+                        **rows[-1],
+                        "name": "occupancy",
+                        "value": await _running_occupancy(
+                            session,
+                            device,
+                            metric.marker_id,
+                            message.timestamp,
+                            metric.value,
+                            rows,
+                        ),
+                    }
+                )
+    await repository.add_metrics(session, rows)
+
+
+async def _running_occupancy(
+    session: AsyncSession,
+    device: uuid.UUID,
+    marker_id: str | None,
+    epoch: int,
+    net: float,
+    pending: list[dict[str, Any]],
+) -> float:
+    """A line's occupancy: the sum of `net` since the day began (UTC), never below 0."""
+    day_start = epoch - epoch % 86400
+    previous = next(
+        (
+            row["value"]
+            for row in reversed(pending[:-1])
+            if row["name"] == "occupancy"
+            and row["marker_id"] == marker_id
+            and row["epoch"] >= day_start
+        ),
+        None,
+    )
+    if previous is None:
+        previous = await repository.last_metric_value(
+            session, device, "occupancy", marker_id, day_start
+        )
+    return next_occupancy(previous or 0.0, net)
+
+
+async def create_command(
+    session: AsyncSession,
+    state: AppState,
+    device: uuid.UUID,
+    command_type: str,
+    arguments: dict[str, Any] | None = None,
+) -> DeviceCommand:
+    """Queue a command for a device (it takes it on its next keepalive or long poll)."""
+    now = utcnow()
+    command = DeviceCommand(
+        id=uuid.uuid4(),
+        device_uuid=device,
+        type=command_type,
+        arguments=arguments or {},
+        created=now,
+        expires_at=now + timedelta(seconds=state.settings.command_ttl),
+    )
+    await repository.add_command(session, command)
+    state.command_waiters.wake(device)
+    return command
+
+
+async def wait_for_commands(
+    state: AppState, header: str | None, wait: float
+) -> list[dict[str, Any]]:
+    """The long poll: pending commands as soon as there are some, or [] after `wait`.
+
+    Each look at the database is a short transaction of its own, so a waiting device
+    holds no connection.
+    """
+    if not 0 <= wait <= MAX_WAIT:
+        raise BadRequest(f"`wait` must be between 0 and {MAX_WAIT} seconds.")
+    deadline = time.monotonic() + wait
+    async with session_scope(state.sessionmaker) as session:
+        device = await authenticate(session, header)
+        await sign_of_life(session, state, device, "command_poll")
+    while True:
+        async with session_scope(state.sessionmaker) as session:
+            commands = await repository.take_pending_commands(session, device.uuid, utcnow())
+        if commands:
+            return [command_json(c) for c in commands]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return []
+        await state.command_waiters.wait(device.uuid, min(remaining, POLL_INTERVAL))
+
+
+async def complete_command(
+    session: AsyncSession, device: DeviceIdentity, command_id: str, ok: bool, error: str | None
+) -> None:
+    try:
+        parsed = uuid.UUID(command_id)
+    except ValueError:
+        raise NotFound("No such command.") from None
+    if not await repository.complete_command(session, device.uuid, parsed, utcnow(), ok, error):
+        raise NotFound("No such command for this device.")

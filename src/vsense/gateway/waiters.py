@@ -1,0 +1,30 @@
+"""Wake-ups for devices waiting on a long poll."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+
+class CommandWaiters:
+    """In-process wake-ups for long polls: a command created here wakes its device's poll
+    at once; commands created by other processes are found by the poll's own checks."""
+
+    def __init__(self) -> None:
+        self._events: dict[uuid.UUID, asyncio.Event] = {}
+
+    def wake(self, device: uuid.UUID) -> None:
+        event = self._events.get(device)
+        if event is not None:
+            event.set()
+
+    async def wait(self, device: uuid.UUID, seconds: float) -> None:
+        event = self._events.setdefault(device, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            event.clear()
+            if self._events.get(device) is event and not event.is_set():
+                self._events.pop(device, None)
