@@ -308,7 +308,7 @@ async def list_events(
     rows = await session.scalars(
         select(DeviceEvent)
         .where(DeviceEvent.device_uuid == device_uuid)
-        .order_by(DeviceEvent.created.desc(), DeviceEvent.id.desc())
+        .order_by(DeviceEvent.id.desc())  # the order the transitions were written
         .offset(offset)
         .limit(limit)
     )
