@@ -235,7 +235,8 @@ async def test_nan_deep_nesting_bad_json_and_huge_bodies_are_refused(api: Api) -
         f'{{"type": "VCW", "timestamp": {now}, "payload": [{{"id": "{ZONE}", "name": "Hall",'
         f' "count": 3, "density": NaN, "period_start": {now - 60}, "period_end": {now}}}]}}'
     )
-    deep = '{"type": "VCZ", "timestamp": %d, "payload": %s}' % (now, "[" * 200 + "]" * 200)
+    nested = "[" * 200 + "]" * 200
+    deep = f'{{"type": "VCZ", "timestamp": {now}, "payload": {nested}}}'
     cases = [(nan, 422), (deep, 422), ('{"type": ', 400), ("[" + "1," * 3_000_000 + "1]", 413)]
     for content, status in cases:
         response = await device.client.post("/device/v1/payloads", headers=headers, content=content)
