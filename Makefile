@@ -16,8 +16,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed
 
-demo: install  ## run vsense on the embedded database
-	$(BIN)/vsense serve
+demo: install  ## run vsense with a simulated fleet on the embedded database
+	$(BIN)/vsense demo
 
 serve: install
 	$(BIN)/vsense serve

@@ -13,6 +13,7 @@ import typer
 
 from vsense.config import ConfigurationError, Settings, get_settings
 from vsense.kit.errors import AppError
+from vsense.simulator.command import simulate_command
 
 T = TypeVar("T")
 
@@ -119,6 +120,32 @@ def serve(
         log_level=log_level,
         access_log=False,
     )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    devices: Annotated[int, typer.Option(min=1, help="Simulated sensors.")] = 12,
+    rate: Annotated[
+        float, typer.Option(min=0.1, help="Simulated time speed (60: a minute per second).")
+    ] = 10.0,
+) -> None:
+    """Run the platform with a simulated fleet on the embedded database, and show how."""
+    from vsense.cli.demo import port_is_free, run_demo
+
+    settings = _settings()
+    if not port_is_free(host, port):
+        fail(f"{host}:{port} is in use; stop what listens there or pass --port")
+    try:
+        asyncio.run(run_demo(settings, host=host, port=port, devices=devices, rate=rate))
+    except KeyboardInterrupt:
+        typer.echo("demo stopped")
+
+
+app.command("simulate", help="Onboard N simulated sensors and run them against a server.")(
+    simulate_command
+)
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,157 @@
+"""`vsense demo`: the whole system in one process, on the embedded database.
+
+The API on localhost, an organization with an admin, and a dozen simulated sensors of
+every type reporting to it over HTTP, the way real ones would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from dataclasses import dataclass
+
+import typer
+import uvicorn
+
+from vsense.accounts.principal import Principal
+from vsense.accounts.schemas import TokenCreate
+from vsense.accounts.scopes import ALL_SCOPES, Role
+from vsense.accounts.service import create_personal_token
+from vsense.app import create_app
+from vsense.config import Settings
+from vsense.db import create_engine, create_sessionmaker, session_scope
+from vsense.kit.crypto import hash_password
+from vsense.migrate import upgrade_async
+from vsense.simulator.fleet import FleetStats, run_fleet
+from vsense.users import repository as users_repository
+from vsense.users import service as users_service
+
+DEMO_ORGANIZATION = "Demo"
+DEMO_EMAIL = "demo@vsense.local"
+DEMO_TYPES = ["VPM", "VYD", "VCZ", "VCB", "VCW"]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    email: str
+    password: str
+    token: str
+
+
+async def prepare_account(settings: Settings) -> DemoAccount:
+    """The demo organization and admin, with a new password for this run, and an API
+    token the simulated fleet uses to onboard its devices."""
+    engine = create_engine(settings)
+    password = secrets.token_urlsafe(9)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            organization = await users_repository.get_organization_by_name(
+                session, DEMO_ORGANIZATION
+            )
+            if organization is None:
+                organization = await users_service.create_organization(session, DEMO_ORGANIZATION)
+            user = await users_repository.get_user_by_email(session, DEMO_EMAIL)
+            if user is None:
+                user = await users_service.create_user_in(
+                    session,
+                    organization_name=DEMO_ORGANIZATION,
+                    email=DEMO_EMAIL,
+                    password=password,
+                    role=Role.ADMIN,
+                    name="Demo admin",
+                )
+            else:
+                user.password_hash = hash_password(password)
+            principal = Principal(
+                user_id=user.id,
+                organization_id=organization.id,
+                role=user.role,
+                scopes=frozenset(ALL_SCOPES),
+                token_kind="access",
+            )
+            _, token = await create_personal_token(
+                session,
+                principal,
+                TokenCreate(name="demo fleet", scopes=["devices:read", "devices:write"]),
+            )
+    finally:
+        await engine.dispose()
+    return DemoAccount(DEMO_EMAIL, password, token)
+
+
+def guide(base: str, account: DemoAccount) -> str:
+    api = f"{base}/api/v1"
+    return f"""
+vsense demo is running: the API at {api}, a dozen simulated sensors reporting to it.
+
+  Log in (email {account.email}, password {account.password}):
+    TOKEN=$(curl -s -X POST {api}/login -H 'Content-Type: application/json' \\
+      -d '{{"email": "{account.email}", "password": "{account.password}"}}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
+
+  List the devices, the online ones, one device's messages and metrics:
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices'
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices?is_online=Online&sort=-refreshed'
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices/<uuid>/payloads?per_page=3'
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices/<uuid>/metrics?interval=1m'
+
+  Or click through the interactive documentation: {api}/docs
+  Ctrl-C stops the demo; its data stays in the data folder.
+"""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def run_demo(settings: Settings, *, host: str, port: int, devices: int, rate: float) -> None:
+    await upgrade_async(settings)
+    account = await prepare_account(settings)
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # raises what stopped it (a port in use, say)
+            return
+        await asyncio.sleep(0.05)
+    base = f"http://{host}:{port}"
+    typer.echo(guide(base, account))
+    stats = FleetStats()
+    fleet = asyncio.create_task(
+        run_fleet(
+            api_addr=base,
+            token=account.token,
+            devices=devices,
+            types=DEMO_TYPES,
+            rate=rate,
+            keepalive_interval=30,
+            name_prefix="demo",
+            stats=stats,
+            on_event=lambda line: typer.echo(f"  simulator: {line}"),
+        )
+    )
+    try:
+        while True:
+            done, _ = await asyncio.wait(
+                {serving, fleet}, timeout=10, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                break
+            typer.echo(f"  fleet: {stats.summary()}")
+    finally:
+        fleet.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fleet
+        server.should_exit = True
+        await serving

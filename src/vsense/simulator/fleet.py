@@ -1,0 +1,562 @@
+"""A fleet of simulated sensors driven from one process over the device API.
+
+`run_fleet` onboards the devices through the integrator API (or takes over those a
+previous run left, by rotating their tokens), then drives them all from a single
+scheduler: a heap of next-due times, one task per device that is due, a semaphore
+bounding requests in flight, and one shared `httpx.AsyncClient`. Memory stays
+bounded whatever the server does: the heap holds each device once, at most
+`concurrency` tasks exist, and each device queues at most `OUTBOX_LIMIT` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import heapq
+import random
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from vsense.simulator.scenes import SCENES, Message, Scene, SimClock, make_scene
+
+MAX_BATCH = 500  # spec/devices.md: a payload request carries at most 500 messages
+# Messages a device keeps while the server does not take them; the oldest go first.
+# Bounded so that an unreachable server cannot make the simulator grow without end.
+OUTBOX_LIMIT = 20
+MAX_ATTEMPTS = 5
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 120.0
+RETRY_LATER_S = 15.0  # wall-clock wait before a device tries again what it gave up on
+REBOOT_S = 2.0  # simulated seconds a reboot takes
+EVENTS_PER_WINDOW = 20  # on_event lines per EVENT_WINDOW_S before the rest are summed up
+EVENT_WINDOW_S = 10.0
+SEEN_COMMANDS = 32
+# (city, country, UTC offset in seconds): where simulated sensors stand, so that day
+# curves follow their local time. Eight cities and five types: every type everywhere.
+CITIES = (
+    ("Lyon", "FR", 3600),
+    ("Hamburg", "DE", 3600),
+    ("Rotterdam", "NL", 3600),
+    ("Leeds", "GB", 0),
+    ("Porto", "PT", 0),
+    ("Gdansk", "PL", 3600),
+    ("Austin", "US", -6 * 3600),
+    ("Osaka", "JP", 9 * 3600),
+)
+
+_jitter = random.Random()  # spreads retries only; runs stay reproducible without it
+
+
+class FleetError(Exception):
+    """The fleet cannot start: the server refused the token or onboarding failed."""
+
+
+@dataclass
+class FleetStats:
+    """Counters of a fleet run; `run_fleet` updates them while it runs."""
+
+    devices_onboarded: int = 0
+    devices_reused: int = 0
+    keepalives_sent: int = 0
+    messages_accepted: int = 0
+    messages_dropped: int = 0
+    commands_handled: int = 0
+    retries: int = 0
+    errors: int = 0
+
+    def summary(self) -> str:
+        """The counters on one line."""
+        return (
+            f"devices {self.devices_onboarded} new + {self.devices_reused} reused, "
+            f"keepalives {self.keepalives_sent}, messages {self.messages_accepted} accepted "
+            f"({self.messages_dropped} dropped), commands {self.commands_handled}, "
+            f"retries {self.retries}, errors {self.errors}"
+        )
+
+
+class _EventLog:
+    """Passes events on, at most EVENTS_PER_WINDOW per window, so that 10,000 devices
+    failing the same way give a readable log rather than a flood."""
+
+    def __init__(self, on_event: Callable[[str], None] | None) -> None:
+        self._on_event = on_event
+        self._window_start = 0.0
+        self._sent = 0
+        self._suppressed = 0
+
+    def __call__(self, text: str) -> None:
+        if self._on_event is None:
+            return
+        now = time.monotonic()
+        if now - self._window_start >= EVENT_WINDOW_S:
+            if self._suppressed:
+                self._on_event(f"... and {self._suppressed} more events")
+            self._window_start, self._sent, self._suppressed = now, 0, 0
+        if self._sent < EVENTS_PER_WINDOW:
+            self._sent += 1
+            self._on_event(text)
+        else:
+            self._suppressed += 1
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _problem(response: httpx.Response) -> str:
+    """The status and the server's own message (the error envelope of spec/api.md)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    return f"HTTP {response.status_code}" + (f": {message}" if message else "")
+
+
+class _Http:
+    """Requests with retries: connection errors, 429 and 503 are tried again with
+    exponential backoff, or after the server's Retry-After when it gives one."""
+
+    def __init__(self, client: httpx.AsyncClient, stats: FleetStats, log: _EventLog) -> None:
+        self.client = client
+        self.stats = stats
+        self.log = log
+
+    async def send(
+        self, method: str, path: str, *, token: str, json: Any = None, **params: Any
+    ) -> httpx.Response | None:
+        """The first answer that is not worth retrying, or None (counted) after giving up."""
+        backoff = FIRST_BACKOFF_S
+        problem = ""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = await self.client.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params or None,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.TransportError as exc:
+                problem, wait = f"{type(exc).__name__}: {exc}", backoff
+            else:
+                if response.status_code not in (429, 503):
+                    return response
+                problem = _problem(response)
+                wait = min(_retry_after(response) or backoff, MAX_RETRY_AFTER_S)
+            if attempt == MAX_ATTEMPTS:
+                break
+            self.stats.retries += 1
+            # Jitter keeps devices that failed together from retrying together.
+            await asyncio.sleep(wait * _jitter.uniform(1.0, 1.25))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        self.stats.errors += 1
+        self.log(f"{method} {path}: gave up after {MAX_ATTEMPTS} attempts ({problem})")
+        return None
+
+
+@dataclass(slots=True, eq=False)
+class _Device:
+    identifier: str
+    uuid: str
+    token: str
+    scene: Scene
+    rng: random.Random
+    next_keepalive: float
+    outbox: deque[Message] = field(default_factory=lambda: deque(maxlen=OUTBOX_LIMIT))
+    results: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    seen_commands: deque[str] = field(default_factory=lambda: deque(maxlen=SEEN_COMMANDS))
+    rebooting_until: float = 0.0
+    retry_at: float = 0.0
+    stopped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Enrolment:
+    index: int
+    uuid: str
+    token: str
+    app_type: str
+
+
+async def _existing(http: _Http, token: str, name_prefix: str) -> dict[str, dict[str, Any]]:
+    """Devices a previous run onboarded, by client identifier."""
+    found: dict[str, dict[str, Any]] = {}
+    page, last_page = 1, 1
+    while page <= last_page:
+        response = await http.send(
+            "GET", "/api/v1/devices", token=token, search=f"{name_prefix}/", per_page=500, page=page
+        )
+        if response is None or response.status_code != 200:
+            raise FleetError(
+                "cannot list devices: " + ("no answer" if response is None else _problem(response))
+            )
+        body = response.json()
+        for device in body["data"]:
+            # `search` is a substring match: keep exact identifiers only, first one wins.
+            found.setdefault(device.get("client_identifier") or "", device)
+        last_page = int(body["meta"]["last_page"])
+        page += 1
+    return found
+
+
+async def _enrol_all(
+    http: _Http,
+    *,
+    token: str,
+    devices: int,
+    types: list[str],
+    keepalive_interval: int,
+    name_prefix: str,
+    concurrency: int,
+) -> list[_Enrolment]:
+    """Onboard the missing devices and rotate the tokens of existing ones."""
+    existing = await _existing(http, token, name_prefix)
+    enrolled: list[_Enrolment] = []
+    indexes: Iterator[int] = iter(range(devices))
+
+    async def enrol(index: int) -> None:
+        identifier = f"{name_prefix}/{index:05d}"
+        device = existing.get(identifier)
+        if device is not None:
+            path = f"/api/v1/devices/{device['uuid']}/credentials"
+            response = await http.send("POST", path, token=token)
+            # A device keeps the type it was onboarded with: its payloads must match it.
+            recorded = device.get("app_type")
+            app_type = recorded if recorded in SCENES else types[index % len(types)]
+        else:
+            app_type = types[index % len(types)]
+            city, country, _ = CITIES[index % len(CITIES)]
+            body = {
+                "name": f"{app_type} {index:05d} ({city})",
+                "client_identifier": identifier,
+                "app_type": app_type,
+                "keepalive_interval": keepalive_interval,
+                "geo_city": city,
+                "geo_country": country,
+            }
+            response = await http.send("POST", "/api/v1/devices", token=token, json=body)
+        if response is None:
+            return  # counted and logged by `send`
+        if response.status_code in (401, 403):
+            raise FleetError(f"the server refused the token: {_problem(response)}")
+        if response.status_code != 201:
+            http.stats.errors += 1
+            http.log(f"{identifier}: onboarding failed ({_problem(response)})")
+            return
+        answer = response.json()
+        enrolled.append(_Enrolment(index, answer["uuid"], answer["device_token"], app_type))
+        if device is not None:
+            http.stats.devices_reused += 1
+        else:
+            http.stats.devices_onboarded += 1
+
+    async def worker() -> None:
+        for index in indexes:  # one shared iterator: each index is taken once
+            await enrol(index)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, devices)):
+                group.create_task(worker())
+    except ExceptionGroup as failures:
+        fatal = [exc for exc in failures.exceptions if isinstance(exc, FleetError)]
+        if fatal:
+            raise fatal[0] from None
+        raise
+    if devices and not enrolled:
+        raise FleetError(f"none of the {devices} devices could be onboarded")
+    return sorted(enrolled, key=lambda enrolment: enrolment.index)
+
+
+class _Scheduler:
+    """Runs every device when it is next due, with at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        devices: list[_Device],
+        http: _Http,
+        *,
+        keepalive_every_s: float,
+        rate: float,
+        concurrency: int,
+    ) -> None:
+        self.devices = devices
+        self.http = http
+        self.stats = http.stats
+        self.log = http.log
+        self.keepalive_every_s = keepalive_every_s
+        self.rate = rate
+        self._slots = asyncio.Semaphore(concurrency)
+        self._heap = [
+            (self._next_wake(device), position) for position, device in enumerate(devices)
+        ]
+        heapq.heapify(self._heap)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until cancelled; tasks in flight are cancelled with it."""
+        try:
+            while True:
+                now = time.time()
+                if self._heap and self._heap[0][0] <= now:
+                    # Waiting for a slot before popping is the back-pressure: a slow
+                    # server slows the loop instead of piling up tasks.
+                    await self._slots.acquire()
+                    _, position = heapq.heappop(self._heap)
+                    task = asyncio.create_task(self._tick(position))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    continue
+                timeout = self._heap[0][0] - now if self._heap else None
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _next_wake(self, device: _Device) -> float:
+        if device.rebooting_until > time.time():
+            return device.rebooting_until
+        wake = min(device.next_keepalive, device.scene.next_due())
+        if device.outbox or device.results:
+            wake = min(wake, device.retry_at)
+        return wake
+
+    async def _tick(self, position: int) -> None:
+        device = self.devices[position]
+        try:
+            await self._serve(device)
+        except Exception as exc:  # one device's surprise must not stop the fleet
+            self.stats.errors += 1
+            self.log(f"{device.identifier}: {exc!r}")
+        finally:
+            self._slots.release()
+            if not device.stopped:
+                heapq.heappush(self._heap, (self._next_wake(device), position))
+                self._wakeup.set()
+
+    async def _serve(self, device: _Device) -> None:
+        now = time.time()
+        if now < device.rebooting_until:
+            return
+        if now >= device.next_keepalive:
+            device.next_keepalive += self.keepalive_every_s
+            if device.next_keepalive <= now:  # fell behind: do not send a burst to catch up
+                device.next_keepalive = now + self.keepalive_every_s
+            await self._keepalive(device, now)
+        # A rebooting device is silent; it reports its commands once it is back.
+        if device.stopped or time.time() < device.rebooting_until:
+            return
+        if device.results:
+            await self._report_results(device)
+        if now >= device.scene.next_due() and (sent := device.scene.step(now, device.rng)):
+            if len(device.outbox) == OUTBOX_LIMIT:
+                self.stats.messages_dropped += 1  # the deque drops the oldest
+            device.outbox.append(sent)
+        if device.outbox and not device.stopped:
+            await self._send_payloads(device)
+
+    def _refused(self, device: _Device, response: httpx.Response) -> None:
+        # The token was rotated (another run with the same prefix?) or the device
+        # deleted: retrying would only repeat the error, so the device stops.
+        device.stopped = True
+        self.stats.errors += 1
+        self.log(f"{device.identifier}: token refused ({_problem(response)}); device stopped")
+
+    async def _keepalive(self, device: _Device, now: float) -> None:
+        health = device.scene.health(now, device.rng)
+        response = await self.http.send(
+            "POST", "/device/v1/keepalive", token=device.token, json=health
+        )
+        if response is None:
+            return
+        if response.status_code in (401, 403):
+            self._refused(device, response)
+            return
+        if response.status_code != 200:
+            self.stats.errors += 1
+            self.log(f"{device.identifier}: keepalive answered {_problem(response)}")
+            return
+        self.stats.keepalives_sent += 1
+        for command in response.json().get("commands") or []:
+            self._take_command(device, command, now)
+
+    def _take_command(self, device: _Device, command: dict[str, Any], now: float) -> None:
+        command_id = str(command["id"])
+        # A command comes again until its result arrives (a reboot delays it): once is enough.
+        if command_id in device.seen_commands:
+            return
+        device.seen_commands.append(command_id)
+        if command.get("type") == "reboot":
+            device.rebooting_until = now + REBOOT_S / self.rate
+            device.scene.reboot(device.rebooting_until)
+            result: dict[str, Any] = {"ok": True}
+        elif command.get("type") == "capture_image":
+            result = {"ok": False, "error": "capture not supported by this simulator yet"}
+        else:
+            result = {"ok": True}
+        device.results.append((command_id, result))
+
+    async def _report_results(self, device: _Device) -> None:
+        results, device.results = device.results, []
+        for command_id, result in results:
+            path = f"/device/v1/commands/{urllib.parse.quote(command_id, safe='')}/result"
+            response = await self.http.send("POST", path, token=device.token, json=result)
+            if response is None:
+                continue  # counted; the command expires on the server
+            if response.is_success:
+                self.stats.commands_handled += 1
+            else:
+                self.stats.errors += 1
+                self.log(f"{device.identifier}: result of {command_id}: {_problem(response)}")
+
+    async def _send_payloads(self, device: _Device) -> None:
+        batch = [device.outbox.popleft() for _ in range(min(MAX_BATCH, len(device.outbox)))]
+        response = await self.http.send(
+            "POST", "/device/v1/payloads", token=device.token, json=batch
+        )
+        status = None if response is None else response.status_code
+        if response is not None and status == 202:
+            self.stats.messages_accepted += int(response.json().get("accepted", len(batch)))
+            device.retry_at = time.time()  # more may wait in the outbox
+        elif response is not None and status in (401, 403):
+            self._refused(device, response)
+        elif response is not None and status is not None and status < 500:
+            # 422 and other refusals: sending the same messages again cannot help.
+            self.stats.errors += 1
+            # The whole body: a 422 lists each rejected message by index.
+            problem = f"HTTP {response.status_code} {response.text[:300]}"
+            self.log(f"{device.identifier}: payloads refused, {problem}")
+        else:
+            # No answer or a server error: keep the batch (newest first out of room) for later.
+            room = max(0, OUTBOX_LIMIT - len(device.outbox))
+            kept = batch[len(batch) - room :] if room else []
+            self.stats.messages_dropped += len(batch) - len(kept)
+            device.outbox.extendleft(reversed(kept))
+            device.retry_at = time.time() + RETRY_LATER_S
+            if response is not None:
+                self.stats.errors += 1
+                self.log(f"{device.identifier}: payloads answered {_problem(response)}")
+
+
+async def run_fleet(
+    *,
+    api_addr: str,
+    token: str,
+    devices: int,
+    types: list[str],
+    rate: float = 1.0,
+    keepalive_interval: int = 60,
+    duration: float | None = None,
+    name_prefix: str = "sim",
+    concurrency: int = 64,
+    on_event: Callable[[str], None] | None = None,
+    stats: FleetStats | None = None,
+) -> FleetStats:
+    """Onboard `devices` simulated sensors and drive them over the device API.
+
+    `token` is an integrator bearer token allowed to onboard devices. Devices are
+    named `{name_prefix}/{index:05d}` (client identifier); those already on the server
+    are reused with new tokens, the rest onboarded, with types assigned round-robin
+    over `types`. `rate` speeds up simulated time (60: a minute per second): the day
+    curves, keepalives (every `keepalive_interval / rate` s) and periods follow it,
+    while message timestamps stay wall-clock. `concurrency` bounds both the
+    connection pool and the requests in flight. Runs for `duration` seconds after
+    onboarding, or until cancelled when None. Pass `stats` to watch the counters
+    while it runs; `on_event` receives problems, one line each (rate-limited).
+    """
+    unknown = sorted(set(types) - set(SCENES))
+    if not types or unknown:
+        raise ValueError(f"types must be among {', '.join(SCENES)}; got {types!r}")
+    if devices < 0 or rate <= 0 or keepalive_interval < 10 or concurrency < 1:
+        raise ValueError("devices >= 0, rate > 0, keepalive_interval >= 10, concurrency >= 1")
+    stats = stats if stats is not None else FleetStats()
+    log = _EventLog(on_event)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with _client(api_addr, limits) as client:
+        http = _Http(client, stats, log)
+        enrolled = await _enrol_all(
+            http,
+            token=token,
+            devices=devices,
+            types=types,
+            keepalive_interval=keepalive_interval,
+            name_prefix=name_prefix,
+            concurrency=concurrency,
+        )
+        log(f"{stats.devices_onboarded} devices onboarded, {stats.devices_reused} reused")
+        start = time.time()
+        clock = SimClock(wall_origin=start, sim_origin=start, rate=rate)
+        keepalive_every_s = keepalive_interval / rate
+        fleet = [
+            _device(enrolment, name_prefix, start, clock, keepalive_every_s)
+            for enrolment in enrolled
+        ]
+        scheduler = _Scheduler(
+            fleet, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
+        )
+        try:
+            async with asyncio.timeout(duration):
+                await scheduler.run()
+        except TimeoutError:
+            pass
+    return stats
+
+
+def _client(api_addr: str, limits: httpx.Limits) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=api_addr.rstrip("/"),
+        limits=limits,
+        timeout=httpx.Timeout(30.0, connect=10.0, pool=None),  # waiting for the pool is normal
+        headers={"User-Agent": "vsense-simulator"},
+    )
+
+
+def _device(
+    enrolment: _Enrolment, name_prefix: str, start: float, clock: SimClock, keepalive_every_s: float
+) -> _Device:
+    identifier = f"{name_prefix}/{enrolment.index:05d}"
+    # Seeded by identifier: the same device behaves the same way in every run.
+    rng = random.Random(identifier)
+    _, country, utc_offset_s = CITIES[enrolment.index % len(CITIES)]
+    # Random first times, so that a big fleet does not send in lockstep. The scene's
+    # first message comes within a simulated minute (one period).
+    first_keepalive = start + rng.uniform(0, keepalive_every_s)
+    scene_start = start + rng.uniform(0, 60 / clock.rate)
+    scene = make_scene(
+        enrolment.app_type,
+        rng,
+        now=scene_start,
+        clock=clock,
+        utc_offset_s=utc_offset_s,
+        country=country,
+    )
+    return _Device(identifier, enrolment.uuid, enrolment.token, scene, rng, first_keepalive)
+
+
+__all__ = ["FleetError", "FleetStats", "run_fleet"]
