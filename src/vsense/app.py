@@ -57,7 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = BackgroundRuntime(app.state.vsense)
+        runtime = BackgroundRuntime(app.state.vsense, app.state.metrics)
         if run_background:
             runtime.start()
         yield

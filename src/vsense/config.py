@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest body a device may send to /device/v1 (a batch of 500 messages).",
     )
+    mqtt_share_group: str = Field(
+        "vsense",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Shared-subscription group of the MQTT bridge: server processes of one "
+        "group share the devices' messages.",
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted under /api/v1, bytes."
     )

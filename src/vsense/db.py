@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from vsense.config import Settings
+from vsense.kit.errors import AppError
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -92,6 +93,11 @@ async def session_scope(
             await begin_write(session)
         try:
             yield session
+        except AppError as exc:
+            # An error that recorded something on purpose (a revocation, the accepted
+            # part of a batch) keeps it; any other error undoes the unit of work.
+            await (session.commit() if exc.commit_session else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise

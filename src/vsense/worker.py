@@ -1,4 +1,5 @@
-"""Background work of a server process: batched liveness writes and the offline sweep."""
+"""Background work of a server process: batched liveness writes, the offline sweep, and
+the MQTT bridge when a broker is configured."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from datetime import datetime
 
 from vsense.db import session_scope
 from vsense.gateway.liveness import sweep
+from vsense.gateway.mqtt import MqttBridge
+from vsense.kit.middleware import Metrics
 from vsense.kit.time import utcnow
 from vsense.state import AppState
 
@@ -19,9 +22,11 @@ logger = logging.getLogger("vsense.worker")
 class BackgroundRuntime:
     """Runs each job every so often until stopped; a failing round is logged and retried."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, metrics: Metrics | None = None) -> None:
         self.state = state
+        self.metrics = metrics or Metrics()
         self._tasks: list[asyncio.Task[None]] = []
+        self.mqtt: MqttBridge | None = None
 
     async def flush_liveness(self) -> int:
         return await self.state.liveness.flush(self.state.sessionmaker)
@@ -36,6 +41,9 @@ class BackgroundRuntime:
             asyncio.create_task(self._every(settings.liveness_flush_interval, self.flush_liveness)),
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
         ]
+        if settings.mqtt_url:
+            self.mqtt = MqttBridge(self.state, self.metrics)
+            self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -35,23 +35,30 @@ class DeviceIdentity:
     keepalive_interval: int | None  # the device's own, else its group's; None: default
 
 
+def _identity_statement() -> Any:
+    return select(
+        Device.uuid,
+        Device.organization_id,
+        Device.is_online,
+        func.coalesce(Device.keepalive_interval, Group.keepalive_interval),
+    ).outerjoin(Group, Group.id == Device.group_id)
+
+
 async def device_for_token_hash(session: AsyncSession, token_hash: str) -> DeviceIdentity | None:
     row = (
         await session.execute(
-            select(
-                Device.uuid,
-                Device.organization_id,
-                Device.is_online,
-                func.coalesce(Device.keepalive_interval, Group.keepalive_interval),
-            )
+            _identity_statement()
             .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
-            .outerjoin(Group, Group.id == Device.group_id)
             .where(DeviceCredential.token_hash == token_hash)
         )
     ).first()
-    if row is None:
-        return None
-    return DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
+    return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
+
+
+async def device_by_uuid(session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
+    """A device by its UUID (the MQTT bridge, where the broker authenticated it)."""
+    row = (await session.execute(_identity_statement().where(Device.uuid == device))).first()
+    return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

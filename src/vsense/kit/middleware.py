@@ -113,6 +113,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.mqtt_messages = Counter(
+            "vsense_mqtt_messages",
+            "Messages the MQTT bridge received, by outcome (accepted, unknown_device, "
+            "bad_topic, invalid, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:

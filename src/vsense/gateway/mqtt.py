@@ -1,0 +1,136 @@
+"""The MQTT bridge: devices' messages from a broker, mapped onto the HTTP gateway's rules.
+
+Topics (spec/devices.md): `vsense/{uuid}/keepalive`, `vsense/{uuid}/payloads`,
+`vsense/{uuid}/commands/{id}/result` from devices; `vsense/{uuid}/commands` to them.
+The broker authenticates devices (user name = device UUID, password = device token) and
+its ACL keeps each device to its own topics; the bridge drops, and counts, messages for
+devices it does not know. Messages are received with a shared subscription, so several
+server processes split them, and acknowledged (PUBACK) only once what they caused is
+committed: a crash before that leaves the message to the broker to deliver again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+import orjson
+
+from vsense.db import session_scope
+from vsense.gateway import repository, service
+from vsense.gateway.schemas import CommandResult, Health
+from vsense.kit.errors import AppError
+from vsense.kit.middleware import Metrics
+from vsense.state import AppState
+
+logger = logging.getLogger("vsense.mqtt")
+TOPICS = ("vsense/+/keepalive", "vsense/+/payloads", "vsense/+/commands/+/result")
+MAX_BACKOFF = 30.0
+
+
+def parse_topic(topic: str) -> tuple[uuid.UUID, str, str | None] | None:
+    """(device, kind, command id) of a device topic, or None when it is not one."""
+    parts = topic.split("/")
+    try:
+        device = uuid.UUID(parts[1])
+    except (IndexError, ValueError):
+        return None
+    if parts[0] != "vsense":
+        return None
+    if len(parts) == 3 and parts[2] in ("keepalive", "payloads"):
+        return device, parts[2], None
+    if len(parts) == 5 and parts[2] == "commands" and parts[4] == "result":
+        return device, "result", parts[3]
+    return None
+
+
+class MqttBridge:
+    def __init__(self, state: AppState, metrics: Metrics) -> None:
+        if not state.settings.mqtt_url:
+            raise ValueError("the MQTT bridge needs VSENSE_MQTT_URL")
+        self.state = state
+        self.metrics = metrics
+        self.url = urlsplit(state.settings.mqtt_url)
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+
+    def _new_client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            hostname=self.url.hostname or "127.0.0.1",
+            port=self.url.port or 1883,
+            username=self.url.username,
+            password=self.url.password,
+            identifier=f"vsense-{uuid.uuid4().hex[:12]}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+        )
+
+    async def run(self) -> None:
+        """Receive until cancelled; reconnect with a growing pause when the broker fails."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                logger.warning("MQTT broker unavailable (%s); retrying in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+            else:
+                backoff = 1.0
+
+    async def _session(self) -> None:
+        async with self._new_client() as client:
+            # Acknowledge by hand, after the commit (aiomqtt exposes no switch for it).
+            client._client.manual_ack_set(True)
+            group = self.state.settings.mqtt_share_group
+            for topic in TOPICS:
+                await client.subscribe(f"$share/{group}/{topic}", qos=1)
+            self._client = client
+            self.connected.set()
+            async for message in client.messages:
+                await self.handle(client, message)
+                client._client.ack(message.mid, message.qos)
+
+    async def handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        outcome = await self._process(client, str(message.topic), message.payload)
+        self.metrics.mqtt_messages.labels(outcome).inc()
+
+    async def _process(self, client: aiomqtt.Client, topic: str, raw: Any) -> str:
+        parsed = parse_topic(topic)
+        if parsed is None:
+            return "bad_topic"
+        device_uuid, kind, command_id = parsed
+        try:
+            body = orjson.loads(raw) if raw else None
+        except (orjson.JSONDecodeError, TypeError):
+            return "invalid"
+        commands: list[dict[str, Any]] = []
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                device = await repository.device_by_uuid(session, device_uuid)
+                if device is None:
+                    return "unknown_device"
+                if kind == "keepalive":
+                    health = Health.model_validate(body) if isinstance(body, dict) else None
+                    commands = await service.keepalive(session, self.state, device, health)
+                elif kind == "payloads":
+                    await service.ingest(session, self.state, device, body)
+                else:
+                    result = CommandResult.model_validate(body)
+                    await service.complete_command(
+                        session, device, command_id or "", result.ok, result.error
+                    )
+        except AppError as exc:
+            # A partly refused batch keeps its accepted messages (committed above).
+            logger.info("MQTT message on %s refused: %s", topic, exc.message)
+            return "invalid"
+        except ValueError as exc:  # a body the models refused
+            logger.info("MQTT message on %s refused: %s", topic, exc)
+            return "invalid"
+        for command in commands:
+            await client.publish(f"vsense/{device_uuid}/commands", orjson.dumps(command), qos=1)
+        return "accepted"

@@ -1,0 +1,156 @@
+"""The MQTT bridge against the machine's Mosquitto (127.0.0.1:1883), on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+
+from tests.factories import Api, Caller
+from vsense.db import session_scope
+from vsense.gateway import service as gateway_service
+from vsense.gateway.mqtt import MqttBridge, parse_topic
+from vsense.kit.middleware import Metrics
+from vsense.state import AppState
+
+BROKER = "mqtt://127.0.0.1:1883"
+ZONE = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
+@pytest.fixture
+async def bridge(state: AppState) -> AsyncIterator[MqttBridge]:
+    # A share group of its own, so no other server on this broker takes the messages.
+    state.settings = state.settings.model_copy(
+        update={"mqtt_url": BROKER, "mqtt_share_group": f"test-{uuid.uuid4().hex[:8]}"}
+    )
+    running = MqttBridge(state, Metrics())
+    task = asyncio.create_task(running.run())
+    await asyncio.wait_for(running.connected.wait(), 10)
+    yield running
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def device_client() -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client("127.0.0.1", 1883, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        yield client
+
+
+def counted(bridge: MqttBridge, outcome: str) -> float:
+    value = bridge.metrics.registry.get_sample_value(
+        "vsense_mqtt_messages_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def onboard(admin: Caller) -> str:
+    return str((await admin.device(app_type="VCZ"))["uuid"])
+
+
+def vcz(count: int) -> bytes:
+    now = int(time.time())
+    return orjson.dumps(
+        {"type": "VCZ", "timestamp": now,
+         "payload": [{"id": ZONE, "name": "Z-0", "count": count, "by_class": {"person": count},
+                      "period_start": now - 60, "period_end": now}]}
+    )
+
+
+def test_topics_are_parsed_strictly() -> None:
+    device = uuid.uuid4()
+    assert parse_topic(f"vsense/{device}/keepalive") == (device, "keepalive", None)
+    assert parse_topic(f"vsense/{device}/commands/abc/result") == (device, "result", "abc")
+    for topic in ("vsense/not-a-uuid/keepalive", f"other/{device}/keepalive",
+                  f"vsense/{device}/commands", f"vsense/{device}/payloads/extra"):
+        assert parse_topic(topic) is None
+
+
+async def test_keepalive_over_mqtt_brings_the_device_online(
+    api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = await onboard(admin)
+    await device_client.publish(f"vsense/{device}/keepalive", b'{"uptime_s": 5}', qos=1)
+
+    async def online() -> bool:
+        shown = (await admin.get(f"/api/v1/devices/{device}")).json()
+        return bool(shown["is_online"])
+
+    await eventually(online)
+    assert counted(bridge, "accepted") == 1
+
+
+async def test_payloads_over_mqtt_are_stored(
+    api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = await onboard(admin)
+    await device_client.publish(f"vsense/{device}/payloads", vcz(7), qos=1)
+
+    async def stored() -> bool:
+        log = (await admin.get(f"/api/v1/devices/{device}/payloads")).json()
+        return bool(log["meta"]["total"] == 1)
+
+    await eventually(stored)
+    log = (await admin.get(f"/api/v1/devices/{device}/payloads")).json()
+    assert log["data"][0]["payload"][0]["count"] == 7
+
+
+async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
+    api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = await onboard(admin)
+    await device_client.publish(f"vsense/{uuid.uuid4()}/payloads", vcz(1), qos=1)
+    await device_client.publish(f"vsense/{device}/payloads", b"{not json", qos=1)
+    await device_client.publish(f"vsense/{device}/payloads", b'{"type": "VCZ"}', qos=1)
+
+    async def all_counted() -> bool:
+        return counted(bridge, "unknown_device") == 1 and counted(bridge, "invalid") == 2
+
+    await eventually(all_counted)
+    log = (await admin.get(f"/api/v1/devices/{device}/payloads")).json()
+    assert log["meta"]["total"] == 0
+
+
+async def test_pending_commands_are_published_to_the_device(
+    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = await onboard(admin)
+    async with session_scope(state.sessionmaker) as session:
+        command = await gateway_service.create_command(
+            session, state, uuid.UUID(device), "reboot"
+        )
+    await device_client.subscribe(f"vsense/{device}/commands", qos=1)
+    await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
+    received: dict[str, Any] = {}
+
+    async def first_command() -> None:
+        async for message in device_client.messages:
+            received.update(orjson.loads(message.payload))  # type: ignore[arg-type]
+            return
+
+    await asyncio.wait_for(first_command(), 10)
+    assert received["id"] == str(command.id) and received["type"] == "reboot"
+    result = orjson.dumps({"ok": True})
+    await device_client.publish(f"vsense/{device}/commands/{command.id}/result", result, qos=1)
+    await eventually(lambda: _accepted_at_least(bridge, 2))
+
+
+async def _accepted_at_least(bridge: MqttBridge, count: int) -> bool:
+    return counted(bridge, "accepted") >= count
