@@ -381,3 +381,40 @@ async def test_unknown_types_are_kept_when_the_server_accepts_them(
     assert (await device.send(message)).status_code == 422
     state.settings = state.settings.model_copy(update={"accept_unknown_payload_types": True})
     assert (await device.send(message)).status_code == 202
+
+
+def vpm(timestamp: int, active: bool) -> dict[str, Any]:
+    return {
+        "type": "VPM",
+        "timestamp": timestamp,
+        "payload": [
+            {
+                "id": ZONE,
+                "name": "P-0",
+                "is_active": active,
+                "deactivated": False,
+                "cls": "car" if active else None,
+                "event_ts": timestamp,
+            }
+        ],
+    }
+
+
+async def test_parking_messages_closer_than_30_s_are_dropped_and_counted(
+    api: Api, state: AppState
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin, app_type="VPM")
+    now = int(time.time()) - 300
+    response = await device.send([vpm(now, True), vpm(now + 10, False), vpm(now + 30, False)])
+    assert response.status_code == 202 and response.json() == {"accepted": 2}
+    # A later process, with nothing in memory, still knows the last kept message.
+    state.last_vpm.clear()
+    assert (await device.send(vpm(now + 45, True))).json() == {"accepted": 0}
+    assert (await device.send(vpm(now + 61, True))).json() == {"accepted": 1}
+    log = (await admin.get(f"/api/v1/devices/{device.uuid}/payloads")).json()
+    assert log["meta"]["total"] == 3
+    dropped = state.metrics.registry.get_sample_value(
+        "vsense_payload_messages_dropped_total", {"type": "VPM", "reason": "rate_limited"}
+    )
+    assert dropped == 2

@@ -16,7 +16,6 @@ from tests.factories import Api, Caller
 from vsense.db import session_scope
 from vsense.gateway import service as gateway_service
 from vsense.gateway.mqtt import MqttBridge, parse_topic
-from vsense.kit.middleware import Metrics
 from vsense.state import AppState
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -29,7 +28,7 @@ async def bridge(state: AppState) -> AsyncIterator[MqttBridge]:
     state.settings = state.settings.model_copy(
         update={"mqtt_url": BROKER, "mqtt_share_group": f"test-{uuid.uuid4().hex[:8]}"}
     )
-    running = MqttBridge(state, Metrics())
+    running = MqttBridge(state)
     task = asyncio.create_task(running.run())
     await asyncio.wait_for(running.connected.wait(), 10)
     yield running

@@ -33,7 +33,7 @@ from vsense.kit.errors import (
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import Metrics, MetricsMiddleware, RequestGuardMiddleware
+from vsense.kit.middleware import MetricsMiddleware, RequestGuardMiddleware
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
@@ -57,7 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = BackgroundRuntime(app.state.vsense, app.state.metrics)
+        runtime = BackgroundRuntime(app.state.vsense)
         if run_background:
             runtime.start()
         yield
@@ -79,7 +79,6 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.vsense = state or AppState.build(settings)
-    app.state.metrics = Metrics()
 
     for router in (
         accounts_router,
@@ -97,7 +96,7 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         larger_limits={"/device/v1/": settings.device_max_body_bytes},
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -130,7 +129,7 @@ def _operations_router() -> APIRouter:
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
     async def metrics(request: Request) -> Response:
-        body = generate_latest(request.app.state.metrics.registry)
+        body = generate_latest(state_of(request).metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

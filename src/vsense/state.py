@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +12,7 @@ from vsense.db import create_engine, create_sessionmaker
 from vsense.gateway.liveness import LivenessRecorder
 from vsense.gateway.waiters import CommandWaiters
 from vsense.kit.cache import TTLCache
+from vsense.kit.metrics import Metrics
 from vsense.kit.throttle import FailureThrottle
 
 
@@ -26,6 +28,9 @@ class AppState:
     auth_cache: TTLCache
     liveness: LivenessRecorder
     command_waiters: CommandWaiters
+    metrics: Metrics
+    # device -> timestamp of its last stored VPM message (the 30 s rule of spec/devices.md)
+    last_vpm: dict[uuid.UUID, int]
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -45,4 +50,6 @@ class AppState:
             auth_cache=TTLCache(ttl=settings.auth_cache_ttl),
             liveness=LivenessRecorder(),
             command_waiters=CommandWaiters(),
+            metrics=Metrics(),
+            last_vpm={},
         )

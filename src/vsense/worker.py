@@ -12,7 +12,6 @@ from datetime import datetime
 from vsense.db import session_scope
 from vsense.gateway.liveness import sweep
 from vsense.gateway.mqtt import MqttBridge
-from vsense.kit.middleware import Metrics
 from vsense.kit.time import utcnow
 from vsense.state import AppState
 
@@ -22,9 +21,8 @@ logger = logging.getLogger("vsense.worker")
 class BackgroundRuntime:
     """Runs each job every so often until stopped; a failing round is logged and retried."""
 
-    def __init__(self, state: AppState, metrics: Metrics | None = None) -> None:
+    def __init__(self, state: AppState) -> None:
         self.state = state
-        self.metrics = metrics or Metrics()
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt: MqttBridge | None = None
 
@@ -42,7 +40,7 @@ class BackgroundRuntime:
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
         ]
         if settings.mqtt_url:
-            self.mqtt = MqttBridge(self.state, self.metrics)
+            self.mqtt = MqttBridge(self.state)
             self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
     async def stop(self) -> None:

@@ -24,7 +24,6 @@ from vsense.db import session_scope
 from vsense.gateway import repository, service
 from vsense.gateway.schemas import CommandResult, Health
 from vsense.kit.errors import AppError
-from vsense.kit.middleware import Metrics
 from vsense.state import AppState
 
 logger = logging.getLogger("vsense.mqtt")
@@ -49,11 +48,11 @@ def parse_topic(topic: str) -> tuple[uuid.UUID, str, str | None] | None:
 
 
 class MqttBridge:
-    def __init__(self, state: AppState, metrics: Metrics) -> None:
+    def __init__(self, state: AppState) -> None:
         if not state.settings.mqtt_url:
             raise ValueError("the MQTT bridge needs VSENSE_MQTT_URL")
         self.state = state
-        self.metrics = metrics
+        self.metrics = state.metrics
         self.url = urlsplit(state.settings.mqtt_url)
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None

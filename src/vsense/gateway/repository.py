@@ -162,6 +162,18 @@ async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     return list(result.all())
 
 
+async def last_message_time(
+    session: AsyncSession, device: uuid.UUID, message_type: str
+) -> int | None:
+    """UNIX time of the device's latest stored message of a type, if any."""
+    latest = await session.scalar(
+        select(func.max(PayloadMessage.timestamp)).where(
+            PayloadMessage.device_uuid == device, PayloadMessage.type == message_type
+        )
+    )
+    return None if latest is None else int(latest.timestamp())
+
+
 async def add_metrics(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(DeviceMetric), rows)

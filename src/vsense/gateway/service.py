@@ -24,6 +24,8 @@ from vsense.payloads.schemas import PayloadInvalid, ValidatedMessage, validate_m
 from vsense.state import AppState
 
 MAX_BATCH = 500
+VPM_TYPE = "VPM"
+VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
 MAX_WAIT = 55
 # A long poll also looks at the database this often, for commands created by another
 # server process (this process's own wake it at once).
@@ -105,6 +107,7 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
         except PayloadInvalid as exc:
             errors += [{"index": index, **error} for error in exc.errors]
     if accepted:
+        accepted = await _drop_excess_vpm(session, state, device.uuid, accepted)
         await _store(session, device.uuid, accepted, now)
         await sign_of_life(session, state, device, "payload")
     if errors:
@@ -115,6 +118,28 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
             errors=errors,
         )
     return len(accepted)
+
+
+async def _drop_excess_vpm(
+    session: AsyncSession, state: AppState, device: uuid.UUID, messages: list[ValidatedMessage]
+) -> list[ValidatedMessage]:
+    """Parking devices send at most one message per 30 s (spec/devices.md); the excess is
+    dropped and counted. The last kept time is remembered per process, and read from
+    the payload log when this process has not seen the device yet."""
+    kept: list[ValidatedMessage] = []
+    for message in messages:
+        if message.type != VPM_TYPE:
+            kept.append(message)
+            continue
+        last = state.last_vpm.get(device)
+        if last is None:
+            last = await repository.last_message_time(session, device, VPM_TYPE)
+        if last is not None and last <= message.timestamp < last + VPM_MIN_SPACING:
+            state.metrics.payloads_dropped.labels(VPM_TYPE, "rate_limited").inc()
+            continue
+        state.last_vpm[device] = max(message.timestamp, last or 0)
+        kept.append(message)
+    return kept
 
 
 async def _store(

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: body size limit and request metrics."""
+"""Pure ASGI middleware: request guard (NUL, body size) and request metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vsense.kit.errors import BadRequest, PayloadTooLarge
+from vsense.kit.metrics import Metrics
 
 
 async def send_error(send: Send, error: Any) -> None:
@@ -93,33 +93,6 @@ class RequestGuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-class Metrics:
-    """The server's Prometheus metrics, in a registry of their own."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "vsense_http_requests",
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "vsense_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template.",
-            ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self.mqtt_messages = Counter(
-            "vsense_mqtt_messages",
-            "Messages the MQTT bridge received, by outcome (accepted, unknown_device, "
-            "bad_topic, invalid, failed).",
-            ["outcome"],
-            registry=self.registry,
-        )
 
 
 class MetricsMiddleware:

@@ -1,0 +1,39 @@
+"""The Prometheus metrics of a server process, in a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "vsense_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vsense_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.mqtt_messages = Counter(
+            "vsense_mqtt_messages",
+            "Messages the MQTT bridge received, by outcome (accepted, unknown_device, "
+            "bad_topic, invalid, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.payloads_dropped = Counter(
+            "vsense_payload_messages_dropped",
+            "Device messages dropped after acceptance, by type and reason (rate_limited: a "
+            "VPM device sent more than one message per 30 s).",
+            ["type", "reason"],
+            registry=self.registry,
+        )
