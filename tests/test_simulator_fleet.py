@@ -410,15 +410,6 @@ def command_app() -> typer.Typer:
     return app
 
 
-def test_the_mqtt_transport_is_refused_clearly() -> None:
-    result = CliRunner().invoke(
-        command_app(),
-        ["--api-addr", "api.example.com", "--token", "t", "--devices", "1", "--mqtt", "mqtt://x"],
-    )
-    assert result.exit_code == 2
-    assert "the MQTT transport of the simulator is not available yet" in result.output
-
-
 def test_the_command_runs_a_fleet_with_the_token_from_the_environment(
     platform: FakePlatform,
 ) -> None:

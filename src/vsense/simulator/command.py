@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from vsense.simulator.fleet import FleetError, FleetStats, run_fleet
+from vsense.simulator.mqtt import Broker
 from vsense.simulator.scenes import SCENES
 
 DEFAULT_TYPES = "VPM,VYD,VCZ,VCB,VCW"
@@ -79,8 +80,21 @@ def simulate_command(
         str, typer.Option(help="Application types, comma-separated, assigned round-robin.")
     ] = DEFAULT_TYPES,
     mqtt: Annotated[
-        str | None, typer.Option(help="MQTT broker URL for the device transport (not yet).")
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Send keepalives, payloads and command results over this MQTT broker "
+            "(mqtt://host:1883, mqtts://host) instead of HTTP; onboarding stays on HTTP. "
+            "Devices share a few unauthenticated connections: use a broker that allows it.",
+        ),
     ] = None,
+    per_device_connections: Annotated[
+        bool,
+        typer.Option(
+            help="With --mqtt: one connection per device, authenticated with its UUID and "
+            "token, as real devices do (heavier)."
+        ),
+    ] = False,
     rate: Annotated[
         float, typer.Option(help="Simulated seconds per real second (60: a day in 24 minutes).")
     ] = 1.0,
@@ -97,8 +111,12 @@ def simulate_command(
     tokens. A summary line is printed every 10 seconds; problems go to stderr.
     """
     if mqtt is not None:
-        typer.echo("error: the MQTT transport of the simulator is not available yet", err=True)
-        raise typer.Exit(2)
+        try:
+            Broker.parse(mqtt)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    elif per_device_connections:
+        raise typer.BadParameter("needs --mqtt", param_hint="--per-device-connections")
     if rate <= 0:
         raise typer.BadParameter("must be above 0", param_hint="--rate")
     if duration is not None and duration <= 0:
@@ -114,6 +132,8 @@ def simulate_command(
         duration=duration,
         on_event=_event,
         stats=stats,
+        mqtt=mqtt,
+        per_device_connections=per_device_connections,
     )
     try:
         asyncio.run(_run_and_report(fleet_run, stats))

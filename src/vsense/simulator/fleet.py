@@ -4,8 +4,12 @@
 previous run left, by rotating their tokens), then drives them all from a single
 scheduler: a heap of next-due times, one task per device that is due, a semaphore
 bounding requests in flight, and one shared `httpx.AsyncClient`. Memory stays
-bounded whatever the server does: the heap holds each device once, at most
+bounded whatever the server does: the heap holds each device about once (a command
+arriving over MQTT may add an early entry, the old one then being skipped), at most
 `concurrency` tasks exist, and each device queues at most `OUTBOX_LIMIT` messages.
+
+With `mqtt`, onboarding still goes over HTTP while keepalives, payloads and command
+results are published to the broker and commands arrive by subscription (`mqtt.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from vsense.simulator.mqtt import Broker, MqttTransport
 from vsense.simulator.scenes import SCENES, Message, Scene, SimClock, make_scene
 
 MAX_BATCH = 500  # spec/devices.md: a payload request carries at most 500 messages
@@ -38,6 +43,8 @@ REBOOT_S = 2.0  # simulated seconds a reboot takes
 EVENTS_PER_WINDOW = 20  # on_event lines per EVENT_WINDOW_S before the rest are summed up
 EVENT_WINDOW_S = 10.0
 SEEN_COMMANDS = 32
+MQTT_CONNECT_WAIT_S = 10.0  # how long the first connections to the broker may take
+MQTT_DEVICES_PER_CONNECTION_SLOTS = 8  # pooled MQTT: one connection per 8 of `concurrency`
 # (city, country, UTC offset in seconds): where simulated sensors stand, so that day
 # curves follow their local time. Eight cities and five types: every type everywhere.
 CITIES = (
@@ -187,6 +194,10 @@ class _Device:
     rebooting_until: float = 0.0
     retry_at: float = 0.0
     stopped: bool = False
+    # When the device is next due as queued in the heap (None while it is served or
+    # stopped), and the ticket of its one valid heap entry: others are stale and skipped.
+    queued_at: float | None = None
+    ticket: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,23 +317,53 @@ class _Scheduler:
         self.keepalive_every_s = keepalive_every_s
         self.rate = rate
         self._slots = asyncio.Semaphore(concurrency)
-        self._heap = [
-            (self._next_wake(device), position) for position, device in enumerate(devices)
-        ]
+        self._heap: list[tuple[float, int, int]] = []
+        for position, device in enumerate(devices):
+            device.ticket += 1
+            device.queued_at = self._next_wake(device)
+            self._heap.append((device.queued_at, position, device.ticket))
         heapq.heapify(self._heap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
+
+    def _queue(self, position: int, wake: float) -> None:
+        device = self.devices[position]
+        device.ticket += 1
+        device.queued_at = wake
+        heapq.heappush(self._heap, (wake, position, device.ticket))
+        self._wakeup.set()
+
+    def _is_stale(self, entry: tuple[float, int, int]) -> bool:
+        _, position, ticket = entry
+        device = self.devices[position]
+        return device.queued_at is None or device.ticket != ticket
+
+    def wake(self, position: int) -> None:
+        """Serve the device as soon as a slot is free (it has something to report)."""
+        device = self.devices[position]
+        now = time.time()
+        if device.queued_at is not None and device.queued_at > now:
+            self._queue(position, now)
+        # Served right now: its next wake accounts for what it has to report.
 
     async def run(self) -> None:
         """Run until cancelled; tasks in flight are cancelled with it."""
         try:
             while True:
                 now = time.time()
+                if self._heap and self._is_stale(self._heap[0]):
+                    heapq.heappop(self._heap)
+                    continue
                 if self._heap and self._heap[0][0] <= now:
                     # Waiting for a slot before popping is the back-pressure: a slow
                     # server slows the loop instead of piling up tasks.
                     await self._slots.acquire()
-                    _, position = heapq.heappop(self._heap)
+                    entry = heapq.heappop(self._heap)  # due: entries only get earlier
+                    if self._is_stale(entry):
+                        self._slots.release()
+                        continue
+                    position = entry[1]
+                    self.devices[position].queued_at = None
                     task = asyncio.create_task(self._tick(position))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -357,8 +398,7 @@ class _Scheduler:
         finally:
             self._slots.release()
             if not device.stopped:
-                heapq.heappush(self._heap, (self._next_wake(device), position))
-                self._wakeup.set()
+                self._queue(position, self._next_wake(device))
 
     async def _serve(self, device: _Device) -> None:
         now = time.time()
@@ -453,15 +493,104 @@ class _Scheduler:
             problem = f"HTTP {response.status_code} {response.text[:300]}"
             self.log(f"{device.identifier}: payloads refused, {problem}")
         else:
-            # No answer or a server error: keep the batch (newest first out of room) for later.
-            room = max(0, OUTBOX_LIMIT - len(device.outbox))
-            kept = batch[len(batch) - room :] if room else []
-            self.stats.messages_dropped += len(batch) - len(kept)
-            device.outbox.extendleft(reversed(kept))
-            device.retry_at = time.time() + RETRY_LATER_S
+            # No answer or a server error: keep the batch for later.
+            self._keep_for_later(device, batch)
             if response is not None:
                 self.stats.errors += 1
                 self.log(f"{device.identifier}: payloads answered {_problem(response)}")
+
+    def _keep_for_later(self, device: _Device, batch: list[Message]) -> None:
+        """Put a batch that was not delivered back in front (newest first out of room)."""
+        room = max(0, OUTBOX_LIMIT - len(device.outbox))
+        kept = batch[len(batch) - room :] if room else []
+        self.stats.messages_dropped += len(batch) - len(kept)
+        device.outbox.extendleft(reversed(kept))
+        device.retry_at = time.time() + RETRY_LATER_S
+
+
+class _MqttScheduler(_Scheduler):
+    """The same devices, with keepalives, payloads and command results published to an
+    MQTT broker (QoS 1), and commands taken from their subscriptions."""
+
+    def __init__(
+        self,
+        devices: list[_Device],
+        http: _Http,
+        *,
+        broker: Broker,
+        per_device_connections: bool,
+        keepalive_every_s: float,
+        rate: float,
+        concurrency: int,
+    ) -> None:
+        super().__init__(
+            devices, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
+        )
+        self._positions = {device.uuid: position for position, device in enumerate(devices)}
+        self.mqtt = MqttTransport(
+            broker,
+            [(device.uuid, device.token) for device in devices],
+            stats=self.stats,
+            log=self.log,
+            on_command=self._command_arrived,
+            pool_size=max(1, concurrency // MQTT_DEVICES_PER_CONNECTION_SLOTS),
+            per_device=per_device_connections,
+        )
+
+    async def run(self) -> None:
+        links = asyncio.create_task(self.mqtt.run())
+        try:
+            if self.devices:
+                up = await self.mqtt.wait_connected(MQTT_CONNECT_WAIT_S)
+                if not up:
+                    raise FleetError(
+                        f"cannot connect to the MQTT broker {self.mqtt.broker} "
+                        f"within {MQTT_CONNECT_WAIT_S:.0f} s"
+                    )
+                if up < self.mqtt.connections:
+                    self.log(f"{up} of {self.mqtt.connections} MQTT connections up; retrying")
+            await super().run()
+        finally:
+            links.cancel()
+            await asyncio.gather(links, return_exceptions=True)
+
+    def _command_arrived(self, device_uuid: str, command: dict[str, Any]) -> None:
+        position = self._positions.get(device_uuid)
+        if position is None:
+            return
+        device = self.devices[position]
+        now = time.time()
+        # A rebooting device is offline: the server sends the command again later.
+        if device.stopped or now < device.rebooting_until:
+            return
+        self._take_command(device, command, now)
+        if device.results:
+            self.wake(position)
+
+    async def _keepalive(self, device: _Device, now: float) -> None:
+        health = device.scene.health(now, device.rng)
+        # Pending commands come back on the commands topic, not in an answer.
+        if await self.mqtt.publish(device.uuid, "keepalive", health):
+            self.stats.keepalives_sent += 1
+
+    async def _report_results(self, device: _Device) -> None:
+        results, device.results = device.results, []
+        for command_id, result in results:
+            if not command_id or any(char in command_id for char in "/+#"):
+                self.stats.errors += 1
+                self.log(f"{device.identifier}: command id {command_id!r} cannot be a topic")
+                continue
+            if await self.mqtt.publish(device.uuid, f"commands/{command_id}/result", result):
+                self.stats.commands_handled += 1
+
+    async def _send_payloads(self, device: _Device) -> None:
+        batch = [device.outbox.popleft() for _ in range(min(MAX_BATCH, len(device.outbox)))]
+        if await self.mqtt.publish(device.uuid, "payloads", batch):
+            # The broker took the batch; what the server refuses is not answered over MQTT.
+            self.stats.messages_accepted += len(batch)
+            device.retry_at = time.time()  # more may wait in the outbox
+        else:
+            self._keep_for_later(device, batch)  # counted and logged by `publish`
 
 
 async def run_fleet(
@@ -477,6 +606,8 @@ async def run_fleet(
     concurrency: int = 64,
     on_event: Callable[[str], None] | None = None,
     stats: FleetStats | None = None,
+    mqtt: str | None = None,
+    per_device_connections: bool = False,
 ) -> FleetStats:
     """Onboard `devices` simulated sensors and drive them over the device API.
 
@@ -489,12 +620,24 @@ async def run_fleet(
     connection pool and the requests in flight. Runs for `duration` seconds after
     onboarding, or until cancelled when None. Pass `stats` to watch the counters
     while it runs; `on_event` receives problems, one line each (rate-limited).
+
+    With `mqtt` (a broker URL, `mqtt://host:1883` or `mqtts://host`), onboarding stays
+    on HTTP but devices publish keepalives, payloads and command results to the broker
+    and take commands from their commands topic. They share `concurrency // 8`
+    connections (at least one) that do not authenticate as the devices: a production
+    broker authenticates each device (user name = device UUID, password = its token),
+    so pooled runs target brokers that allow it, like a local Mosquitto with anonymous
+    access (the URL may carry a user name and password for the whole pool).
+    `per_device_connections` opens one connection per device with its own credentials
+    instead, as real devices do: heavier, but accepted by an authenticating broker.
+    Over MQTT a batch counts as accepted once the broker acknowledged it.
     """
     unknown = sorted(set(types) - set(SCENES))
     if not types or unknown:
         raise ValueError(f"types must be among {', '.join(SCENES)}; got {types!r}")
     if devices < 0 or rate <= 0 or keepalive_interval < 10 or concurrency < 1:
         raise ValueError("devices >= 0, rate > 0, keepalive_interval >= 10, concurrency >= 1")
+    broker = Broker.parse(mqtt) if mqtt is not None else None
     stats = stats if stats is not None else FleetStats()
     log = _EventLog(on_event)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -517,9 +660,21 @@ async def run_fleet(
             _device(enrolment, name_prefix, start, clock, keepalive_every_s)
             for enrolment in enrolled
         ]
-        scheduler = _Scheduler(
-            fleet, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
-        )
+        scheduler: _Scheduler
+        if broker is None:
+            scheduler = _Scheduler(
+                fleet, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
+            )
+        else:
+            scheduler = _MqttScheduler(
+                fleet,
+                http,
+                broker=broker,
+                per_device_connections=per_device_connections,
+                keepalive_every_s=keepalive_every_s,
+                rate=rate,
+                concurrency=concurrency,
+            )
         try:
             async with asyncio.timeout(duration):
                 await scheduler.run()
