@@ -63,9 +63,20 @@ async def onboard(admin: Caller) -> str:
 def vcz(count: int) -> bytes:
     now = int(time.time())
     return orjson.dumps(
-        {"type": "VCZ", "timestamp": now,
-         "payload": [{"id": ZONE, "name": "Z-0", "count": count, "by_class": {"person": count},
-                      "period_start": now - 60, "period_end": now}]}
+        {
+            "type": "VCZ",
+            "timestamp": now,
+            "payload": [
+                {
+                    "id": ZONE,
+                    "name": "Z-0",
+                    "count": count,
+                    "by_class": {"person": count},
+                    "period_start": now - 60,
+                    "period_end": now,
+                }
+            ],
+        }
     )
 
 
@@ -73,8 +84,12 @@ def test_topics_are_parsed_strictly() -> None:
     device = uuid.uuid4()
     assert parse_topic(f"vsense/{device}/keepalive") == (device, "keepalive", None)
     assert parse_topic(f"vsense/{device}/commands/abc/result") == (device, "result", "abc")
-    for topic in ("vsense/not-a-uuid/keepalive", f"other/{device}/keepalive",
-                  f"vsense/{device}/commands", f"vsense/{device}/payloads/extra"):
+    for topic in (
+        "vsense/not-a-uuid/keepalive",
+        f"other/{device}/keepalive",
+        f"vsense/{device}/commands",
+        f"vsense/{device}/payloads/extra",
+    ):
         assert parse_topic(topic) is None
 
 
@@ -132,9 +147,7 @@ async def test_pending_commands_are_published_to_the_device(
     admin = await api.organization()
     device = await onboard(admin)
     async with session_scope(state.sessionmaker) as session:
-        command = await gateway_service.create_command(
-            session, state, uuid.UUID(device), "reboot"
-        )
+        command = await gateway_service.create_command(session, state, uuid.UUID(device), "reboot")
     await device_client.subscribe(f"vsense/{device}/commands", qos=1)
     await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
     received: dict[str, Any] = {}
