@@ -1,0 +1,1054 @@
+"""Benchmark of device ingest (`POST /device/v1/...`) on the real server, next to a ceiling.
+
+For each backend (SQLite; PostgreSQL with 1 and 2 workers) it migrates a fresh database,
+creates an organization, an admin and a personal access token directly in the database
+(`api_devices.seed`), starts `vsense serve` as a subprocess and onboards devices through
+the API (`POST /api/v1/devices`, which returns each device's token once): keepalive
+devices in group `site-01`, VCZ payload devices in group `site-02`, all with a short
+keepalive interval so that the offline sweep has real deadlines to enforce. 32 keep-alive
+clients (aiohttp) then post, each request with the token of the next device in turn:
+
+  (a) `POST /device/v1/keepalive` with a health body            -> keepalives/s
+  (b) `POST /device/v1/payloads`, one VCZ message per request     -> messages/s
+  (c) `POST /device/v1/payloads`, batches of `--batch` messages   -> messages/s
+  (d) keepalives for `--sustain` s with the flush (1 s) and the sweep (15 s) running
+      -> keepalives/s over the window and in its worst 10 s; afterwards every keepalive
+      device must be online (`GET /api/v1/devices?is_online=Online`), and none may have
+      been swept offline during the window (device events, counted in the database).
+
+Every answer's status is checked (200 for keepalives, 202 and `accepted` = messages sent
+for payloads). After (b) and (c), `GET /api/v1/devices/{uuid}/payloads` on a sample of
+devices must show exactly the messages the clients had accepted for them.
+
+The ceiling is a bare ASGI app (`ceiling_app` below) that reads the body and answers a
+fixed small JSON, served by uvicorn with the same options and loaded by the same clients
+with the same bodies, in the same run; `ratio` is req/s of a scenario divided by req/s of
+the ceiling with the same body and number of workers. MQTT ingest is not measured yet.
+
+Run from the repository root:
+
+    .venv/bin/python bench/ingest.py --duration 10 --sustain 60 --markdown docs/benchmarks.md
+
+All traffic goes to 127.0.0.1. The PostgreSQL database (`vsense_ingest` by default) is
+dropped and recreated at the start and left in place afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import math
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from api_devices import (
+    BACKEND_LABELS,
+    BACKENDS,
+    DEFAULT_POSTGRES_URL,
+    HOST,
+    LOOPBACK_HOSTS,
+    REQUEST_TIMEOUT,
+    Measurement,
+    base_env,
+    command_line,
+    free_port,
+    log_problems,
+    machine_facts,
+    recreate_postgres_database,
+    run_command,
+    seed,
+    served,
+    server_env,
+    vsense_executable,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+KEEPALIVE_PATH = "/device/v1/keepalive"
+PAYLOADS_PATH = "/device/v1/payloads"
+# Groups created by `api_devices.seed`; they tell the two fleets apart in the API.
+KEEPALIVE_GROUP = "site-01"
+PAYLOAD_GROUP = "site-02"
+HEALTH = {
+    "fw_version": "2.4.1",
+    "uptime_s": 86_400,
+    "temperature_c": 41.5,
+    "cpu_load": 0.35,
+    "free_disk_mb": 12_000,
+    "ip": "10.0.0.7",
+    "signal_dbm": -61.0,
+}
+HEALTH_BODY = orjson.dumps(HEALTH)
+SAMPLE_DEVICES = 5
+WORST_WINDOW = 10
+ONBOARD_CLIENTS = 16
+# Seconds after a load before the API is asked: one liveness flush and one count cache TTL.
+SETTLE_SECONDS = 2.5
+
+TARGET_SINGLE_RPS = 2_000.0
+TARGET_BATCH_MPS = 20_000.0
+TARGET_KEEPALIVES = 1_700.0
+TARGET_SUSTAIN_SECONDS = 300.0
+MQTT_NOTE = "MQTT ingest is not part of this benchmark yet; all device traffic here is HTTP."
+
+KINDS = ("keepalive", "single", "batch")
+
+
+# --------------------------------------------------------------------------- ceiling
+
+CEILING_ANSWERS = {
+    KEEPALIVE_PATH: (200, b'{"commands":[]}'),
+    PAYLOADS_PATH: (202, b'{"accepted":1}'),
+}
+CEILING_DEFAULT = (200, b'{"status":"ok"}')
+
+AsgiMessage = dict[str, Any]
+
+
+async def ceiling_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[AsgiMessage]],
+    send: Callable[[AsgiMessage], Awaitable[None]],
+) -> None:
+    """The fastest answer uvicorn can give to a device: the body read, a fixed small JSON."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    more_body = True
+    while more_body:
+        message = await receive()
+        more_body = message.get("more_body", False)
+    status, body = CEILING_ANSWERS.get(scope["path"], CEILING_DEFAULT)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- fleet and bodies
+
+
+@dataclass(frozen=True)
+class DeviceSlot:
+    uuid: str
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, device_uuid: str, token: str) -> DeviceSlot:
+        return cls(
+            device_uuid,
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+
+
+@dataclass(frozen=True)
+class Fleet:
+    keepalive: list[DeviceSlot]
+    payload: list[DeviceSlot]
+
+
+def zone_of(device_uuid: str) -> str:
+    """A device's one counting zone: a real UUID string, stable per device."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"vsense-bench-zone/{device_uuid}"))
+
+
+def vcz_message(zone: str, timestamp: int) -> dict[str, Any]:
+    return {
+        "type": "VCZ",
+        "timestamp": timestamp,
+        "payload": [
+            {
+                "id": zone,
+                "name": "Z-0",
+                "count": 3,
+                "by_class": {"person": 3},
+                "period_start": timestamp - 60,
+                "period_end": timestamp,
+            }
+        ],
+    }
+
+
+def payload_bodies(devices: Sequence[DeviceSlot], batch: int) -> list[bytes]:
+    """One body per device: a single message (batch 0) or a list of `batch` messages,
+    one minute apart, ending now."""
+    now = int(time.time())
+    bodies = []
+    for device in devices:
+        zone = zone_of(device.uuid)
+        if batch == 0:
+            bodies.append(orjson.dumps(vcz_message(zone, now)))
+        else:
+            bodies.append(orjson.dumps([vcz_message(zone, now - 60 * n) for n in range(batch)]))
+    return bodies
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: str  # keepalive, single or batch: which ceiling it is compared with
+    path: str
+    status: int
+    messages: int  # per request; 1 for a keepalive
+
+    def bodies(self, devices: Sequence[DeviceSlot]) -> list[bytes]:
+        if self.kind == "keepalive":
+            return [HEALTH_BODY] * len(devices)
+        return payload_bodies(devices, 0 if self.kind == "single" else self.messages)
+
+
+def workloads(batch: int) -> dict[str, Workload]:
+    return {
+        "keepalive": Workload("keepalive", KEEPALIVE_PATH, 200, 1),
+        "single": Workload("single", PAYLOADS_PATH, 202, 1),
+        "batch": Workload("batch", PAYLOADS_PATH, 202, batch),
+    }
+
+
+def ceiling_title(kind: str, batch: int) -> str:
+    return {
+        "keepalive": "fixed JSON, keepalive body",
+        "single": "fixed JSON, 1-message body",
+        "batch": f"fixed JSON, {batch}-message body",
+    }[kind]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    measurement: Measurement
+    kind: str
+    messages: int
+    worst_window: float | None = None
+    check: str = "-"
+    check_failed: bool = False
+
+    @property
+    def per_second(self) -> float:
+        """Messages (or keepalives) per second."""
+        return self.measurement.rps * self.messages
+
+
+@dataclass
+class IngestReport:
+    backend: str
+    version: str
+    setup_seconds: float = 0.0
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _answer_error(workload: Workload, body: bytes) -> tuple[str | None, int]:
+    """What is wrong with a real server's answer, and how many messages it accepted."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"not JSON: {body[:200]!r}", 0
+    if workload.kind == "keepalive":
+        if not isinstance(document.get("commands"), list):
+            return f"no `commands` list: {body[:200]!r}", 0
+        return None, 0
+    accepted = document.get("accepted")
+    if accepted != workload.messages:
+        return f"accepted {accepted!r} of {workload.messages}: {body[:200]!r}", 0
+    return None, workload.messages
+
+
+async def post_load(
+    url: str,
+    workload: Workload,
+    devices: Sequence[DeviceSlot],
+    *,
+    clients: int,
+    warmup: float,
+    duration: float,
+    measurement: Measurement,
+    check_answers: bool,
+    completions: list[float] | None = None,
+) -> Counter[int]:
+    """`clients` loops on one keep-alive session, each request with the next device's token
+    and body. Returns messages accepted per device index (warm-up included)."""
+    import aiohttp
+
+    bodies = workload.bodies(devices)
+    accepted: Counter[int] = Counter()
+    turn = itertools.count()
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        measure_from = time.perf_counter() + warmup
+        measure_until = measure_from + duration
+
+        async def client() -> None:
+            while (started := time.perf_counter()) < measure_until:
+                index = next(turn) % len(devices)
+                error: str | None = None
+                try:
+                    async with session.post(
+                        url, data=bodies[index], headers=devices[index].headers
+                    ) as response:
+                        body = await response.read()
+                        if response.status != workload.status:
+                            error = f"HTTP {response.status}: {body[:200]!r}"
+                        elif check_answers:
+                            error, count = _answer_error(workload, body)
+                            accepted[index] += count
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                finished = time.perf_counter()
+                if error is not None:
+                    measurement.record_error(error)  # warm-up errors count too
+                elif measure_from <= finished <= measure_until:
+                    measurement.latencies_ms.append((finished - started) * 1000)
+                    if completions is not None:
+                        completions.append(finished - measure_from)
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return accepted
+
+
+def worst_window(completions: Sequence[float], duration: float, window: int) -> float:
+    """The lowest rate over `window` consecutive whole seconds of the measured window."""
+    seconds = int(duration)
+    if seconds < window:
+        return len(completions) / duration if duration else math.nan
+    bins = [0] * seconds
+    for offset in completions:
+        second = int(offset)
+        if 0 <= second < seconds:
+            bins[second] += 1
+    running = sum(bins[:window])
+    lowest = running
+    for second in range(window, seconds):
+        running += bins[second] - bins[second - window]
+        lowest = min(lowest, running)
+    return lowest / window
+
+
+async def prime(base_url: str, devices: Sequence[DeviceSlot], clients: int) -> list[str]:
+    """One keepalive per device, so that every device is online before a measured run
+    (a device coming back is written at once, with an event; that is not the steady
+    state). Returns the errors."""
+    import aiohttp
+
+    errors: list[str] = []
+    turn = iter(devices)
+    async with aiohttp.ClientSession() as session:
+
+        async def client() -> None:
+            for device in turn:
+                async with session.post(
+                    base_url + KEEPALIVE_PATH, data=HEALTH_BODY, headers=device.headers
+                ) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        errors.append(f"HTTP {response.status}: {body[:200]!r}")
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return errors
+
+
+async def api_get(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.get(url) as response:
+        body = await response.read()
+    if response.status != 200:
+        raise RuntimeError(f"GET {url} answered {response.status}: {body[:300]!r}")
+    document: dict[str, Any] = orjson.loads(body)
+    return document
+
+
+async def total_of(session: aiohttp.ClientSession, url: str) -> int:
+    return int((await api_get(session, url))["meta"]["total"])
+
+
+async def stored_totals(
+    session: aiohttp.ClientSession, base_url: str, devices: Sequence[DeviceSlot]
+) -> list[int]:
+    return [
+        await total_of(session, f"{base_url}/api/v1/devices/{device.uuid}/payloads?per_page=1")
+        for device in devices
+    ]
+
+
+def sample_indexes(count: int) -> list[int]:
+    """A spread of device indexes: first, quarters, last."""
+    return sorted(
+        {min(count - 1, count * n // (SAMPLE_DEVICES - 1)) for n in range(SAMPLE_DEVICES)}
+    )
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+async def onboard(base_url: str, admin: dict[str, str], options: Options) -> Fleet:
+    """Devices onboarded through the API; each answer carries the device token, once."""
+    import aiohttp
+
+    plan = [("KA", KEEPALIVE_GROUP, n) for n in range(options.keepalive_devices)] + [
+        ("PL", PAYLOAD_GROUP, n) for n in range(options.payload_devices)
+    ]
+    slots: dict[tuple[str, int], DeviceSlot] = {}
+    turn = iter(plan)
+    async with aiohttp.ClientSession(headers=admin) as session:
+
+        async def client() -> None:
+            for prefix, group, n in turn:
+                body = {
+                    "name": f"{prefix}-{n:05d}",
+                    "client_identifier": f"BENCH-{prefix}-{n:05d}",
+                    "group": group,
+                    "app_type": "VCZ",
+                    "keepalive_interval": options.keepalive_interval,
+                }
+                async with session.post(f"{base_url}/api/v1/devices", json=body) as response:
+                    answer = await response.read()
+                if response.status != 201:
+                    raise RuntimeError(f"onboarding answered {response.status}: {answer[:300]!r}")
+                document = orjson.loads(answer)
+                slots[(prefix, n)] = DeviceSlot.of(document["uuid"], document["device_token"])
+
+        await asyncio.gather(*(client() for _ in range(ONBOARD_CLIENTS)))
+    return Fleet(
+        keepalive=[slots[("KA", n)] for n in range(options.keepalive_devices)],
+        payload=[slots[("PL", n)] for n in range(options.payload_devices)],
+    )
+
+
+async def analyze(data_dir: Path, database_url: str | None) -> str | None:
+    """What autovacuum does soon after the devices arrive (PostgreSQL only). Returns the
+    server's `autovacuum` setting: when off, the liveness writes leave dead rows behind
+    for the whole run, which a production server would clean up."""
+    from sqlalchemy import text
+
+    from vsense.config import load_settings
+    from vsense.db import create_engine
+
+    engine = create_engine(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        if engine.dialect.name != "postgresql":
+            return None
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("VACUUM ANALYZE")
+            return str(await autocommit.scalar(text("SHOW autovacuum")))
+    finally:
+        await engine.dispose()
+
+
+async def offline_events_since(
+    data_dir: Path, database_url: str | None, group: str, since: datetime
+) -> int:
+    """Offline transitions of a group's devices since a time (the sweep's work)."""
+    from sqlalchemy import func, select
+
+    from vsense.config import load_settings
+    from vsense.db import create_engine
+    from vsense.models import Device, DeviceEvent, Group
+
+    engine = create_engine(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count())
+                .select_from(DeviceEvent)
+                .join(Device, Device.uuid == DeviceEvent.device_uuid)
+                .join(Group, Group.id == Device.group_id)
+                .where(
+                    Group.name == group,
+                    DeviceEvent.status == "offline",
+                    DeviceEvent.created >= since,
+                )
+            )
+    finally:
+        await engine.dispose()
+    return int(count or 0)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Options:
+    backends: list[str]
+    duration: float
+    warmup: float
+    sustain: float
+    clients: int
+    keepalive_devices: int
+    payload_devices: int
+    batch: int
+    keepalive_interval: int
+    postgres_url: str
+    postgres_database: str
+    postgres_workers: list[int]
+    server_env: dict[str, str]
+    markdown: Path | None
+
+
+async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[str, Row]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "ingest:ceiling_app", "--app-dir", "bench",
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    sizes = {"keepalive": options.keepalive_devices, "single": options.payload_devices}
+    rows: dict[str, Row] = {}
+    async with served(command, base_env({}), port, work_dir / f"ceiling-{workers}w.log") as url:
+        for kind, workload in workloads(options.batch).items():
+            fake = [
+                DeviceSlot.of(str(uuid.uuid4()), "vsd_ceiling")
+                for _ in range(sizes.get(kind, options.payload_devices))
+            ]
+            title = ceiling_title(kind, options.batch)
+            measurement = Measurement("ceiling", workers, title, options.duration)
+            await post_load(
+                url + workload.path,
+                workload,
+                fake,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=options.duration,
+                measurement=measurement,
+                check_answers=False,
+            )
+            rows[kind] = Row(measurement, kind, workload.messages)
+            print(
+                f"  ceiling x{workers} {title}: {measurement.rps:,.0f} req/s, "
+                f"p99 {measurement.percentile(0.99):.1f} ms, {measurement.errors} errors",
+                flush=True,
+            )
+    return rows
+
+
+def print_row(row: Row) -> None:
+    m = row.measurement
+    extra = f", worst {WORST_WINDOW} s {row.worst_window:,.0f}/s" if row.worst_window else ""
+    print(
+        f"    {m.rps:,.0f} req/s, {row.per_second:,.0f} msg/s{extra}, "
+        f"p50 {m.percentile(0.5):.1f} ms, p99 {m.percentile(0.99):.1f} ms, "
+        f"{m.errors} errors; check: {row.check}",
+        flush=True,
+    )
+
+
+async def payload_scenario(
+    label: str,
+    workload: Workload,
+    base_url: str,
+    admin_session: aiohttp.ClientSession,
+    devices: Sequence[DeviceSlot],
+    options: Options,
+    workers: int,
+    report: IngestReport,
+) -> Row:
+    """A payload run, then: did the sampled devices store exactly what was accepted?"""
+    sample = sample_indexes(len(devices))
+    sampled = [devices[i] for i in sample]
+    before = await stored_totals(admin_session, base_url, sampled)
+    measurement = Measurement("vsense", workers, label, options.duration)
+    print(f"  vsense x{workers} {label}", flush=True)
+    accepted = await post_load(
+        base_url + workload.path,
+        workload,
+        devices,
+        clients=options.clients,
+        warmup=options.warmup,
+        duration=options.duration,
+        measurement=measurement,
+        check_answers=True,
+    )
+    after = await stored_totals(admin_session, base_url, sampled)
+    row = Row(measurement, workload.kind, workload.messages)
+    mismatches = [
+        f"{devices[i].uuid}: accepted {accepted[i]}, stored {b - a}"
+        for i, a, b in zip(sample, before, after, strict=True)
+        if b - a != accepted[i]
+    ]
+    row.check = f"stored {len(sample) - len(mismatches)}/{len(sample)}"
+    row.check_failed = bool(mismatches)
+    report.notes.append(
+        f"x{workers} {label}: {sum(accepted.values()):,} messages accepted in all "
+        f"(warm-up included); GET .../payloads meta.total on {len(sample)} devices "
+        + ("matches the messages accepted for each" if not mismatches else "; ".join(mismatches))
+    )
+    print_row(row)
+    return row
+
+
+async def run_scenarios(
+    base_url: str,
+    admin: dict[str, str],
+    fleet: Fleet,
+    options: Options,
+    workers: int,
+    report: IngestReport,
+    database: tuple[Path, str | None],
+) -> None:
+    import aiohttp
+
+    kinds = workloads(options.batch)
+    async with aiohttp.ClientSession(headers=admin) as admin_session:
+        # (a) keepalives
+        errors = await prime(base_url, fleet.keepalive, options.clients)
+        label = "a keepalive"
+        print(f"  vsense x{workers} {label}", flush=True)
+        measurement = Measurement("vsense", workers, label, options.duration)
+        await post_load(
+            base_url + KEEPALIVE_PATH,
+            kinds["keepalive"],
+            fleet.keepalive,
+            clients=options.clients,
+            warmup=options.warmup,
+            duration=options.duration,
+            measurement=measurement,
+            check_answers=True,
+        )
+        row = Row(measurement, "keepalive", 1)
+        report.rows.append(row)
+        print_row(row)
+
+        # (b) and (c) payloads
+        report.rows.append(
+            await payload_scenario(
+                "b 1 message/request",
+                kinds["single"],
+                base_url,
+                admin_session,
+                fleet.payload,
+                options,
+                workers,
+                report,
+            )
+        )
+        report.rows.append(
+            await payload_scenario(
+                f"c {options.batch} messages/request",
+                kinds["batch"],
+                base_url,
+                admin_session,
+                fleet.payload,
+                options,
+                workers,
+                report,
+            )
+        )
+
+        # (d) sustained keepalives, flush and sweep running
+        errors += await prime(base_url, fleet.keepalive, options.clients)
+        if errors:
+            report.notes.append(
+                f"x{workers} priming keepalives: {len(errors)} errors, first: {errors[0]}"
+            )
+        label = f"d keepalive {options.sustain:g} s"
+        print(f"  vsense x{workers} {label}", flush=True)
+        started = datetime.now(UTC)
+        measurement = Measurement("vsense", workers, label, options.sustain)
+        completions: list[float] = []
+        await post_load(
+            base_url + KEEPALIVE_PATH,
+            kinds["keepalive"],
+            fleet.keepalive,
+            clients=options.clients,
+            warmup=options.warmup,
+            duration=options.sustain,
+            measurement=measurement,
+            check_answers=True,
+            completions=completions,
+        )
+        row = Row(measurement, "keepalive", 1)
+        row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
+        await asyncio.sleep(SETTLE_SECONDS)
+        devices_url = f"{base_url}/api/v1/devices?per_page=1"
+        online = await total_of(
+            admin_session, f"{devices_url}&group={KEEPALIVE_GROUP}&is_online=Online"
+        )
+        flapped = await offline_events_since(*database, KEEPALIVE_GROUP, started)
+        silent_offline = await total_of(
+            admin_session, f"{devices_url}&group={PAYLOAD_GROUP}&is_online=Offline"
+        )
+        expected = len(fleet.keepalive)
+        row.check = f"online {online}/{expected}"
+        row.check_failed = online != expected or flapped > 0
+        report.notes.append(
+            f"x{workers} {label}: {online:,} of {expected:,} keepalive devices online after the "
+            f"window (is_online=Online meta.total); {flapped} offline transitions of keepalive "
+            f"devices during it (device events); the sweep marked {silent_offline:,} of "
+            f"{len(fleet.payload):,} silent payload devices offline (interval "
+            f"{options.keepalive_interval} s, offline after "
+            f"{1.5 * options.keepalive_interval:g} s)"
+        )
+        report.rows.append(row)
+        print_row(row)
+
+
+async def run_backend(
+    backend: str, options: Options, work_dir: Path, ceilings: dict[int, dict[str, Row]]
+) -> IngestReport:
+    data_dir = work_dir / backend
+    data_dir.mkdir()
+    database_url: str | None = None
+    version = f"SQLite {sqlite3.sqlite_version}"
+    workers_list = [1]
+    if backend == "postgresql":
+        database_url = f"{options.postgres_url.rstrip('/')}/{options.postgres_database}"
+        version = "PostgreSQL " + await recreate_postgres_database(database_url)
+        workers_list = options.postgres_workers
+    env = server_env(data_dir, database_url, options.server_env)
+    print(f"\n{BACKEND_LABELS[backend]}: migrating, seeding an admin", flush=True)
+    started = time.perf_counter()
+    await run_command([vsense_executable(), "db", "upgrade"], env, work_dir / f"{backend}-db.log")
+    token = await seed(data_dir, database_url, 0)
+    admin = {"Authorization": f"Bearer {token}"}
+    report = IngestReport(backend, version)
+    fleet: Fleet | None = None
+    for workers in workers_list:
+        port = free_port()
+        command = [
+            vsense_executable(), "serve", "--host", HOST, "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning",
+        ]  # fmt: skip
+        log_path = work_dir / f"{backend}-{workers}w.log"
+        async with served(command, env, port, log_path) as base_url:
+            if fleet is None:
+                fleet = await onboard(base_url, admin, options)
+                autovacuum = await analyze(data_dir, database_url)
+                if autovacuum is not None:
+                    report.notes.append(
+                        f"PostgreSQL autovacuum: {autovacuum} (VACUUM ANALYZE ran once after "
+                        "onboarding)"
+                    )
+                report.setup_seconds = time.perf_counter() - started
+                print(
+                    f"  onboarded {len(fleet.keepalive):,} + {len(fleet.payload):,} devices "
+                    f"through the API; ready in {report.setup_seconds:.1f} s",
+                    flush=True,
+                )
+            report.rows += [ceilings[workers][kind] for kind in KINDS]
+            await run_scenarios(
+                base_url, admin, fleet, options, workers, report, (data_dir, database_url)
+            )
+        problems = log_problems(log_path)
+        if problems:
+            report.notes.append(
+                f"server log ({workers} worker(s)) has {len(problems)} error lines, "
+                f"first: {problems[0][:200]}"
+            )
+    return report
+
+
+# --------------------------------------------------------------------------- output
+
+COLUMNS = (
+    "server",
+    "scenario",
+    "req/s",
+    "msg/s",
+    f"worst {WORST_WINDOW} s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "ratio",
+    "check",
+)
+LEFT_COLUMNS = {0, 1, 9}
+
+
+def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> list[list[str]]:
+    rows = []
+    for row in report.rows:
+        m = row.measurement
+        ceiling = ceilings.get(m.workers, {}).get(row.kind)
+        ratio = m.rps / ceiling.measurement.rps if ceiling and ceiling.measurement.rps else math.nan
+        rows.append(
+            [
+                f"{m.server} x{m.workers}",
+                m.scenario,
+                f"{m.rps:,.0f}",
+                f"{row.per_second:,.0f}",
+                "-" if row.worst_window is None else f"{row.worst_window:,.0f}",
+                f"{m.percentile(0.50):.1f}",
+                f"{m.percentile(0.99):.1f}",
+                str(m.errors),
+                f"{ratio:.2f}",
+                row.check,
+            ]
+        )
+    return rows
+
+
+def target_lines(report: IngestReport, options: Options) -> list[str]:
+    if report.backend != "postgresql":
+        return []
+    lines = []
+    for row in report.rows:
+        m = row.measurement
+        if m.server != "vsense":
+            continue
+        clean = m.errors == 0 and not row.check_failed
+        if m.scenario.startswith("b "):
+            met = m.rps >= TARGET_SINGLE_RPS and clean
+            lines.append(
+                f"Target (b, PostgreSQL): >= {TARGET_SINGLE_RPS:,.0f} single-message requests/s; "
+                f"{m.workers} worker(s): {m.rps:,.0f} -> {'MET' if met else 'MISSED'}"
+            )
+        elif m.scenario.startswith("c "):
+            met = row.per_second >= TARGET_BATCH_MPS and clean
+            lines.append(
+                f"Target (c, PostgreSQL): >= {TARGET_BATCH_MPS:,.0f} messages/s in batches; "
+                f"{m.workers} worker(s): {row.per_second:,.0f} -> {'MET' if met else 'MISSED'}"
+            )
+        elif m.scenario.startswith("d ") and row.worst_window is not None:
+            met = min(m.rps, row.worst_window) >= TARGET_KEEPALIVES and clean
+            short = (
+                f" (window {options.sustain:g} s, shorter than the target's "
+                f"{TARGET_SUSTAIN_SECONDS:g} s: indicative)"
+                if options.sustain < TARGET_SUSTAIN_SECONDS
+                else ""
+            )
+            lines.append(
+                f"Target (d, PostgreSQL): >= {TARGET_KEEPALIVES:,.0f} keepalives/s sustained "
+                f"with the sweep running, in every {WORST_WINDOW} s window; {m.workers} "
+                f"worker(s): {m.rps:,.0f}/s, worst {row.worst_window:,.0f}/s -> "
+                f"{'MET' if met else 'MISSED'}{short}"
+            )
+    return lines
+
+
+def error_lines(report: IngestReport) -> list[str]:
+    return [
+        f"ERRORS {r.measurement.server} x{r.measurement.workers} {r.measurement.scenario}: "
+        f"{r.measurement.errors}, first: {r.measurement.first_error}"
+        for r in report.rows
+        if r.measurement.errors
+    ] + [
+        f"CHECK FAILED {r.measurement.server} x{r.measurement.workers} "
+        f"{r.measurement.scenario}: {r.check}"
+        for r in report.rows
+        if r.check_failed
+    ]
+
+
+def heading(report: IngestReport, options: Options) -> str:
+    return (
+        f"{report.version}: {options.keepalive_devices:,} keepalive + "
+        f"{options.payload_devices:,} payload devices, {options.clients} clients, "
+        f"{options.duration:g} s per scenario ((d): {options.sustain:g} s) after "
+        f"{options.warmup:g} s warm-up (set up in {report.setup_seconds:.0f} s)"
+    )
+
+
+def print_report(
+    report: IngestReport, ceilings: dict[int, dict[str, Row]], options: Options
+) -> None:
+    rows = [list(COLUMNS), *table_rows(report, ceilings)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    print(f"\n== {heading(report, options)}")
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if column in LEFT_COLUMNS else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    for line in [*target_lines(report, options), *error_lines(report), *report.notes]:
+        print(line)
+
+
+def write_markdown(
+    path: Path,
+    reports: Sequence[IngestReport],
+    ceilings: dict[int, dict[str, Row]],
+    options: Options,
+) -> None:
+    out: list[str] = []
+    if not path.exists() or not path.read_text().strip():
+        out += ["# Benchmarks", ""]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out += [
+        f"## Device ingest (POST /device/v1), {stamp}",
+        "",
+        f"- Command: `{command_line()}`",
+        f"- Machine: {machine_facts()}",
+        f"- Load: {options.clients} clients (aiohttp, keep-alive), each request with the device "
+        f"token of the next device in turn; {options.duration:g} s per scenario, (d) "
+        f"{options.sustain:g} s, after {options.warmup:g} s warm-up. msg/s = req/s x messages "
+        "per request (keepalives for (a) and (d)); ratio = req/s / req/s of the ceiling with "
+        "the same body and workers; the ceiling is a bare ASGI app reading the body and "
+        "answering a fixed small JSON (`bench/ingest.py:ceiling_app`).",
+        f"- Fleet: {options.keepalive_devices:,} keepalive devices and "
+        f"{options.payload_devices:,} VCZ payload devices, onboarded through "
+        f"`POST /api/v1/devices`, keepalive interval {options.keepalive_interval} s (offline "
+        f"after {1.5 * options.keepalive_interval:g} s without a sign of life); server "
+        "defaults: liveness flush every 1 s, sweep every 15 s.",
+        "- Checks: every status (200 keepalive, 202 payloads, `accepted` = messages sent); "
+        "after (b) and (c) `GET /api/v1/devices/{uuid}/payloads` meta.total on "
+        f"{SAMPLE_DEVICES} devices equals what they had accepted; after (d) every keepalive "
+        "device is online and none went offline during the window.",
+        f"- {MQTT_NOTE}",
+        "",
+    ]
+    for report in reports:
+        out += [f"### {heading(report, options)}", ""]
+        out.append("| " + " | ".join(COLUMNS) + " |")
+        out.append(
+            "|"
+            + "|".join("---" if i in LEFT_COLUMNS else "---:" for i in range(len(COLUMNS)))
+            + "|"
+        )
+        out += ["| " + " | ".join(row) + " |" for row in table_rows(report, ceilings)]
+        extra = [*target_lines(report, options), *error_lines(report), *report.notes]
+        if extra:
+            out += ["", *(f"- {line}" for line in extra)]
+        out.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        if path.stat().st_size and not out[0].startswith("# "):
+            handle.write("\n")
+        handle.write("\n".join(out))
+
+
+async def run(options: Options) -> list[IngestReport]:
+    import shutil
+
+    work_dir = Path(tempfile.mkdtemp(prefix="vsense-ingest-"))
+    try:
+        ceiling_workers = sorted(
+            {1, *(options.postgres_workers if "postgresql" in options.backends else [])}
+        )
+        print(f"Ceiling (bare ASGI app on uvicorn), {options.clients} clients", flush=True)
+        ceilings = {
+            workers: await run_ceiling(options, workers, work_dir) for workers in ceiling_workers
+        }
+        reports = []
+        for backend in options.backends:
+            reports.append(await run_backend(backend, options, work_dir, ceilings))
+        for report in reports:
+            print_report(report, ceilings, options)
+        print(f"\n{MQTT_NOTE}")
+        if options.markdown:
+            write_markdown(options.markdown, reports, ceilings, options)
+            print(f"appended to {options.markdown}")
+        return reports
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument(
+        "--sustain", type=float, default=60.0, help="seconds of scenario (d); the target is 300"
+    )
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--keepalive-devices", type=int, default=2000)
+    parser.add_argument("--payload-devices", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=100, help="messages per request in (c)")
+    parser.add_argument(
+        "--keepalive-interval",
+        type=int,
+        default=10,
+        help="seconds, of every bench device (offline after 1.5 times it)",
+    )
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
+    parser.add_argument("--postgres-database", default="vsense_ingest")
+    parser.add_argument("--postgres-workers", default="1,2", help="worker counts to run")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the server, e.g. VSENSE_SWEEP_INTERVAL=5 (repeatable)",
+    )
+    parser.add_argument("--markdown", type=Path, help="append the results to this file")
+    args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown or not backends:
+        parser.error(f"--backends takes {', '.join(BACKENDS)}; got {args.backends!r}")
+    if args.keepalive_devices < 1 or args.payload_devices < 1:
+        parser.error("--keepalive-devices and --payload-devices must be at least 1")
+    if not 1 <= args.batch <= 500:
+        parser.error("--batch must be between 1 and 500 (the gateway's limit)")
+    if args.keepalive_interval < 10:
+        parser.error("--keepalive-interval must be at least 10 (the API's minimum)")
+    from sqlalchemy.engine.url import make_url
+
+    if make_url(args.postgres_url).host not in LOOPBACK_HOSTS:
+        parser.error("--postgres-url must point to 127.0.0.1")
+    env = dict(item.split("=", 1) for item in args.server_env if "=" in item)
+    return Options(
+        backends=backends,
+        duration=args.duration,
+        warmup=args.warmup,
+        sustain=args.sustain,
+        clients=args.clients,
+        keepalive_devices=args.keepalive_devices,
+        payload_devices=args.payload_devices,
+        batch=args.batch,
+        keepalive_interval=args.keepalive_interval,
+        postgres_url=args.postgres_url,
+        postgres_database=args.postgres_database,
+        postgres_workers=[int(w) for w in args.postgres_workers.split(",")],
+        server_env=env,
+        markdown=args.markdown,
+    )
+
+
+T = TypeVar("T")
+
+
+def event_loop_runner(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        reports = event_loop_runner(run(options))
+        failed = any(r.measurement.errors or r.check_failed for rep in reports for r in rep.rows)
+        return 1 if failed else 0
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
