@@ -418,3 +418,12 @@ async def test_parking_messages_closer_than_30_s_are_dropped_and_counted(
         "vsense_payload_messages_dropped_total", {"type": "VPM", "reason": "rate_limited"}
     )
     assert dropped == 2
+
+
+async def test_a_removed_devices_token_stops_working_at_once(api: Api) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    assert (await device.keepalive()).status_code == 200  # its identity is now cached
+    assert (await admin.delete(f"/api/v1/devices/{device.uuid}")).status_code == 204
+    assert (await device.keepalive()).status_code == 401
+    assert (await device.send(vcz(1))).status_code == 401

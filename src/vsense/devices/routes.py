@@ -134,7 +134,7 @@ async def patch_device(
 async def delete_device(
     device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
 ) -> Response:
-    await service.delete_device(session, principal, state.count_cache, device_uuid)
+    await service.delete_device(session, state, principal, device_uuid)
     return Response(status_code=204)
 
 
@@ -146,9 +146,11 @@ async def delete_device(
     summary="Rotate the device token; the old one stops working",
 )
 async def rotate_credentials(
-    device_uuid: str, session: SessionDep, principal: PrincipalDep
+    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
 ) -> Response:
-    return json_response(await service.rotate_credentials(session, principal, device_uuid), 201)
+    return json_response(
+        await service.rotate_credentials(session, state, principal, device_uuid), 201
+    )
 
 
 @router.get(

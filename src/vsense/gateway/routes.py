@@ -17,14 +17,12 @@ AuthorizationHeader = Annotated[str | None, Header(alias="Authorization")]
 
 @router.post("/keepalive", response_model=Commands, responses=error_responses(401, 422))
 async def keepalive(
-    session: SessionDep,
     state: StateDep,
     authorization: AuthorizationHeader = None,
     health: Annotated[Health | None, Body()] = None,
 ) -> Response:
     """A sign of life, with optional health figures; answered with pending commands."""
-    device = await service.authenticate(session, authorization)
-    return json_response({"commands": await service.keepalive(session, state, device, health)})
+    return json_response({"commands": await service.keepalive(state, authorization, health)})
 
 
 @router.post(
@@ -46,7 +44,7 @@ async def payloads(
 ) -> Response:
     """Application messages. A refused message is named by its index in the 422; the
     accepted messages of the same batch are kept."""
-    device = await service.authenticate(session, authorization)
+    device = await service.authenticate(session, authorization, state)
     accepted = await service.ingest(session, state, device, messages)
     return json_response({"accepted": accepted}, 202)
 

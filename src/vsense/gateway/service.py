@@ -46,12 +46,35 @@ def bearer(header: str | None) -> str:
     return token
 
 
-async def authenticate(session: AsyncSession, header: str | None) -> DeviceIdentity:
-    """The device behind a device token; a user or API token opens nothing here."""
-    identity = await repository.device_for_token_hash(session, token_digest(bearer(header)))
+DEVICE_TOKENS = "device-tokens"  # namespace of the identity cache
+
+
+async def authenticate(
+    session: AsyncSession, header: str | None, state: AppState | None = None
+) -> DeviceIdentity:
+    """The device behind a device token; a user or API token opens nothing here.
+
+    With `state`, a verified identity is reused for `auth_cache_ttl` seconds: a rotation
+    or removal in this process drops it at once (`forget_device_tokens`), other
+    processes within that time. Its `is_online` may be stale; that is safe, because
+    a batched sign of life finds devices that went offline and brings them back.
+    """
+    token_hash = token_digest(bearer(header))
+    if state is not None:
+        cached = state.auth_cache.get(DEVICE_TOKENS, token_hash)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+    identity = await repository.device_for_token_hash(session, token_hash)
     if identity is None:
         raise Unauthorized("The device token is invalid or has been rotated.")
+    if state is not None:
+        state.auth_cache.put(DEVICE_TOKENS, token_hash, identity)
     return identity
+
+
+def forget_device_tokens(state: AppState) -> None:
+    """Drop every cached device identity (a token was rotated or a device removed)."""
+    state.auth_cache.invalidate(DEVICE_TOKENS)
 
 
 async def sign_of_life(
@@ -61,22 +84,44 @@ async def sign_of_life(
     written now, with its event, in the caller's transaction."""
     now = utcnow()
     interval = device.keepalive_interval or state.settings.default_keepalive_interval
-    if device.is_online:
+    if device.is_online or not await repository.set_online(
+        session, device.uuid, now, deadline_after(now, interval), reason
+    ):
         state.liveness.note(device.uuid, now, interval)
-    else:
-        await repository.set_online(
-            session, device.uuid, now, deadline_after(now, interval), reason
-        )
 
 
 async def keepalive(
-    session: AsyncSession, state: AppState, device: DeviceIdentity, health: Health | None
+    state: AppState, header: str | None, health: Health | None
 ) -> list[dict[str, Any]]:
-    """A keepalive; answered with the device's pending commands."""
+    """A keepalive; answered with the device's pending commands.
+
+    The common case (an online device, no command waiting) reads and writes nothing
+    but one indexed look-up: its sign of life joins the next batch. A write
+    transaction is opened only to bring a device back online or to hand out commands.
+    """
     del health  # forwarded by keepalive webhooks once they exist; not stored
+    async with state.read_sessionmaker() as session:
+        device = await authenticate(session, header, state)
+        waiting = await repository.has_pending_commands(session, device.uuid, utcnow())
+    if device.is_online and not waiting:
+        await sign_of_life_batched(state, device)
+        return []
+    async with session_scope(state.sessionmaker) as session:
+        return await keepalive_in(session, state, device)
+
+
+async def keepalive_in(
+    session: AsyncSession, state: AppState, device: DeviceIdentity
+) -> list[dict[str, Any]]:
+    """A keepalive in the caller's transaction: sign of life, then the pending commands."""
     await sign_of_life(session, state, device, "keepalive")
     commands = await repository.take_pending_commands(session, device.uuid, utcnow())
     return [command_json(c) for c in commands]
+
+
+async def sign_of_life_batched(state: AppState, device: DeviceIdentity) -> None:
+    interval = device.keepalive_interval or state.settings.default_keepalive_interval
+    state.liveness.note(device.uuid, utcnow(), interval)
 
 
 def _as_batch(body: Any) -> list[Any]:
