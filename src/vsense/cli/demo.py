@@ -22,7 +22,6 @@ from vsense.accounts.service import create_personal_token
 from vsense.app import create_app
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
-from vsense.kit.crypto import hash_password
 from vsense.migrate import upgrade_async
 from vsense.simulator.fleet import FleetStats, run_fleet
 from vsense.users import repository as users_repository
@@ -63,7 +62,7 @@ async def prepare_account(settings: Settings) -> DemoAccount:
                     name="Demo admin",
                 )
             else:
-                user.password_hash = hash_password(password)
+                await users_service.set_password(session, user, password)
             principal = Principal(
                 user_id=user.id,
                 organization_id=organization.id,

@@ -154,6 +154,13 @@ async def delete_user(
     forget_user(state, user.id)
 
 
+async def set_password(session: AsyncSession, user: UserRow, password: str) -> None:
+    """Give a user a new password (the demo resets its admin's at each start)."""
+    UserCreate(email=user.email, password=password)  # the same rules as anywhere else
+    user.password_hash = hash_password(password)
+    await session.flush()
+
+
 async def create_organization(session: AsyncSession, name: str) -> Organization:
     """A new organization (command line: `vsense admin create-org`)."""
     name = name.strip()
