@@ -140,6 +140,19 @@ CEILING_HEADERS = [
 AsgiMessage = dict[str, Any]
 
 
+async def answer_lifespan(
+    receive: Callable[[], Awaitable[AsgiMessage]], send: Callable[[AsgiMessage], Awaitable[None]]
+) -> None:
+    """The ASGI lifespan protocol of an app with nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def ceiling_app(
     scope: dict[str, Any],
     receive: Callable[[], Awaitable[AsgiMessage]],
@@ -147,13 +160,8 @@ async def ceiling_app(
 ) -> None:
     """The fastest answer uvicorn can give: a fixed JSON body, no framework, no database."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": CEILING_HEADERS})

@@ -62,6 +62,7 @@ from api_devices import (
     LOOPBACK_HOSTS,
     REQUEST_TIMEOUT,
     Measurement,
+    answer_lifespan,
     base_env,
     command_line,
     free_port,
@@ -126,13 +127,8 @@ async def ceiling_app(
 ) -> None:
     """The fastest answer uvicorn can give to a device: the body read, a fixed small JSON."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     more_body = True
