@@ -410,6 +410,11 @@ class _PeriodScene(Scene):
         super().__init__(rng, now=now, clock=clock, utc_offset_s=utc_offset_s, country=country)
         self.period_s = period_s
         self._period_start = now
+        self._build(rng, now)
+
+    @abstractmethod
+    def _build(self, rng: random.Random, now: float) -> None:
+        """Set up the zones or lines of this sensor (one constructor for every kind)."""
 
     def next_due(self) -> float:
         return self._period_start + self.period_s / self.clock.rate
@@ -443,19 +448,7 @@ class VczScene(_PeriodScene):
 
     app_type = "VCZ"
 
-    def __init__(
-        self,
-        rng: random.Random,
-        *,
-        now: float,
-        clock: SimClock = SimClock(),
-        utc_offset_s: float = 0.0,
-        country: str = "",
-        period_s: float = 60.0,
-    ) -> None:
-        super().__init__(
-            rng, now=now, clock=clock, utc_offset_s=utc_offset_s, country=country, period_s=period_s
-        )
+    def _build(self, rng: random.Random, now: float) -> None:
         self.zones = [
             CountingZone(_uuid(rng), f"Z-{index}", rng.uniform(3, 40), rng.choice(ZONE_PROFILES))
             for index in range(rng.randint(1, 4))
@@ -502,19 +495,7 @@ class VcbScene(_PeriodScene):
 
     app_type = "VCB"
 
-    def __init__(
-        self,
-        rng: random.Random,
-        *,
-        now: float,
-        clock: SimClock = SimClock(),
-        utc_offset_s: float = 0.0,
-        country: str = "",
-        period_s: float = 60.0,
-    ) -> None:
-        super().__init__(
-            rng, now=now, clock=clock, utc_offset_s=utc_offset_s, country=country, period_s=period_s
-        )
+    def _build(self, rng: random.Random, now: float) -> None:
         names = ("Entrance", "Side door")
         self.lines = [
             BarrierLine(
@@ -596,19 +577,7 @@ class VcwScene(_PeriodScene):
     app_type = "VCW"
     mean_gap_between_crowds_s: ClassVar[float] = 6 * 3600.0
 
-    def __init__(
-        self,
-        rng: random.Random,
-        *,
-        now: float,
-        clock: SimClock = SimClock(),
-        utc_offset_s: float = 0.0,
-        country: str = "",
-        period_s: float = 60.0,
-    ) -> None:
-        super().__init__(
-            rng, now=now, clock=clock, utc_offset_s=utc_offset_s, country=country, period_s=period_s
-        )
+    def _build(self, rng: random.Random, now: float) -> None:
         names = ("Hall", "Concourse", "Plaza")
         sim_now = self.clock.sim(now)
         self.zones = [
