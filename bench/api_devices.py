@@ -783,11 +783,16 @@ def write_markdown(
         if extra:
             out += ["", *(f"- {line}" for line in extra)]
         out.append("")
+    append_markdown(path, out)
+
+
+def append_markdown(path: Path, lines: list[str]) -> None:
+    """Append a section to a results file, a blank line apart from what is there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        if path.stat().st_size and not out[0].startswith("#"):
+        if path.stat().st_size and not lines[0].startswith("# "):
             handle.write("\n")
-        handle.write("\n".join(out))
+        handle.write("\n".join(lines))
 
 
 async def run(options: Options) -> list[BackendReport]:

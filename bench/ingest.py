@@ -63,6 +63,7 @@ from api_devices import (
     REQUEST_TIMEOUT,
     Measurement,
     answer_lifespan,
+    append_markdown,
     base_env,
     command_line,
     free_port,
@@ -925,11 +926,7 @@ def write_markdown(
         if extra:
             out += ["", *(f"- {line}" for line in extra)]
         out.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        if path.stat().st_size and not out[0].startswith("# "):
-            handle.write("\n")
-        handle.write("\n".join(out))
+    append_markdown(path, out)
 
 
 async def run(options: Options) -> list[IngestReport]:
