@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from vsense.state import AppState
 from vsense.users import service as users_service
 
 PASSWORD = "correct horse battery"
+# A zone UUID for device messages built by the tests.
+ZONE = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 _sequence = itertools.count()
 
 
@@ -122,3 +125,22 @@ class Api:
 
     def as_token(self, token: str) -> Caller:
         return Caller(self.client, "", token, "", "")
+
+
+def vcz(count: int, timestamp: int | None = None) -> dict[str, Any]:
+    """A valid VCZ message: one zone counting `count` people."""
+    now = int(time.time()) if timestamp is None else timestamp
+    return {
+        "type": "VCZ",
+        "timestamp": now,
+        "payload": [
+            {
+                "id": ZONE,
+                "name": "Z-0",
+                "count": count,
+                "by_class": {"person": count},
+                "period_start": now - 60,
+                "period_end": now,
+            }
+        ],
+    }

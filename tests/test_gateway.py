@@ -12,14 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import Api, Caller
+from tests.factories import ZONE, Api, Caller, vcz
 from vsense.db import session_scope
 from vsense.gateway import service as gateway_service
 from vsense.kit.time import utcnow
 from vsense.state import AppState
 from vsense.worker import BackgroundRuntime
 
-ZONE = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 LINE = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 
 
@@ -40,24 +39,6 @@ class Sensor:
 
 async def sensor(admin: Caller, **fields: Any) -> Sensor:
     return Sensor(admin.client, await admin.device(**fields))
-
-
-def vcz(count: int, timestamp: int | None = None) -> dict[str, Any]:
-    now = int(time.time()) if timestamp is None else timestamp
-    return {
-        "type": "VCZ",
-        "timestamp": now,
-        "payload": [
-            {
-                "id": ZONE,
-                "name": "Z-0",
-                "count": count,
-                "by_class": {"person": count},
-                "period_start": now - 60,
-                "period_end": now,
-            }
-        ],
-    }
 
 
 def vcb(entered: int, left: int, timestamp: int) -> dict[str, Any]:

@@ -12,14 +12,13 @@ import aiomqtt
 import orjson
 import pytest
 
-from tests.factories import Api, Caller
+from tests.factories import Api, Caller, vcz
 from vsense.db import session_scope
 from vsense.gateway import service as gateway_service
 from vsense.gateway.mqtt import MqttBridge, parse_topic
 from vsense.state import AppState
 
 BROKER = "mqtt://127.0.0.1:1883"
-ZONE = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 
 
 @pytest.fixture
@@ -60,26 +59,6 @@ async def onboard(admin: Caller) -> str:
     return str((await admin.device(app_type="VCZ"))["uuid"])
 
 
-def vcz(count: int) -> bytes:
-    now = int(time.time())
-    return orjson.dumps(
-        {
-            "type": "VCZ",
-            "timestamp": now,
-            "payload": [
-                {
-                    "id": ZONE,
-                    "name": "Z-0",
-                    "count": count,
-                    "by_class": {"person": count},
-                    "period_start": now - 60,
-                    "period_end": now,
-                }
-            ],
-        }
-    )
-
-
 def test_topics_are_parsed_strictly() -> None:
     device = uuid.uuid4()
     assert parse_topic(f"vsense/{device}/keepalive") == (device, "keepalive", None)
@@ -113,7 +92,7 @@ async def test_payloads_over_mqtt_are_stored(
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
-    await device_client.publish(f"vsense/{device}/payloads", vcz(7), qos=1)
+    await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(7)), qos=1)
 
     async def stored() -> bool:
         log = (await admin.get(f"/api/v1/devices/{device}/payloads")).json()
@@ -129,7 +108,7 @@ async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
-    await device_client.publish(f"vsense/{uuid.uuid4()}/payloads", vcz(1), qos=1)
+    await device_client.publish(f"vsense/{uuid.uuid4()}/payloads", orjson.dumps(vcz(1)), qos=1)
     await device_client.publish(f"vsense/{device}/payloads", b"{not json", qos=1)
     await device_client.publish(f"vsense/{device}/payloads", b'{"type": "VCZ"}', qos=1)
 
