@@ -77,13 +77,18 @@ def forget_device_tokens(state: AppState) -> None:
     state.auth_cache.invalidate(DEVICE_TOKENS)
 
 
+def _interval(state: AppState, device: DeviceIdentity) -> int:
+    """The device's keepalive interval: its own, else its group's, else the default."""
+    return device.keepalive_interval or state.settings.default_keepalive_interval
+
+
 async def sign_of_life(
     session: AsyncSession, state: AppState, device: DeviceIdentity, reason: str
 ) -> None:
     """Any message from a device keeps it online. Already online: batched. Coming back:
     written now, with its event, in the caller's transaction."""
     now = utcnow()
-    interval = device.keepalive_interval or state.settings.default_keepalive_interval
+    interval = _interval(state, device)
     if device.is_online or not await repository.set_online(
         session, device.uuid, now, deadline_after(now, interval), reason
     ):
@@ -104,7 +109,7 @@ async def keepalive(
         device = await authenticate(session, header, state)
         waiting = await repository.has_pending_commands(session, device.uuid, utcnow())
     if device.is_online and not waiting:
-        await sign_of_life_batched(state, device)
+        state.liveness.note(device.uuid, utcnow(), _interval(state, device))
         return []
     async with session_scope(state.sessionmaker) as session:
         return await keepalive_in(session, state, device)
@@ -117,11 +122,6 @@ async def keepalive_in(
     await sign_of_life(session, state, device, "keepalive")
     commands = await repository.take_pending_commands(session, device.uuid, utcnow())
     return [command_json(c) for c in commands]
-
-
-async def sign_of_life_batched(state: AppState, device: DeviceIdentity) -> None:
-    interval = device.keepalive_interval or state.settings.default_keepalive_interval
-    state.liveness.note(device.uuid, utcnow(), interval)
 
 
 def _as_batch(body: Any) -> list[Any]:
