@@ -5,6 +5,7 @@ from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
 from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
 from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
+from vsense.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 __all__ = [
     "Base",
@@ -20,5 +21,9 @@ __all__ = [
     "RefreshToken",
     "RefreshTokenFamily",
     "User",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
     "user_groups",
 ]

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints of integrators, the events sent to them, and their delivery."""
