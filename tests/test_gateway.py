@@ -102,7 +102,7 @@ async def test_keepalives_of_online_devices_are_written_in_one_batch(api: Api) -
     for device in devices:
         await device.keepalive()
     assert api.state.liveness.pending == 3
-    assert await api.state.liveness.flush(api.state.sessionmaker) == 3
+    assert await api.state.liveness.flush(api.state) == 3
     for device in devices:
         shown = (await admin.get(f"/api/v1/devices/{device.uuid}")).json()
         assert shown["last_seen"] > before[device.uuid]
@@ -145,7 +145,7 @@ async def test_a_batched_sign_of_life_revives_a_device_swept_meanwhile(api: Api)
     await device.keepalive()  # online now: this one waits in the batch
     await BackgroundRuntime(api.state).sweep_once(utcnow() + timedelta(hours=1))
     assert (await admin.get(f"/api/v1/devices/{device.uuid}")).json()["is_online"] == 0
-    await api.state.liveness.flush(api.state.sessionmaker)
+    await api.state.liveness.flush(api.state)
     assert (await admin.get(f"/api/v1/devices/{device.uuid}")).json()["is_online"] == 1
     events = (await admin.get(f"/api/v1/devices/{device.uuid}/events")).json()["data"]
     assert [e["status"] for e in events] == ["online", "offline", "online"]

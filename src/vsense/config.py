@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -65,10 +65,83 @@ class Settings(BaseSettings):
     image_capture_timeout: int = Field(
         120, ge=5, description="Seconds a device has to upload before an image request fails."
     )
+    image_max_bytes: int = Field(
+        10 * 1_048_576,
+        ge=1024,
+        description="Largest image a device may upload (PUT /device/v1/images/...), bytes.",
+    )
+    image_retention: int = Field(
+        24 * 3600,
+        ge=60,
+        description="Seconds images and their requests are kept before they are deleted.",
+    )
+    image_storage: Literal["local", "s3"] = Field(
+        "local",
+        description="Where uploaded images are kept: `local` (the `images` folder of the data "
+        "folder) or `s3` (any S3-compatible store, see the `image_s3_*` settings).",
+    )
+    image_s3_endpoint: str | None = Field(
+        None,
+        description="URL of the S3-compatible store (`http://127.0.0.1:9000`); unset means "
+        "AWS S3 itself.",
+    )
+    image_s3_bucket: str | None = Field(
+        None, description="Bucket of the images; required when `image_storage` is `s3`."
+    )
+    image_s3_prefix: str = Field("images/", description="Key prefix of the images in the bucket.")
+    image_s3_region: str = Field("us-east-1", description="Region of the S3 bucket.")
+    image_s3_access_key: SecretStr | None = Field(
+        None, description="S3 access key id; unset uses the usual AWS credential chain."
+    )
+    image_s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    image_s3_delivery: Literal["redirect", "stream"] = Field(
+        "redirect",
+        description="How a signed link serves an image kept in S3: `redirect` to a presigned "
+        "URL that expires with the link, or `stream` the bytes through the server.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL of the server as integrators reach it (`https://vsense.example`), "
+        "used in image links; unset means the scheme and host of the request.",
+    )
     webhook_allow_private: bool = Field(
         False, description="Let webhooks target private and loopback addresses."
     )
+    webhook_allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks webhooks may target even when private addresses are refused "
+        "(on-premises receivers), as a JSON list: `[\"10.1.0.0/16\"]`.",
+    )
     webhook_source: str = Field("VIZIOSENSE", description="`source` value of keepalive webhooks.")
+    webhook_timeout: float = Field(
+        10.0, ge=1, le=30, description="Seconds a webhook receiver has to answer with a 2xx."
+    )
+    webhook_keepalive_min_interval: float = Field(
+        60.0,
+        ge=0,
+        description="At most one keepalive webhook per device per this many seconds.",
+    )
+    webhook_max_in_flight: int = Field(
+        8, ge=1, le=64, description="Requests in flight at once to one webhook endpoint."
+    )
+    webhook_disable_after: float = Field(
+        5 * 86400,
+        gt=0,
+        description="Seconds after which a webhook whose every attempt has failed is disabled.",
+    )
+    webhook_dispatcher: bool = Field(
+        True,
+        description="Deliver webhooks from `vsense serve` too; off when `vsense worker` "
+        "processes do it.",
+    )
+    delivery_retention: float = Field(
+        30 * 86400,
+        gt=0,
+        description="Seconds webhook events, deliveries and their attempts are kept.",
+    )
+    payload_retention: float = Field(
+        90 * 86400, gt=0, description="Seconds the payload log and its metrics are kept."
+    )
     mqtt_url: str | None = Field(
         None, description="MQTT broker of the device bridge; unset = none."
     )
@@ -133,6 +206,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.image_storage == "s3" and not self.image_s3_bucket:
+            raise ValueError("VSENSE_IMAGE_STORAGE=s3 needs VSENSE_IMAGE_S3_BUCKET")
         return self
 
     @classmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,6 +33,14 @@ class AppState:
     metrics: Metrics
     # device -> timestamp of its last stored VPM message (the 30 s rule of spec/devices.md)
     last_vpm: dict[uuid.UUID, int]
+    # device -> its active webhooks (the outbox's look-up), reused like callers
+    webhook_targets: TTLCache
+    # device -> monotonic time of its last keepalive event (one per min interval)
+    keepalive_forwarded: dict[uuid.UUID, float]
+    # set after a commit that queued deliveries: this process's dispatcher wakes at once
+    webhook_wakeup: asyncio.Event
+    # the process's webhook HTTP client, started on first use (vsense.webhooks.sender)
+    webhook_sender: Any = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -52,4 +62,7 @@ class AppState:
             command_waiters=CommandWaiters(),
             metrics=Metrics(),
             last_vpm={},
+            webhook_targets=TTLCache(ttl=settings.auth_cache_ttl, max_entries=200_000),
+            keepalive_forwarded={},
+            webhook_wakeup=asyncio.Event(),
         )

@@ -27,11 +27,11 @@ class BackgroundRuntime:
         self.mqtt: MqttBridge | None = None
 
     async def flush_liveness(self) -> int:
-        return await self.state.liveness.flush(self.state.sessionmaker)
+        return await self.state.liveness.flush(self.state)
 
     async def sweep_once(self, now: datetime | None = None) -> list[uuid.UUID]:
         async with session_scope(self.state.sessionmaker) as session:
-            return await sweep(session, now or utcnow())
+            return await sweep(session, self.state, now or utcnow())
 
     def start(self) -> None:
         settings = self.state.settings

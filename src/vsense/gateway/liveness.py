@@ -13,11 +13,16 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.db import session_scope
 from vsense.gateway import repository
+from vsense.webhooks.outbox import emit_status
+
+if TYPE_CHECKING:  # the state holds the recorder
+    from vsense.state import AppState
 
 OFFLINE_FACTOR = 1.5
 SWEEP_BATCH = 5000
@@ -43,9 +48,10 @@ class LivenessRecorder:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async def flush(self, state: AppState) -> int:
         """Write what was noted. Devices that went offline meanwhile (the sweep got there
-        first) come back online with an event. Returns how many devices were written."""
+        first) come back online with an event (and its webhooks). Returns how many devices
+        were written."""
         if not self._pending:
             return 0
         batch, self._pending = self._pending, {}
@@ -56,11 +62,15 @@ class LivenessRecorder:
             # at most one flush interval later than each device's own.
             by_moment[(latest, deadline_after(latest, interval))].append(device)
         try:
-            async with session_scope(sessionmaker) as session:
+            async with session_scope(state.sessionmaker) as session:
                 for (seen, deadline), devices in by_moment.items():
                     await repository.refresh_online(session, devices, seen, deadline)
-                    for device in await repository.offline_among(session, devices):
-                        await repository.set_online(session, device, seen, deadline, "keepalive")
+                    back = [
+                        device
+                        for device in await repository.offline_among(session, devices)
+                        if await repository.set_online(session, device, seen, deadline, "keepalive")
+                    ]
+                    await emit_status(session, state, back, "online", "keepalive", seen)
         except BaseException:
             # Put the batch back (newer notes win) so a failed write is retried.
             for device, value in batch.items():
@@ -69,9 +79,11 @@ class LivenessRecorder:
         return len(batch)
 
 
-async def sweep(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
-    """Mark online devices past their deadline offline, with an event each."""
+async def sweep(session: AsyncSession, state: AppState, now: datetime) -> list[uuid.UUID]:
+    """Mark online devices past their deadline offline, with an event (and its webhooks)
+    each."""
     devices = await repository.overdue(session, now, SWEEP_BATCH)
     if devices:
         await repository.set_offline(session, devices, now, KEEPALIVE_TIMEOUT)
+        await emit_status(session, state, devices, "offline", KEEPALIVE_TIMEOUT, now)
     return devices

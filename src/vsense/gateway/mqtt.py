@@ -114,9 +114,9 @@ class MqttBridge:
                 if device is None:
                     return "unknown_device"
                 if kind == "keepalive":
-                    if isinstance(body, dict):
-                        Health.model_validate(body)  # refuse what HTTP would refuse
-                    commands = await service.keepalive_in(session, self.state, device)
+                    # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
+                    health = Health.model_validate(body) if isinstance(body, dict) else None
+                    commands = await service.keepalive_in(session, self.state, device, health)
                 elif kind == "payloads":
                     await service.ingest(session, self.state, device, body)
                 else:

@@ -22,6 +22,8 @@ from vsense.models import DeviceCommand
 from vsense.payloads.metrics import derive_metrics, next_occupancy
 from vsense.payloads.schemas import PayloadInvalid, ValidatedMessage, validate_message
 from vsense.state import AppState
+from vsense.webhooks import outbox
+from vsense.webhooks.events import KEEPALIVE, PAYLOAD, keepalive_body, payload_body
 
 MAX_BATCH = 500
 VPM_TYPE = "VPM"
@@ -86,13 +88,15 @@ async def sign_of_life(
     session: AsyncSession, state: AppState, device: DeviceIdentity, reason: str
 ) -> None:
     """Any message from a device keeps it online. Already online: batched. Coming back:
-    written now, with its event, in the caller's transaction."""
+    written now, with its event and its webhooks, in the caller's transaction."""
     now = utcnow()
     interval = _interval(state, device)
     if device.is_online or not await repository.set_online(
         session, device.uuid, now, deadline_after(now, interval), reason
     ):
         state.liveness.note(device.uuid, now, interval)
+    else:
+        await outbox.emit_status(session, state, [device.uuid], "online", reason, now)
 
 
 async def keepalive(
@@ -100,26 +104,49 @@ async def keepalive(
 ) -> list[dict[str, Any]]:
     """A keepalive; answered with the device's pending commands.
 
-    The common case (an online device, no command waiting) reads and writes nothing
-    but one indexed look-up: its sign of life joins the next batch. A write
-    transaction is opened only to bring a device back online or to hand out commands.
+    The common case (an online device, no command waiting, no keepalive webhook due)
+    reads and writes nothing but one indexed look-up: its sign of life joins the next
+    batch. A write transaction is opened only to bring a device back online, to queue
+    its keepalive webhook or to hand out commands. Health is not stored; the keepalive
+    webhook forwards it.
     """
-    del health  # forwarded by keepalive webhooks once they exist; not stored
     async with state.read_sessionmaker() as session:
         device = await authenticate(session, header, state)
         waiting = await repository.has_pending_commands(session, device.uuid, utcnow())
-    if device.is_online and not waiting:
+        forward = await outbox.wants(
+            session, state, device.uuid, KEEPALIVE
+        ) and outbox.keepalive_due(state, device.uuid)
+    if device.is_online and not waiting and not forward:
         state.liveness.note(device.uuid, utcnow(), _interval(state, device))
         return []
     async with session_scope(state.sessionmaker) as session:
-        return await keepalive_in(session, state, device)
+        return await keepalive_in(session, state, device, health, forward=forward)
 
 
 async def keepalive_in(
-    session: AsyncSession, state: AppState, device: DeviceIdentity
+    session: AsyncSession,
+    state: AppState,
+    device: DeviceIdentity,
+    health: Health | None = None,
+    *,
+    forward: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """A keepalive in the caller's transaction: sign of life, then the pending commands."""
+    """A keepalive in the caller's transaction: sign of life, its webhook (at most one per
+    device per `webhook_keepalive_min_interval`; `forward` when the caller decided),
+    then the pending commands."""
     await sign_of_life(session, state, device, "keepalive")
+    if forward is None:
+        forward = await outbox.wants(
+            session, state, device.uuid, KEEPALIVE
+        ) and outbox.keepalive_due(state, device.uuid)
+    if forward:
+        body = keepalive_body(
+            state.settings.webhook_source,
+            device.uuid,
+            int(utcnow().timestamp()),
+            health.model_dump(exclude_none=True) if health else None,
+        )
+        await outbox.emit(session, state, device_uuid=device.uuid, event=KEEPALIVE, body=body)
     commands = await repository.take_pending_commands(session, device.uuid, utcnow())
     return [command_json(c) for c in commands]
 
@@ -155,6 +182,18 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
         accepted = await _drop_excess_vpm(session, state, device.uuid, accepted)
         await _store(session, device.uuid, accepted, now)
         await sign_of_life(session, state, device, "payload")
+        await outbox.emit_many(
+            session,
+            state,
+            [
+                (
+                    device.uuid,
+                    PAYLOAD,
+                    payload_body(device.uuid, m.type, m.timestamp, m.payload, m.version),
+                )
+                for m in accepted
+            ],
+        )
     if errors:
         rejected = len({e["index"] for e in errors})
         raise BatchPartlyRejected(

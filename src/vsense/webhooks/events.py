@@ -1,0 +1,81 @@
+"""The events webhooks receive: their names, which webhooks want them, and their bodies.
+
+Bodies follow the seed platform's documented formats (spec/delivery.md), so receivers
+written for it work unchanged. Timestamps inside bodies are UNIX seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+KEEPALIVE = "keepalive"
+PAYLOAD = "payload"
+ALERT = "alert"
+STATUS = "status"
+IMAGE = "image"
+TEST = "test"
+
+# Events a webhook may subscribe to through `actions` (test goes to one webhook only).
+ACTIONS = (PAYLOAD, KEEPALIVE, ALERT, STATUS, IMAGE)
+WEBHOOK_TYPES = (PAYLOAD, KEEPALIVE, ALERT)
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_message_id() -> str:
+    """`msg_` and a ULID: sortable by creation time, unique without coordination."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "msg_" + "".join(reversed(chars))
+
+
+def parse_actions(actions: str) -> list[str]:
+    """`"payload, alert"` -> ["payload", "alert"]: trimmed, lower-case, no empties."""
+    return [a.strip().lower() for a in actions.split(",") if a.strip()]
+
+
+def subscribed(webhook_type: str, actions: str, event: str) -> bool:
+    """Whether a webhook wants an event: listed in `actions`, or its type when empty."""
+    wanted = parse_actions(actions)
+    return event in wanted if wanted else event == webhook_type
+
+
+def keepalive_body(
+    source: str, device: uuid.UUID, timestamp: int, health: dict[str, Any] | None
+) -> dict[str, Any]:
+    """POST body of a keepalive; a GET webhook gets `source` and `id` in its query."""
+    return {"source": source, "id": str(device), "timestamp": timestamp, "health": health or {}}
+
+
+def payload_body(
+    device: uuid.UUID, message_type: str, timestamp: int, payload: Any, version: int | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "stream_id": str(device),
+        "type": message_type,
+        "timestamp": timestamp,
+        "payload": payload,
+    }
+    if version is not None:
+        body["version"] = version
+    return body
+
+
+def status_body(device: uuid.UUID, timestamp: int, status: str, reason: str) -> dict[str, Any]:
+    return {
+        "stream_id": str(device),
+        "type": "STATUS",
+        "timestamp": timestamp,
+        "status": status,
+        "reason": reason,
+    }
+
+
+def test_body(device: uuid.UUID, timestamp: int) -> dict[str, Any]:
+    return {"stream_id": str(device), "type": "TEST", "timestamp": timestamp}

@@ -1,0 +1,365 @@
+"""All SQL of the delivery queue: enqueue (the outbox), claim with leases, outcomes, retention.
+
+The queue is the `webhook_deliveries` table. A delivery is due when it is pending, its
+`next_attempt_at` has come and nobody holds a live lease on it. Claiming sets the lease
+in the same statement that selects the rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
+where claims are also serialized by a transaction-level advisory lock so that the
+per-device order check below sees every other claim; SQLite has one writer at a time).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+
+CHUNK = 2000
+NOTIFY_CHANNEL = "vsense_webhooks"
+CLAIM_LOCK = 0x76736E73  # advisory lock key of claims ("vsns")
+# Literal, not bound: PostgreSQL only uses the partial indexes when it sees the constant.
+PENDING_ROW = text("webhook_deliveries.status = 'pending'")
+
+# Core tables for the batched statements (executemany by bound id, not ORM bulk mode).
+Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An active webhook of a device, as the outbox needs it."""
+
+    webhook_id: int
+    organization_id: int
+    webhook_type: str
+    actions: str
+
+
+async def targets(
+    session: AsyncSession, devices: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Target]]:
+    """Active webhooks of each device."""
+    found: dict[uuid.UUID, list[Target]] = {device: [] for device in devices}
+    for chunk in _chunks(devices):
+        rows = await session.execute(
+            select(
+                Webhook.device_uuid,
+                Webhook.id,
+                Webhook.organization_id,
+                Webhook.webhook_type,
+                Webhook.actions,
+            ).where(Webhook.device_uuid.in_(chunk), Webhook.status == 1)
+        )
+        for device, webhook_id, organization_id, webhook_type, actions in rows:
+            found[device].append(Target(webhook_id, organization_id, webhook_type, actions))
+    return found
+
+
+@dataclass(slots=True)
+class NewEvent:
+    organization_id: int
+    device_uuid: uuid.UUID
+    type: str
+    msg_id: str
+    body: str
+    webhook_ids: list[int]
+
+
+async def enqueue(
+    session: AsyncSession, events: Sequence[NewEvent], now: datetime, lease_until: datetime | None
+) -> list[int]:
+    """Write events and one due delivery per webhook; the deliveries' ids, in order.
+    With `lease_until`, the deliveries are born leased (the caller sends them itself)."""
+    if not events:
+        return []
+    event_ids = list(
+        (
+            await session.scalars(
+                insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "msg_id": e.msg_id,
+                        "organization_id": e.organization_id,
+                        "device_uuid": e.device_uuid,
+                        "type": e.type,
+                        "created": now,
+                        "body": e.body,
+                    }
+                    for e in events
+                ],
+            )
+        ).all()
+    )
+    rows = [
+        {
+            "event_id": event_id,
+            "webhook_id": webhook_id,
+            "device_uuid": event.device_uuid,
+            "status": "pending",
+            "attempts": 0,
+            "reclaims": 0,
+            "created": now,
+            "next_attempt_at": now,
+            "lease_until": lease_until,
+        }
+        for event_id, event in zip(event_ids, events, strict=True)
+        for webhook_id in event.webhook_ids
+    ]
+    result = await session.scalars(
+        insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True), rows
+    )
+    if _is_postgres(session):
+        # Delivered at commit, to every dispatcher listening (none is woken by a rollback).
+        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    return list(result.all())
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    event_id: int
+    webhook_id: int
+    device_uuid: uuid.UUID
+    attempts: int  # attempts made before this one
+
+
+async def claim(
+    session: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_webhooks: Iterable[int] = (),
+    only: Sequence[int] | None = None,
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, oldest first.
+
+    A delivery waits while an earlier delivery of the same device to the same webhook is
+    leased by someone (sent in event order while the endpoint is healthy). A claim of a
+    delivery whose earlier lease ran out is counted in `reclaims`: its worker vanished,
+    and the receiver may see it twice.
+    """
+    earlier = aliased(WebhookDelivery, name="earlier")
+    due = select(WebhookDelivery.id).where(
+        PENDING_ROW,
+        WebhookDelivery.next_attempt_at <= now,
+        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+        ~exists().where(
+            text("earlier.status = 'pending'"),
+            earlier.webhook_id == WebhookDelivery.webhook_id,
+            earlier.device_uuid == WebhookDelivery.device_uuid,
+            earlier.id < WebhookDelivery.id,
+            earlier.lease_until >= now,
+        ),
+    )
+    skipped = list(skip_webhooks)
+    if skipped:
+        due = due.where(WebhookDelivery.webhook_id.not_in(skipped))
+    if only is not None:
+        due = due.where(WebhookDelivery.id.in_(only))
+    due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)
+    if _is_postgres(session):
+        await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+        due = due.with_for_update(skip_locked=True)
+    rows = await session.execute(
+        update(Deliveries)
+        .where(Deliveries.c.id.in_(due.scalar_subquery()))
+        .values(
+            lease_until=now + lease,
+            reclaims=Deliveries.c.reclaims
+            + case((Deliveries.c.lease_until.is_not(None), 1), else_=0),
+        )
+        .returning(
+            Deliveries.c.id,
+            Deliveries.c.event_id,
+            Deliveries.c.webhook_id,
+            Deliveries.c.device_uuid,
+            Deliveries.c.attempts,
+        )
+    )
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: c.delivery_id)
+    return claimed
+
+
+async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, WebhookEvent]:
+    wanted = sorted(set(ids))
+    found: dict[int, WebhookEvent] = {}
+    for chunk in _chunks(wanted):
+        for event in await session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(chunk))):
+            found[event.id] = event
+    return found
+
+
+async def webhooks_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Webhook]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(Webhook).where(Webhook.id.in_(wanted)))
+    return {webhook.id: webhook for webhook in rows}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed delivery."""
+
+    delivery_id: int
+    webhook_id: int
+    status: str  # pending (retry later), succeeded, failed, dead
+    attempted: bool  # False: released without a request (deferred, or webhook disabled)
+    next_attempt_at: datetime | None
+    attempted_at: datetime
+    status_code: int | None = None
+    duration_ms: float = 0.0
+    error: str | None = None
+    response_head: str = ""
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Write outcomes back: one statement for the deliveries, one for their attempts."""
+    if not outcomes:
+        return
+    await session.execute(
+        update(Deliveries)
+        .where(Deliveries.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            attempts=Deliveries.c.attempts + bindparam("b_spent"),
+            lease_until=None,
+            next_attempt_at=bindparam("b_next"),
+            last_attempt_at=case(
+                (bindparam("b_spent") > 0, bindparam("b_at")),
+                else_=Deliveries.c.last_attempt_at,
+            ),
+            last_status_code=case(
+                (bindparam("b_spent") > 0, bindparam("b_code")),
+                else_=Deliveries.c.last_status_code,
+            ),
+            last_error=bindparam("b_error"),
+        ),
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": o.status,
+                "b_spent": 1 if o.attempted else 0,
+                "b_next": o.next_attempt_at,
+                "b_at": o.attempted_at,
+                "b_code": o.status_code,
+                "b_error": (o.error or "")[:200] or None,
+            }
+            for o in outcomes
+        ],
+    )
+    attempts = [
+        {
+            "delivery_id": o.delivery_id,
+            "attempted_at": o.attempted_at,
+            "status_code": o.status_code,
+            "duration_ms": round(o.duration_ms, 3),
+            "error": (o.error or "")[:200] or None,
+            "response_head": o.response_head,
+        }
+        for o in outcomes
+        if o.attempted
+    ]
+    if attempts:
+        await session.execute(insert(WebhookAttempt), attempts)
+
+
+async def note_webhook_health(
+    session: AsyncSession,
+    succeeded: Iterable[int],
+    failed: Iterable[int],
+    now: datetime,
+    disable_after: timedelta,
+) -> list[int]:
+    """Track each webhook's run of failures; disable those failing for `disable_after`.
+    Returns the webhooks disabled now."""
+    ok, bad = sorted(set(succeeded)), sorted(set(failed) - set(succeeded))
+    if ok:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id.in_(ok), Webhook.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if not bad:
+        return []
+    await session.execute(
+        update(Webhook)
+        .where(Webhook.id.in_(bad), Webhook.failing_since.is_(None))
+        .values(failing_since=now)
+    )
+    days = disable_after.total_seconds() / 86400
+    disabled = await session.scalars(
+        update(Webhook)
+        .where(
+            Webhook.id.in_(bad), Webhook.status == 1, Webhook.failing_since <= now - disable_after
+        )
+        .values(status=0, disabled_reason=f"every delivery failed for {days:g} days")
+        .returning(Webhook.id)
+    )
+    return list(disabled.all())
+
+
+async def disable(session: AsyncSession, webhook_ids: Iterable[int], reason: str) -> None:
+    ids = sorted(set(webhook_ids))
+    if ids:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id.in_(ids), Webhook.status == 1)
+            .values(status=0, disabled_reason=reason[:200])
+        )
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """When the earliest pending delivery falls due (None: the queue is empty)."""
+    return await session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at)).where(PENDING_ROW)
+    )
+
+
+async def purge(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete finished deliveries (with their attempts) and events older than `before`,
+    at most `limit` of each per call, so retention never holds a long transaction."""
+    old = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.created < before, text("webhook_deliveries.status <> 'pending'"))
+        .limit(limit)
+    )
+    removed: Any = await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old)))
+    stale = (
+        select(WebhookEvent.id)
+        .where(
+            WebhookEvent.created < before,
+            ~exists().where(WebhookDelivery.event_id == WebhookEvent.id),
+        )
+        .limit(limit)
+    )
+    events: Any = await session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(stale)))
+    return int(removed.rowcount or 0) + int(events.rowcount or 0)
