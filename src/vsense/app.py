@@ -38,6 +38,7 @@ from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
 from vsense.users.routes import router as users_router
+from vsense.webhooks.routes import router as webhooks_router
 from vsense.worker import BackgroundRuntime
 
 logger = logging.getLogger("vsense")
@@ -87,6 +88,7 @@ def create_app(
         groups_router,
         users_router,
         gateway_router,
+        webhooks_router,
     ):
         app.include_router(router)
     app.include_router(_operations_router())

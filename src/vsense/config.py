@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     webhook_allow_networks: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="Networks webhooks may target even when private addresses are refused "
-        "(on-premises receivers), as a JSON list: `[\"10.1.0.0/16\"]`.",
+        '(on-premises receivers), as a JSON list: `["10.1.0.0/16"]`.',
     )
     webhook_source: str = Field("VIZIOSENSE", description="`source` value of keepalive webhooks.")
     webhook_timeout: float = Field(

@@ -1,5 +1,5 @@
-"""Background work of a server process: batched liveness writes, the offline sweep, and
-the MQTT bridge when a broker is configured."""
+"""Background work of a server process: batched liveness writes, the offline sweep, the
+webhook dispatcher, retention, and the MQTT bridge when a broker is configured."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from vsense.db import session_scope
+from vsense.gateway import repository as gateway_repository
 from vsense.gateway.liveness import sweep
 from vsense.gateway.mqtt import MqttBridge
 from vsense.kit.time import utcnow
 from vsense.state import AppState
+from vsense.webhooks import queue as webhook_queue
+from vsense.webhooks.dispatcher import Dispatcher, close_sender
 
 logger = logging.getLogger("vsense.worker")
+RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
 
 
 class BackgroundRuntime:
@@ -25,6 +29,7 @@ class BackgroundRuntime:
         self.state = state
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt: MqttBridge | None = None
+        self.dispatcher: Dispatcher | None = None
 
     async def flush_liveness(self) -> int:
         return await self.state.liveness.flush(self.state)
@@ -33,13 +38,42 @@ class BackgroundRuntime:
         async with session_scope(self.state.sessionmaker) as session:
             return await sweep(session, self.state, now or utcnow())
 
-    def start(self) -> None:
+    async def purge_once(self, now: datetime | None = None) -> int:
+        """Delete deliveries and payload logs that outlived their retention, a chunk per
+        transaction; returns the rows removed."""
+        now = now or utcnow()
+        settings = self.state.settings
+        removed = 0
+        for purge, keep in (
+            (webhook_queue.purge, settings.delivery_retention),
+            (gateway_repository.purge_messages, settings.payload_retention),
+        ):
+            while True:
+                async with session_scope(self.state.sessionmaker) as session:
+                    count = await purge(session, now - timedelta(seconds=keep))
+                removed += count
+                if count == 0:
+                    break
+        return removed
+
+    def start(self, *, ingest: bool = True) -> None:
+        """Start the jobs; `ingest=False` (a `vsense worker`) leaves out the liveness
+        writes of a process that receives no device messages, and always dispatches."""
         settings = self.state.settings
         self._tasks = [
-            asyncio.create_task(self._every(settings.liveness_flush_interval, self.flush_liveness)),
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
+            asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
         ]
-        if settings.mqtt_url:
+        if ingest:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(settings.liveness_flush_interval, self.flush_liveness)
+                )
+            )
+        if settings.webhook_dispatcher or not ingest:
+            self.dispatcher = Dispatcher(self.state)
+            self._tasks.append(asyncio.create_task(self.dispatcher.run()))
+        if ingest and settings.mqtt_url:
             self.mqtt = MqttBridge(self.state)
             self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
@@ -48,6 +82,7 @@ class BackgroundRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await close_sender(self.state)
         try:
             await self.flush_liveness()  # what was noted before the stop
         except Exception:

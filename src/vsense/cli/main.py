@@ -143,6 +143,36 @@ def demo(
         typer.echo("demo stopped")
 
 
+@app.command()
+def worker() -> None:
+    """Deliver webhooks (and sweep, and apply retention) without serving HTTP; run as
+    many as needed beside `vsense serve --workers N` on one PostgreSQL."""
+    import signal
+
+    from vsense.state import AppState
+    from vsense.worker import BackgroundRuntime
+
+    settings = _settings()
+    _migrate(settings)
+
+    async def run() -> None:
+        state = AppState.build(settings)
+        runtime = BackgroundRuntime(state)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        runtime.start(ingest=False)
+        typer.echo(f"vsense worker delivering webhooks from {_redacted(settings)}")
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+            await state.engine.dispose()
+
+    asyncio.run(run())
+
+
 app.command("simulate", help="Onboard N simulated sensors and run them against a server.")(
     simulate_command
 )

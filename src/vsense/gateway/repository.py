@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import (
@@ -254,3 +254,13 @@ async def complete_command(
         .values(completed_at=now, ok=ok, error=error)
     )
     return bool(result.rowcount == 1)
+
+
+async def purge_messages(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` messages received before `before` (their metrics go with
+    them) and status events older than that; rows removed."""
+    old = select(PayloadMessage.id).where(PayloadMessage.received_at < before).limit(limit)
+    messages: Any = await session.execute(delete(PayloadMessage).where(PayloadMessage.id.in_(old)))
+    stale = select(DeviceEvent.id).where(DeviceEvent.created < before).limit(limit)
+    events: Any = await session.execute(delete(DeviceEvent).where(DeviceEvent.id.in_(stale)))
+    return int(messages.rowcount or 0) + int(events.rowcount or 0)

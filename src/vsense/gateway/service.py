@@ -189,7 +189,7 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
                 (
                     device.uuid,
                     PAYLOAD,
-                    payload_body(device.uuid, m.type, m.timestamp, m.payload, m.version),
+                    payload_body(device.uuid, m.type, m.timestamp, m.payload, m.sent_version),
                 )
                 for m in accepted
             ],

@@ -37,3 +37,10 @@ class Metrics:
             ["type", "reason"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "vsense_webhook_deliveries",
+            "Webhook delivery attempts by outcome (succeeded, pending: retried later, failed, "
+            "dead), and deliveries released without an attempt (deferred).",
+            ["outcome"],
+            registry=self.registry,
+        )

@@ -189,6 +189,9 @@ class ValidatedMessage:
     timestamp: int
     payload: Any
     parsed: RootModel[Any] | None
+    # The version as the device sent it (None: absent, `version` then says 1); webhooks
+    # forward what was sent.
+    sent_version: int | None = None
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -319,6 +322,7 @@ def validate_message(
         timestamp=raw["timestamp"],
         payload=raw["payload"],
         parsed=parsed,
+        sent_version=raw.get("version"),
     )
 
 

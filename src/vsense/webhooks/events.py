@@ -11,6 +11,8 @@ import time
 import uuid
 from typing import Any
 
+import orjson
+
 KEEPALIVE = "keepalive"
 PAYLOAD = "payload"
 ALERT = "alert"
@@ -33,6 +35,11 @@ def new_message_id() -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "msg_" + "".join(reversed(chars))
+
+
+def encode(body: dict[str, Any]) -> str:
+    """An event's body as sent: serialized once, the same bytes on every attempt."""
+    return orjson.dumps(body).decode()
 
 
 def parse_actions(actions: str) -> list[str]:

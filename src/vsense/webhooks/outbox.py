@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from vsense.kit.time import utcnow
 from vsense.webhooks import queue
-from vsense.webhooks.events import STATUS, new_message_id, status_body, subscribed
+from vsense.webhooks.events import STATUS, encode, new_message_id, status_body, subscribed
 
 if TYPE_CHECKING:  # the state holds the gateway, which emits through here
     from vsense.state import AppState
@@ -118,15 +117,23 @@ async def emit_many(
                     device_uuid=device,
                     type=kind,
                     msg_id=new_message_id(),
-                    body=orjson.dumps(body).decode(),
+                    body=encode(body),
                     webhook_ids=[t.webhook_id for t in wanted],
                 )
             )
     if not events:
         return 0
     deliveries = await queue.enqueue(session, events, utcnow(), lease_until=None)
-    session.sync_session.info[_WAKE] = state.webhook_wakeup
+    await wake_after_commit(session, state)
     return len(deliveries)
+
+
+async def wake_after_commit(session: AsyncSession, state: AppState) -> None:
+    """Wake the dispatchers once the caller's transaction commits: this process's at once,
+    other processes' through NOTIFY (PostgreSQL)."""
+    if _WAKE not in session.sync_session.info:
+        session.sync_session.info[_WAKE] = state.webhook_wakeup
+        await queue.notify(session)
 
 
 async def emit_status(

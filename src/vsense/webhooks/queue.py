@@ -135,10 +135,14 @@ async def enqueue(
     result = await session.scalars(
         insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True), rows
     )
-    if _is_postgres(session):
-        # Delivered at commit, to every dispatcher listening (none is woken by a rollback).
-        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return list(result.all())
+
+
+async def notify(session: AsyncSession) -> None:
+    """Tell every listening dispatcher that work was queued (PostgreSQL delivers the
+    notification at commit, and never for a rollback)."""
+    if _is_postgres(session):
+        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,22 @@ async def claim(
     claimed = [Claimed(*row) for row in rows]
     claimed.sort(key=lambda c: c.delivery_id)
     return claimed
+
+
+async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:
+    """Deliveries by id, as claimed (the caller leased them when it created them)."""
+    rows = await session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.event_id,
+            WebhookDelivery.webhook_id,
+            WebhookDelivery.device_uuid,
+            WebhookDelivery.attempts,
+        )
+        .where(WebhookDelivery.id.in_(list(delivery_ids)))
+        .order_by(WebhookDelivery.id)
+    )
+    return [Claimed(*row) for row in rows]
 
 
 async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, WebhookEvent]:
@@ -327,14 +347,18 @@ async def note_webhook_health(
     return list(disabled.all())
 
 
-async def disable(session: AsyncSession, webhook_ids: Iterable[int], reason: str) -> None:
+async def disable(session: AsyncSession, webhook_ids: Iterable[int], reason: str) -> list[int]:
+    """Disable active webhooks; the ones that were active."""
     ids = sorted(set(webhook_ids))
-    if ids:
-        await session.execute(
-            update(Webhook)
-            .where(Webhook.id.in_(ids), Webhook.status == 1)
-            .values(status=0, disabled_reason=reason[:200])
-        )
+    if not ids:
+        return []
+    disabled = await session.scalars(
+        update(Webhook)
+        .where(Webhook.id.in_(ids), Webhook.status == 1)
+        .values(status=0, disabled_reason=reason[:200])
+        .returning(Webhook.id)
+    )
+    return list(disabled.all())
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

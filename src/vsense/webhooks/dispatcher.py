@@ -1,0 +1,345 @@
+"""The dispatcher: claims due deliveries, sends them, writes the outcomes back in batches.
+
+Any number of dispatchers may run (inside `vsense serve`, and as `vsense worker`
+processes), and any may die at any moment: a delivery is leased, not taken, so one
+whose dispatcher vanished falls due again when its lease runs out (a possible
+duplicate, counted in `reclaims`; receivers deduplicate on `webhook-id`).
+
+Isolation: each endpoint has at most `webhook_max_in_flight` requests in flight and at
+most twice that claimed; endpoints that are full, or whose breaker is open, are left
+out of claims, so their deliveries stay in the database holding no lease and spending
+no attempt, and a slow endpoint never takes the places of healthy ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.db import session_scope
+from vsense.kit.time import utcnow
+from vsense.state import AppState
+from vsense.webhooks import queue
+from vsense.webhooks.delivery import (
+    USER_AGENT,
+    Prepared,
+    build_request,
+    deferred,
+    is_endpoint_failure,
+    judge,
+    skipped,
+)
+from vsense.webhooks.outbox import forget_targets
+from vsense.webhooks.sender import Sender
+from vsense.webhooks.ssrf import AddressPolicy
+
+logger = logging.getLogger("vsense.webhooks")
+
+BATCH = 200
+MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
+POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
+BREAKER_THRESHOLD = 5  # consecutive endpoint failures that open the breaker
+BREAKER_FIRST_OPEN = 30.0
+BREAKER_MAX_OPEN = 600.0
+
+
+async def sender_of(state: AppState) -> Sender:
+    """The process's webhook HTTP client (one keep-alive pool for every delivery).
+
+    No per-host connection cap: the cap is per webhook (the dispatcher's), and several
+    webhooks may share one receiving host."""
+    if state.webhook_sender is None:
+        settings = state.settings
+        sender = Sender(
+            AddressPolicy(
+                allow_private=settings.webhook_allow_private,
+                allow_networks=tuple(settings.webhook_allow_networks),
+            ),
+            user_agent=USER_AGENT,
+            limit=MAX_IN_FLIGHT,
+            limit_per_host=0,
+        )
+        await sender.start()
+        state.webhook_sender = sender
+    started: Sender = state.webhook_sender
+    return started
+
+
+async def close_sender(state: AppState) -> None:
+    if state.webhook_sender is not None:
+        sender, state.webhook_sender = state.webhook_sender, None
+        await sender.close()
+
+
+@dataclass
+class Breaker:
+    """Per endpoint: open after consecutive failures, for 30 s doubling up to 10 min."""
+
+    failures: int = 0
+    open_until: float = 0.0  # monotonic
+    open_for: float = 0.0
+
+    def is_open(self, now: float) -> bool:
+        return now < self.open_until
+
+    def record(self, failed: bool, now: float) -> None:
+        if not failed:
+            self.failures, self.open_for = 0, 0.0
+            return
+        self.failures += 1
+        if self.failures >= BREAKER_THRESHOLD and not self.is_open(now):
+            self.open_for = min(BREAKER_MAX_OPEN, self.open_for * 2 or BREAKER_FIRST_OPEN)
+            self.open_until = now + self.open_for
+
+
+@dataclass
+class _Endpoint:
+    claimed: int = 0
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    breaker: Breaker = field(default_factory=Breaker)
+
+
+class Dispatcher:
+    """Delivers the queue of one database until cancelled."""
+
+    def __init__(self, state: AppState, *, batch: int = BATCH) -> None:
+        self.state = state
+        self.batch = batch
+        self.cap = state.settings.webhook_max_in_flight
+        self.timeout = float(state.settings.webhook_timeout)
+        # A claimed delivery may wait behind two rounds of its endpoint's requests.
+        self.lease = timedelta(seconds=3 * self.timeout + 10)
+        self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
+        self.in_flight = 0
+        self._room = asyncio.Event()
+        self._results: list[queue.Outcome] = []
+        self._results_ready = asyncio.Event()
+        self._chains: set[asyncio.Task[None]] = set()
+        self.sent = 0
+
+    def _endpoint(self) -> _Endpoint:
+        return _Endpoint(slots=asyncio.Semaphore(self.cap))
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and send until cancelled; outcomes are written by a task of their own."""
+        writer = asyncio.create_task(self._write_loop())
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                if await self.claim_round() == 0:
+                    await self._wait(self.state.webhook_wakeup, POLL_INTERVAL)
+        finally:
+            listener.cancel()
+            for chain in list(self._chains):
+                chain.cancel()
+            await asyncio.gather(listener, *self._chains, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await self.write_results()  # what finished before the stop
+
+    async def run_once(self) -> list[queue.Outcome]:
+        """Claim once, send all of it and write the outcomes (tests, tools)."""
+        await self.claim_round()
+        return await self.drain()
+
+    async def drain(self) -> list[queue.Outcome]:
+        """Wait for every send started, then write the outcomes; returns them."""
+        while self._chains:
+            await asyncio.gather(*list(self._chains), return_exceptions=True)
+        return await self.write_results()
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        event.clear()
+
+    async def claim_round(self) -> int:
+        """Lease what this process has room for and start sending it; how many rows."""
+        room = min(self.batch, MAX_IN_FLIGHT - self.in_flight)
+        if room <= 0:
+            await self._wait(self._room, POLL_INTERVAL)
+            return 0
+        now_mono = time.monotonic()
+        skip = [
+            webhook
+            for webhook, endpoint in self.endpoints.items()
+            if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now_mono)
+        ]
+        now = utcnow()
+        async with session_scope(self.state.sessionmaker) as session:
+            claimed = await queue.claim(session, now, self.lease, room, skip)
+            prepared = await _prepare(session, claimed, now)
+        self.launch(prepared)
+        return len(prepared)
+
+    def launch(self, prepared: Sequence[Prepared]) -> None:
+        """Start sending leased deliveries: one task per device and webhook."""
+        chains: dict[tuple[int, uuid.UUID], list[Prepared]] = defaultdict(list)
+        for item in prepared:
+            chains[(item.webhook_id, item.device_uuid)].append(item)
+            self.endpoints[item.webhook_id].claimed += 1
+        self.in_flight += len(prepared)
+        for items in chains.values():
+            task = asyncio.create_task(self._send_chain(items))
+            self._chains.add(task)
+            task.add_done_callback(self._chains.discard)
+
+    async def _send_chain(self, items: list[Prepared]) -> None:
+        """One device's deliveries to one webhook, in event order. After a failure the
+        rest are released untouched (retries may reorder; nothing waits behind one)."""
+        release_from: int | None = None
+        for index, item in enumerate(items):
+            try:
+                outcome = await self._attempt(item)
+            except Exception:
+                logger.exception("delivery %s could not be attempted", item.delivery_id)
+                outcome = deferred(item, utcnow() + timedelta(seconds=5), utcnow(), "internal")
+            self._finish(item, outcome)
+            if outcome.status != "succeeded":
+                release_from = index + 1
+                break
+        if release_from is not None:
+            for item in items[release_from:]:
+                self._finish(item, deferred(item, utcnow(), utcnow(), "behind a failure"))
+
+    async def _attempt(self, item: Prepared) -> queue.Outcome:
+        endpoint = self.endpoints[item.webhook_id]
+        if not item.active:
+            return skipped(item, utcnow())
+        async with endpoint.slots:
+            now_mono = time.monotonic()
+            if endpoint.breaker.is_open(now_mono):
+                until = utcnow() + timedelta(seconds=endpoint.breaker.open_until - now_mono)
+                return deferred(item, until, utcnow(), "circuit open")
+            at = utcnow()
+            request = build_request(item, int(at.timestamp()))
+            sent = await (await sender_of(self.state)).send(
+                request.method,
+                request.url,
+                headers=request.headers,
+                body=request.body,
+                timeout=self.timeout,
+            )
+            endpoint.breaker.record(is_endpoint_failure(sent), time.monotonic())
+        self.sent += 1
+        return judge(item, sent, at)
+
+    def _finish(self, item: Prepared, outcome: queue.Outcome) -> None:
+        endpoint = self.endpoints[item.webhook_id]
+        endpoint.claimed -= 1
+        self.in_flight -= 1
+        self._room.set()
+        self.state.metrics.webhook_deliveries.labels(
+            outcome.status if outcome.attempted else "deferred"
+        ).inc()
+        self._results.append(outcome)
+        self._results_ready.set()
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await asyncio.sleep(0.005)  # let a few more finish: one write for many
+            try:
+                await self.write_results()
+            except Exception:
+                logger.exception("writing delivery outcomes failed; retrying")
+                await asyncio.sleep(1)
+                self._results_ready.set()
+
+    async def write_results(self) -> list[queue.Outcome]:
+        """Write finished outcomes in one transaction; put them back if it fails (their
+        leases still hold the rows, so nobody else sends them meanwhile)."""
+        if not self._results:
+            return []
+        batch, self._results = self._results, []
+        now = utcnow()
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                await queue.record_outcomes(session, batch)
+                attempted = [o for o in batch if o.attempted]
+                gone = await queue.disable(
+                    session,
+                    (o.webhook_id for o in attempted if o.status_code == 410),
+                    "the endpoint answered 410 Gone",
+                )
+                stale = await queue.note_webhook_health(
+                    session,
+                    succeeded=(o.webhook_id for o in attempted if o.status == "succeeded"),
+                    failed=(o.webhook_id for o in attempted if o.status != "succeeded"),
+                    now=now,
+                    disable_after=timedelta(seconds=self.state.settings.webhook_disable_after),
+                )
+        except BaseException:
+            self._results = batch + self._results
+            raise
+        if gone or stale:
+            forget_targets(self.state)  # no new deliveries to them from this process
+            logger.warning("webhooks disabled: %s", sorted(set(gone) | set(stale)))
+        return batch
+
+    # -- wake-ups from other processes ------------------------------------------------
+
+    async def _listen(self) -> None:
+        """LISTEN for NOTIFYs of deliveries queued by other processes (PostgreSQL)."""
+        url = make_url(self.state.settings.resolved_database_url)
+        if url.get_backend_name() != "postgresql":
+            return
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            try:
+                await self._listen_once(dsn)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("webhook LISTEN connection lost; polling until it is back")
+            await asyncio.sleep(5)
+
+    async def _listen_once(self, dsn: str) -> None:
+        """Hold one LISTEN connection until it is lost."""
+        wakeup = self.state.webhook_wakeup
+        lost = asyncio.Event()
+        connection = await asyncpg.connect(dsn)
+        try:
+            connection.add_termination_listener(lambda *_: lost.set())
+            await connection.add_listener(queue.NOTIFY_CHANNEL, lambda *_: wakeup.set())
+            await lost.wait()
+        finally:
+            await connection.close()
+
+
+async def _prepare(
+    session: AsyncSession, claimed: Sequence[queue.Claimed], now: datetime
+) -> list[Prepared]:
+    if not claimed:
+        return []
+    events = await queue.events_by_id(session, (c.event_id for c in claimed))
+    webhooks = await queue.webhooks_by_id(session, (c.webhook_id for c in claimed))
+    return [Prepared.of(c, events[c.event_id], webhooks[c.webhook_id], now) for c in claimed]
+
+
+async def send_now(state: AppState, delivery_ids: Sequence[int]) -> list[queue.Outcome]:
+    """Attempt deliveries this process leased itself (born leased: the `test` endpoint)
+    at once, and write their outcomes; returns them."""
+    dispatcher = Dispatcher(state)
+    async with session_scope(state.sessionmaker) as session:
+        prepared = await _prepare(session, await queue.leased(session, delivery_ids), utcnow())
+    dispatcher.launch(prepared)
+    return await dispatcher.drain()

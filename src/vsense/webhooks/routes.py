@@ -1,0 +1,145 @@
+"""HTTP routes of webhooks and their delivery log."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.kit.http import API_PREFIX, IdPath, error_responses
+from vsense.webhooks import service
+from vsense.webhooks.schemas import (
+    DeliveryList,
+    Queued,
+    Replay,
+    TestResult,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookList,
+    WebhookUpdate,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/webhooks", tags=["webhooks"])
+DeviceQuery = Query(None, description="A device's UUID")
+
+
+@router.get("", response_model=WebhookList, responses=error_responses(400, 401, 403, 404))
+async def list_webhooks(
+    session: SessionDep, principal: PrincipalDep, device_uuid: str | None = DeviceQuery
+) -> WebhookList:
+    """The webhooks of a device, or every webhook the caller may see."""
+    return WebhookList(data=await service.list_webhooks(session, principal, device_uuid))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+async def create_webhook(
+    body: WebhookCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+    device_uuid: str | None = Query(None, description="The device's UUID (required)"),
+) -> WebhookCreated:
+    """Attach a webhook to a device. The signing secret is in the answer, once."""
+    return await service.create_webhook(session, state, principal, device_uuid, body)
+
+
+@router.put(
+    "/{webhook_id}", response_model=Webhook, responses=error_responses(400, 401, 403, 404, 422)
+)
+async def update_webhook(
+    webhook_id: IdPath,
+    body: WebhookUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+    device_uuid: str | None = DeviceQuery,
+) -> Webhook:
+    """Change any fields; `status` 1 re-enables a disabled webhook."""
+    return await service.update_webhook(session, state, principal, webhook_id, device_uuid, body)
+
+
+@router.delete("/{webhook_id}", status_code=204, responses=error_responses(401, 403, 404))
+async def delete_webhook(
+    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Response:
+    """Remove a webhook and its delivery log."""
+    await service.delete_webhook(session, state, principal, webhook_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{webhook_id}/test", response_model=TestResult, responses=error_responses(401, 403, 404)
+)
+async def test_webhook(
+    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> TestResult:
+    """Send a `test` event now; the answer is the attempt's outcome."""
+    delivery_ids = await service.queue_test(session, state, principal, webhook_id)
+    await session.commit()  # the event is recorded before it is sent
+    return await service.send_test(state, delivery_ids)
+
+
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    response_model=WebhookCreated,
+    responses=error_responses(401, 403, 404),
+)
+async def rotate_secret(
+    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep
+) -> WebhookCreated:
+    """A new signing secret; the old one keeps signing alongside it for 24 hours."""
+    return await service.rotate_secret(session, principal, webhook_id)
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=DeliveryList,
+    responses=error_responses(400, 401, 403, 404),
+)
+async def list_deliveries(
+    webhook_id: IdPath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: str | None = Query(None, description="pending, succeeded, failed or dead"),
+    page: str | None = Query(None, description="1-based page number"),
+    per_page: str | None = Query(None, description="Items per page, at most 500"),
+) -> DeliveryList:
+    """The delivery log, newest first: each delivery's event, status and attempts."""
+    return await service.list_deliveries(
+        session, principal, webhook_id, status=status, page=page, per_page=per_page
+    )
+
+
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=Queued,
+    responses=error_responses(401, 403, 404),
+)
+async def redeliver(
+    webhook_id: IdPath,
+    delivery_id: IdPath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: StateDep,
+) -> Queued:
+    """Queue one delivery's event again (same `webhook-id`)."""
+    return await service.redeliver(session, state, principal, webhook_id, delivery_id)
+
+
+@router.post(
+    "/{webhook_id}/replay",
+    status_code=202,
+    response_model=Queued,
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+async def replay(
+    webhook_id: IdPath, body: Replay, session: SessionDep, principal: PrincipalDep, state: StateDep
+) -> Queued:
+    """Queue again every event of a time window that went to this webhook."""
+    return await service.replay(session, state, principal, webhook_id, body)

@@ -1,0 +1,299 @@
+"""The rules of the webhook API: who may see and change webhooks, what a valid one is,
+and the operations on the delivery log (test, redeliver, replay)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts.principal import Principal
+from vsense.accounts.service import require_scope
+from vsense.devices.service import visible_device
+from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
+from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.time import parse_instant, utcnow
+from vsense.models import Webhook as WebhookRow
+from vsense.state import AppState
+from vsense.webhooks import outbox, queue, repository
+from vsense.webhooks.dispatcher import send_now
+from vsense.webhooks.events import TEST, encode, new_message_id, test_body
+from vsense.webhooks.schemas import (
+    Attempt,
+    Delivery,
+    DeliveryEvent,
+    DeliveryList,
+    Queued,
+    Replay,
+    TestResult,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookUpdate,
+    check_method,
+)
+from vsense.webhooks.signing import new_secret
+from vsense.webhooks.ssrf import AddressPolicy, check_url
+
+READ_SCOPE, WRITE_SCOPE = "webhooks:read", "webhooks:write"
+ROTATION_GRACE = timedelta(hours=24)
+MAX_REPLAY = 10_000
+DELIVERY_STATUSES = ("pending", "succeeded", "failed", "dead")
+
+
+def view(webhook: WebhookRow) -> Webhook:
+    return Webhook.model_validate(
+        {
+            "id": webhook.id,
+            "device_uuid": str(webhook.device_uuid),
+            "url": webhook.url,
+            "webhook_type": webhook.webhook_type,
+            "status": webhook.status,
+            "actions": webhook.actions,
+            "method": webhook.method,
+            "data": {"headers": webhook.headers, "params": webhook.params},
+            "created": webhook.created,
+            "updated": webhook.updated,
+            "disabled_reason": webhook.disabled_reason,
+        }
+    )
+
+
+def _check_url(state: AppState, url: str) -> None:
+    policy = AddressPolicy(
+        allow_private=state.settings.webhook_allow_private,
+        allow_networks=tuple(state.settings.webhook_allow_networks),
+    )
+    refusal = check_url(url, policy)
+    if refusal:
+        raise Unprocessable("The webhook is invalid.", errors=[field_error("url", refusal)])
+
+
+def _check_method(method: str, webhook_type: str, actions: str) -> None:
+    try:
+        check_method(method, webhook_type, actions)
+    except ValueError as exc:
+        raise Unprocessable(
+            "The webhook is invalid.", errors=[field_error("method", str(exc))]
+        ) from None
+
+
+async def list_webhooks(
+    session: AsyncSession, principal: Principal, device_uuid: str | None
+) -> list[Webhook]:
+    require_scope(principal, READ_SCOPE)
+    device = await visible_device(session, principal, device_uuid) if device_uuid else None
+    return [view(w) for w in await repository.list_webhooks(session, principal, device)]
+
+
+async def _visible(
+    session: AsyncSession, principal: Principal, webhook_id: int, device_uuid: str | None = None
+) -> WebhookRow:
+    webhook = await repository.get_webhook(session, principal, webhook_id)
+    if webhook is None:
+        raise NotFound("No such webhook.")
+    if device_uuid is not None and await visible_device(
+        session, principal, device_uuid
+    ) != uuid.UUID(str(webhook.device_uuid)):
+        raise NotFound("No such webhook for this device.")
+    return webhook
+
+
+async def create_webhook(
+    session: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    device_uuid: str | None,
+    body: WebhookCreate,
+) -> WebhookCreated:
+    require_scope(principal, WRITE_SCOPE)
+    if not device_uuid:
+        raise BadRequest("`device_uuid` is required.")
+    device = await visible_device(session, principal, device_uuid)
+    _check_url(state, body.url)
+    _check_method(body.method, body.webhook_type, body.actions)
+    webhook = WebhookRow(
+        organization_id=principal.organization_id,
+        device_uuid=device,
+        url=body.url,
+        webhook_type=body.webhook_type,
+        actions=body.actions,
+        method=body.method,
+        status=body.status,
+        headers=[h.model_dump() for h in body.data.headers],
+        params=[p.model_dump() for p in body.data.params],
+        secret=new_secret(),
+    )
+    await repository.add_webhook(session, webhook)
+    outbox.forget_targets(state)
+    return WebhookCreated(**view(webhook).model_dump(), secret=webhook.secret)
+
+
+async def update_webhook(
+    session: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    webhook_id: int,
+    device_uuid: str | None,
+    body: WebhookUpdate,
+) -> Webhook:
+    require_scope(principal, WRITE_SCOPE)
+    webhook = await _visible(session, principal, webhook_id, device_uuid)
+    sent = body.model_dump(exclude_unset=True)
+    if sent.get("url") is not None:
+        _check_url(state, sent["url"])
+    _check_method(
+        sent.get("method") or webhook.method,
+        sent.get("webhook_type") or webhook.webhook_type,
+        sent["actions"] if sent.get("actions") is not None else webhook.actions,
+    )
+    for name in ("url", "webhook_type", "actions", "method"):
+        if sent.get(name) is not None:
+            setattr(webhook, name, sent[name])
+    if body.data is not None:
+        if "headers" in body.data.model_fields_set:
+            webhook.headers = [h.model_dump() for h in body.data.headers]
+        if "params" in body.data.model_fields_set:
+            webhook.params = [p.model_dump() for p in body.data.params]
+    if body.status is not None:
+        if body.status == 1:
+            webhook.disabled_reason, webhook.failing_since = None, None
+        webhook.status = body.status
+    webhook.updated = utcnow()
+    await session.flush()
+    outbox.forget_targets(state)
+    return view(webhook)
+
+
+async def delete_webhook(
+    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int
+) -> None:
+    require_scope(principal, WRITE_SCOPE)
+    await repository.delete_webhook(session, await _visible(session, principal, webhook_id))
+    outbox.forget_targets(state)
+
+
+async def rotate_secret(
+    session: AsyncSession, principal: Principal, webhook_id: int
+) -> WebhookCreated:
+    """A new secret; the old one keeps signing alongside it for 24 hours."""
+    require_scope(principal, WRITE_SCOPE)
+    webhook = await _visible(session, principal, webhook_id)
+    now = utcnow()
+    webhook.previous_secret, webhook.previous_secret_until = webhook.secret, now + ROTATION_GRACE
+    webhook.secret, webhook.updated = new_secret(), now
+    await session.flush()
+    return WebhookCreated(**view(webhook).model_dump(), secret=webhook.secret)
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    webhook_id: int,
+    *,
+    status: str | None,
+    page: str | None,
+    per_page: str | None,
+) -> DeliveryList:
+    require_scope(principal, READ_SCOPE)
+    webhook = await _visible(session, principal, webhook_id)
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise BadRequest(f"`status` must be one of {', '.join(DELIVERY_STATUSES)}.")
+    request = page_request(page, per_page)
+    rows, total = await repository.list_deliveries(
+        session, webhook.id, status, request.offset, request.per_page
+    )
+    attempts = await repository.attempts_of(session, [d.id for d, _ in rows])
+    data = [
+        Delivery(
+            id=d.id,
+            event=DeliveryEvent(id=e.msg_id, type=e.type, created=e.created),
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+            reclaims=d.reclaims,
+            created=d.created,
+            attempt_log=[
+                Attempt(
+                    attempted_at=a.attempted_at,
+                    status_code=a.status_code,
+                    duration_ms=a.duration_ms,
+                    error=a.error,
+                    response=a.response_head,
+                )
+                for a in attempts[d.id]
+            ],
+        )
+        for d, e in rows
+    ]
+    return DeliveryList.model_validate({"data": data, "meta": page_meta(request, total, len(data))})
+
+
+async def redeliver(
+    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int, delivery_id: int
+) -> Queued:
+    """Queue one delivery's event again to its webhook (a new delivery, same `webhook-id`)."""
+    require_scope(principal, WRITE_SCOPE)
+    webhook = await _visible(session, principal, webhook_id)
+    delivery = await repository.get_delivery(session, webhook.id, delivery_id)
+    if delivery is None:
+        raise NotFound("No such delivery of this webhook.")
+    ids = await repository.requeue(
+        session, webhook.id, [(delivery.event_id, delivery.device_uuid)], utcnow()
+    )
+    await outbox.wake_after_commit(session, state)
+    return Queued(queued=len(ids), delivery_ids=ids)
+
+
+async def replay(
+    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int, body: Replay
+) -> Queued:
+    """Queue again every event of a time window that went (or was due) to the webhook."""
+    require_scope(principal, WRITE_SCOPE)
+    webhook = await _visible(session, principal, webhook_id)
+    since = parse_instant("since", body.since)
+    until = parse_instant("until", body.until) or utcnow()
+    if since is None or since >= until:
+        raise BadRequest("`since` must be a time before `until`.")
+    events = await repository.events_in_window(session, webhook.id, since, until, MAX_REPLAY + 1)
+    if len(events) > MAX_REPLAY:
+        raise BadRequest(f"At most {MAX_REPLAY} events per replay; narrow the window.")
+    ids = await repository.requeue(session, webhook.id, events, utcnow())
+    await outbox.wake_after_commit(session, state)
+    return Queued(queued=len(ids), delivery_ids=ids)
+
+
+async def queue_test(
+    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int
+) -> list[int]:
+    """Write a `test` event and its delivery, born leased to this process (which sends it
+    itself once the caller has committed: `send_test`). The attempt is then in the
+    delivery log like any other."""
+    require_scope(principal, WRITE_SCOPE)
+    webhook = await _visible(session, principal, webhook_id)
+    now = utcnow()
+    device = uuid.UUID(str(webhook.device_uuid))
+    event = queue.NewEvent(
+        organization_id=webhook.organization_id,
+        device_uuid=device,
+        type=TEST,
+        msg_id=new_message_id(),
+        body=encode(test_body(device, int(now.timestamp()))),
+        webhook_ids=[webhook.id],
+    )
+    lease = timedelta(seconds=3 * state.settings.webhook_timeout + 10)
+    return await queue.enqueue(session, [event], now, lease_until=now + lease)
+
+
+async def send_test(state: AppState, delivery_ids: list[int]) -> TestResult:
+    """Send the committed test delivery now; its outcome."""
+    (outcome,) = await send_now(state, delivery_ids)
+    return TestResult(
+        delivery_id=outcome.delivery_id,
+        status=outcome.status,
+        status_code=outcome.status_code,
+        duration_ms=round(outcome.duration_ms, 3),
+        error=outcome.error,
+        response=outcome.response_head,
+    )

@@ -1,0 +1,508 @@
+"""Webhooks end to end: device messages in, real HTTP requests out to a local receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from ipaddress import ip_network
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, func, select, update
+from standardwebhooks import Webhook as StandardWebhook
+
+from tests.factories import Api, Caller, vcz
+from tests.receiver import Receiver, running_receiver
+from tests.test_gateway import sensor
+from vsense.config import Settings
+from vsense.db import session_scope
+from vsense.kit.time import utcnow
+from vsense.models import Webhook, WebhookDelivery
+from vsense.state import AppState
+from vsense.webhooks.dispatcher import Dispatcher, close_sender
+from vsense.worker import BackgroundRuntime
+
+
+@pytest.fixture
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+    """State whose webhooks may target the loopback receiver."""
+    settings = database_settings.model_copy(update={"webhook_allow_private": True})
+    state = AppState.for_engine(settings, shared_engine)
+    yield state
+    await close_sender(state)
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_webhooks(state: AppState) -> AsyncIterator[None]:
+    """Each test sees only its own deliveries: the dispatcher claims from the whole
+    database, so webhooks (and with them their deliveries) go after each test."""
+    yield
+    async with session_scope(state.sessionmaker) as session:
+        await session.execute(delete(Webhook))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as running:
+        yield running
+
+
+async def hook(admin: Caller, device: str, url: str, **fields: Any) -> dict[str, Any]:
+    response = await admin.post(
+        "/api/v1/webhooks", params={"device_uuid": device}, json={"url": url, **fields}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def deliver(state: AppState) -> list[Any]:
+    """One dispatcher round: claim what is due, send it, write the outcomes."""
+    try:
+        return await Dispatcher(state).run_once()
+    finally:
+        await close_sender(state)
+
+
+def verify(received: Any, secret: str) -> dict[str, Any]:
+    """Check the Standard Webhooks signature with the reference package."""
+    return StandardWebhook(secret).verify(received.body, received.headers)  # type: ignore[no-any-return]
+
+
+async def test_payload_webhook_gets_the_seed_envelope_signed(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(
+        admin,
+        device.uuid,
+        receiver.on("/payload"),
+        data={
+            "headers": [{"name": "Authorization", "value": "Token abc"}],
+            "params": [{"name": "site", "value": "12"}],
+        },
+    )
+    assert created["secret"].startswith("whsec_")
+    message = vcz(3)
+    assert (await device.send(message)).status_code == 202
+
+    outcomes = await deliver(api.state)
+
+    assert [o.status for o in outcomes] == ["succeeded"]
+    (got,) = receiver.to("/payload")
+    assert got.method == "POST"
+    assert got.query == [("site", "12")]
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["accept"] == "application/json, text/plain, */*"
+    assert got.headers["user-agent"].startswith("vsense-webhooks/")
+    assert got.headers["authorization"] == "Token abc"
+    assert json.loads(got.body) == {
+        "stream_id": device.uuid,
+        "type": "VCZ",
+        "timestamp": message["timestamp"],
+        "payload": message["payload"],
+    }
+    verify(got, created["secret"])
+
+
+async def test_keepalive_get_webhook_uses_the_seed_query(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(
+        admin,
+        device.uuid,
+        receiver.on("/alive"),
+        webhook_type="keepalive",
+        method="GET",
+        data={"params": [{"name": "id", "value": "mine"}, {"name": "site", "value": "7"}]},
+    )
+    assert (await device.keepalive({"fw_version": "1.2"})).status_code == 200
+    assert (await device.keepalive()).status_code == 200  # within a minute: not forwarded
+
+    await deliver(api.state)
+
+    (got,) = receiver.to("/alive")
+    assert got.method == "GET"
+    assert got.query == [("source", "VIZIOSENSE"), ("id", device.uuid), ("site", "7")]
+    assert got.body == b""
+    assert got.headers["content-type"] == "application/json"
+
+
+async def test_status_webhook_on_coming_online_and_going_offline(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/status"), actions="status")
+    assert (await device.keepalive()).status_code == 200
+    await BackgroundRuntime(api.state).sweep_once(utcnow() + timedelta(hours=2))
+
+    await deliver(api.state)
+
+    bodies = [json.loads(r.body) for r in receiver.to("/status")]
+    assert [(b["type"], b["status"], b["reason"]) for b in bodies] == [
+        ("STATUS", "online", "keepalive"),
+        ("STATUS", "offline", "keepalive_timeout"),
+    ]
+    assert all(b["stream_id"] == device.uuid for b in bodies)
+    for received in receiver.to("/status"):
+        verify(received, created["secret"])
+
+
+async def test_receiver_failing_then_recovering_is_retried_and_logged(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/flaky", 500, 200))
+    await device.send(vcz(1))
+
+    first = await deliver(api.state)
+    assert [(o.status, o.status_code) for o in first] == [("pending", 500)]
+    await _make_due(api.state, created["id"])
+    second = await deliver(api.state)
+    assert [(o.status, o.status_code) for o in second] == [("succeeded", 200)]
+
+    log = (await admin.get(f"/api/v1/webhooks/{created['id']}/deliveries")).json()
+    (delivery,) = log["data"]
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempts"] == 2
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 200]
+    assert delivery["attempt_log"][0]["response"] == "answer 500"
+    ids = {r.headers["webhook-id"] for r in receiver.to("/flaky")}
+    assert ids == {delivery["event"]["id"]}  # the same webhook-id on the retry
+
+
+async def test_gone_disables_the_webhook(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/gone", 410))
+    await device.send(vcz(1))
+
+    assert [o.status for o in await deliver(api.state)] == ["failed"]
+
+    (listed,) = (await admin.get("/api/v1/webhooks", params={"device_uuid": device.uuid})).json()[
+        "data"
+    ]
+    assert listed["status"] == 0
+    assert "410" in listed["disabled_reason"]
+    await device.send(vcz(2))
+    assert await deliver(api.state) == []  # a disabled webhook gets nothing new
+
+
+async def test_test_endpoint_answers_with_the_attempt(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/t", 204))
+    response = await admin.post(f"/api/v1/webhooks/{created['id']}/test")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["status_code"] == 204
+    (got,) = receiver.to("/t")
+    body = json.loads(got.body)
+    assert body["type"] == "TEST" and body["stream_id"] == device.uuid
+    assert abs(body["timestamp"] - time.time()) < 60
+
+
+async def _make_due(state: AppState, webhook_id: int) -> None:
+    async with session_scope(state.sessionmaker) as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def test_timeout_is_retried_later(api: Api, receiver: Receiver) -> None:
+    api.state.settings = api.state.settings.model_copy(update={"webhook_timeout": 1.0})
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/slow", ("hang", 5)))
+    await device.send(vcz(1))
+
+    (outcome,) = await deliver(api.state)
+
+    assert outcome.status == "pending"
+    assert outcome.status_code is None
+    assert outcome.error is not None and outcome.error.startswith("timeout")
+    assert outcome.next_attempt_at is not None
+    wait = (outcome.next_attempt_at - utcnow()).total_seconds()
+    assert 2 < wait < 7  # the first retry: 5 s +- 20 %
+
+
+async def test_retry_after_is_honoured(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/busy", (429, {"Retry-After": "120"})))
+    await device.send(vcz(1))
+
+    (outcome,) = await deliver(api.state)
+
+    assert (outcome.status, outcome.status_code) == ("pending", 429)
+    assert outcome.next_attempt_at is not None
+    assert 100 < (outcome.next_attempt_at - utcnow()).total_seconds() <= 120
+
+
+async def test_redirects_are_not_followed(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(
+        admin,
+        device.uuid,
+        receiver.on("/moved", (302, {"Location": "http://169.254.169.254/latest/meta-data/"})),
+    )
+    receiver.on("/elsewhere")
+    await device.send(vcz(1))
+
+    (outcome,) = await deliver(api.state)
+
+    assert (outcome.status, outcome.status_code) == ("pending", 302)
+    assert outcome.error is not None and outcome.error.startswith("redirect")
+    assert [r.path for r in receiver.received] == ["/moved"]
+
+
+async def test_other_client_errors_are_final(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/bad", 400))
+    await device.send(vcz(1))
+    assert [(o.status, o.status_code) for o in await deliver(api.state)] == [("failed", 400)]
+
+
+async def test_last_attempt_makes_the_delivery_dead(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/down", 503))
+    await device.send(vcz(1))
+    async with session_scope(api.state.sessionmaker) as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == created["id"])
+            .values(attempts=7)
+        )
+    assert [o.status for o in await deliver(api.state)] == ["dead"]
+    log = (await admin.get(f"/api/v1/webhooks/{created['id']}/deliveries")).json()
+    assert log["data"][0]["status"] == "dead" and log["data"][0]["attempts"] == 8
+
+
+async def test_webhook_failing_for_five_days_is_disabled(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/broken", 500))
+    async with session_scope(api.state.sessionmaker) as session:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id == created["id"])
+            .values(failing_since=utcnow() - timedelta(days=5, minutes=1))
+        )
+    await device.send(vcz(1))
+    await deliver(api.state)
+
+    (listed,) = (await admin.get("/api/v1/webhooks")).json()["data"]
+    assert listed["status"] == 0
+    assert "5 days" in listed["disabled_reason"]
+    again = await admin.put(f"/api/v1/webhooks/{created['id']}", json={"status": 1})
+    assert again.json()["status"] == 1 and again.json()["disabled_reason"] is None
+
+
+async def test_a_success_ends_the_failing_run(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/mend", 500, 200))
+    await device.send(vcz(1))
+    await deliver(api.state)
+    assert await _failing_since(api.state, created["id"]) is not None
+    await _make_due(api.state, created["id"])
+    await deliver(api.state)
+    assert await _failing_since(api.state, created["id"]) is None
+
+
+async def _failing_since(state: AppState, webhook_id: int) -> Any:
+    async with session_scope(state.sessionmaker) as session:
+        return await session.scalar(select(Webhook.failing_since).where(Webhook.id == webhook_id))
+
+
+async def test_open_breaker_defers_without_spending_attempts(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/sick", 500))
+    await device.send(vcz(1))
+    dispatcher = Dispatcher(api.state)
+    for attempt in range(1, 6):
+        (outcome,) = await dispatcher.run_once()
+        assert (outcome.status, outcome.status_code) == ("pending", 500)
+        assert await _attempts(api.state, created["id"]) == attempt
+        await _make_due(api.state, created["id"])
+
+    assert await dispatcher.run_once() == []  # five failures in a row: the breaker is open
+    assert await _attempts(api.state, created["id"]) == 5
+    assert len(receiver.to("/sick")) == 5
+
+
+async def _attempts(state: AppState, webhook_id: int) -> int:
+    async with session_scope(state.sessionmaker) as session:
+        total = await session.scalar(
+            select(func.sum(WebhookDelivery.attempts)).where(
+                WebhookDelivery.webhook_id == webhook_id
+            )
+        )
+    return int(total or 0)
+
+
+async def test_one_device_is_delivered_in_order(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/ordered"))
+    start = int(time.time()) - 100
+    assert (await device.send([vcz(n, start + n) for n in range(20)])).status_code == 202
+    await device.send(vcz(20, start + 20))
+    await deliver(api.state)
+    counts = [json.loads(r.body)["payload"][0]["count"] for r in receiver.to("/ordered")]
+    assert counts == list(range(21))
+
+
+async def test_redeliver_and_replay_send_the_same_event_again(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/again"))
+    before = utcnow() - timedelta(seconds=1)
+    await device.send(vcz(1))
+    await device.send(vcz(2))
+    await deliver(api.state)
+    log = (await admin.get(f"/api/v1/webhooks/{created['id']}/deliveries")).json()["data"]
+    assert len(log) == 2
+
+    one = await admin.post(f"/api/v1/webhooks/{created['id']}/deliveries/{log[0]['id']}/redeliver")
+    assert one.status_code == 202 and one.json()["queued"] == 1
+    window = await admin.post(
+        f"/api/v1/webhooks/{created['id']}/replay",
+        json={"since": before.isoformat(), "until": (utcnow() + timedelta(seconds=1)).isoformat()},
+    )
+    assert window.status_code == 202 and window.json()["queued"] == 2
+    await deliver(api.state)
+
+    ids = [r.headers["webhook-id"] for r in receiver.to("/again")]
+    assert len(ids) == 5
+    assert sorted(set(ids)) == sorted({d["event"]["id"] for d in log})
+    assert ids.count(log[0]["event"]["id"]) == 3  # sent, redelivered, replayed
+
+
+async def test_rotation_signs_with_both_secrets(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/rotated"))
+    rotated = await admin.post(f"/api/v1/webhooks/{created['id']}/rotate-secret")
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["secret"]
+    assert new_secret != created["secret"]
+    await device.send(vcz(1))
+    await deliver(api.state)
+
+    (got,) = receiver.to("/rotated")
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    verify(got, new_secret)
+    verify(got, created["secret"])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "https://example.com/" + "x" * 2048}, "url"),
+        ({"url": "https://example.com/x", "method": "GET"}, "method"),
+        ({"url": "https://example.com/x", "actions": "payload,sms"}, "actions"),
+        ({"url": "https://example.com/x", "webhook_type": "everything"}, "webhook_type"),
+        (
+            {"url": "https://example.com/x", "data": {"headers": [{"name": "Host", "value": "a"}]}},
+            "data.headers.0.name",
+        ),
+        (
+            {"url": "https://example.com/x", "data": {"headers": [{"name": "a b", "value": "c"}]}},
+            "data.headers.0.name",
+        ),
+    ],
+)
+async def test_invalid_webhooks_are_refused_by_field(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    response = await admin.post("/api/v1/webhooks", params={"device_uuid": device.uuid}, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == 4022
+    assert field in [e["field"] for e in response.json()["error"]]
+
+
+async def test_private_targets_are_refused_unless_allowed(
+    api: Api, database_settings: Settings, shared_engine: Any
+) -> None:
+    strict = AppState.for_engine(database_settings, shared_engine)
+    from vsense.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(state=strict))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        admin = await Api(http, strict).organization()
+        device = await admin.device()
+        for url in ("http://127.0.0.1/x", "http://[::ffff:127.0.0.1]/x", "http://localhost/x",
+                    "http://169.254.169.254/latest", "http://10.1.2.3/x"):  # fmt: skip
+            response = await admin.post(
+                "/api/v1/webhooks", params={"device_uuid": device["uuid"]}, json={"url": url}
+            )
+            assert response.status_code == 422, url
+            assert response.json()["error"][0]["field"] == "url"
+
+
+async def test_a_name_resolving_to_loopback_is_refused_at_send_time(
+    api: Api, receiver: Receiver, database_settings: Settings, shared_engine: Any
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(
+        admin, device.uuid, receiver.on("/named").replace("127.0.0.1", "localhost")
+    )
+    await device.send(vcz(1))
+    strict = AppState.for_engine(database_settings, shared_engine)
+
+    (outcome,) = await deliver(strict)
+
+    assert outcome.status == "failed"
+    assert outcome.error is not None and outcome.error.startswith("blocked")
+    assert receiver.received == []
+
+    # An allow-listed network reaches it (on-premises receivers).
+    again = await admin.post(
+        f"/api/v1/webhooks/{created['id']}/deliveries/{outcome.delivery_id}/redeliver"
+    )
+    assert again.status_code == 202
+    allow_listed = AppState.for_engine(
+        database_settings.model_copy(
+            update={"webhook_allow_networks": [ip_network("127.0.0.0/8")]}
+        ),
+        shared_engine,
+    )
+    outcomes = await deliver(allow_listed)
+    assert [(o.status, o.error) for o in outcomes] == [("succeeded", None)]
+    assert len(receiver.to("/named")) == 1
+
+
+async def test_standard_users_cannot_manage_webhooks(api: Api) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    standard = await admin.user(role="standard")
+    response = await standard.get("/api/v1/webhooks")
+    assert response.status_code == 403
+    response = await standard.post(
+        "/api/v1/webhooks", params={"device_uuid": device["uuid"]}, json={"url": "https://a.b/c"}
+    )
+    assert response.status_code == 403
+
+
+async def test_deleting_a_webhook_stops_its_deliveries(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/deleted"))
+    assert (await admin.delete(f"/api/v1/webhooks/{created['id']}")).status_code == 204
+    await device.send(vcz(1))
+    assert await deliver(api.state) == []
+    assert (await admin.delete(f"/api/v1/webhooks/{created['id']}")).status_code == 404
