@@ -1,0 +1,206 @@
+"""`vsense worker` processes on a real database: a worker killed mid-batch loses nothing,
+and two workers share the queue without sending anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import delete, func, select
+
+from tests.factories import Api
+from tests.test_gateway import sensor
+from tests.test_webhooks import hook
+from vsense.config import Settings
+from vsense.db import session_scope
+from vsense.models import Webhook, WebhookDelivery
+from vsense.state import AppState
+
+EVENTS = 300
+
+
+class CountingReceiver:
+    """Answers 200 after a short pause, counting each `webhook-id` it sees."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.seen: Counter[str] = Counter()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(self.pause)
+        self.seen[request.headers["webhook-id"]] += 1
+        return web.Response(text="ok")
+
+    async def until(self, condition: Any, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; {len(self.seen)} distinct deliveries seen")
+            await asyncio.sleep(0.05)
+
+
+async def _serve(receiver: CountingReceiver) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.url = f"http://127.0.0.1:{port}/hook"
+    return runner
+
+
+@pytest.fixture
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+    settings = database_settings.model_copy(update={"webhook_allow_private": True})
+    state = AppState.for_engine(settings, shared_engine)
+    yield state
+    async with session_scope(state.sessionmaker) as session:
+        await session.execute(delete(Webhook))
+
+
+def _worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "VSENSE_DATABASE_URL": settings.resolved_database_url,
+        "VSENSE_DATA_DIR": str(settings.data_dir),
+        "VSENSE_ENVIRONMENT": "test",
+        "VSENSE_SECRET_KEY": "worker-test-secret-key-long-enough-0123456789",
+        "VSENSE_WEBHOOK_ALLOW_PRIVATE": "1",
+        # Lease = 3 x timeout + 10 s: a killed worker's rows fall due again after 13 s.
+        "VSENSE_WEBHOOK_TIMEOUT": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "vsense.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _queue_events(api: Api, url: str) -> int:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, url)
+    start = int(time.time()) - EVENTS - 10
+    for first in range(0, EVENTS, 100):
+        batch = [_message(start + n) for n in range(first, first + 100)]
+        assert (await device.send(batch)).status_code == 202
+    return int(created["id"])
+
+
+def _message(timestamp: int) -> dict[str, Any]:
+    zone = "11111111-2222-3333-4444-555555555555"
+    return {
+        "type": "VCZ",
+        "timestamp": timestamp,
+        "payload": [
+            {
+                "id": zone,
+                "name": "Z",
+                "count": 1,
+                "by_class": {"person": 1},
+                "period_start": timestamp - 1,
+                "period_end": timestamp,
+            }
+        ],
+    }
+
+
+async def _delivery_totals(state: AppState, webhook_id: int) -> tuple[dict[str, int], int]:
+    async with session_scope(state.sessionmaker) as session:
+        rows = await session.execute(
+            select(WebhookDelivery.status, func.count())
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .group_by(WebhookDelivery.status)
+        )
+        statuses = {status: count for status, count in rows}
+        reclaims = await session.scalar(
+            select(func.sum(WebhookDelivery.reclaims)).where(
+                WebhookDelivery.webhook_id == webhook_id
+            )
+        )
+    return statuses, int(reclaims or 0)
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    api: Api, database_settings: Settings
+) -> None:
+    receiver = CountingReceiver(pause=0.02)
+    runner = await _serve(receiver)
+    webhook_id = await _queue_events(api, receiver.url)
+    first = _worker(database_settings)
+    try:
+        await receiver.until(lambda: len(receiver.seen) >= 40, 60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_at = len(receiver.seen)
+        assert killed_at < EVENTS  # it died with work left
+        second = _worker(database_settings)
+        try:
+            await receiver.until(lambda: len(receiver.seen) == EVENTS, 90)
+            await _until_written(api.state, webhook_id)
+        finally:
+            _stop(second)
+    finally:
+        _stop(first)
+        await runner.cleanup()
+
+    statuses, reclaims = await _delivery_totals(api.state, webhook_id)
+    duplicates = sum(receiver.seen.values()) - EVENTS
+    assert statuses == {"succeeded": EVENTS}
+    assert reclaims >= 1  # the killed worker's leased rows were taken over
+    assert 0 <= duplicates <= reclaims  # each duplicate is a counted reclaim
+
+
+async def _until_written(state: AppState, webhook_id: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses, _ = await _delivery_totals(state, webhook_id)
+        if statuses == {"succeeded": EVENTS}:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"outcomes not written: {statuses}")
+
+
+async def test_two_workers_share_the_queue_without_sending_twice(
+    api: Api, database_settings: Settings
+) -> None:
+    receiver = CountingReceiver(pause=0.005)
+    runner = await _serve(receiver)
+    webhook_id = await _queue_events(api, receiver.url)
+    workers = [_worker(database_settings), _worker(database_settings)]
+    try:
+        await receiver.until(lambda: len(receiver.seen) == EVENTS, 90)
+        await _until_written(api.state, webhook_id)
+    finally:
+        for worker in workers:
+            _stop(worker)
+        await runner.cleanup()
+
+    assert set(receiver.seen.values()) == {1}
+    statuses, reclaims = await _delivery_totals(api.state, webhook_id)
+    assert statuses == {"succeeded": EVENTS}
+    assert reclaims == 0
