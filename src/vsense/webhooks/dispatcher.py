@@ -70,9 +70,10 @@ async def sender_of(state: AppState) -> Sender:
             limit=MAX_IN_FLIGHT,
             limit_per_host=0,
         )
+        state.webhook_sender = sender  # before the await: one sender per process
         await sender.start()
-        state.webhook_sender = sender
     started: Sender = state.webhook_sender
+    await started.start()  # idempotent; a concurrent first caller may still be starting it
     return started
 
 
@@ -126,6 +127,7 @@ class Dispatcher:
         self._results: list[queue.Outcome] = []
         self._results_ready = asyncio.Event()
         self._chains: set[asyncio.Task[None]] = set()
+        self._unfinished: dict[int, Prepared] = {}  # claimed, no outcome yet
         self.sent = 0
 
     def _endpoint(self) -> _Endpoint:
@@ -139,16 +141,31 @@ class Dispatcher:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
-                if await self.claim_round() == 0:
+                try:
+                    claimed = await self.claim_round()
+                except Exception:
+                    logger.exception("claiming deliveries failed; trying again shortly")
+                    claimed = 0
+                if claimed == 0:
                     await self._wait(self.state.webhook_wakeup, POLL_INTERVAL)
         finally:
             listener.cancel()
-            for chain in list(self._chains):
-                chain.cancel()
-            await asyncio.gather(listener, *self._chains, return_exceptions=True)
+            await self._finish_in_flight()
             writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await asyncio.gather(listener, writer, return_exceptions=True)
             await self.write_results()  # what finished before the stop
+
+    async def _finish_in_flight(self) -> None:
+        """On a stop: let the requests in flight end (up to one timeout), then release
+        what has not been sent, so that it falls due at once instead of after its lease."""
+        if self._chains:
+            await asyncio.wait(list(self._chains), timeout=self.timeout)
+        for chain in list(self._chains):
+            chain.cancel()
+        await asyncio.gather(*self._chains, return_exceptions=True)
+        now = utcnow()
+        for item in list(self._unfinished.values()):
+            self._finish(item, deferred(item, now, now, "dispatcher stopped"))
 
     async def run_once(self) -> list[queue.Outcome]:
         """Claim once, send all of it and write the outcomes (tests, tools)."""
@@ -191,6 +208,7 @@ class Dispatcher:
         """Start sending leased deliveries: one task per device and webhook."""
         chains: dict[tuple[int, uuid.UUID], list[Prepared]] = defaultdict(list)
         for item in prepared:
+            self._unfinished[item.delivery_id] = item
             chains[(item.webhook_id, item.device_uuid)].append(item)
             self.endpoints[item.webhook_id].claimed += 1
         self.in_flight += len(prepared)
@@ -240,6 +258,8 @@ class Dispatcher:
         return judge(item, sent, at)
 
     def _finish(self, item: Prepared, outcome: queue.Outcome) -> None:
+        if self._unfinished.pop(item.delivery_id, None) is None:
+            return  # already finished (released at a stop while its send ended)
         endpoint = self.endpoints[item.webhook_id]
         endpoint.claimed -= 1
         self.in_flight -= 1
