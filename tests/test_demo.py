@@ -55,6 +55,20 @@ def test_demo_brings_a_simulated_fleet_online(tmp_path: Path) -> None:
         assert len(online) == 12
         assert {device["app_type"] for device in online} == {"VPM", "VYD", "VCZ", "VCB", "VCW"}
         assert messages > 0
+        # Every sensor's webhook reaches the demo's receiver, which checks the signatures.
+        delivered: list[str] = []
+        while time.monotonic() < deadline + 30 and not delivered:
+            hooks = httpx.get(f"{base}/webhooks", headers=headers).json()["data"]
+            for hook in hooks:
+                log = httpx.get(
+                    f"{base}/webhooks/{hook['id']}/deliveries",
+                    params={"status": "succeeded"},
+                    headers=headers,
+                ).json()
+                delivered += [d["event"]["type"] for d in log["data"]]
+            time.sleep(1)
+        assert len(hooks) == 12
+        assert "payload" in delivered
     finally:
         process.terminate()
         try:

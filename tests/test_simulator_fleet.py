@@ -63,6 +63,7 @@ class FakePlatform:
         self.keepalives: list[Keepalive] = []
         self.messages: list[tuple[str, dict[str, Any]]] = []  # (device uuid, message)
         self.results: dict[str, dict[str, Any]] = {}
+        self.images: dict[tuple[str, str], tuple[str, bytes]] = {}  # (request, kind) -> upload
         self.calls: Counter[str] = Counter()
         self.refused: Counter[int] = Counter()
         self.answer_429: int = 0  # the next this many keepalives are rate limited
@@ -119,6 +120,9 @@ class FakePlatform:
             return self.payloads(device_uuid, body)
         if method == "POST" and (match := re.fullmatch(r"/device/v1/commands/(.+)/result", path)):
             return self.result(device_uuid, match[1], body)
+        if method == "PUT" and (match := re.fullmatch(r"/device/v1/images/(.+)/(.+)", path)):
+            self.images[(match[1], match[2])] = body
+            return 204, None, {}
         return _error(404, "No such resource")
 
     def list_devices(self, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -232,6 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._answer()
 
+    def do_PUT(self) -> None:
+        self._answer()
+
     def _answer(self) -> None:
         parts = urlsplit(self.path)
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
@@ -242,8 +249,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         with self.platform.lock:
+            # Image uploads: (content type, bytes); everything else is JSON.
+            if self.command == "PUT":
+                body = (self.headers.get("Content-Type") or "", raw)
+            else:
+                body = json.loads(raw) if raw else None
             status, body, headers = self.platform.route(
-                self.command, parts.path, query, token, json.loads(raw) if raw else None
+                self.command, parts.path, query, token, body
             )
         content = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
@@ -344,13 +356,15 @@ async def test_reboot_and_capture_commands_get_results(platform: FakePlatform) -
         {"id": "c-capture", "type": "capture_image", "request_id": "r-1", "created": 1}
     ]
 
-    stats, _ = await fleet(platform, devices=2, duration=3.0)
+    stats, _ = await fleet(platform, devices=2, duration=3.0, capture_delay=0.5)
 
-    assert platform.results == {
-        "c-reboot": {"ok": True},
-        "c-capture": {"ok": False, "error": "capture not supported by this simulator yet"},
-    }
+    assert platform.results == {"c-reboot": {"ok": True}, "c-capture": {"ok": True}}
     assert stats.commands_handled == 2
+    assert stats.captures_uploaded == 1
+    raw_type, raw = platform.images[("r-1", "raw")]
+    annotated_type, annotated = platform.images[("r-1", "annotated")]
+    assert (raw_type, raw[:3]) == ("image/jpeg", b"\xff\xd8\xff")
+    assert (annotated_type, annotated[:8]) == ("image/png", b"\x89PNG\r\n\x1a\n")
     rebooted = platform.by_identifier("sim/00000").uuid
     uptimes = [k.health["uptime_s"] for k in platform.keepalives if k.device_uuid == rebooted]
     assert uptimes[0] > 3600  # found running

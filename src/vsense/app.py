@@ -22,6 +22,7 @@ from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
 from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
+from vsense.images.routes import router as images_router
 from vsense.kit.errors import (
     STATUS_ERRORS,
     AppError,
@@ -88,6 +89,7 @@ def create_app(
         groups_router,
         users_router,
         gateway_router,
+        images_router,
         webhooks_router,
     ):
         app.include_router(router)
@@ -96,7 +98,11 @@ def create_app(
     app.add_middleware(
         RequestGuardMiddleware,
         max_bytes=settings.max_body_bytes,
-        larger_limits={"/device/v1/": settings.device_max_body_bytes},
+        # First match wins: image uploads before the rest of the device API.
+        larger_limits={
+            "/device/v1/images/": settings.image_max_bytes,
+            "/device/v1/": settings.device_max_body_bytes,
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ from vsense.db import session_scope
 from vsense.gateway import repository as gateway_repository
 from vsense.gateway.liveness import sweep
 from vsense.gateway.mqtt import MqttBridge
+from vsense.images import tasks as image_tasks
 from vsense.kit.time import utcnow
 from vsense.state import AppState
 from vsense.webhooks import queue as webhook_queue
@@ -20,6 +21,7 @@ from vsense.webhooks.dispatcher import Dispatcher, close_sender
 
 logger = logging.getLogger("vsense.worker")
 RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
+IMAGE_RETENTION_EVERY_S = 300.0
 
 
 class BackgroundRuntime:
@@ -37,6 +39,16 @@ class BackgroundRuntime:
     async def sweep_once(self, now: datetime | None = None) -> list[uuid.UUID]:
         async with session_scope(self.state.sessionmaker) as session:
             return await sweep(session, self.state, now or utcnow())
+
+    async def fail_overdue_images(self, now: datetime | None = None) -> int:
+        """Fail snapshot requests whose device did not upload in time."""
+        async with session_scope(self.state.sessionmaker) as session:
+            return await image_tasks.fail_overdue(session, now or utcnow())
+
+    async def image_retention(self, now: datetime | None = None) -> int:
+        """Delete images (and their requests) older than `image_retention`."""
+        async with session_scope(self.state.sessionmaker) as session:
+            return await image_tasks.apply_retention(session, self.state, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
         """Delete deliveries and payload logs that outlived their retention, a chunk per
@@ -63,6 +75,8 @@ class BackgroundRuntime:
         self._tasks = [
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
+            asyncio.create_task(self._every(settings.sweep_interval, self.fail_overdue_images)),
+            asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]
         if ingest:
             self._tasks.append(

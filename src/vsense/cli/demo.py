@@ -11,7 +11,10 @@ import contextlib
 import secrets
 import socket
 from dataclasses import dataclass
+from ipaddress import ip_network
+from typing import Any
 
+import httpx
 import typer
 import uvicorn
 
@@ -20,6 +23,7 @@ from vsense.accounts.schemas import TokenCreate
 from vsense.accounts.scopes import ALL_SCOPES, Role
 from vsense.accounts.service import create_personal_token
 from vsense.app import create_app
+from vsense.cli.demo_receiver import DemoReceiver
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.migrate import upgrade_async
@@ -30,6 +34,7 @@ from vsense.users import service as users_service
 DEMO_ORGANIZATION = "Demo"
 DEMO_EMAIL = "demo@vsense.local"
 DEMO_TYPES = ["VPM", "VYD", "VCZ", "VCB", "VCW"]
+DEMO_CAPTURE_DELAY = 3.0  # seconds a demo sensor takes to answer a snapshot request
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,10 @@ async def prepare_account(settings: Settings) -> DemoAccount:
             _, token = await create_personal_token(
                 session,
                 principal,
-                TokenCreate(name="demo fleet", scopes=["devices:read", "devices:write"]),
+                TokenCreate(
+                    name="demo fleet",
+                    scopes=["devices:read", "devices:write", "webhooks:read", "webhooks:write"],
+                ),
             )
     finally:
         await engine.dispose()
@@ -96,6 +104,18 @@ vsense demo is running: the API at {api}, a dozen simulated sensors reporting to
     curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices/<uuid>/payloads?per_page=3'
     curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices/<uuid>/metrics?interval=1m'
 
+  Ask a sensor for a snapshot: the answer holds two links, the raw and the annotated
+  image; open them in a browser (no token needed) once the sensor has uploaded, about
+  {DEMO_CAPTURE_DELAY:.0f} s later, for the next 30 minutes:
+    UUID=$(curl -s -H "Authorization: Bearer $TOKEN" '{api}/devices?is_online=Online' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["uuid"])')
+    curl -s -X POST -H "Authorization: Bearer $TOKEN" "{api}/devices/$UUID/image"
+    curl -s -H "Authorization: Bearer $TOKEN" "{api}/devices/$UUID/images"
+
+  The demo's webhook receiver prints what reaches it; see each webhook's delivery log:
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/webhooks'
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/webhooks/<id>/deliveries?per_page=3'
+
   Or click through the interactive documentation: {api}/docs
   Ctrl-C stops the demo; its data stays in the data folder.
 """
@@ -111,9 +131,40 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+async def wire_webhooks(base: str, token: str, devices: int, receiver: DemoReceiver) -> None:
+    """Point a webhook of every demo sensor at the demo receiver, once the fleet has
+    onboarded them (webhooks of earlier runs, aimed at an old port, are removed first)."""
+    api = f"{base}/api/v1"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        for old in (await http.get(f"{api}/webhooks")).json()["data"]:
+            await http.delete(f"{api}/webhooks/{old['id']}")
+        found: list[dict[str, Any]] = []
+        for _ in range(600):
+            found = (await http.get(f"{api}/devices", params={"per_page": 500})).json()["data"]
+            if len(found) >= devices:
+                break
+            await asyncio.sleep(0.1)
+        for device in found:
+            created = await http.post(
+                f"{api}/webhooks",
+                params={"device_uuid": device["uuid"]},
+                json={"url": receiver.url, "actions": "payload,status,image"},
+            )
+            created.raise_for_status()
+            receiver.secrets[device["uuid"]] = created.json()["secret"]
+    typer.echo(
+        f"  webhooks: {len(found)} sensors forward their messages, status changes and "
+        f"snapshots to {receiver.url} (signed; the receiver checks every signature)"
+    )
+
+
 async def run_demo(settings: Settings, *, host: str, port: int, devices: int, rate: float) -> None:
+    # The demo's receiver is on this machine: let webhooks reach loopback, nothing else.
+    settings = settings.model_copy(update={"webhook_allow_networks": [ip_network("127.0.0.0/8")]})
     await upgrade_async(settings)
     account = await prepare_account(settings)
+    receiver = DemoReceiver(echo=typer.echo)
+    await receiver.start(host="127.0.0.1")
     app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
@@ -137,9 +188,11 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
             keepalive_interval=30,
             name_prefix="demo",
             stats=stats,
+            capture_delay=DEMO_CAPTURE_DELAY,
             on_event=lambda line: typer.echo(f"  simulator: {line}"),
         )
     )
+    wiring = asyncio.create_task(wire_webhooks(base, account.token, devices, receiver))
     try:
         while True:
             done, _ = await asyncio.wait(
@@ -148,9 +201,12 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
             if done:
                 break
             typer.echo(f"  fleet: {stats.summary()}")
+            typer.echo(f"  webhooks: {receiver.summary()}")
     finally:
-        fleet.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fleet
+        for task in (fleet, wiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
         server.should_exit = True
         await serving
+        await receiver.stop()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 
 from vsense.deps import SessionDep, StateDep
 from vsense.gateway import service
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
+from vsense.images import uploads
+from vsense.images.links import ImageKind
 from vsense.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
@@ -71,4 +73,37 @@ async def command_result(
     """The outcome of a command the device took."""
     device = await service.authenticate(session, authorization)
     await service.complete_command(session, device, command_id, body.ok, body.error)
+    return Response(status_code=204)
+
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in (uploads.JPEG, uploads.PNG)
+        },
+    }
+}
+
+
+@router.put(
+    "/images/{request_id}/{kind}",
+    status_code=204,
+    responses=error_responses(401, 404, 409, 413, 422),
+    openapi_extra=IMAGE_BODY,
+)
+async def upload_image(
+    request_id: str,
+    kind: ImageKind,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    authorization: AuthorizationHeader = None,
+) -> Response:
+    """One image of a `capture_image` command: `raw` or `annotated`, JPEG or PNG (told
+    from the bytes), at most `image_max_bytes`. Uploads for another device's request are
+    refused (404)."""
+    device = await service.authenticate(session, authorization, state)
+    await uploads.store_upload(session, state, device.uuid, request_id, kind, await request.body())
     return Response(status_code=204)

@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from vsense.accounts.service import DEVICE_PREFIX
 from vsense.db import session_scope
@@ -15,6 +17,7 @@ from vsense.gateway import repository
 from vsense.gateway.liveness import deadline_after
 from vsense.gateway.repository import DeviceIdentity
 from vsense.gateway.schemas import Health, command_json
+from vsense.images.uploads import capture_failed
 from vsense.kit.crypto import token_digest
 from vsense.kit.errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from vsense.kit.time import utcnow
@@ -320,8 +323,29 @@ async def create_command(
         expires_at=now + timedelta(seconds=state.settings.command_ttl),
     )
     await repository.add_command(session, command)
-    state.command_waiters.wake(device)
+    # Woken once the command is committed: a poll woken before would not see it yet.
+    _, devices = session.sync_session.info.setdefault(
+        _COMMAND_WAKEUPS, (state.command_waiters, set())
+    )
+    devices.add(device)
     return command
+
+
+_COMMAND_WAKEUPS = "vsense.command_wakeups"
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_polls_after_commit(session: Session) -> None:
+    waiting = session.info.pop(_COMMAND_WAKEUPS, None)
+    if waiting is not None:
+        waiters, devices = waiting
+        for device in devices:
+            waiters.wake(device)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_wakeups_after_rollback(session: Session) -> None:
+    session.info.pop(_COMMAND_WAKEUPS, None)
 
 
 async def wait_for_commands(
@@ -358,3 +382,5 @@ async def complete_command(
         raise NotFound("No such command.") from None
     if not await repository.complete_command(session, device.uuid, parsed, utcnow(), ok, error):
         raise NotFound("No such command for this device.")
+    if not ok:
+        await capture_failed(session, parsed, error)  # a snapshot's request fails with it

@@ -4,6 +4,7 @@ from vsense.models.accounts import Group, Organization, User, user_groups
 from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
 from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
+from vsense.models.images import ImageRequest
 from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
 from vsense.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
@@ -15,6 +16,7 @@ __all__ = [
     "DeviceEvent",
     "DeviceMetric",
     "Group",
+    "ImageRequest",
     "Organization",
     "PayloadMessage",
     "PersonalAccessToken",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vsense.simulator.captures import DEFAULT_CAPTURE_DELAY_S
 from vsense.simulator.fleet import FleetError, FleetStats, run_fleet
 from vsense.simulator.mqtt import Broker
 from vsense.simulator.scenes import SCENES
@@ -104,6 +105,14 @@ def simulate_command(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
+    capture_delay: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds a device takes to answer a snapshot request (render and upload its "
+            "raw and annotated images); real hardware takes about 20.",
+        ),
+    ] = DEFAULT_CAPTURE_DELAY_S,
 ) -> None:
     """Simulate a fleet of sensors: onboard them, then send keepalives and payloads.
 
@@ -134,6 +143,7 @@ def simulate_command(
         stats=stats,
         mqtt=mqtt,
         per_device_connections=per_device_connections,
+        capture_delay=capture_delay,
     )
     try:
         asyncio.run(_run_and_report(fleet_run, stats))

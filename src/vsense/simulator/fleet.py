@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from vsense.simulator.captures import DEFAULT_CAPTURE_DELAY_S, Capture, take_capture
 from vsense.simulator.mqtt import Broker, MqttTransport
 from vsense.simulator.scenes import SCENES, Message, Scene, SimClock, make_scene
 
@@ -75,6 +76,7 @@ class FleetStats:
     messages_accepted: int = 0
     messages_dropped: int = 0
     commands_handled: int = 0
+    captures_uploaded: int = 0
     retries: int = 0
     errors: int = 0
 
@@ -84,6 +86,7 @@ class FleetStats:
             f"devices {self.devices_onboarded} new + {self.devices_reused} reused, "
             f"keepalives {self.keepalives_sent}, messages {self.messages_accepted} accepted "
             f"({self.messages_dropped} dropped), commands {self.commands_handled}, "
+            f"snapshots {self.captures_uploaded}, "
             f"retries {self.retries}, errors {self.errors}"
         )
 
@@ -148,19 +151,26 @@ class _Http:
         self.log = log
 
     async def send(
-        self, method: str, path: str, *, token: str, json: Any = None, **params: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        json: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        **params: Any,
     ) -> httpx.Response | None:
         """The first answer that is not worth retrying, or None (counted) after giving up."""
         backoff = FIRST_BACKOFF_S
         problem = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
+                headers = {"Authorization": f"Bearer {token}"}
+                if content_type is not None:
+                    headers["Content-Type"] = content_type
                 response = await self.client.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params or None,
-                    headers={"Authorization": f"Bearer {token}"},
+                    method, path, json=json, content=content, params=params or None, headers=headers
                 )
             except httpx.TransportError as exc:
                 problem, wait = f"{type(exc).__name__}: {exc}", backoff
@@ -191,6 +201,7 @@ class _Device:
     outbox: deque[Message] = field(default_factory=lambda: deque(maxlen=OUTBOX_LIMIT))
     results: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     seen_commands: deque[str] = field(default_factory=lambda: deque(maxlen=SEEN_COMMANDS))
+    captures: list[Capture] = field(default_factory=list)
     rebooting_until: float = 0.0
     retry_at: float = 0.0
     stopped: bool = False
@@ -309,6 +320,7 @@ class _Scheduler:
         keepalive_every_s: float,
         rate: float,
         concurrency: int,
+        capture_delay: float = DEFAULT_CAPTURE_DELAY_S,
     ) -> None:
         self.devices = devices
         self.http = http
@@ -316,6 +328,7 @@ class _Scheduler:
         self.log = http.log
         self.keepalive_every_s = keepalive_every_s
         self.rate = rate
+        self.capture_delay = capture_delay  # wall-clock seconds, whatever the rate
         self._slots = asyncio.Semaphore(concurrency)
         self._heap: list[tuple[float, int, int]] = []
         for position, device in enumerate(devices):
@@ -386,6 +399,8 @@ class _Scheduler:
         wake = min(device.next_keepalive, device.scene.next_due())
         if device.outbox or device.results:
             wake = min(wake, device.retry_at)
+        if device.captures:
+            wake = min(wake, min(capture.due for capture in device.captures))
         return wake
 
     async def _tick(self, position: int) -> None:
@@ -412,6 +427,8 @@ class _Scheduler:
         # A rebooting device is silent; it reports its commands once it is back.
         if device.stopped or time.time() < device.rebooting_until:
             return
+        if device.captures:
+            await self._capture_due(device)
         if device.results:
             await self._report_results(device)
         if now >= device.scene.next_due() and (sent := device.scene.step(now, device.rng)):
@@ -457,10 +474,36 @@ class _Scheduler:
             device.scene.reboot(device.rebooting_until)
             result: dict[str, Any] = {"ok": True}
         elif command.get("type") == "capture_image":
-            result = {"ok": False, "error": "capture not supported by this simulator yet"}
+            request_id = command.get("request_id")
+            if isinstance(request_id, str) and request_id:
+                # Answered once the images are uploaded, `capture_delay` seconds from now.
+                device.captures.append(Capture(now + self.capture_delay, command_id, request_id))
+                return
+            result = {"ok": False, "error": "a capture_image command needs a request_id"}
         else:
             result = {"ok": True}
         device.results.append((command_id, result))
+
+    async def _capture_due(self, device: _Device) -> None:
+        """Take the captures that are due: render, upload both images, queue the result."""
+        now = time.time()
+        due = [capture for capture in device.captures if capture.due <= now]
+        device.captures = [capture for capture in device.captures if capture.due > now]
+        for capture in due:
+            result = await take_capture(
+                self.http.send,
+                _problem,
+                identifier=device.identifier,
+                token=device.token,
+                scene=device.scene,
+                request_id=capture.request_id,
+                now=now,
+            )
+            if result["ok"]:
+                self.stats.captures_uploaded += 1
+            else:  # reported to the server as the command's failure
+                self.log(f"{device.identifier}: capture {capture.request_id}: {result['error']}")
+            device.results.append((capture.command_id, result))
 
     async def _report_results(self, device: _Device) -> None:
         results, device.results = device.results, []
@@ -522,9 +565,15 @@ class _MqttScheduler(_Scheduler):
         keepalive_every_s: float,
         rate: float,
         concurrency: int,
+        capture_delay: float = DEFAULT_CAPTURE_DELAY_S,
     ) -> None:
         super().__init__(
-            devices, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
+            devices,
+            http,
+            keepalive_every_s=keepalive_every_s,
+            rate=rate,
+            concurrency=concurrency,
+            capture_delay=capture_delay,
         )
         self._positions = {device.uuid: position for position, device in enumerate(devices)}
         self.mqtt = MqttTransport(
@@ -564,7 +613,7 @@ class _MqttScheduler(_Scheduler):
         if device.stopped or now < device.rebooting_until:
             return
         self._take_command(device, command, now)
-        if device.results:
+        if device.results or device.captures:
             self.wake(position)
 
     async def _keepalive(self, device: _Device, now: float) -> None:
@@ -608,6 +657,7 @@ async def run_fleet(
     stats: FleetStats | None = None,
     mqtt: str | None = None,
     per_device_connections: bool = False,
+    capture_delay: float = DEFAULT_CAPTURE_DELAY_S,
 ) -> FleetStats:
     """Onboard `devices` simulated sensors and drive them over the device API.
 
@@ -631,12 +681,18 @@ async def run_fleet(
     `per_device_connections` opens one connection per device with its own credentials
     instead, as real devices do: heavier, but accepted by an authenticating broker.
     Over MQTT a batch counts as accepted once the broker acknowledged it.
+
+    A `capture_image` command is answered `capture_delay` wall-clock seconds after it
+    arrived: the device renders its scene (raw and annotated), uploads both images over
+    HTTP and reports the command's result.
     """
     unknown = sorted(set(types) - set(SCENES))
     if not types or unknown:
         raise ValueError(f"types must be among {', '.join(SCENES)}; got {types!r}")
     if devices < 0 or rate <= 0 or keepalive_interval < 10 or concurrency < 1:
         raise ValueError("devices >= 0, rate > 0, keepalive_interval >= 10, concurrency >= 1")
+    if capture_delay < 0:
+        raise ValueError("capture_delay >= 0")
     broker = Broker.parse(mqtt) if mqtt is not None else None
     stats = stats if stats is not None else FleetStats()
     log = _EventLog(on_event)
@@ -663,7 +719,12 @@ async def run_fleet(
         scheduler: _Scheduler
         if broker is None:
             scheduler = _Scheduler(
-                fleet, http, keepalive_every_s=keepalive_every_s, rate=rate, concurrency=concurrency
+                fleet,
+                http,
+                keepalive_every_s=keepalive_every_s,
+                rate=rate,
+                concurrency=concurrency,
+                capture_delay=capture_delay,
             )
         else:
             scheduler = _MqttScheduler(
@@ -674,6 +735,7 @@ async def run_fleet(
                 keepalive_every_s=keepalive_every_s,
                 rate=rate,
                 concurrency=concurrency,
+                capture_delay=capture_delay,
             )
         try:
             async with asyncio.timeout(duration):

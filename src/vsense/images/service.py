@@ -1,0 +1,247 @@
+"""Snapshots, integrator side: ask a device for images, list the requests, serve the links.
+
+A request queues a `capture_image` command for the device (it takes it on its long
+poll, its keepalive answer, or over MQTT) and answers at once with two signed links.
+The device uploads both images (`uploads.py`); the links answer 202 until then.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from fastapi import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts.principal import Principal
+from vsense.accounts.service import require_scope
+from vsense.devices import repository as devices_repository
+from vsense.devices.service import parse_device_uuid
+from vsense.gateway.service import create_command
+from vsense.images import repository
+from vsense.images.cache import ReadyImages, ready_cache
+from vsense.images.links import KINDS, link_key, link_pair, verify
+from vsense.images.storage import image_store
+from vsense.kit.errors import AppError, Conflict, Forbidden, NotFound
+from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.time import utcnow
+from vsense.models import ImageRequest
+from vsense.models.images import FAILED, PENDING, READY
+from vsense.state import AppState
+
+CAPTURE_COMMAND = "capture_image"
+RETRY_AFTER_S = 2  # what a pending link suggests; a device needs ~20 s on real hardware
+EXPIRED = "expired"
+
+
+class CaptureFailed(AppError):
+    """504: the device reported a failure, or did not upload within the capture timeout."""
+
+    status_code, code = 504, 5004
+    default_message = "The device did not deliver the snapshot."
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "status": FAILED}
+
+
+@lru_cache(maxsize=4)
+def _key(secret_key: str) -> bytes:
+    return link_key(secret_key)
+
+
+def links_key(state: AppState) -> bytes:
+    """The key of the image links of this server."""
+    return _key(state.signing_key)
+
+
+def public_base(state: AppState, request_base: str) -> str:
+    """The base URL of links: the configured public URL, else the request's own."""
+    return (state.settings.public_url or request_base).rstrip("/")
+
+
+def effective_status(request: ImageRequest, now: datetime) -> str:
+    """pending, ready or failed as stored, a pending request past its capture deadline
+    counting as failed before the sweep has recorded it."""
+    if request.status == PENDING and request.capture_deadline <= now:
+        return FAILED
+    return request.status
+
+
+async def _visible_device(session: AsyncSession, principal: Principal, raw: str) -> Any:
+    # Visibility first: a device the caller cannot see is 404 whatever its rights.
+    row = await devices_repository.get_device_row(session, principal, parse_device_uuid(raw))
+    if row is None:
+        raise NotFound("No such device.")
+    require_scope(principal, "images:request")
+    return row
+
+
+async def request_image(
+    session: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    device_uuid: str,
+    request_base: str,
+) -> dict[str, Any]:
+    """The seed's `{"data": [raw link, annotated link]}` plus `meta`; a pending request of
+    the same device is reused rather than a second capture asked for."""
+    row = await _visible_device(session, principal, device_uuid)
+    device = uuid.UUID(str(row.uuid))
+    if not row.is_online:
+        raise Conflict("The device is offline; it can take a snapshot once it is back online.")
+    await repository.lock_device(session, device)
+    now = utcnow()
+    request = await repository.pending_for_device(session, device)
+    if request is not None and request.capture_deadline <= now:
+        await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
+        request = None
+    if request is None:
+        request = await _new_request(session, state, device, request_base, now)
+    return {
+        "data": link_pair(
+            links_key(state), public_base(state, request_base), request.id, request.expires_at
+        ),
+        "meta": {
+            "request_id": str(request.id),
+            "status": request.status,
+            "expires_at": request.expires_at,
+        },
+    }
+
+
+async def _new_request(
+    session: AsyncSession, state: AppState, device: uuid.UUID, request_base: str, now: datetime
+) -> ImageRequest:
+    settings = state.settings
+    request_id = uuid.uuid4()
+    command = await create_command(
+        session, state, device, CAPTURE_COMMAND, {"request_id": str(request_id)}
+    )
+    request = ImageRequest(
+        id=request_id,
+        device_uuid=device,
+        command_id=command.id,
+        status=PENDING,
+        created=now,
+        expires_at=now + timedelta(seconds=settings.image_link_ttl),
+        capture_deadline=now + timedelta(seconds=settings.image_capture_timeout),
+        base_url=public_base(state, request_base)[:300],
+    )
+    await repository.add(session, request)
+    return request
+
+
+async def list_images(
+    session: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    device_uuid: str,
+    request_base: str,
+    *,
+    page: str | None,
+    per_page: str | None,
+) -> dict[str, Any]:
+    """A device's snapshot requests, newest first, with their links while they are valid."""
+    row = await _visible_device(session, principal, device_uuid)
+    paging = page_request(page, per_page)
+    requests, total = await repository.list_for_device(
+        session, uuid.UUID(str(row.uuid)), offset=paging.offset, limit=paging.per_page
+    )
+    now = utcnow()
+    key, base = links_key(state), public_base(state, request_base)
+    items = []
+    for request in requests:
+        valid = request.expires_at > now
+        status = effective_status(request, now)
+        items.append(
+            {
+                "request_id": str(request.id),
+                "status": status if valid or status == FAILED else EXPIRED,
+                "created": request.created,
+                "expires_at": request.expires_at,
+                "ready_at": request.ready_at,
+                "error": request.error or ("timeout" if status == FAILED else None),
+                "links": link_pair(key, base, request.id, request.expires_at) if valid else [],
+            }
+        )
+    return {"data": items, "meta": page_meta(paging, total, len(items))}
+
+
+async def serve_link(
+    session: AsyncSession, state: AppState, token: str, name: str, if_none_match: str | None
+) -> Response:
+    """What a signed link answers: 202 while pending, the image (or a redirect to it)
+    once uploaded, 403 when expired or forged, 504 when the capture failed."""
+    now = utcnow()
+    link = verify(links_key(state), token, name, now)
+    if link is None:
+        raise Forbidden("The link has expired or its signature does not match.")
+    ready = ready_cache.request(link.request_id) or await _ready_or_answer(
+        session, link.request_id, link.kind, now
+    )
+    sha256, media_type = ready.sha256[link.kind], ready.types[link.kind]
+    remaining = max(1, int((link.expires_at - now).total_seconds()))
+    headers = {"ETag": f'"{sha256}"', "Cache-Control": f"private, max-age={remaining}"}
+    if if_none_match is not None and _matches(if_none_match, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    store = image_store(state.settings)
+    key = f"{link.request_id}_{link.kind}"
+    if state.settings.image_s3_delivery == "redirect":
+        location = store.presigned_url(key, remaining)
+        if location is not None:
+            return Response(status_code=307, headers={**headers, "Location": location})
+    data = ready_cache.image(key, sha256)
+    if data is None:
+        data = await store.get(key)
+        if data is None:
+            raise NotFound("The image is no longer stored.")
+        ready_cache.remember_image(key, sha256, data)
+    return Response(data, media_type=media_type, headers=headers)
+
+
+class _Pending(AppError):
+    """Not an error: the answer of a link whose image is not uploaded yet (202)."""
+
+    status_code, code = 202, 0
+
+    def __init__(self) -> None:
+        super().__init__(
+            "pending", headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"}
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {"status": PENDING}
+
+
+async def _ready_or_answer(
+    session: AsyncSession, request_id: uuid.UUID, kind: str, now: datetime
+) -> ReadyImages:
+    """The facts of the link's image from the database; raises the answer when the image
+    is not there (404 gone, 504 failed, 202 pending)."""
+    request = await repository.get(session, request_id)
+    if request is None:
+        raise NotFound("The image is no longer stored.")
+    if effective_status(request, now) == FAILED:
+        raise CaptureFailed(
+            f"The device did not deliver the snapshot ({request.error or 'timeout'})."
+        )
+    types: dict[str, str] = {
+        k: t for k in KINDS if (t := getattr(request, f"{k}_type")) is not None
+    }
+    hashes: dict[str, str] = {
+        k: h for k in KINDS if (h := getattr(request, f"{k}_sha256")) is not None
+    }
+    if kind not in hashes or kind not in types:
+        raise _Pending()
+    found = ReadyImages(request.id, types, hashes)
+    if request.status == READY:  # final from now on
+        ready_cache.remember_request(found)
+    return found
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weak comparison, RFC 9110)."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags

@@ -1,0 +1,193 @@
+"""Where images are kept: one small interface, a local folder and any S3-compatible store.
+
+Keys are `<request_id>_<kind>`. Both stores are safe to share between the tasks of a
+process; blocking calls (file system, boto3) run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from vsense.config import Settings
+
+
+class ImageStore(Protocol):
+    """What the image service needs of a store."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Keep `data` under `key`, replacing what was there."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None when there are none."""
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL that serves `key` for `seconds` without the server, or None when the
+        store has no such thing (the server then sends the bytes itself)."""
+
+    async def delete_older_than(self, cutoff: datetime) -> int:
+        """Delete every image stored before `cutoff`; how many were deleted."""
+
+
+class LocalImageStore:
+    """Files under one folder (`<data_dir>/images`), spread over 256 sub-folders."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self.path(key), data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside and renamed: a reader sees the old file or the whole new one.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        return None
+
+    async def delete_older_than(self, cutoff: datetime) -> int:
+        return await asyncio.to_thread(self._delete_older_than, cutoff.timestamp())
+
+    def _files(self) -> Iterator[Path]:
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if folder.is_dir():
+                    yield from folder.iterdir()
+
+    def _delete_older_than(self, cutoff: float) -> int:
+        deleted = 0
+        for path in self._files():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    deleted += 1
+            except FileNotFoundError:
+                continue  # deleted meanwhile by another process
+        return deleted
+
+
+class S3ImageStore:
+    """Objects in a bucket of an S3-compatible store, through boto3.
+
+    boto3 rather than an async client: it is the reference implementation that every
+    S3-compatible store tests against, its clients are thread-safe, and an image is one
+    request, so a worker thread per call costs little beside the transfer.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        def secret(value: Any) -> str | None:
+            return None if value is None else str(value.get_secret_value())
+
+        self.bucket = settings.image_s3_bucket or ""
+        self.prefix = settings.image_s3_prefix
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=settings.image_s3_endpoint,
+            region_name=settings.image_s3_region,
+            aws_access_key_id=secret(settings.image_s3_access_key),
+            aws_secret_access_key=secret(settings.image_s3_secret_key),
+            config=Config(
+                signature_version="s3v4",
+                # Path-style addressing works with every S3-compatible server.
+                s3={"addressing_style": "path" if settings.image_s3_endpoint else "auto"},
+                max_pool_connections=32,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        )
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self.prefix + key,
+            Body=data,
+            ContentType=content_type,
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._get, self.prefix + key)
+
+    def _get(self, full_key: str) -> bytes | None:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=full_key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        body: bytes = answer["Body"].read()
+        return body
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        # Computed locally (no request to the store).
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self.prefix + key},
+            ExpiresIn=max(1, seconds),
+        )
+        return url
+
+    async def delete_older_than(self, cutoff: datetime) -> int:
+        return await asyncio.to_thread(self._delete_older_than, cutoff)
+
+    def _delete_older_than(self, cutoff: datetime) -> int:
+        deleted = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            old = [
+                {"Key": item["Key"]}
+                for item in page.get("Contents", [])
+                if item["LastModified"] < cutoff
+            ]
+            if old:  # a page holds at most 1,000 keys, as many as one delete takes
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": old})
+                deleted += len(old)
+        return deleted
+
+
+_stores: dict[tuple[Any, ...], ImageStore] = {}
+
+
+def image_store(settings: Settings) -> ImageStore:
+    """The process's store for these settings, made on first use and then reused."""
+    key = (
+        settings.image_storage,
+        settings.data_dir,
+        settings.image_s3_endpoint,
+        settings.image_s3_bucket,
+        settings.image_s3_prefix,
+        settings.image_s3_region,
+        settings.image_s3_access_key,
+        settings.image_s3_secret_key,
+    )
+    store = _stores.get(key)
+    if store is None:
+        if settings.image_storage == "s3":
+            store = S3ImageStore(settings)
+        else:
+            store = LocalImageStore(settings.data_dir / "images")
+        _stores[key] = store
+    return store

@@ -1,0 +1,98 @@
+"""Snapshots, device side: the uploads of a capture and its failure.
+
+Kept apart from `service.py` because the gateway calls it (a failed `capture_image`
+result) while `service.py` calls the gateway (to queue the command).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.images import repository
+from vsense.images.links import ImageKind, link_key, link_pair
+from vsense.images.storage import image_store
+from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
+from vsense.kit.time import utcnow
+from vsense.models import ImageRequest
+from vsense.models.images import PENDING, READY
+from vsense.state import AppState
+from vsense.webhooks.outbox import emit
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+IMAGE_EVENT = "image"
+
+
+def media_type_of(data: bytes) -> str | None:
+    """JPEG or PNG, told from the bytes themselves (whatever the header said); else None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+        return PNG
+    return None
+
+
+def image_body(state: AppState, request: ImageRequest, timestamp: int) -> dict[str, Any]:
+    """The `image` webhook event (spec/delivery.md)."""
+    base = state.settings.public_url or request.base_url
+    return {
+        "stream_id": str(request.device_uuid),
+        "type": "IMAGE",
+        "timestamp": timestamp,
+        "request_id": str(request.id),
+        "links": link_pair(link_key(state.signing_key), base, request.id, request.expires_at),
+        "expires_at": int(request.expires_at.timestamp()),
+    }
+
+
+async def store_upload(
+    session: AsyncSession,
+    state: AppState,
+    device: uuid.UUID,
+    request_id: str,
+    kind: ImageKind,
+    data: bytes,
+) -> None:
+    """Keep one image of a capture. The request becomes ready with its second image, and
+    the `image` webhook event is queued in the same transaction. Sending the same bytes
+    again (a retry after a lost answer) is accepted and changes nothing."""
+    try:
+        parsed = uuid.UUID(request_id)
+    except ValueError:
+        raise NotFound("No such image request for this device.") from None
+    if len(data) > state.settings.image_max_bytes:
+        raise PayloadTooLarge(f"An image may be at most {state.settings.image_max_bytes} bytes.")
+    media_type = media_type_of(data)
+    if media_type is None:
+        raise Unprocessable(
+            "The upload is not a JPEG or PNG image.",
+            errors=[field_error("body", "expected the bytes of a JPEG or PNG image")],
+        )
+    request = await repository.get_for_update(session, parsed)
+    if request is None or request.device_uuid != device:
+        raise NotFound("No such image request for this device.")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if getattr(request, f"{kind}_sha256") == sha256:
+        return  # the same image again
+    now = utcnow()
+    if request.status == READY:
+        raise Conflict("Both images of this request are already uploaded.")
+    if request.status != PENDING or request.capture_deadline <= now:
+        raise Conflict("The request has failed or timed out; the upload is no longer wanted.")
+    # Stored before it is recorded: a crash in between leaves a file that retention
+    # removes, never a row that points at nothing.
+    await image_store(state.settings).put(f"{request.id}_{kind}", data, media_type)
+    if await repository.record_upload(session, request, kind, media_type, sha256, len(data), now):
+        body = image_body(state, request, int(now.timestamp()))
+        await emit(session, state, device_uuid=device, event=IMAGE_EVENT, body=body)
+
+
+async def capture_failed(session: AsyncSession, command_id: uuid.UUID, error: str | None) -> None:
+    """The device answered a `capture_image` command with a failure: its request fails."""
+    request_id = await repository.pending_for_command(session, command_id)
+    if request_id is not None:
+        await repository.fail(session, [request_id], error or "the device reported a failure")
