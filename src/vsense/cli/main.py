@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from vsense.cli.client import register as register_client_commands
 from vsense.config import ConfigurationError, Settings, get_settings
 from vsense.kit.errors import AppError
 from vsense.simulator.command import simulate_command
@@ -246,6 +247,10 @@ def create_user(
         fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
         return
     typer.echo(f"created {user.role} {user.email} (id {user.id}) in {org!r}")
+
+
+# The client commands (login, devices, webhooks, ...), after the server's in the help.
+register_client_commands(app)
 
 
 def main() -> None:
