@@ -14,8 +14,10 @@ import pytest
 
 from tests.factories import Api, Caller, vcz
 from vsense.db import session_scope
+from vsense.gateway import repository as gateway_repository
 from vsense.gateway import service as gateway_service
 from vsense.gateway.mqtt import MqttBridge, parse_topic
+from vsense.kit.time import utcnow
 from vsense.state import AppState
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -145,3 +147,32 @@ async def test_pending_commands_are_published_to_the_device(
 
 async def _accepted_at_least(bridge: MqttBridge, count: int) -> bool:
     return counted(bridge, "accepted") >= count
+
+
+async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_keepalive(
+    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = await onboard(admin)
+    await device_client.subscribe(f"vsense/{device}/commands", qos=1)
+    await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
+    await eventually(lambda: _accepted_at_least(bridge, 1))
+
+    async with session_scope(state.sessionmaker) as session:
+        command = await gateway_service.create_command(
+            session, state, uuid.UUID(device), "capture_image", {"request_id": "r1"}
+        )
+    received: dict[str, Any] = {}
+
+    async def first_command() -> None:
+        async for message in device_client.messages:
+            received.update(orjson.loads(message.payload))  # type: ignore[arg-type]
+            return
+
+    await asyncio.wait_for(first_command(), 10)  # no keepalive sent since the command
+    assert received["id"] == str(command.id) and received["type"] == "capture_image"
+    async with state.read_sessionmaker() as session:
+        assert (
+            await gateway_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
+            is False
+        )  # taken: a keepalive or a poll will not hand it out again

@@ -56,6 +56,11 @@ class MqttBridge:
         self.url = urlsplit(state.settings.mqtt_url)
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        # Devices this process has heard over MQTT: their commands are pushed when
+        # created, not kept for their next keepalive (which may be minutes away).
+        self._heard: set[uuid.UUID] = set()
+        self._pushes: set[asyncio.Task[None]] = set()
+        state.command_waiters.listeners.append(self._command_created)
 
     def _new_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -113,6 +118,7 @@ class MqttBridge:
                 device = await repository.device_by_uuid(session, device_uuid)
                 if device is None:
                     return "unknown_device"
+                self._heard.add(device_uuid)
                 if kind == "keepalive":
                     # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
                     health = Health.model_validate(body) if isinstance(body, dict) else None
@@ -131,6 +137,29 @@ class MqttBridge:
         except ValueError as exc:  # a body the models refused
             logger.info("MQTT message on %s refused: %s", topic, exc)
             return "invalid"
-        for command in commands:
-            await client.publish(f"vsense/{device_uuid}/commands", orjson.dumps(command), qos=1)
+        await self._publish(client, device_uuid, commands)
         return "accepted"
+
+    @staticmethod
+    async def _publish(
+        client: aiomqtt.Client, device: uuid.UUID, commands: list[dict[str, Any]]
+    ) -> None:
+        for command in commands:
+            await client.publish(f"vsense/{device}/commands", orjson.dumps(command), qos=1)
+
+    def _command_created(self, device: uuid.UUID) -> None:
+        if device in self._heard and self._client is not None and self.connected.is_set():
+            task = asyncio.get_running_loop().create_task(self._push(self._client, device))
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
+
+    async def _push(self, client: aiomqtt.Client, device: uuid.UUID) -> None:
+        """Hand a device the commands waiting for it, now (they are marked taken first,
+        so a keepalive or poll elsewhere does not hand them out twice)."""
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                commands = await service.take_commands(session, device)
+                # Published before the commit: if the broker fails, they stay pending.
+                await self._publish(client, device, commands)
+        except Exception:
+            logger.exception("pushing commands to %s failed; they wait for its keepalive", device)

@@ -305,6 +305,13 @@ async def _running_occupancy(
     return next_occupancy(previous or 0.0, net)
 
 
+async def take_commands(session: AsyncSession, device: uuid.UUID) -> list[dict[str, Any]]:
+    """A device's pending commands, marked taken, as the device receives them."""
+    return [
+        command_json(c) for c in await repository.take_pending_commands(session, device, utcnow())
+    ]
+
+
 async def create_command(
     session: AsyncSession,
     state: AppState,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 
 class CommandWaiters:
@@ -12,11 +13,15 @@ class CommandWaiters:
 
     def __init__(self) -> None:
         self._events: dict[uuid.UUID, asyncio.Event] = {}
+        # Told of every committed command too: the MQTT bridge pushes to its devices.
+        self.listeners: list[Callable[[uuid.UUID], None]] = []
 
     def wake(self, device: uuid.UUID) -> None:
         event = self._events.get(device)
         if event is not None:
             event.set()
+        for listener in self.listeners:
+            listener(device)
 
     async def wait(self, device: uuid.UUID, seconds: float) -> None:
         event = self._events.setdefault(device, asyncio.Event())
