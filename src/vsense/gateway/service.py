@@ -360,20 +360,29 @@ async def wait_for_commands(
 ) -> list[dict[str, Any]]:
     """The long poll: pending commands as soon as there are some, or [] after `wait`.
 
-    Each look at the database is a short transaction of its own, so a waiting device
-    holds no connection.
+    Each look at the database is a short read of its own, so a waiting device holds no
+    connection, and many waiting devices do not queue for the write lock (SQLite); a
+    write transaction is opened only to take commands that are there, or to bring the
+    device back online.
     """
     if not 0 <= wait <= MAX_WAIT:
         raise BadRequest(f"`wait` must be between 0 and {MAX_WAIT} seconds.")
     deadline = time.monotonic() + wait
-    async with session_scope(state.sessionmaker) as session:
-        device = await authenticate(session, header)
-        await sign_of_life(session, state, device, "command_poll")
-    while True:
+    async with state.read_sessionmaker() as session:
+        device = await authenticate(session, header, state)
+    if device.is_online:
+        state.liveness.note(device.uuid, utcnow(), _interval(state, device))
+    else:
         async with session_scope(state.sessionmaker) as session:
-            commands = await repository.take_pending_commands(session, device.uuid, utcnow())
-        if commands:
-            return [command_json(c) for c in commands]
+            await sign_of_life(session, state, device, "command_poll")
+    while True:
+        async with state.read_sessionmaker() as session:
+            waiting = await repository.has_pending_commands(session, device.uuid, utcnow())
+        if waiting:
+            async with session_scope(state.sessionmaker) as session:
+                commands = await take_commands(session, device.uuid)
+            if commands:
+                return commands
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return []
