@@ -357,7 +357,11 @@ async def test_one_device_is_delivered_in_order(api: Api, receiver: Receiver) ->
     start = int(time.time()) - 100
     assert (await device.send([vcz(n, start + n) for n in range(20)])).status_code == 202
     await device.send(vcz(20, start + 20))
-    await deliver(api.state)
+    dispatcher = Dispatcher(api.state)
+    rounds = 0
+    while await dispatcher.run_once():  # a claim takes a few of one device at a time
+        rounds += 1
+    assert rounds > 1
     counts = [json.loads(r.body)["payload"][0]["count"] for r in receiver.to("/ordered")]
     assert counts == list(range(21))
 

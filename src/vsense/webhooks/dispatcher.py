@@ -27,6 +27,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.state import AppState
@@ -49,9 +50,19 @@ logger = logging.getLogger("vsense.webhooks")
 BATCH = 200
 MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
 POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
+PER_DEVICE = 4  # deliveries of one device to one webhook per claim (sent in order)
+BEHIND_FAILURE_DELAY = 5.0  # seconds the rest of a device's batch waits after a failure
+COALESCE = 0.01  # seconds a wake-up waits for more work to claim at once
 BREAKER_THRESHOLD = 5  # consecutive endpoint failures that open the breaker
 BREAKER_FIRST_OPEN = 30.0
 BREAKER_MAX_OPEN = 600.0
+
+
+def lease_for(settings: Settings) -> timedelta:
+    """How long a claim holds a delivery: it may wait behind the others of its device
+    (sent one after the other), each of which may wait for a place among its endpoint's
+    requests, then take its own timeout."""
+    return timedelta(seconds=(2 * PER_DEVICE + 1) * settings.webhook_timeout + 10)
 
 
 async def sender_of(state: AppState) -> Sender:
@@ -94,20 +105,23 @@ class Breaker:
     def is_open(self, now: float) -> bool:
         return now < self.open_until
 
-    def record(self, failed: bool, now: float) -> None:
+    def record(self, failed: bool, now: float) -> bool:
+        """Count an attempt's result; True when this failure opens the breaker."""
         if not failed:
             self.failures, self.open_for = 0, 0.0
-            return
+            return False
         self.failures += 1
         if self.failures >= BREAKER_THRESHOLD and not self.is_open(now):
             self.open_for = min(BREAKER_MAX_OPEN, self.open_for * 2 or BREAKER_FIRST_OPEN)
             self.open_until = now + self.open_for
+            return True
+        return False
 
 
 @dataclass
 class _Endpoint:
+    slots: asyncio.Semaphore  # its requests in flight, at most `webhook_max_in_flight`
     claimed: int = 0
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
     breaker: Breaker = field(default_factory=Breaker)
 
 
@@ -119,8 +133,7 @@ class Dispatcher:
         self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
         self.timeout = float(state.settings.webhook_timeout)
-        # A claimed delivery may wait behind two rounds of its endpoint's requests.
-        self.lease = timedelta(seconds=3 * self.timeout + 10)
+        self.lease = lease_for(state.settings)
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
         self._room = asyncio.Event()
@@ -128,6 +141,7 @@ class Dispatcher:
         self._results_ready = asyncio.Event()
         self._chains: set[asyncio.Task[None]] = set()
         self._unfinished: dict[int, Prepared] = {}  # claimed, no outcome yet
+        self._deferrals: dict[int, datetime] = {}  # webhook -> its queue waits until
         self.sent = 0
 
     def _endpoint(self) -> _Endpoint:
@@ -148,6 +162,7 @@ class Dispatcher:
                     claimed = 0
                 if claimed == 0:
                     await self._wait(self.state.webhook_wakeup, POLL_INTERVAL)
+                    await asyncio.sleep(COALESCE)  # what commits meanwhile joins this claim
         finally:
             listener.cancel()
             await self._finish_in_flight()
@@ -199,7 +214,15 @@ class Dispatcher:
         ]
         now = utcnow()
         async with session_scope(self.state.sessionmaker) as session:
-            claimed = await queue.claim(session, now, self.lease, room, skip)
+            claimed = await queue.claim(
+                session,
+                now,
+                self.lease,
+                room,
+                per_webhook=2 * self.cap,
+                per_device=PER_DEVICE,
+                skip_webhooks=skip,
+            )
             prepared = await _prepare(session, claimed, now)
         self.launch(prepared)
         return len(prepared)
@@ -219,7 +242,8 @@ class Dispatcher:
 
     async def _send_chain(self, items: list[Prepared]) -> None:
         """One device's deliveries to one webhook, in event order. After a failure the
-        rest are released untouched (retries may reorder; nothing waits behind one)."""
+        rest are released untouched for a few seconds (retries may reorder; nothing waits
+        behind one for long, and a failing endpoint is not asked again at once)."""
         release_from: int | None = None
         for index, item in enumerate(items):
             try:
@@ -232,8 +256,9 @@ class Dispatcher:
                 release_from = index + 1
                 break
         if release_from is not None:
+            later = utcnow() + timedelta(seconds=BEHIND_FAILURE_DELAY)
             for item in items[release_from:]:
-                self._finish(item, deferred(item, utcnow(), utcnow(), "behind a failure"))
+                self._finish(item, deferred(item, later, utcnow(), "behind a failure"))
 
     async def _attempt(self, item: Prepared) -> queue.Outcome:
         endpoint = self.endpoints[item.webhook_id]
@@ -253,7 +278,11 @@ class Dispatcher:
                 body=request.body,
                 timeout=self.timeout,
             )
-            endpoint.breaker.record(is_endpoint_failure(sent), time.monotonic())
+            if endpoint.breaker.record(is_endpoint_failure(sent), time.monotonic()):
+                # Its queue waits in the database (no attempt spent) until the breaker
+                # closes, out of the way of every other endpoint's claims.
+                until = utcnow() + timedelta(seconds=endpoint.breaker.open_for)
+                self._deferrals[item.webhook_id] = until
         self.sent += 1
         return judge(item, sent, at)
 
@@ -292,8 +321,11 @@ class Dispatcher:
         batch, self._results = self._results, []
         now = utcnow()
         try:
+            deferrals, self._deferrals = self._deferrals, {}
             async with session_scope(self.state.sessionmaker) as session:
                 await queue.record_outcomes(session, batch)
+                for webhook_id, until in deferrals.items():
+                    await queue.defer_webhook(session, webhook_id, until, now)
                 attempted = [o for o in batch if o.attempted]
                 gone = await queue.disable(
                     session,
@@ -309,7 +341,10 @@ class Dispatcher:
                 )
         except BaseException:
             self._results = batch + self._results
+            self._deferrals = {**deferrals, **self._deferrals}
             raise
+        # Rows behind these (the same device's next ones) may be claimed now.
+        self.state.webhook_wakeup.set()
         if gone or stale:
             forget_targets(self.state)  # no new deliveries to them from this process
             logger.warning("webhooks disabled: %s", sorted(set(gone) | set(stale)))

@@ -29,13 +29,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 CHUNK = 2000
 NOTIFY_CHANNEL = "vsense_webhooks"
 CLAIM_LOCK = 0x76736E73  # advisory lock key of claims ("vsns")
+SCAN_FACTOR = 5  # due rows looked at per row a claim may take
 # Literal, not bound: PostgreSQL only uses the partial indexes when it sees the constant.
 PENDING_ROW = text("webhook_deliveries.status = 'pending'")
 
@@ -159,41 +159,67 @@ async def claim(
     now: datetime,
     lease: timedelta,
     limit: int,
+    *,
+    per_webhook: int,
+    per_device: int,
     skip_webhooks: Iterable[int] = (),
-    only: Sequence[int] | None = None,
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries, oldest first.
+    """Lease up to `limit` due deliveries, oldest first, at most `per_webhook` of one
+    webhook and `per_device` of one device to one webhook, so that one claim spreads
+    over every endpoint with work instead of filling up with one backlog.
 
-    A delivery waits while an earlier delivery of the same device to the same webhook is
+    A delivery waits while another delivery of the same device to the same webhook is
     leased by someone (sent in event order while the endpoint is healthy). A claim of a
     delivery whose earlier lease ran out is counted in `reclaims`: its worker vanished,
     and the receiver may see it twice.
     """
-    earlier = aliased(WebhookDelivery, name="earlier")
-    due = select(WebhookDelivery.id).where(
+    # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
+    # their other deliveries out is one hash look-up per row.
+    busy = (
+        select(WebhookDelivery.webhook_id, WebhookDelivery.device_uuid)
+        .where(PENDING_ROW, WebhookDelivery.lease_until >= now)
+        .distinct()
+        .cte("busy")
+    )
+    due = select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.device_uuid).where(
         PENDING_ROW,
         WebhookDelivery.next_attempt_at <= now,
         or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
         ~exists().where(
-            text("earlier.status = 'pending'"),
-            earlier.webhook_id == WebhookDelivery.webhook_id,
-            earlier.device_uuid == WebhookDelivery.device_uuid,
-            earlier.id < WebhookDelivery.id,
-            earlier.lease_until >= now,
+            busy.c.webhook_id == WebhookDelivery.webhook_id,
+            busy.c.device_uuid == WebhookDelivery.device_uuid,
         ),
     )
     skipped = list(skip_webhooks)
     if skipped:
         due = due.where(WebhookDelivery.webhook_id.not_in(skipped))
-    if only is not None:
-        due = due.where(WebhookDelivery.id.in_(only))
-    due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)
+    # The oldest due rows, a few times what one claim takes, then ranked per webhook and
+    # per device (row locks go on the scan: PostgreSQL takes none beside window functions).
+    due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(
+        limit * SCAN_FACTOR
+    )
     if _is_postgres(session):
         await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         due = due.with_for_update(skip_locked=True)
+    scanned = due.subquery("scanned")
+    ranked = select(
+        scanned.c.id,
+        func.row_number()
+        .over(partition_by=scanned.c.webhook_id, order_by=scanned.c.id)
+        .label("webhook_rank"),
+        func.row_number()
+        .over(partition_by=(scanned.c.webhook_id, scanned.c.device_uuid), order_by=scanned.c.id)
+        .label("device_rank"),
+    ).subquery("ranked")
+    chosen = (
+        select(ranked.c.id)
+        .where(ranked.c.webhook_rank <= per_webhook, ranked.c.device_rank <= per_device)
+        .order_by(ranked.c.id)
+        .limit(limit)
+    )
     rows = await session.execute(
         update(Deliveries)
-        .where(Deliveries.c.id.in_(due.scalar_subquery()))
+        .where(Deliveries.c.id.in_(chosen.scalar_subquery()))
         .values(
             lease_until=now + lease,
             reclaims=Deliveries.c.reclaims
@@ -210,6 +236,23 @@ async def claim(
     claimed = [Claimed(*row) for row in rows]
     claimed.sort(key=lambda c: c.delivery_id)
     return claimed
+
+
+async def defer_webhook(
+    session: AsyncSession, webhook_id: int, until: datetime, now: datetime
+) -> None:
+    """Move a webhook's due, unleased deliveries to `until` (its breaker opened): they
+    spend no attempt, and claims no longer walk past them meanwhile."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            PENDING_ROW,
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.next_attempt_at < until,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+        )
+        .values(next_attempt_at=until)
+    )
 
 
 async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:
@@ -265,6 +308,60 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
     """Write outcomes back: one statement for the deliveries, one for their attempts."""
     if not outcomes:
         return
+    if _is_postgres(session):
+        await session.execute(
+            _OUTCOMES_FROM_ARRAYS,
+            {
+                "ids": [o.delivery_id for o in outcomes],
+                "statuses": [o.status for o in outcomes],
+                "spent": [1 if o.attempted else 0 for o in outcomes],
+                "next": [o.next_attempt_at for o in outcomes],
+                "at": [o.attempted_at for o in outcomes],
+                "codes": [o.status_code for o in outcomes],
+                "errors": [(o.error or "")[:200] or None for o in outcomes],
+            },
+        )
+    else:
+        await _record_each(session, outcomes)
+    attempts = [
+        {
+            "delivery_id": o.delivery_id,
+            "attempted_at": o.attempted_at,
+            "status_code": o.status_code,
+            "duration_ms": round(o.duration_ms, 3),
+            "error": (o.error or "")[:200] or None,
+            "response_head": o.response_head,
+        }
+        for o in outcomes
+        if o.attempted
+    ]
+    if attempts:
+        await session.execute(insert(WebhookAttempt), attempts)
+
+
+# PostgreSQL: every outcome of a batch in one statement (an executemany would be one
+# statement per row on the server).
+_OUTCOMES_FROM_ARRAYS = text(
+    """
+    UPDATE webhook_deliveries AS d SET
+        status = v.status,
+        attempts = d.attempts + v.spent,
+        lease_until = NULL,
+        next_attempt_at = v.next_at,
+        last_attempt_at = CASE WHEN v.spent > 0 THEN v.at ELSE d.last_attempt_at END,
+        last_status_code = CASE WHEN v.spent > 0 THEN v.code ELSE d.last_status_code END,
+        last_error = v.error
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:spent AS int[]),
+        CAST(:next AS timestamptz[]), CAST(:at AS timestamptz[]), CAST(:codes AS int[]),
+        CAST(:errors AS varchar[])
+    ) AS v(id, status, spent, next_at, at, code, error)
+    WHERE d.id = v.id
+    """
+)
+
+
+async def _record_each(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
     await session.execute(
         update(Deliveries)
         .where(Deliveries.c.id == bindparam("b_id"))
@@ -296,20 +393,6 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
             for o in outcomes
         ],
     )
-    attempts = [
-        {
-            "delivery_id": o.delivery_id,
-            "attempted_at": o.attempted_at,
-            "status_code": o.status_code,
-            "duration_ms": round(o.duration_ms, 3),
-            "error": (o.error or "")[:200] or None,
-            "response_head": o.response_head,
-        }
-        for o in outcomes
-        if o.attempted
-    ]
-    if attempts:
-        await session.execute(insert(WebhookAttempt), attempts)
 
 
 async def note_webhook_health(

@@ -17,7 +17,7 @@ from vsense.kit.time import parse_instant, utcnow
 from vsense.models import Webhook as WebhookRow
 from vsense.state import AppState
 from vsense.webhooks import outbox, queue, repository
-from vsense.webhooks.dispatcher import send_now
+from vsense.webhooks.dispatcher import lease_for, send_now
 from vsense.webhooks.events import TEST, encode, new_message_id, test_body
 from vsense.webhooks.schemas import (
     Attempt,
@@ -282,8 +282,7 @@ async def queue_test(
         body=encode(test_body(device, int(now.timestamp()))),
         webhook_ids=[webhook.id],
     )
-    lease = timedelta(seconds=3 * state.settings.webhook_timeout + 10)
-    return await queue.enqueue(session, [event], now, lease_until=now + lease)
+    return await queue.enqueue(session, [event], now, lease_until=now + lease_for(state.settings))
 
 
 async def send_test(state: AppState, delivery_ids: list[int]) -> TestResult:
