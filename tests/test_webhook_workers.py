@@ -43,10 +43,10 @@ class CountingReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.seen[request.headers["webhook-id"]] += 1
-        if self.hold_after is not None and sum(self.seen.values()) > self.hold_after:
-            if not self.holding.is_set():
-                self.holding.set()
-                await asyncio.sleep(5)
+        held = self.hold_after is not None and sum(self.seen.values()) > self.hold_after
+        if held and not self.holding.is_set():
+            self.holding.set()
+            await asyncio.sleep(5)
         await asyncio.sleep(self.pause)
         return web.Response(text="ok")
 
