@@ -87,7 +87,7 @@ def _worker(settings: Settings) -> subprocess.Popen[bytes]:
         "VSENSE_ENVIRONMENT": "test",
         "VSENSE_SECRET_KEY": "worker-test-secret-key-long-enough-0123456789",
         "VSENSE_WEBHOOK_ALLOW_PRIVATE": "1",
-        # Lease = 9 x timeout + 10 s: a killed worker's rows fall due again after 19 s.
+        # Lease = 10 x timeout + 10 s: a killed worker's rows fall due again after 20 s.
         "VSENSE_WEBHOOK_TIMEOUT": "1",
     }
     return subprocess.Popen(

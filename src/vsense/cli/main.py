@@ -171,7 +171,9 @@ def worker() -> None:
             await runtime.stop()
             await state.engine.dispose()
 
-    asyncio.run(run())
+    import uvloop  # the event loop `vsense serve` runs on too (uvicorn picks it)
+
+    uvloop.run(run())
 
 
 app.command("simulate", help="Onboard N simulated sensors and run them against a server.")(

@@ -91,6 +91,13 @@ class WebhookDelivery(Base):
             sqlite_where=_PENDING_ONLY,
             postgresql_where=_PENDING_ONLY,
         ),
+        # Deliveries out with a worker: what a claim must leave alone (few rows).
+        Index(
+            "ix_webhook_deliveries_leased",
+            "lease_until",
+            sqlite_where=_PENDING_ONLY,
+            postgresql_where=_PENDING_ONLY,
+        ),
         Index("ix_webhook_deliveries_log", "webhook_id", "id"),
     )
 

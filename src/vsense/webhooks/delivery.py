@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import orjson
 
 from vsense import __version__
-from vsense.models import Webhook, WebhookEvent
+from vsense.models import Webhook
 from vsense.webhooks import queue
 from vsense.webhooks.events import KEEPALIVE, TEST
 from vsense.webhooks.schemas import RESERVED_HEADERS
@@ -54,7 +54,7 @@ class Prepared:
 
     @classmethod
     def of(
-        cls, claimed: queue.Claimed, event: WebhookEvent, webhook: Webhook, now: datetime
+        cls, claimed: queue.Claimed, event: queue.EventBody, webhook: Webhook, now: datetime
     ) -> Prepared:
         secrets = [webhook.secret]
         if webhook.previous_secret and (
@@ -140,6 +140,7 @@ def judge(prepared: Prepared, sent: SendOutcome, at: datetime) -> queue.Outcome:
     return queue.Outcome(
         delivery_id=prepared.delivery_id,
         webhook_id=prepared.webhook_id,
+        device_uuid=prepared.device_uuid,
         status=status,
         attempted=True,
         next_attempt_at=retry_at,
@@ -156,6 +157,7 @@ def deferred(prepared: Prepared, until: datetime, at: datetime, reason: str) -> 
     return queue.Outcome(
         delivery_id=prepared.delivery_id,
         webhook_id=prepared.webhook_id,
+        device_uuid=prepared.device_uuid,
         status="pending",
         attempted=False,
         next_attempt_at=until,
@@ -169,6 +171,7 @@ def skipped(prepared: Prepared, at: datetime) -> queue.Outcome:
     return queue.Outcome(
         delivery_id=prepared.delivery_id,
         webhook_id=prepared.webhook_id,
+        device_uuid=prepared.device_uuid,
         status="failed",
         attempted=False,
         next_attempt_at=None,

@@ -50,7 +50,7 @@ logger = logging.getLogger("vsense.webhooks")
 BATCH = 200
 MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
 POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
-PER_DEVICE = 4  # deliveries of one device to one webhook per claim (sent in order)
+PER_DEVICE = 8  # deliveries of one device to one webhook per claim (sent in order)
 BEHIND_FAILURE_DELAY = 5.0  # seconds the rest of a device's batch waits after a failure
 COALESCE = 0.01  # seconds a wake-up waits for more work to claim at once
 BREAKER_THRESHOLD = 5  # consecutive endpoint failures that open the breaker
@@ -60,9 +60,9 @@ BREAKER_MAX_OPEN = 600.0
 
 def lease_for(settings: Settings) -> timedelta:
     """How long a claim holds a delivery: it may wait behind the others of its device
-    (sent one after the other), each of which may wait for a place among its endpoint's
-    requests, then take its own timeout."""
-    return timedelta(seconds=(2 * PER_DEVICE + 1) * settings.webhook_timeout + 10)
+    (sent one after the other, each within the timeout; a failure releases the rest),
+    after up to two rounds of its endpoint's other requests."""
+    return timedelta(seconds=(PER_DEVICE + 2) * settings.webhook_timeout + 10)
 
 
 async def sender_of(state: AppState) -> Sender:
@@ -214,6 +214,7 @@ class Dispatcher:
         ]
         now = utcnow()
         async with session_scope(self.state.sessionmaker) as session:
+            await queue.without_waiting_for_disk(session)
             claimed = await queue.claim(
                 session,
                 now,
@@ -323,9 +324,20 @@ class Dispatcher:
         try:
             deferrals, self._deferrals = self._deferrals, {}
             async with session_scope(self.state.sessionmaker) as session:
+                await queue.without_waiting_for_disk(session)
                 await queue.record_outcomes(session, batch)
                 for webhook_id, until in deferrals.items():
                     await queue.defer_webhook(session, webhook_id, until, now)
+                await queue.defer_devices(
+                    session,
+                    (
+                        (o.webhook_id, o.device_uuid)
+                        for o in batch
+                        if o.attempted and o.status == "pending"
+                    ),
+                    now + timedelta(seconds=BEHIND_FAILURE_DELAY),
+                    now,
+                )
                 attempted = [o for o in batch if o.attempted]
                 gone = await queue.disable(
                     session,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Table,
@@ -35,7 +35,7 @@ from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 CHUNK = 2000
 NOTIFY_CHANNEL = "vsense_webhooks"
 CLAIM_LOCK = 0x76736E73  # advisory lock key of claims ("vsns")
-SCAN_FACTOR = 5  # due rows looked at per row a claim may take
+SCAN_FACTOR = 3  # due rows looked at per row a claim may take
 # Literal, not bound: PostgreSQL only uses the partial indexes when it sees the constant.
 PENDING_ROW = text("webhook_deliveries.status = 'pending'")
 
@@ -138,6 +138,14 @@ async def enqueue(
     return list(result.all())
 
 
+async def without_waiting_for_disk(session: AsyncSession) -> None:
+    """The dispatcher's own writes (leases, outcomes) need not wait for the disk: lost
+    in a crash of the database, they only mean a delivery is sent again, which
+    at-least-once allows. What devices were told is stored stays synchronous."""
+    if _is_postgres(session):
+        await session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 async def notify(session: AsyncSession) -> None:
     """Tell every listening dispatcher that work was queued (PostgreSQL delivers the
     notification at commit, and never for a rollback)."""
@@ -194,13 +202,10 @@ async def claim(
     if skipped:
         due = due.where(WebhookDelivery.webhook_id.not_in(skipped))
     # The oldest due rows, a few times what one claim takes, then ranked per webhook and
-    # per device (row locks go on the scan: PostgreSQL takes none beside window functions).
+    # per device.
     due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(
         limit * SCAN_FACTOR
     )
-    if _is_postgres(session):
-        await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
-        due = due.with_for_update(skip_locked=True)
     scanned = due.subquery("scanned")
     ranked = select(
         scanned.c.id,
@@ -211,12 +216,21 @@ async def claim(
         .over(partition_by=(scanned.c.webhook_id, scanned.c.device_uuid), order_by=scanned.c.id)
         .label("device_rank"),
     ).subquery("ranked")
-    chosen = (
+    chosen: Any = (
         select(ranked.c.id)
         .where(ranked.c.webhook_rank <= per_webhook, ranked.c.device_rank <= per_device)
         .order_by(ranked.c.id)
         .limit(limit)
     )
+    if _is_postgres(session):
+        # Claims take turns (so each sees the leases of the one before), and lock only the
+        # rows they take; a row some other statement holds is left for the next claim.
+        await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+        chosen = (
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.id.in_(chosen.scalar_subquery()))
+            .with_for_update(skip_locked=True)
+        )
     rows = await session.execute(
         update(Deliveries)
         .where(Deliveries.c.id.in_(chosen.scalar_subquery()))
@@ -255,6 +269,25 @@ async def defer_webhook(
     )
 
 
+async def defer_devices(
+    session: AsyncSession, keys: Iterable[tuple[int, uuid.UUID]], until: datetime, now: datetime
+) -> None:
+    """Move the due, unleased deliveries of devices (per webhook) whose latest attempt
+    failed to `until`: no attempt spent, and claims do not walk past them meanwhile."""
+    for webhook_id, device in sorted(set(keys)):
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                PENDING_ROW,
+                WebhookDelivery.webhook_id == webhook_id,
+                WebhookDelivery.device_uuid == device,
+                WebhookDelivery.next_attempt_at < until,
+                or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+            )
+            .values(next_attempt_at=until)
+        )
+
+
 async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:
     """Deliveries by id, as claimed (the caller leased them when it created them)."""
     rows = await session.execute(
@@ -271,12 +304,22 @@ async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Cla
     return [Claimed(*row) for row in rows]
 
 
-async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, WebhookEvent]:
+class EventBody(NamedTuple):
+    """What an attempt needs of its event (plain rows: the hot path loads no ORM objects)."""
+
+    id: int
+    msg_id: str
+    type: str
+    body: str
+
+
+async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, EventBody]:
     wanted = sorted(set(ids))
-    found: dict[int, WebhookEvent] = {}
+    found: dict[int, EventBody] = {}
+    columns = (WebhookEvent.id, WebhookEvent.msg_id, WebhookEvent.type, WebhookEvent.body)
     for chunk in _chunks(wanted):
-        for event in await session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(chunk))):
-            found[event.id] = event
+        for row in await session.execute(select(*columns).where(WebhookEvent.id.in_(chunk))):
+            found[row[0]] = EventBody(*row)
     return found
 
 
@@ -294,6 +337,7 @@ class Outcome:
 
     delivery_id: int
     webhook_id: int
+    device_uuid: uuid.UUID
     status: str  # pending (retry later), succeeded, failed, dead
     attempted: bool  # False: released without a request (deferred, or webhook disabled)
     next_attempt_at: datetime | None
