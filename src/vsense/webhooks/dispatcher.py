@@ -73,10 +73,7 @@ async def sender_of(state: AppState) -> Sender:
     if state.webhook_sender is None:
         settings = state.settings
         sender = Sender(
-            AddressPolicy(
-                allow_private=settings.webhook_allow_private,
-                allow_networks=tuple(settings.webhook_allow_networks),
-            ),
+            AddressPolicy.of(settings),
             user_agent=USER_AGENT,
             limit=MAX_IN_FLIGHT,
             limit_per_host=0,
@@ -327,18 +324,14 @@ class Dispatcher:
                 await queue.without_waiting_for_disk(session)
                 await queue.record_outcomes(session, batch)
                 for webhook_id, until in deferrals.items():
-                    await queue.defer_webhook(session, webhook_id, until, now)
-                await queue.defer_devices(
-                    session,
-                    (
-                        (o.webhook_id, o.device_uuid)
-                        for o in batch
-                        if o.attempted and o.status == "pending"
-                    ),
-                    now + timedelta(seconds=BEHIND_FAILURE_DELAY),
-                    now,
-                )
+                    await queue.defer(session, webhook_id, until, now)
                 attempted = [o for o in batch if o.attempted]
+                behind = now + timedelta(seconds=BEHIND_FAILURE_DELAY)
+                retried = {
+                    (o.webhook_id, o.device_uuid) for o in attempted if o.status == "pending"
+                }
+                for webhook_id, device in sorted(retried):
+                    await queue.defer(session, webhook_id, behind, now, device)
                 gone = await queue.disable(
                     session,
                     (o.webhook_id for o in attempted if o.status_code == 410),

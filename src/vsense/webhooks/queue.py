@@ -117,23 +117,44 @@ async def enqueue(
             )
         ).all()
     )
-    rows = [
-        {
-            "event_id": event_id,
-            "webhook_id": webhook_id,
-            "device_uuid": event.device_uuid,
-            "status": "pending",
-            "attempts": 0,
-            "reclaims": 0,
-            "created": now,
-            "next_attempt_at": now,
-            "lease_until": lease_until,
-        }
-        for event_id, event in zip(event_ids, events, strict=True)
-        for webhook_id in event.webhook_ids
-    ]
+    return await add_deliveries(
+        session,
+        [
+            (event_id, webhook_id, event.device_uuid)
+            for event_id, event in zip(event_ids, events, strict=True)
+            for webhook_id in event.webhook_ids
+        ],
+        now,
+        lease_until,
+    )
+
+
+async def add_deliveries(
+    session: AsyncSession,
+    targets: Sequence[tuple[int, int, uuid.UUID]],
+    now: datetime,
+    lease_until: datetime | None = None,
+) -> list[int]:
+    """Due deliveries of existing events, `(event, webhook, device)` each; their ids, in
+    order. With `lease_until`, they are born leased (the caller sends them itself)."""
+    if not targets:
+        return []
     result = await session.scalars(
-        insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True), rows
+        insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
+        [
+            {
+                "event_id": event_id,
+                "webhook_id": webhook_id,
+                "device_uuid": device,
+                "status": "pending",
+                "attempts": 0,
+                "reclaims": 0,
+                "created": now,
+                "next_attempt_at": now,
+                "lease_until": lease_until,
+            }
+            for event_id, webhook_id, device in targets
+        ],
     )
     return list(result.all())
 
@@ -252,40 +273,25 @@ async def claim(
     return claimed
 
 
-async def defer_webhook(
-    session: AsyncSession, webhook_id: int, until: datetime, now: datetime
+async def defer(
+    session: AsyncSession,
+    webhook_id: int,
+    until: datetime,
+    now: datetime,
+    device: uuid.UUID | None = None,
 ) -> None:
-    """Move a webhook's due, unleased deliveries to `until` (its breaker opened): they
-    spend no attempt, and claims no longer walk past them meanwhile."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(
-            PENDING_ROW,
-            WebhookDelivery.webhook_id == webhook_id,
-            WebhookDelivery.next_attempt_at < until,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        )
-        .values(next_attempt_at=until)
-    )
-
-
-async def defer_devices(
-    session: AsyncSession, keys: Iterable[tuple[int, uuid.UUID]], until: datetime, now: datetime
-) -> None:
-    """Move the due, unleased deliveries of devices (per webhook) whose latest attempt
-    failed to `until`: no attempt spent, and claims do not walk past them meanwhile."""
-    for webhook_id, device in sorted(set(keys)):
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                PENDING_ROW,
-                WebhookDelivery.webhook_id == webhook_id,
-                WebhookDelivery.device_uuid == device,
-                WebhookDelivery.next_attempt_at < until,
-                or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            )
-            .values(next_attempt_at=until)
-        )
+    """Move the due, unleased deliveries of a webhook (or of one device to it) to
+    `until`: its breaker opened, or the device's latest attempt failed. They spend no
+    attempt, and claims no longer walk past them meanwhile."""
+    where: list[Any] = [
+        PENDING_ROW,
+        WebhookDelivery.webhook_id == webhook_id,
+        WebhookDelivery.next_attempt_at < until,
+        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+    ]
+    if device is not None:
+        where.append(WebhookDelivery.device_uuid == device)
+    await session.execute(update(WebhookDelivery).where(*where).values(next_attempt_at=until))
 
 
 async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:

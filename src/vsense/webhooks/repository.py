@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.webhooks import queue
 
 
 def _visible(principal: Principal) -> Any:
@@ -114,26 +115,8 @@ async def requeue(
     webhook_id: int,
     events: Sequence[tuple[int, uuid.UUID]],
     now: datetime,
-    lease_until: datetime | None = None,
 ) -> list[int]:
     """New due deliveries of existing events to a webhook (same `webhook-id` each)."""
-    if not events:
-        return []
-    result = await session.scalars(
-        insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
-        [
-            {
-                "event_id": event_id,
-                "webhook_id": webhook_id,
-                "device_uuid": device,
-                "status": "pending",
-                "attempts": 0,
-                "reclaims": 0,
-                "created": now,
-                "next_attempt_at": now,
-                "lease_until": lease_until,
-            }
-            for event_id, device in events
-        ],
+    return await queue.add_deliveries(
+        session, [(event_id, webhook_id, device) for event_id, device in events], now
     )
-    return list(result.all())

@@ -61,11 +61,7 @@ def view(webhook: WebhookRow) -> Webhook:
 
 
 def _check_url(state: AppState, url: str) -> None:
-    policy = AddressPolicy(
-        allow_private=state.settings.webhook_allow_private,
-        allow_networks=tuple(state.settings.webhook_allow_networks),
-    )
-    refusal = check_url(url, policy)
+    refusal = check_url(url, AddressPolicy.of(state.settings))
     if refusal:
         raise Unprocessable("The webhook is invalid.", errors=[field_error("url", refusal)])
 

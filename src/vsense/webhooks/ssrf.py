@@ -22,6 +22,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from vsense.config import Settings
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -81,6 +83,14 @@ class AddressPolicy:
 
     allow_private: bool = False
     allow_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> AddressPolicy:
+        """The policy the settings ask for (`webhook_allow_private`, `_allow_networks`)."""
+        return cls(
+            allow_private=settings.webhook_allow_private,
+            allow_networks=tuple(settings.webhook_allow_networks),
+        )
 
     def refusal(self, ip: IPAddress) -> str | None:
         """Why `ip` may not be contacted, or None when it may."""
