@@ -142,16 +142,26 @@ def webhook_effects(
     endpoint is not asked again at once; they then go ahead of the retry); 410 disables;
     a success ends a webhook's run of failures, and a webhook failing without a success
     for `disable_after` is disabled."""
-    attempted = [o for o in outcomes if o.attempted]
-    retried = {
-        (o.webhook_id, o.device_uuid) for o in attempted if o.status == DeliveryStatus.PENDING
-    }
-    succeeded = {o.webhook_id for o in attempted if o.status == DeliveryStatus.SUCCEEDED}
-    failed = {o.webhook_id for o in attempted if o.status != DeliveryStatus.SUCCEEDED}
+    pending, succeeded_status = DeliveryStatus.PENDING, DeliveryStatus.SUCCEEDED
+    retried: set[tuple[int, uuid.UUID]] = set()
+    gone: set[int] = set()
+    succeeded: set[int] = set()
+    failed: set[int] = set()
+    for o in outcomes:
+        if not o.attempted:
+            continue
+        if o.status == succeeded_status:
+            succeeded.add(o.webhook_id)
+            continue
+        failed.add(o.webhook_id)
+        if o.status == pending:
+            retried.add((o.webhook_id, o.device_uuid))
+        if o.status_code == GONE:
+            gone.add(o.webhook_id)
     return WebhookEffects(
         waiting=sorted(retried),
         wait_until=now + BEHIND_FAILURE_DELAY,
-        gone=sorted({o.webhook_id for o in attempted if o.status_code == GONE}),
+        gone=sorted(gone),
         recovered=sorted(succeeded),
         failing=sorted(failed - succeeded),
         disable_failing_since=now - disable_after,
