@@ -29,6 +29,7 @@ def _visible(principal: Principal) -> Any:
 async def list_webhooks(
     session: AsyncSession, principal: Principal, device: uuid.UUID | None
 ) -> Sequence[Webhook]:
+    """The webhooks the caller sees (of one device, if given), oldest first."""
     statement = select(Webhook).where(_visible(principal)).order_by(Webhook.id)
     if device is not None:
         statement = statement.where(Webhook.device_uuid == device)
@@ -38,17 +39,20 @@ async def list_webhooks(
 async def get_webhook(
     session: AsyncSession, principal: Principal, webhook_id: int
 ) -> Webhook | None:
+    """A webhook the caller sees, or None."""
     return await session.scalar(
         select(Webhook).where(_visible(principal), Webhook.id == webhook_id)
     )
 
 
 async def add_webhook(session: AsyncSession, webhook: Webhook) -> None:
+    """Insert a webhook (its id is set on return)."""
     session.add(webhook)
     await session.flush()
 
 
 async def delete_webhook(session: AsyncSession, webhook: Webhook) -> None:
+    """Delete a webhook; its deliveries and their attempts go with it."""
     await session.delete(webhook)
     await session.flush()
 
@@ -75,6 +79,7 @@ async def list_deliveries(
 async def attempts_of(
     session: AsyncSession, delivery_ids: Sequence[int]
 ) -> dict[int, list[WebhookAttempt]]:
+    """The attempts of each delivery, oldest first."""
     found: dict[int, list[WebhookAttempt]] = {d: [] for d in delivery_ids}
     if delivery_ids:
         rows = await session.scalars(
@@ -90,6 +95,7 @@ async def attempts_of(
 async def get_delivery(
     session: AsyncSession, webhook_id: int, delivery_id: int
 ) -> WebhookDelivery | None:
+    """A delivery of a webhook, or None."""
     return await session.scalar(
         select(WebhookDelivery).where(
             WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == webhook_id
