@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
+from vsense.alerts.routes import alerts_router, rules_router
 from vsense.config import Settings, get_settings
 from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
@@ -91,6 +92,8 @@ def create_app(
         gateway_router,
         images_router,
         webhooks_router,
+        rules_router,
+        alerts_router,
     ):
         app.include_router(router)
     app.include_router(_operations_router())

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from vsense.alerts import integration as alerts
+from vsense.alerts import repository as alerts_repository
 from vsense.db import session_scope
 from vsense.gateway import repository as gateway_repository
 from vsense.gateway.liveness import sweep
@@ -40,6 +42,11 @@ class BackgroundRuntime:
         async with session_scope(self.state.sessionmaker) as session:
             return await sweep(session, self.state, now or utcnow())
 
+    async def alert_sweep(self, now: datetime | None = None) -> int:
+        """Evaluate the alert rules that time changes; returns the transitions."""
+        async with session_scope(self.state.sessionmaker) as session:
+            return await alerts.sweep(session, self.state, now or utcnow())
+
     async def fail_overdue_images(self, now: datetime | None = None) -> int:
         """Fail snapshot requests whose device did not upload in time."""
         async with session_scope(self.state.sessionmaker) as session:
@@ -51,14 +58,15 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.state, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
-        """Delete deliveries and payload logs that outlived their retention, a chunk per
-        transaction; returns the rows removed."""
+        """Delete deliveries, payload logs and ended alerts that outlived their retention,
+        a chunk per transaction; returns the rows removed."""
         now = now or utcnow()
         settings = self.state.settings
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
             (gateway_repository.purge_messages, settings.payload_retention),
+            (alerts_repository.purge_alerts, settings.payload_retention),
         ):
             while True:
                 async with session_scope(self.state.sessionmaker) as session:
@@ -76,6 +84,7 @@ class BackgroundRuntime:
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
             asyncio.create_task(self._every(settings.sweep_interval, self.fail_overdue_images)),
+            asyncio.create_task(self._every(settings.sweep_interval, self.alert_sweep)),
             asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]
         if ingest:

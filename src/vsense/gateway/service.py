@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from vsense.accounts.service import DEVICE_PREFIX
+from vsense.alerts import integration as alerts
 from vsense.db import session_scope
 from vsense.gateway import repository
 from vsense.gateway.liveness import deadline_after
@@ -183,7 +184,7 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
             errors += [{"index": index, **error} for error in exc.errors]
     if accepted:
         accepted = await _drop_excess_vpm(session, state, device.uuid, accepted)
-        await _store(session, device.uuid, accepted, now)
+        metric_rows = await _store(session, device.uuid, accepted, now)
         await sign_of_life(session, state, device, "payload")
         await outbox.emit_many(
             session,
@@ -197,6 +198,7 @@ async def ingest(session: AsyncSession, state: AppState, device: DeviceIdentity,
                 for m in accepted
             ],
         )
+        await alerts.after_store(session, state, device.uuid, metric_rows, now)
     if errors:
         rejected = len({e["index"] for e in errors})
         raise BatchPartlyRejected(
@@ -231,7 +233,8 @@ async def _drop_excess_vpm(
 
 async def _store(
     session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage], now: datetime
-) -> None:
+) -> list[dict[str, Any]]:
+    """Store messages and their metrics; returns the metric rows (alert rules read them)."""
     ids = await repository.add_messages(
         session,
         [
@@ -276,6 +279,7 @@ async def _store(
                     }
                 )
     await repository.add_metrics(session, rows)
+    return rows
 
 
 async def _running_occupancy(
