@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     delete,
+    false,
     func,
     not_,
     or_,
@@ -368,7 +369,7 @@ async def firing_out_of_scope(session: AsyncSession, rule_id: int | None = None)
         select(AlertRule, *_DEVICE_COLUMNS, AlertState)
         .join(AlertState, AlertState.rule_id == AlertRule.id)
         .join(Device, Device.uuid == AlertState.device_uuid)
-        .where(AlertState.firing.is_(True), not_(in_scope()))
+        .where(AlertState.firing.is_(True), not_(func.coalesce(in_scope(), false())))
     )
     if rule_id is not None:
         statement = statement.where(AlertRule.id == rule_id)
