@@ -3,22 +3,25 @@ in the history and to a real HTTP receiver, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from tests.factories import ZONE, Api, Caller, vcz
 from tests.receiver import Receiver, running_receiver
 from tests.test_gateway import Sensor, sensor
+from vsense.alerts.evaluation import evaluate_values
 from vsense.app import create_app
 from vsense.config import Settings
-from vsense.db import session_scope
+from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook
 from vsense.state import AppState
@@ -556,3 +559,64 @@ async def test_ended_alerts_are_purged_after_the_retention(api: Api) -> None:
     await BackgroundRuntime(api.state).purge_once(utcnow() + timedelta(seconds=retention + 60))
     (kept,) = await alerts(admin)
     assert kept["state"] == "firing"
+
+
+# Concurrency -------------------------------------------------------------------------
+
+
+async def _lock_waiters(engine: Any) -> int:
+    async with engine.connect() as connection:
+        found = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+    return int(found or 0)
+
+
+async def test_two_processes_evaluating_one_device_at_once_fire_once(
+    api: Api, database_settings: Settings, backend: str
+) -> None:
+    admin = await api.organization()
+    device = await vcz_sensor(admin)
+    await add_rule(admin, hall_rule(device.uuid))
+    at = int(time.time())
+    rows = [
+        {
+            "message_id": 1,
+            "epoch": at,
+            "name": "count",
+            "value": 150.0,
+            "marker_id": ZONE,
+            "marker_name": "Z-0",
+        }
+    ]
+    emitted: list[Any] = []
+
+    async def emit(session: Any, items: Any) -> int:
+        emitted.extend(items)
+        return len(items)
+
+    # The second evaluation runs on an engine of its own, as another process would.
+    other = create_engine(database_settings)
+    try:
+
+        async def evaluate(sessionmaker: Any) -> int:
+            async with session_scope(sessionmaker) as session:
+                return await evaluate_values(session, emit, uuid.UUID(device.uuid), rows, utcnow())
+
+        async with session_scope(api.state.sessionmaker) as first:
+            assert await evaluate_values(first, emit, uuid.UUID(device.uuid), rows, utcnow()) == 1
+            second = asyncio.create_task(evaluate(create_sessionmaker(other)))
+            if backend == "postgresql":  # the second waits on the first's row lock
+                async with asyncio.timeout(10):
+                    while await _lock_waiters(other) == 0:  # noqa: ASYNC110 - another connection's state
+                        await asyncio.sleep(0.01)
+            else:  # the second waits for the write lock (BEGIN IMMEDIATE)
+                await asyncio.sleep(0)
+        assert await second == 0
+    finally:
+        await other.dispose()
+    assert [item[2]["alert"][0]["type"] for item in emitted] == ["FIRING"]
+    assert len(await alerts(admin)) == 1
