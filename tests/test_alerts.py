@@ -323,6 +323,19 @@ async def test_group_rules_follow_the_membership(api: Api) -> None:
     assert await alerts(admin, state="firing") == []
 
 
+async def test_a_group_named_by_rules_is_kept_until_they_go(api: Api) -> None:
+    admin = await api.organization()
+    group = await admin.group()
+    device = await vcz_sensor(admin, group=group["name"])
+    rule = await add_rule(
+        admin, {**hall_rule(device.uuid), "device_uuid": None, "group": group["id"]}
+    )
+    assert rule["group"] == group["name"] and rule["group_id"] == group["id"]
+    assert (await admin.delete(f"/api/v1/groups/{group['id']}")).status_code == 409
+    assert (await admin.delete(f"/api/v1/alert-rules/{rule['id']}")).status_code == 204
+    assert (await admin.delete(f"/api/v1/groups/{group['id']}")).status_code == 204
+
+
 async def test_an_episode_survives_a_restart(
     api: Api, database_settings: Settings, shared_engine: Any
 ) -> None:
