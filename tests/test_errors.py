@@ -119,3 +119,65 @@ async def test_nul_in_query_is_not_a_server_error(api: Api) -> None:
     assert response.status_code in (200, 400)
     if response.status_code == 400:
         assert_envelope(response, 400, 4000)
+
+
+async def test_out_of_range_pages_and_times_are_400_on_every_list(api: Api) -> None:
+    admin = await api.organization()
+    device = (await admin.device())["uuid"]
+    webhook = await admin.post(
+        "/api/v1/webhooks", params={"device_uuid": device}, json={"url": "https://example.com/x"}
+    )
+    assert webhook.status_code == 201, webhook.text
+    lists = [
+        "/api/v1/devices",
+        "/api/v1/users",
+        "/api/v1/groups",
+        "/api/v1/tokens",
+        f"/api/v1/devices/{device}/payloads",
+        f"/api/v1/devices/{device}/events",
+        f"/api/v1/devices/{device}/images",
+        f"/api/v1/webhooks/{webhook.json()['id']}/deliveries",
+    ]
+    for path in lists:
+        for page in (2**62, 2**63, 10**30):
+            assert_envelope(await admin.get(path, params={"page": page}), 400, 4000)
+        assert (await admin.get(path, params={"page": 2})).status_code == 200
+    times = [
+        {"since": "0001-01-01T00:00:00+14:00"},
+        {"until": "9999-12-31T23:59:59-14:00"},
+        {"since": "0001-01-01T00:00:00Z"},
+        {"until": "9999-12-31T23:59:59Z"},
+        {"since": str(-(2**40))},
+        {"until": str(2**40)},
+    ]
+    for params in times:
+        for path in ("payloads", "metrics"):
+            response = await admin.get(f"/api/v1/devices/{device}/{path}", params=params)
+            assert_envelope(response, 400, 4000)
+            assert next(iter(params)) in response.json()["message"]
+        replay = await admin.post(
+            f"/api/v1/webhooks/{webhook.json()['id']}/replay",
+            json={"since": "2026-01-01T00:00:00Z", **params},
+        )
+        assert_envelope(replay, 400, 4000)
+    within = {"since": "1970-01-01T00:00:00Z", "until": "9998-12-31T23:59:59Z"}
+    assert (await admin.get(f"/api/v1/devices/{device}/payloads", params=within)).status_code == 200
+
+
+async def test_out_of_range_times_in_bodies_are_422(api: Api) -> None:
+    admin = await api.organization()
+    for expiry in ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59Z"):
+        response = await admin.post(
+            "/api/v1/tokens", json={"name": "far", "scopes": ["devices:read"], "expires_at": expiry}
+        )
+        body = assert_envelope(response, 422, 4022)
+        assert [e["field"] for e in body["error"]] == ["expires_at"]
+    response = await admin.post(
+        "/api/v1/tokens",
+        json={
+            "name": "near",
+            "scopes": ["devices:read"],
+            "expires_at": "2999-01-01T00:00:00+14:00",
+        },
+    )
+    assert response.status_code == 201, response.text

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from vsense.kit.text import json_text_problems
-from vsense.kit.time import isoformat
+from vsense.kit.time import isoformat, within_range
 
 # ISO 8601, UTC, whole seconds, `Z` suffix: how every API response shows a time.
 Timestamp = Annotated[datetime, PlainSerializer(isoformat, return_type=str, when_used="always")]
+
+# A time a client sends in a body: made UTC, and refused (422) outside the range every
+# database and datetime can hold, rather than failing (500) when it is stored.
+Instant = Annotated[datetime, AfterValidator(within_range)]
 
 
 class ListMeta(BaseModel):
