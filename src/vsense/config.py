@@ -102,7 +102,15 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None,
         description="Base URL of the server as integrators reach it (`https://vsense.example`), "
-        "used in image links; unset means the scheme and host of the request.",
+        "used in image links; unset means the scheme and host of the request when that "
+        "host is allowed (`allowed_hosts`), else the address the server listens on.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names a request's `Host` header may give for image links when "
+        '`public_url` is unset, as a JSON list (`["vsense.example"]`); the address the '
+        "server listens on and localhost are always allowed. Any other `Host` is ignored "
+        "(a forged one would send link followers elsewhere).",
     )
     webhook_allow_private: bool = Field(
         False, description="Let webhooks target private and loopback addresses."
