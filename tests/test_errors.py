@@ -181,3 +181,30 @@ async def test_out_of_range_times_in_bodies_are_422(api: Api) -> None:
         },
     )
     assert response.status_code == 201, response.text
+
+
+async def test_every_response_says_nosniff(state: AppState, api: Api) -> None:
+    app: FastAPI = create_app(state=state)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        admin = await api.organization()
+        big = b"x" * (state.settings.max_body_bytes + 1)
+        responses = [
+            await client.get("/healthz"),
+            await client.get("/metrics"),
+            await client.get("/api/v1/devices", headers=admin.headers),
+            await client.get("/api/v1/nothing-here"),
+            await client.get("/api/v1/devices"),
+            await client.post("/api/v1/login", content=big),
+            await client.get("/api/v1/devices%00"),
+            await client.get("/api/v1/docs"),
+            await client.get("/boom"),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 401, 413, 400, 200, 500]
+    for response in responses:
+        assert response.headers.get("x-content-type-options") == "nosniff", response.request.url

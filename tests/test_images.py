@@ -350,6 +350,25 @@ async def test_uploads_that_are_not_jpeg_or_png_are_refused(api: Api) -> None:
         assert refused.json()["code"] == 4022
 
 
+async def test_uploads_with_only_the_magic_bytes_of_an_image_are_refused(api: Api) -> None:
+    admin = await api.organization()
+    device = await camera(admin)
+    request_id = (await ask(admin, device))["meta"]["request_id"]
+    png = picture("PNG")
+    forged = [
+        b"\xff\xd8\xff\xe0" + b"<script>alert(1)</script>" * 20,  # JPEG magic, then HTML
+        b"\xff\xd8\xff" + bytes(500),
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"<html>" * 50,  # PNG magic and IHDR tag
+        png[:40],  # a PNG cut short
+        png[:29] + bytes(4) + png[33:],  # a PNG whose header checksum is wrong
+    ]
+    for body in forged:
+        refused = await device.upload(request_id, "raw", body, "image/jpeg")
+        assert refused.status_code == 422, body[:20]
+        assert refused.json()["code"] == 4022
+    assert (await device.upload(request_id, "raw", png)).status_code == 204
+
+
 async def test_oversized_uploads_are_refused_and_large_ones_within_the_limit_kept(
     api: Api,
 ) -> None:

@@ -34,7 +34,7 @@ from vsense.kit.errors import (
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import MetricsMiddleware, RequestGuardMiddleware
+from vsense.kit.middleware import MetricsMiddleware, NoSniffMiddleware, RequestGuardMiddleware
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
@@ -105,6 +105,7 @@ def create_app(
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
+    app.add_middleware(NoSniffMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -146,6 +147,8 @@ def _operations_router() -> APIRouter:
 def _error(error: AppError) -> Response:
     response = json_response(error.body(), error.status_code)
     response.headers.update(error.headers)
+    # Also on the answers of the outermost error handler, which no middleware wraps.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
