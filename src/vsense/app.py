@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
@@ -106,6 +107,10 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
     app.add_middleware(NoSniffMiddleware)
+    if settings.trusted_proxies:
+        # The only place a forwarded client address or scheme is believed, and only from
+        # these peers (`vsense serve` leaves uvicorn's own, which trusts any local peer, off).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         "server listens on and localhost are always allowed. Any other `Host` is ignored "
         "(a forged one would send link followers elsewhere).",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose `X-Forwarded-For` and "
+        '`X-Forwarded-Proto` are believed, as a JSON list (`["10.0.0.5"]`); empty: the '
+        "peer's own address is the client's (the login throttle counts it).",
+    )
     webhook_allow_private: bool = Field(
         False, description="Let webhooks target private and loopback addresses."
     )
