@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vsense.kit.files import private_folder
+
 DEFAULT_SECRET_PLACEHOLDER = "change-me"
 MIN_SECRET_LENGTH = 32
 
@@ -288,7 +290,7 @@ def _development_key(data_dir: Path) -> str:
     key_file = data_dir / "secret_key"
     if key_file.is_file():
         return key_file.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(data_dir)
     key = secrets.token_urlsafe(48)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
