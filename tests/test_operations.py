@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.factories import Api
 from tests.live_server import start_server
@@ -115,3 +117,27 @@ async def test_x_forwarded_for_of_a_trusted_proxy_is_the_client_address(state: A
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert await failed_logins(client, [f"203.0.113.{n}" for n in range(4)]) == [401] * 4
         assert await failed_logins(client, ["198.51.100.7"] * 4) == [401, 401, 401, 429]
+
+
+async def test_metrics_behind_a_token_when_one_is_set(state: AppState) -> None:
+    token = {"metrics_token": SecretStr("scrape-token-0123456789")}
+    cases: list[tuple[dict[str, Any], str | None, int]] = [
+        (token, None, 401),
+        (token, "Bearer wrong", 401),
+        (token, "Bearer scrape-token-0123456789", 200),
+        ({"environment": "production"}, None, 403),
+        ({**token, "environment": "production"}, "Bearer scrape-token-0123456789", 200),
+        ({"environment": "development"}, None, 200),
+    ]
+    for overrides, authorization, status in cases:
+        settings = state.settings.model_copy(update=overrides)
+        app = create_app(state=AppState.for_engine(settings, state.engine))
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": authorization} if authorization else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/metrics", headers=headers)
+        assert response.status_code == status, (overrides, authorization, response.text)
+        if status == 200:
+            assert "vsense_http_requests_total" in response.text
+        else:
+            assert response.json()["httpError"] == status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,8 +30,10 @@ from vsense.kit.errors import (
     AppError,
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     ServiceUnavailable,
+    Unauthorized,
     Unprocessable,
     field_error,
 )
@@ -143,10 +146,27 @@ def _operations_router() -> APIRouter:
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
     async def metrics(request: Request) -> Response:
-        body = generate_latest(state_of(request).metrics.registry)
+        """Open in development and tests; behind `metrics_token` when it is set; refused
+        in production without one (the figures describe the fleet and its traffic)."""
+        state = state_of(request)
+        _check_metrics_access(request, state.settings)
+        body = generate_latest(state.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _check_metrics_access(request: Request, settings: Settings) -> None:
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if token is None:
+        if settings.environment == "production":
+            raise Forbidden("Metrics are served in production only with VSENSE_METRICS_TOKEN.")
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise Unauthorized("The metrics token is required (Authorization: Bearer ...).")
 
 
 def _error(error: AppError) -> Response:

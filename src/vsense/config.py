@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         '`X-Forwarded-Proto` are believed, as a JSON list (`["10.0.0.5"]`); empty: the '
         "peer's own address is the client's (the login throttle counts it).",
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, `/metrics` answers only requests bearing it "
+        "(`Authorization: Bearer ...`); unset, it is open in development and test and "
+        "refused in production (the figures describe the fleet and its traffic).",
+    )
     webhook_allow_private: bool = Field(
         False, description="Let webhooks target private and loopback addresses."
     )
