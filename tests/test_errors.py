@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests.factories import Api
 from vsense.app import create_app
+from vsense.db import session_scope
+from vsense.kit.errors import Unprocessable
 from vsense.state import AppState
+from vsense.users import service as users_service
 
 
 def assert_envelope(response: httpx.Response, status: int, code: int) -> dict[str, Any]:
@@ -208,3 +212,10 @@ async def test_every_response_says_nosniff(state: AppState, api: Api) -> None:
     assert [r.status_code for r in responses] == [200, 200, 200, 404, 401, 413, 400, 200, 500]
     for response in responses:
         assert response.headers.get("x-content-type-options") == "nosniff", response.request.url
+
+
+async def test_an_organization_name_that_cannot_be_stored_is_refused(state: AppState) -> None:
+    for name in ("org-\udcff", "org-\x00"):  # argv decodes undecodable bytes to surrogates
+        with pytest.raises(Unprocessable, match="organization name"):
+            async with session_scope(state.sessionmaker) as session:
+                await users_service.create_organization(session, name)
