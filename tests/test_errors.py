@@ -219,3 +219,24 @@ async def test_an_organization_name_that_cannot_be_stored_is_refused(state: AppS
         with pytest.raises(Unprocessable, match="organization name"):
             async with session_scope(state.sessionmaker) as session:
                 await users_service.create_organization(session, name)
+
+
+async def test_an_unexpected_error_is_answered_without_ending_the_connection(
+    state: AppState,
+) -> None:
+    app: FastAPI = create_app(state=state)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    # The application must not raise past its answer: a server closes the keep-alive
+    # connection of a request whose application raised.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/boom")
+        body = assert_envelope(response, 500, 5000)
+        assert "secret" not in response.text and body["error"] == []
+        assert response.headers["x-content-type-options"] == "nosniff"
+        metrics = (await client.get("/metrics")).text
+    assert 'vsense_http_requests_total{method="GET",route="/boom",status="500"} 1.0' in metrics

@@ -38,7 +38,12 @@ from vsense.kit.errors import (
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import MetricsMiddleware, NoSniffMiddleware, RequestGuardMiddleware
+from vsense.kit.middleware import (
+    MetricsMiddleware,
+    NoSniffMiddleware,
+    RequestGuardMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
@@ -109,6 +114,7 @@ def create_app(
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(NoSniffMiddleware)
     if settings.trusted_proxies:
         # The only place a forwarded client address or scheme is believed, and only from
