@@ -132,6 +132,8 @@ def on_value(rule: RuleSpec, standing: Standing, value: float, at: datetime) -> 
     moving = _past_clearing(rule, value) if standing.firing else _past_trigger(rule, value)
     if not moving:
         # Between the thresholds (or back on the side it stands on): nothing pending.
+        if standing.pending_since is None and standing.last_value is None:
+            return Step(standing)
         return Step(Standing(firing=standing.firing))
     since = standing.pending_since or at
     if _held(since, at, rule.clear_for_s if standing.firing else rule.for_s):

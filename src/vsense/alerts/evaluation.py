@@ -36,8 +36,8 @@ from vsense.alerts.engine import (
     total,
 )
 from vsense.alerts.events import alert_body, rule_summary
-from vsense.alerts.repository import StateRow, Watched
-from vsense.models import Alert, AlertRule
+from vsense.alerts.repository import RuleView, StateRow, Watched
+from vsense.models import Alert
 
 logger = logging.getLogger("vsense.alerts")
 
@@ -50,7 +50,7 @@ EventItem = tuple[uuid.UUID, str, dict[str, Any]]
 Emit = Callable[[AsyncSession, Sequence[EventItem]], Awaitable[int]]
 
 
-def spec_of(rule: AlertRule) -> RuleSpec:
+def spec_of(rule: RuleView) -> RuleSpec:
     return RuleSpec(
         kind=rule.kind,
         trigger_value=rule.trigger_value,
@@ -60,7 +60,7 @@ def spec_of(rule: AlertRule) -> RuleSpec:
     )
 
 
-def summary_of(rule: AlertRule) -> dict[str, Any]:
+def summary_of(rule: RuleView) -> dict[str, Any]:
     return rule_summary(
         rule.kind, rule.trigger_value, rule.clearing_value, rule.for_s, rule.clear_for_s
     )
@@ -70,7 +70,7 @@ def summary_of(rule: AlertRule) -> dict[str, Any]:
 class Target:
     """One (rule, device, marker) being evaluated."""
 
-    rule: AlertRule
+    rule: RuleView
     device: uuid.UUID
     app_type: str | None
     marker_key: str
@@ -183,11 +183,11 @@ async def _record(
 
 
 def _marker_values(
-    rule: AlertRule, rows: Sequence[Mapping[str, Any]]
+    rule: RuleView, by_metric: Mapping[str, list[Mapping[str, Any]]]
 ) -> list[tuple[str, str | None, float]]:
     """(marker key, marker name, value) a message gives a rule: one per matching marker,
     or the device total (the device's own metric, else the markers' total)."""
-    named = [row for row in rows if row["name"] == rule.metric]
+    named = by_metric.get(rule.metric or "")
     if not named:
         return []
     if rule.reference_marker:
@@ -205,13 +205,18 @@ def _marker_values(
     return [("", None, total(rule.metric, [float(row["value"]) for row in named]))]
 
 
-def _messages(rows: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, list[Mapping[str, Any]]]]:
-    """The metric rows of a batch, by message, in time order (batch order among equals)."""
-    by_message: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)
+Message = tuple[datetime, dict[str, list[Mapping[str, Any]]]]
+
+
+def _messages(rows: Iterable[Mapping[str, Any]]) -> list[Message]:
+    """The metric rows of a batch by message and metric name, in time order (batch order
+    among equals)."""
+    by_message: dict[Any, tuple[int, dict[str, list[Mapping[str, Any]]]]] = {}
     for row in rows:
-        by_message[row["message_id"]].append(row)
+        entry = by_message.setdefault(row["message_id"], (row["epoch"], {}))
+        entry[1].setdefault(row["name"], []).append(row)
     messages = [
-        (datetime.fromtimestamp(group[0]["epoch"], UTC), group) for group in by_message.values()
+        (datetime.fromtimestamp(epoch, UTC), by_metric) for epoch, by_metric in by_message.values()
     ]
     messages.sort(key=lambda item: item[0])
     return messages
@@ -242,7 +247,7 @@ async def evaluate_values(
     `marker_name`), in the transaction that stores it. Returns the transitions."""
     if not rows:
         return 0
-    rules, app_type = await repository.value_rules_for_device(session, device, VALUE_KINDS)
+    rules, app_type, states = await repository.rules_of_device(session, device, VALUE_KINDS)
     if not rules:
         return 0
     messages = _messages(rows)
@@ -256,7 +261,6 @@ async def evaluate_values(
                 names[(rule.id, key)] = name
     if not inputs:
         return 0
-    states = await repository.states_of(session, list(by_id), device)
     items: list[EventItem] = []
     for (rule_id, key), values in inputs.items():
         rule = by_id[rule_id]

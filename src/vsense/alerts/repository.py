@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Uuid,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -162,6 +164,57 @@ async def device_of(
 
 
 @dataclass(frozen=True, slots=True)
+class RuleView:
+    """What evaluation needs of a rule, read as plain columns (no ORM object per rule)."""
+
+    id: int
+    organization_id: int
+    name: str
+    metric: str | None
+    reference_marker: str | None
+    kind: str
+    trigger_value: float | None
+    clearing_value: float | None
+    for_s: int | None
+    clear_for_s: int | None
+    severity: str
+    updated: datetime
+
+
+_RULE_COLUMNS = (
+    AlertRule.id,
+    AlertRule.organization_id,
+    AlertRule.name,
+    AlertRule.metric,
+    AlertRule.reference_marker,
+    AlertRule.kind,
+    AlertRule.trigger_value,
+    AlertRule.clearing_value,
+    AlertRule.for_s,
+    AlertRule.clear_for_s,
+    AlertRule.severity,
+    AlertRule.updated,
+)
+
+
+def rule_view(rule: AlertRule) -> RuleView:
+    return RuleView(
+        rule.id,
+        rule.organization_id,
+        rule.name,
+        rule.metric,
+        rule.reference_marker,
+        rule.kind,
+        rule.trigger_value,
+        rule.clearing_value,
+        rule.for_s,
+        rule.clear_for_s,
+        rule.severity,
+        rule.updated,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StateRow:
     """A stored state, with what a compare and set needs (`id`, `version`)."""
 
@@ -190,30 +243,64 @@ def _state_row(state: AlertState) -> StateRow:
     )
 
 
-async def value_rules_for_device(
-    session: AsyncSession, device: uuid.UUID, kinds: Sequence[str]
-) -> tuple[list[AlertRule], str | None]:
-    """The enabled rules of these kinds that cover a device now, and its app type."""
-    rows = (
-        await session.execute(
-            select(AlertRule, Device.app_type)
-            .join(Device, Device.uuid == device)
-            .where(AlertRule.enabled.is_(True), AlertRule.kind.in_(kinds), in_scope())
-            .order_by(AlertRule.id)
-        )
-    ).all()
-    return [row[0] for row in rows], (rows[0][1] if rows else None)
-
-
-async def states_of(
-    session: AsyncSession, rule_ids: Sequence[int], device: uuid.UUID
-) -> dict[tuple[int, str], StateRow]:
-    if not rule_ids:
-        return {}
-    rows = await session.scalars(
-        select(AlertState).where(AlertState.rule_id.in_(rule_ids), AlertState.device_uuid == device)
+_STATE_COLUMNS = (
+    AlertState.id,
+    AlertState.marker_key,
+    AlertState.marker_name,
+    AlertState.firing,
+    AlertState.pending_since,
+    AlertState.last_value,
+    AlertState.value_since,
+    AlertState.alert_uuid,
+    AlertState.version,
+)
+_RULES_OF_DEVICE = (
+    select(*_RULE_COLUMNS, Device.app_type, *_STATE_COLUMNS)
+    .select_from(AlertRule)
+    .join(Device, Device.uuid == bindparam("device", type_=Uuid))
+    .outerjoin(
+        AlertState,
+        and_(AlertState.rule_id == AlertRule.id, AlertState.device_uuid == Device.uuid),
     )
-    return {(s.rule_id, s.marker_key): _state_row(s) for s in rows.all()}
+    .where(
+        AlertRule.enabled.is_(True),
+        AlertRule.kind.in_(bindparam("kinds", expanding=True)),
+        in_scope(),
+    )
+    .order_by(AlertRule.id)
+)
+
+
+async def rules_of_device(
+    session: AsyncSession, device: uuid.UUID, kinds: Sequence[str]
+) -> tuple[list[RuleView], str | None, dict[tuple[int, str], StateRow]]:
+    """The enabled rules of these kinds that cover a device now, its app type, and their
+    states for it: one statement of plain rows (ingest runs it once per batch)."""
+    connection = await session.connection()
+    result = await connection.execute(_RULES_OF_DEVICE, {"device": device, "kinds": list(kinds)})
+    rows: list[Any] = list(result.all())
+    rules: dict[int, RuleView] = {}
+    states: dict[tuple[int, str], StateRow] = {}
+    width = len(_RULE_COLUMNS)
+    for row in rows:
+        rule_id = row[0]
+        if rule_id not in rules:
+            rules[rule_id] = RuleView(*row[:width])
+        state = row[width + 1 :]
+        if state[0] is not None:
+            states[(rule_id, state[1])] = StateRow(
+                id=state[0],
+                version=state[8],
+                standing=Standing(
+                    firing=bool(state[3]),
+                    pending_since=state[4],
+                    last_value=state[5],
+                    value_since=state[6],
+                ),
+                alert_uuid=state[7],
+                marker_name=state[2],
+            )
+    return list(rules.values()), (rows[0][width] if rows else None), states
 
 
 async def state_of(
@@ -287,7 +374,7 @@ async def reset_states(session: AsyncSession, rule_id: int) -> None:
 class Watched:
     """One (rule, device, marker) the sweep looks at, with what it needs of the device."""
 
-    rule: AlertRule
+    rule: RuleView
     device: uuid.UUID
     app_type: str | None
     is_online: bool
@@ -301,7 +388,7 @@ def _watched(row: Any, marker_key: str | None = None) -> Watched:
     offline_since = None if is_online else (refreshed or created)
     key = state.marker_key if state is not None else (marker_key or "")
     return Watched(
-        rule=rule,
+        rule=rule_view(rule),
         device=device,
         app_type=app_type,
         is_online=bool(is_online),
