@@ -667,6 +667,11 @@ async def run_scenarios(
         # (e) the batches of (c) again, with alert rules over the fleet
         if options.rules:
             await add_rules(admin_session, base_url, fleet.payload, options.rules)
+            # Creating the rules takes long enough for the sweep to mark the payload
+            # devices offline; (c) found them online, and so must (e).
+            primed = await prime(base_url, fleet.payload, options.clients)
+            if primed:
+                report.notes.append(f"x{workers} priming payload devices: {primed[0]}")
             with_rules = await payload_scenario(
                 f"e {options.batch} messages/request, {options.rules:,} rules",
                 kinds["batch"],
