@@ -18,6 +18,8 @@ from sqlalchemy import delete, text
 from tests.factories import ZONE, Api, Caller, vcz
 from tests.receiver import Receiver, running_receiver
 from tests.test_gateway import Sensor, sensor
+from vsense.alerts import repository as alerts_repository
+from vsense.alerts.engine import Standing
 from vsense.alerts.evaluation import evaluate_values
 from vsense.app import create_app
 from vsense.config import Settings
@@ -633,3 +635,23 @@ async def test_two_processes_evaluating_one_device_at_once_fire_once(
         await other.dispose()
     assert [item[2]["alert"][0]["type"] for item in emitted] == ["FIRING"]
     assert len(await alerts(admin)) == 1
+
+
+async def test_a_rule_deleted_under_an_evaluation_costs_the_batch_nothing(api: Api) -> None:
+    admin = await api.organization()
+    device = await vcz_sensor(admin)
+    async with session_scope(api.state.sessionmaker) as session:
+        written = await alerts_repository.compare_and_set(
+            session,
+            rule_id=2_000_000_000,  # no such rule: as if deleted by another process
+            device=uuid.UUID(device.uuid),
+            marker_key="",
+            marker_name=None,
+            read=alerts_repository.new_state(),
+            standing=Standing(firing=True),
+            alert_uuid=None,
+            now=utcnow(),
+        )
+        assert written is False
+        # The transaction goes on: the device's messages would still be stored.
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1

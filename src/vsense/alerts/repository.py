@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
@@ -362,7 +363,13 @@ async def compare_and_set(
         .on_conflict_do_nothing(index_elements=["rule_id", "device_uuid", "marker_key"])
         .returning(AlertState.id)
     )
-    return (await session.execute(statement)).first() is not None
+    try:
+        # In a savepoint: a rule deleted meanwhile by another process fails this insert
+        # alone, not the transaction storing the device's messages.
+        async with session.begin_nested():
+            return (await session.execute(statement)).first() is not None
+    except IntegrityError:
+        return False
 
 
 async def reset_states(session: AsyncSession, rule_id: int) -> None:
