@@ -247,3 +247,40 @@ async def test_personal_token_cannot_log_out(api: Api) -> None:
     admin = await api.organization()
     token = api.as_token(await admin.personal_token(["devices:read"]))
     assert (await token.post("/api/v1/logout")).status_code == 403
+
+
+async def test_a_password_reset_ends_every_session_of_the_user(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    # A second session of the same user, refreshed once: its whole family must end.
+    second = await login(api.client, user.email, PASSWORD, admin.organization)
+    rotated = await api.client.post("/api/v1/refresh", json={"refresh_token": second.refresh_token})
+    newer = rotated.json()["data"]
+    newer_caller = api.as_token(newer["access_token"])
+    personal = api.as_token(await user.personal_token(["devices:read"]))
+    # Both callers are verified (and so cached) before the reset.
+    assert (await user.get("/api/v1/me")).status_code == 200
+    assert (await newer_caller.get("/api/v1/me")).status_code == 200
+    reset = await admin.put(
+        f"/api/v1/users/{user.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert reset.status_code == 200
+    assert (await user.get("/api/v1/me")).status_code == 401
+    assert (await newer_caller.get("/api/v1/me")).status_code == 401
+    for refresh_token in (user.refresh_token, newer["refresh_token"]):
+        refreshed = await api.client.post("/api/v1/refresh", json={"refresh_token": refresh_token})
+        assert refreshed.status_code == 401
+    # The new password opens a new session; personal tokens are kept (README: Accounts).
+    assert (await login(api.client, user.email, "a brand new passphrase", "")).token
+    assert (await personal.get("/api/v1/devices")).status_code == 200
+
+
+async def test_changing_ones_own_password_keeps_the_session_that_did_it(api: Api) -> None:
+    admin = await api.organization()
+    other_session = await login(api.client, admin.email, PASSWORD, admin.organization)
+    changed = await admin.put(
+        f"/api/v1/users/{admin.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert changed.status_code == 200
+    assert (await admin.get("/api/v1/me")).status_code == 200
+    assert (await other_session.get("/api/v1/me")).status_code == 401

@@ -127,3 +127,27 @@ async def test_deleting_a_user_ends_their_sessions(api: Api) -> None:
     user = await admin.user()
     assert (await admin.delete(f"/api/v1/users/{user.user_id}")).status_code == 204
     assert (await user.get("/api/v1/me")).status_code == 401
+
+
+async def test_an_admin_cannot_change_the_platform_owners_credentials_or_role(api: Api) -> None:
+    owner = await api.organization(role="owner")
+    admin = await owner.user(role="admin")
+    for body in (
+        {"email": "taken-over@example.com"},
+        {"password": "a brand new passphrase"},
+        {"role": "standard"},
+    ):
+        response = await admin.put(f"/api/v1/users/{owner.user_id}", json=body)
+        assert response.status_code == 403, body
+        assert response.json()["code"] == 4003
+        assert "command line" in response.json()["message"]
+    # Not even the owner, through the API: a stolen session must not lock the owner out.
+    response = await owner.put(
+        f"/api/v1/users/{owner.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert response.status_code == 403
+    assert (await admin.delete(f"/api/v1/users/{owner.user_id}")).status_code == 403
+    # Nothing changed: the owner logs in as before; the name is not a credential.
+    assert (await login(api.client, owner.email, PASSWORD, "")).token
+    renamed = await admin.put(f"/api/v1/users/{owner.user_id}", json={"name": "Operator"})
+    assert renamed.status_code == 200 and renamed.json()["email"] == owner.email

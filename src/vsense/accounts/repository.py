@@ -60,6 +60,23 @@ async def revoke_family(
     )
 
 
+async def revoke_user_families(
+    session: AsyncSession,
+    user_id: int,
+    reason: str,
+    now: datetime,
+    *,
+    keep: uuid.UUID | None = None,
+) -> None:
+    """Revoke every open session of a user (but `keep`, when given)."""
+    statement = update(RefreshTokenFamily).where(
+        RefreshTokenFamily.user_id == user_id, RefreshTokenFamily.revoked_at.is_(None)
+    )
+    if keep is not None:
+        statement = statement.where(RefreshTokenFamily.id != keep)
+    await session.execute(statement.values(revoked_at=now, revoked_reason=reason))
+
+
 async def access_token_owner(
     session: AsyncSession, user_id: int, family_id: uuid.UUID
 ) -> tuple[int, int, str, datetime | None] | None:

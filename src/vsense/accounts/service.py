@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts import repository
@@ -82,7 +83,7 @@ async def refresh(session: AsyncSession, state: AppState, refresh_token: str) ->
         session, token.id, now
     ):
         await repository.revoke_family(session, family.id, "reuse", now)
-        forget_user(state, family.user_id)
+        forget_user(state, family.user_id, session)
         raise RefreshTokenReused(
             "The refresh token was already used; the session is revoked, log in again."
         )
@@ -99,7 +100,7 @@ async def logout(session: AsyncSession, state: AppState, principal: Principal) -
     if principal.family_id is None:
         raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
     await repository.revoke_family(session, principal.family_id, "logout", utcnow())
-    forget_user(state, principal.user_id)
+    forget_user(state, principal.user_id, session)
 
 
 async def _issue(
@@ -155,9 +156,38 @@ async def authenticate(session: AsyncSession, state: AppState, bearer: str) -> P
     return principal
 
 
-def forget_user(state: AppState, user_id: int) -> None:
-    """Drop every cached caller of a user: its role, tokens or sessions changed."""
-    state.auth_cache.invalidate(("user", user_id))
+def forget_user(state: AppState, user_id: int, session: AsyncSession | None = None) -> None:
+    """Drop every cached caller of a user: its role, tokens or sessions changed.
+
+    With the session of the change, the callers are dropped again once it commits: a
+    request of the same user verified between now and the commit read the old rows,
+    and must not keep them for the cache's lifetime.
+    """
+    namespace = ("user", user_id)
+    state.auth_cache.invalidate(namespace)
+    if session is not None:
+        event.listen(
+            session.sync_session,
+            "after_commit",
+            lambda _: state.auth_cache.invalidate(namespace),
+            once=True,
+        )
+
+
+async def end_sessions(
+    session: AsyncSession,
+    state: AppState | None,
+    user_id: int,
+    *,
+    reason: str,
+    keep_family: uuid.UUID | None = None,
+) -> None:
+    """End every login session of a user (but `keep_family`): its refresh-token
+    families, and with them the access tokens, which name their family and are refused
+    once it is revoked. Personal access tokens are separate credentials and stay."""
+    await repository.revoke_user_families(session, user_id, reason, utcnow(), keep=keep_family)
+    if state is not None:
+        forget_user(state, user_id, session)
 
 
 async def _authenticate_access(
@@ -281,4 +311,4 @@ async def revoke_personal_token(
     require_scope(principal, "tokens:write")
     if not await repository.delete_personal_token(session, principal.user_id, token_id):
         raise NotFound("No such token.")
-    forget_user(state, principal.user_id)
+    forget_user(state, principal.user_id, session)
