@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.factories import PASSWORD, Api, login
 
@@ -284,3 +288,57 @@ async def test_changing_ones_own_password_keeps_the_session_that_did_it(api: Api
     assert changed.status_code == 200
     assert (await admin.get("/api/v1/me")).status_code == 200
     assert (await other_session.get("/api/v1/me")).status_code == 401
+
+
+async def test_passwords_are_hashed_and_verified_off_the_event_loop_in_a_bounded_pool(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vsense.kit import crypto
+
+    admin = await api.organization()
+    bound = api.state.settings.password_hashing_threads
+    logins = bound * 3
+    loop_thread = threading.get_ident()
+    seen = {"inside": 0, "most": 0, "entered": 0}
+    threads: set[int] = set()
+    changed = threading.Condition()
+    real = crypto._hasher
+
+    class Watched:
+        """The real hasher, noting where it runs and how many run at once."""
+
+        def hash(self, password: str) -> str:
+            threads.add(threading.get_ident())
+            return real.hash(password)
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            threads.add(threading.get_ident())
+            with changed:
+                seen["inside"] += 1
+                seen["entered"] += 1
+                seen["most"] = max(seen["most"], seen["inside"])
+                changed.notify_all()
+                if threading.get_ident() != loop_thread:  # never block the loop itself
+                    # Hold on until another verification runs beside this one (or all
+                    # have started), so that the pool's bound is reached if it exists.
+                    changed.wait_for(
+                        lambda: seen["inside"] >= bound or seen["entered"] == logins, timeout=10
+                    )
+            try:
+                return real.verify(password_hash, password)
+            finally:
+                with changed:
+                    seen["inside"] -= 1
+                    changed.notify_all()
+
+    monkeypatch.setattr(crypto, "_hasher", Watched())
+    await admin.user()  # a hash
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/api/v1/login", json={"email": admin.email, "password": PASSWORD})
+            for _ in range(logins)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * logins
+    assert threads and loop_thread not in threads
+    assert seen["most"] == bound

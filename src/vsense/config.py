@@ -202,6 +202,13 @@ class Settings(BaseSettings):
     login_failure_window: int = Field(
         900, ge=1, description="Window of the login throttle, seconds."
     )
+    password_hashing_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads of a process that hash and verify passwords (argon2id, 64 MiB "
+        "each), away from the event loop; logins beyond them wait their turn.",
+    )
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

@@ -14,6 +14,7 @@ from vsense.db import create_engine, create_sessionmaker
 from vsense.gateway.liveness import LivenessRecorder
 from vsense.gateway.waiters import CommandWaiters
 from vsense.kit.cache import TTLCache
+from vsense.kit.crypto import configure_hashing
 from vsense.kit.metrics import Metrics
 from vsense.kit.throttle import FailureThrottle
 
@@ -49,6 +50,7 @@ class AppState:
     @classmethod
     def for_engine(cls, settings: Settings, engine: AsyncEngine) -> AppState:
         """State over an existing engine, with fresh caches (tests share one engine)."""
+        configure_hashing(settings.password_hashing_threads)
         return cls(
             settings=settings,
             engine=engine,

@@ -14,6 +14,7 @@ from vsense.accounts.schemas import (
     TokenCreate,
     TokenCreated,
 )
+from vsense.db import session_scope
 from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
@@ -28,13 +29,16 @@ router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
     responses=error_responses(401, 422, 429),
     summary="Log in with email and password",
 )
-async def login(
-    body: LoginRequest, request: Request, session: SessionDep, state: StateDep
-) -> LoginResponse:
+async def login(body: LoginRequest, request: Request, state: StateDep) -> LoginResponse:
     client_address = request.client.host if request.client else "unknown"
-    pair = await service.login(
-        session, state, email=body.email, password=body.password, client_address=client_address
-    )
+    # Two units of work: the password is checked in autocommit, the session opened in
+    # a write transaction that never waits on argon2.
+    async with session_scope(state.read_sessionmaker, write=False) as session:
+        user = await service.check_password(
+            session, state, email=body.email, password=body.password, client_address=client_address
+        )
+    async with session_scope(state.sessionmaker) as session:
+        pair = await service.open_session(session, state, user)
     return LoginResponse(data=pair)
 
 

@@ -47,10 +47,14 @@ class RefreshTokenReused(Unauthorized):
     commit_session = True
 
 
-async def login(
+async def check_password(
     session: AsyncSession, state: AppState, *, email: str, password: str, client_address: str
-) -> TokenPair:
-    """Check the password (throttled per email and per address) and open a session."""
+) -> User:
+    """The user whose email and password these are (throttled per email and per address).
+
+    Run before the session's write transaction opens (`open_session`): argon2 takes tens
+    of milliseconds, and on SQLite a writer holds the database's only write lock.
+    """
     settings = state.settings
     throttle = state.login_throttle
     email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
@@ -61,11 +65,20 @@ async def login(
     if wait:
         raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
     user = await users_repository.get_user_by_email(session, email)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    if not await verify_password(user.password_hash if user else None, password) or user is None:
         throttle.record_failure(email_key)
         throttle.record_failure(address_key)
         raise Unauthorized(WRONG_CREDENTIALS)
     throttle.reset(email_key)
+    return user
+
+
+async def open_session(session: AsyncSession, state: AppState, verified: User) -> TokenPair:
+    """A new session for a user `check_password` verified, unless the user or its
+    password changed in between (a reset ends sessions, so it must not miss this one)."""
+    user = await users_repository.get_user_by_id(session, verified.id)
+    if user is None or user.password_hash != verified.password_hash:
+        raise Unauthorized(WRONG_CREDENTIALS)
     family = await repository.create_family(session, user.id)
     return await _issue(session, state, user, family.id)
 

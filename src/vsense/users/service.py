@@ -114,7 +114,7 @@ async def create_user(session: AsyncSession, principal: Principal, body: UserCre
         organization_id=principal.organization_id,
         email=body.email,
         name=body.name,
-        password_hash=hash_password(body.password),
+        password_hash=await hash_password(body.password),
         role=body.role,
     )
     await repository.add(session, user)
@@ -170,7 +170,7 @@ async def _change_password(
     keep_family: uuid.UUID | None = None,
 ) -> None:
     """A new password ends the user's login sessions (README: "Accounts and sessions")."""
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password(password)
     await end_sessions(session, state, user.id, reason="password", keep_family=keep_family)
 
 
@@ -231,7 +231,7 @@ async def create_user_in(
         organization_id=organization.id,
         email=checked.email,
         name=checked.name,
-        password_hash=hash_password(checked.password),
+        password_hash=await hash_password(checked.password),
         role=role,
     )
     await repository.add(session, user)
