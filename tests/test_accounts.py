@@ -342,3 +342,38 @@ async def test_passwords_are_hashed_and_verified_off_the_event_loop_in_a_bounded
     assert [a.status_code for a in answers] == [200] * logins
     assert threads and loop_thread not in threads
     assert seen["most"] == bound
+
+
+async def test_logins_are_limited_per_account_whether_they_succeed_or_not(api: Api) -> None:
+    admin = await api.organization()  # its login is the first attempt
+    limit = api.state.settings.login_max_attempts_per_email
+    for _ in range(limit - 1):
+        response = await admin.client.post(
+            "/api/v1/login", json={"email": admin.email.upper(), "password": PASSWORD}
+        )
+        assert response.status_code == 200
+    response = await admin.client.post(
+        "/api/v1/login", json={"email": admin.email, "password": PASSWORD}
+    )
+    assert response.status_code == 429
+    assert response.json()["code"] == 4029
+    assert int(response.headers["Retry-After"]) > 0
+    # The sessions already open go on.
+    assert (await admin.get("/api/v1/me")).status_code == 200
+
+
+async def test_logins_are_limited_per_address_whether_they_succeed_or_not(api: Api) -> None:
+    admin = await api.organization()  # its login is the first attempt from the address
+    user = await admin.user()  # the second
+    limit = 4
+    api.state.settings = api.state.settings.model_copy(
+        update={"login_max_attempts_per_address": limit}
+    )
+    for attempt in range(limit - 2):
+        caller = (admin, user)[attempt % 2]
+        assert (await login(api.client, caller.email, PASSWORD, "")).token
+    response = await admin.client.post(
+        "/api/v1/login", json={"email": user.email, "password": PASSWORD}
+    )
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0

@@ -202,6 +202,20 @@ class Settings(BaseSettings):
     login_failure_window: int = Field(
         900, ge=1, description="Window of the login throttle, seconds."
     )
+    login_max_attempts_per_email: int = Field(
+        10,
+        ge=1,
+        description="Logins for one email, failed or not, within the attempt window before 429.",
+    )
+    login_max_attempts_per_address: int = Field(
+        30,
+        ge=1,
+        description="Logins from one client address, failed or not, within the attempt window "
+        "before 429.",
+    )
+    login_attempt_window: int = Field(
+        60, ge=1, description="Window of the login attempt limit, seconds."
+    )
     password_hashing_threads: int = Field(
         2,
         ge=1,

@@ -26,6 +26,8 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     signing_key: str
     login_throttle: FailureThrottle
+    # every login, failed or not (argon2 costs the same either way)
+    login_attempts: FailureThrottle
     read_sessionmaker: async_sessionmaker[AsyncSession]
     count_cache: TTLCache
     auth_cache: TTLCache
@@ -58,6 +60,7 @@ class AppState:
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             signing_key=settings.signing_key(),
             login_throttle=FailureThrottle(window=settings.login_failure_window),
+            login_attempts=FailureThrottle(window=settings.login_attempt_window),
             count_cache=TTLCache(ttl=settings.count_cache_ttl),
             auth_cache=TTLCache(ttl=settings.auth_cache_ttl),
             liveness=LivenessRecorder(),

@@ -50,7 +50,9 @@ class RefreshTokenReused(Unauthorized):
 async def check_password(
     session: AsyncSession, state: AppState, *, email: str, password: str, client_address: str
 ) -> User:
-    """The user whose email and password these are (throttled per email and per address).
+    """The user whose email and password these are. Throttled per email and per client
+    address: failures over `login_failure_window`, and every attempt over
+    `login_attempt_window`.
 
     Run before the session's write transaction opens (`open_session`): argon2 takes tens
     of milliseconds, and on SQLite a writer holds the database's only write lock.
@@ -64,6 +66,17 @@ async def check_password(
     )
     if wait:
         raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
+    # Every attempt counts, successful or not, before any work: argon2 costs the same
+    # either way, and concurrent attempts count as soon as they arrive.
+    attempts = state.login_attempts
+    wait = max(
+        attempts.retry_after(email_key, settings.login_max_attempts_per_email),
+        attempts.retry_after(address_key, settings.login_max_attempts_per_address),
+    )
+    if wait:
+        raise TooManyRequests("Too many logins; wait before trying again.", retry_after=wait)
+    attempts.record(email_key)
+    attempts.record(address_key)
     user = await users_repository.get_user_by_email(session, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
         throttle.record_failure(email_key)
