@@ -377,3 +377,43 @@ async def test_logins_are_limited_per_address_whether_they_succeed_or_not(api: A
     )
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_the_retention_job_purges_expired_sessions_and_spent_tokens(api: Api) -> None:
+    from sqlalchemy import func, select, update
+
+    from vsense.db import session_scope
+    from vsense.kit.crypto import token_digest
+    from vsense.models import RefreshToken, RefreshTokenFamily
+    from vsense.worker import BackgroundRuntime
+
+    admin = await api.organization()
+    ended = await login(api.client, admin.email, PASSWORD, admin.organization)
+    rotated = await api.client.post("/api/v1/refresh", json={"refresh_token": admin.refresh_token})
+    live_refresh_token = rotated.json()["data"]["refresh_token"]
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    async with session_scope(api.state.sessionmaker) as session:
+        # One session ran out, and so did the spent token of the session that goes on.
+        for raw in (ended.refresh_token, admin.refresh_token):
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == token_digest(raw))
+                .values(expires_at=past)
+            )
+    await BackgroundRuntime(api.state).purge_once()
+    async with session_scope(api.state.sessionmaker) as session:
+        families = await session.scalar(
+            select(func.count())
+            .select_from(RefreshTokenFamily)
+            .where(RefreshTokenFamily.user_id == admin.user_id)
+        )
+        tokens = await session.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .join(RefreshTokenFamily)
+            .where(RefreshTokenFamily.user_id == admin.user_id)
+        )
+    assert (families, tokens) == (1, 1)
+    assert (await ended.get("/api/v1/me")).status_code == 401
+    refreshed = await api.client.post("/api/v1/refresh", json={"refresh_token": live_refresh_token})
+    assert refreshed.status_code == 200
