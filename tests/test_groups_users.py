@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.factories import PASSWORD, Api, login
+import asyncio
+
+from tests.factories import PASSWORD, Api, login, unique
+from vsense.db import session_scope
+from vsense.users import repository as users_repository
 
 
 async def test_group_crud(api: Api) -> None:
@@ -151,3 +155,51 @@ async def test_an_admin_cannot_change_the_platform_owners_credentials_or_role(ap
     assert (await login(api.client, owner.email, PASSWORD, "")).token
     renamed = await admin.put(f"/api/v1/users/{owner.user_id}", json={"name": "Operator"})
     assert renamed.status_code == 200 and renamed.json()["email"] == owner.email
+
+
+async def _roles(api: Api, *user_ids: int) -> list[str | None]:
+    async with session_scope(api.state.sessionmaker) as session:
+        users = [await users_repository.get_user_by_id(session, i) for i in user_ids]
+    return [u.role if u else None for u in users]
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> None:
+    for _ in range(3):  # each round is a fresh race
+        first = await api.organization()
+        second = await first.user(role="admin")
+        answers = await asyncio.gather(
+            first.put(f"/api/v1/users/{second.user_id}", json={"role": "standard"}),
+            second.put(f"/api/v1/users/{first.user_id}", json={"role": "standard"}),
+        )
+        # The loser is refused either by the rule (409) or, when the winner committed
+        # before it was authenticated, as the standard user it has become (403).
+        assert sorted(a.status_code for a in answers) in ([200, 403], [200, 409])
+        assert sorted(await _roles(api, first.user_id, second.user_id)) == ["admin", "standard"]
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one_admin(api: Api) -> None:
+    for _ in range(3):
+        first = await api.organization()
+        second = await first.user(role="admin")
+        answers = await asyncio.gather(
+            first.delete(f"/api/v1/users/{second.user_id}"),
+            second.put(f"/api/v1/users/{first.user_id}", json={"role": "standard"}),
+        )
+        outcomes = sorted(a.status_code for a in answers)
+        assert outcomes in ([204, 401], [204, 409], [200, 403], [200, 409]), outcomes
+        assert "admin" in await _roles(api, first.user_id, second.user_id)
+
+
+async def test_emails_differing_in_case_only_cannot_be_created_at_once(api: Api) -> None:
+    admin = await api.organization()
+    name = unique("race")
+    answers = await asyncio.gather(
+        *(
+            admin.post(
+                "/api/v1/users", json={"email": f"{local}@example.com", "password": PASSWORD}
+            )
+            for local in (name.capitalize(), name, name.upper())
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409]
+    assert all(a.json()["code"] == 4009 for a in answers if a.status_code == 409)

@@ -31,6 +31,7 @@ from vsense.users.schemas import User, UserCreate, UserUpdate
 
 # The platform owner is visible to its organization's admins (it is listed), so a change
 # refused to them is a 403, not a 404: there is nothing to hide, only a right they lack.
+LAST_ADMIN = "An organization keeps at least one admin."
 OWNER_FROM_COMMAND_LINE = (
     "The platform owner's email, password and role change from the command line only "
     "(`vsense admin update-user`)."
@@ -126,6 +127,12 @@ async def update_user(
     session: AsyncSession, state: AppState, principal: Principal, user_id: int, body: UserUpdate
 ) -> User:
     require_scope(principal, "users:write")
+    # Locked before the user is read, so that the rule and the change see the same rows.
+    admins = (
+        await repository.lock_admins(session, principal.organization_id)
+        if body.role == "standard"
+        else None
+    )
     user = await repository.get_user(session, principal.organization_id, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -147,11 +154,8 @@ async def update_user(
             session, state, user, body.password, keep_family=principal.family_id if own else None
         )
     if body.role is not None and changes_role:
-        if (
-            body.role == "standard"
-            and await repository.count_admins(session, principal.organization_id) <= 1
-        ):
-            raise Conflict("An organization keeps at least one admin.")
+        if admins is not None and admins <= 1:
+            raise Conflict(LAST_ADMIN)
         user.role = body.role
     if body.groups is not None:
         group_ids = await _group_ids(session, principal.organization_id, body.groups)
@@ -178,6 +182,7 @@ async def delete_user(
     session: AsyncSession, state: AppState, principal: Principal, user_id: int
 ) -> None:
     require_scope(principal, "users:write")
+    admins = await repository.lock_admins(session, principal.organization_id)
     user = await repository.get_user(session, principal.organization_id, user_id)
     if user is None:
         raise NotFound("No such user.")
@@ -185,6 +190,8 @@ async def delete_user(
         raise Conflict("You cannot delete yourself.")
     if user.role == Role.OWNER:
         raise Forbidden("The platform owner is removed from the command line only.")
+    if user.role == Role.ADMIN and admins <= 1:  # its deleter was demoted meanwhile
+        raise Conflict(LAST_ADMIN)
     await repository.delete_user(session, user)
     forget_user(state, user.id, session)
 
@@ -249,11 +256,16 @@ async def update_user_in(
 ) -> UserRow:
     """Change any user, the platform owner included (command line only). A new password
     ends the user's sessions; an organization keeps at least one admin."""
+    if role is not None and role not in (Role.ADMIN, Role.STANDARD, Role.OWNER):
+        raise Unprocessable("The role must be admin, standard or owner.")
     user = await repository.get_user_by_email(session, email)
     if user is None:
         raise NotFound(f"No user with the email {email!r}.")
-    if role is not None and role not in (Role.ADMIN, Role.STANDARD, Role.OWNER):
-        raise Unprocessable("The role must be admin, standard or owner.")
+    if role == Role.STANDARD and user.role != Role.STANDARD:
+        admins = await repository.lock_admins(session, user.organization_id)
+        await session.refresh(user)  # as it is now that the admins are locked
+        if user.role != Role.STANDARD and admins <= 1:
+            raise Conflict(LAST_ADMIN)
     checked = UserUpdate(email=new_email, password=password, name=name)
     if checked.email is not None and checked.email != user.email:
         if await repository.email_taken(session, checked.email, except_id=user.id):
@@ -263,12 +275,7 @@ async def update_user_in(
         user.name = checked.name
     if checked.password is not None:
         await _change_password(session, None, user, checked.password)
-    if role is not None and role != user.role:
-        if (
-            role == Role.STANDARD
-            and await repository.count_admins(session, user.organization_id) <= 1
-        ):
-            raise Conflict("An organization keeps at least one admin.")
+    if role is not None:
         user.role = role
     await session.flush()
     return user
