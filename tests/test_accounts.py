@@ -417,3 +417,17 @@ async def test_the_retention_job_purges_expired_sessions_and_spent_tokens(api: A
     assert (await ended.get("/api/v1/me")).status_code == 401
     refreshed = await api.client.post("/api/v1/refresh", json={"refresh_token": live_refresh_token})
     assert refreshed.status_code == 200
+
+
+async def test_answers_that_carry_credentials_are_not_stored_by_caches(api: Api) -> None:
+    admin = await api.organization()
+    logged_in = await admin.client.post(
+        "/api/v1/login", json={"email": admin.email, "password": PASSWORD}
+    )
+    refreshed = await admin.client.post(
+        "/api/v1/refresh", json={"refresh_token": logged_in.json()["data"]["refresh_token"]}
+    )
+    token = await admin.post("/api/v1/tokens", json={"name": "ci", "scopes": ["devices:read"]})
+    for response in (logged_in, refreshed, token):
+        assert response.status_code in (200, 201)
+        assert response.headers["Cache-Control"] == "no-store"
