@@ -92,6 +92,10 @@ def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
             "error:",
         ),
         (["--org", "Acme", "--email", "a@b.io", "--role", "admin"], "--password"),
+        (
+            ["--org", "Acme", "--email", "a@b.io", "--role", "admin", "--password", "password"],
+            "password: is too easy to guess",
+        ),
     ],
 )
 def test_create_user_refuses_bad_input_with_a_clear_message(

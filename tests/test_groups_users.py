@@ -203,3 +203,24 @@ async def test_emails_differing_in_case_only_cannot_be_created_at_once(api: Api)
     )
     assert sorted(a.status_code for a in answers) == [201, 409, 409]
     assert all(a.json()["code"] == 4009 for a in answers if a.status_code == 409)
+
+
+async def test_commonly_used_passwords_are_refused_with_a_field_message(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    for password in ("password", " " * 8, "Password123!", "qwertyuiop", "vsense2026"):
+        email = f"{unique('someone')}@example.com"
+        for response in (
+            await admin.post("/api/v1/users", json={"email": email, "password": password}),
+            await admin.put(f"/api/v1/users/{user.user_id}", json={"password": password}),
+        ):
+            assert response.status_code == 422, password
+            [error] = response.json()["error"]
+            assert error["field"] == "password"
+            assert error["message"].startswith("is too easy to guess"), error
+    # One's own email is no password either.
+    email = f"{unique('jean.dupont')}@example.com"
+    response = await admin.post("/api/v1/users", json={"email": email, "password": email})
+    assert response.status_code == 422
+    # The user's password did not change.
+    assert (await login(api.client, user.email, PASSWORD, "")).token
