@@ -224,3 +224,11 @@ async def test_commonly_used_passwords_are_refused_with_a_field_message(api: Api
     assert response.status_code == 422
     # The user's password did not change.
     assert (await login(api.client, user.email, PASSWORD, "")).token
+
+
+async def test_a_new_password_is_checked_against_the_users_own_email(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    response = await admin.put(f"/api/v1/users/{user.user_id}", json={"password": user.email})
+    assert response.status_code == 422
+    assert response.json()["error"][0]["field"] == "password"

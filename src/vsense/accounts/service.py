@@ -88,8 +88,10 @@ async def check_password(
 
 async def open_session(session: AsyncSession, state: AppState, verified: User) -> TokenPair:
     """A new session for a user `check_password` verified, unless the user or its
-    password changed in between (a reset ends sessions, so it must not miss this one)."""
-    user = await users_repository.get_user_by_id(session, verified.id)
+    password changed in between. The user's row is locked, as a password change locks it
+    before it ends the sessions: one of the two waits for the other, so a new session is
+    either refused or ended, never missed."""
+    user = await users_repository.lock_user(session, verified.id)
     if user is None or user.password_hash != verified.password_hash:
         raise Unauthorized(WRONG_CREDENTIALS)
     family = await repository.create_family(session, user.id)

@@ -18,6 +18,12 @@ async def get_user_by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """A user, its row locked until the transaction ends (PostgreSQL; SQLite's write
+    transaction runs alone anyway)."""
+    return await session.scalar(select(User).where(User.id == user_id).with_for_update())
+
+
 async def get_user(session: AsyncSession, organization_id: int, user_id: int) -> User | None:
     return await session.scalar(
         select(User).where(User.id == user_id, User.organization_id == organization_id)

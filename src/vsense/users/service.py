@@ -22,6 +22,7 @@ from vsense.kit.errors import (
     field_error,
 )
 from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.passwords import password_problem
 from vsense.kit.schemas import Page
 from vsense.models import Organization
 from vsense.models import User as UserRow
@@ -29,9 +30,9 @@ from vsense.state import AppState
 from vsense.users import repository
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
+LAST_ADMIN = "An organization keeps at least one admin."
 # The platform owner is visible to its organization's admins (it is listed), so a change
 # refused to them is a 403, not a 404: there is nothing to hide, only a right they lack.
-LAST_ADMIN = "An organization keeps at least one admin."
 OWNER_FROM_COMMAND_LINE = (
     "The platform owner's email, password and role change from the command line only "
     "(`vsense admin update-user`)."
@@ -173,8 +174,16 @@ async def _change_password(
     *,
     keep_family: uuid.UUID | None = None,
 ) -> None:
-    """A new password ends the user's login sessions (README: "Accounts and sessions")."""
+    """A new password ends the user's login sessions (README: "Accounts and sessions").
+    The body model checked the password against what was sent; here it is checked
+    against the user's stored email and name too."""
+    problem = password_problem(password, [user.email, user.name])
+    if problem:
+        raise Unprocessable(
+            "The password is too easy to guess.", errors=[field_error("password", problem)]
+        )
     user.password_hash = await hash_password(password)
+    await session.flush()  # locks the user's row first (see accounts.service.open_session)
     await end_sessions(session, state, user.id, reason="password", keep_family=keep_family)
 
 
