@@ -151,7 +151,7 @@ async def wire_webhooks(base: str, token: str, devices: int, receiver: DemoRecei
                 json={"url": receiver.url, "actions": "payload,status,image"},
             )
             created.raise_for_status()
-            receiver.secrets[device["uuid"]] = created.json()["secret"]
+            receiver.secrets[device["uuid"]] = created.json()["data"]["secret"]
     typer.echo(
         f"  webhooks: {len(found)} sensors forward their messages, status changes and "
         f"snapshots to {receiver.url} (signed; the receiver checks every signature)"
