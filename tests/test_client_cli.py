@@ -456,6 +456,17 @@ def test_webhooks_add_and_update_answer_as_the_api_and_update_by_device(admin: C
     assert unnamed.exit_code == 1 and "--device" in unnamed.stderr
 
 
+def test_devices_list_sorts_by_online_status(admin: Cli) -> None:
+    online, device = onboard(admin)
+    offline = admin.json("devices", "add", "--name", unique("Gate"))
+    assert offline["refreshed"] == offline["created"]
+    listed = admin.json("devices", "list", "--sort", "-is_online")
+    assert [d["uuid"] for d in listed["data"]] == [online["uuid"], offline["uuid"]]
+    listed = admin.json("devices", "list", "--sort=is_online")
+    assert [d["uuid"] for d in listed["data"]] == [offline["uuid"], online["uuid"]]
+    device.close()
+
+
 def write_config(cli: Cli, text: str) -> Path:
     path = cli.home / "config/vsense/config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

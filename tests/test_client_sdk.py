@@ -231,6 +231,20 @@ async def test_personal_tokens_carry_their_scopes_until_revoked(sdk: SDK, live: 
     await close(reader)
 
 
+async def test_devices_sort_by_online_status_and_are_refreshed_from_onboarding(
+    sdk: SDK, live: LiveApi
+) -> None:
+    up, device = await online_device(sdk, live)
+    down = await call(sdk.devices.create(name=unique("Gate")))
+    assert down.refreshed is not None and down.refreshed == down.created
+    online_first = await call(sdk.devices.list(sort="-is_online"))
+    assert [d.uuid for d in online_first.data] == [up.uuid, down.uuid]
+    offline_first = await call(sdk.devices.list(sort="is_online"))
+    assert [d.uuid for d in offline_first.data] == [down.uuid, up.uuid]
+    assert all(d.refreshed is not None for d in offline_first.data)
+    device.close()
+
+
 async def test_payloads_are_listed_and_schemas_read(sdk: SDK, live: LiveApi) -> None:
     created, device = await online_device(sdk, live)
     now = int(time.time())
