@@ -4,7 +4,9 @@ and the operations on the delivery log (test, redeliver, replay)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,17 +174,25 @@ async def update_device_webhook(
     chosen = [w for w in webhooks if body.webhook_type in (None, w.webhook_type)]
     if len(chosen) == 1:
         return await _apply(session, state, chosen[0], body)
-    existing = [field_error("id", f"{w.id} ({w.webhook_type})") for w in webhooks]
-    ids = ", ".join(str(w.id) for w in webhooks)
     kind = f"`{body.webhook_type}` " if body.webhook_type else ""
     if not chosen:
-        where = f" (its webhooks: {ids})" if webhooks else ""
-        raise NotFound(f"This device has no {kind}webhook{where}.", errors=existing)
+        where = f" (its webhooks: {_ids(webhooks)})" if webhooks else ""
+        raise NotFound(f"This device has no {kind}webhook{where}.", errors=_named(webhooks))
     raise Conflict(
-        f"This device has several {kind}webhooks ({', '.join(str(w.id) for w in chosen)}): "
-        "update one by its id, PUT /api/v1/webhooks/{id}.",
-        errors=[field_error("id", f"{w.id} ({w.webhook_type})") for w in chosen],
+        f"This device has several {kind}webhooks ({_ids(chosen)}): update one by its id, "
+        "PUT /api/v1/webhooks/{id}.",
+        errors=_named(chosen),
     )
+
+
+def _ids(webhooks: Sequence[WebhookRow]) -> str:
+    return ", ".join(str(w.id) for w in webhooks)
+
+
+def _named(webhooks: Sequence[WebhookRow]) -> list[dict[str, Any]]:
+    """The envelope's `error` entries naming webhooks: `{"field": "id", "message": "12
+    (payload)"}`."""
+    return [field_error("id", f"{w.id} ({w.webhook_type})") for w in webhooks]
 
 
 async def _apply(
@@ -194,16 +204,13 @@ async def _apply(
         _check_url(state, sent["url"])
     webhook_type = sent.get("webhook_type") or webhook.webhook_type
     actions = sent["actions"] if sent.get("actions") is not None else webhook.actions
-    method = sent.get("method")
-    if method is None and webhook.method == "GET":
-        # A GET chosen by default follows the events: POST once they are not keepalives.
+    method = sent.get("method") or webhook.method
+    if sent.get("method") is None and method == "GET":
+        # Not asked for: a GET follows the events, and becomes POST once they are not
+        # keepalives only (GET cannot carry them).
         method = default_method(webhook_type, actions)
-    _check_method(method or webhook.method, webhook_type, actions)
-    webhook.webhook_type, webhook.actions, webhook.method = (
-        webhook_type,
-        actions,
-        method or webhook.method,
-    )
+    _check_method(method, webhook_type, actions)
+    webhook.webhook_type, webhook.actions, webhook.method = webhook_type, actions, method
     if sent.get("url") is not None:
         webhook.url = sent["url"]
     if body.data is not None:
