@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import select
+from time_machine import TimeMachineFixture
 
 from tests.factories import Api, Caller
 from tests.live_server import free_port
@@ -88,25 +89,24 @@ async def state(  # type: ignore[no-untyped-def]
 
 
 class Clock:
-    """The services' clock, moved by the tests (time itself is not waited for)."""
+    """The process's clock, moved by the tests with time-machine: whatever reads the time
+    (`utcnow`, `time.time`) sees it moved, and time itself is not waited for."""
 
-    def __init__(self) -> None:
-        self.offset = timedelta()
+    def __init__(self, machine: TimeMachineFixture) -> None:
+        self.machine = machine
+        machine.move_to(utcnow(), tick=True)
 
     def now(self) -> datetime:
-        return utcnow() + self.offset
+        return utcnow()
 
     def advance(self, **delta: float) -> datetime:
-        self.offset += timedelta(**delta)
+        self.machine.shift(timedelta(**delta))
         return self.now()
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    moved = Clock()
-    for module in ("service", "uploads"):
-        monkeypatch.setattr(f"vsense.images.{module}.utcnow", moved.now)
-    return moved
+def clock(time_machine: TimeMachineFixture) -> Clock:
+    return Clock(time_machine)
 
 
 def picture(fmt: str = "PNG", color: str = "teal", size: tuple[int, int] = (32, 24)) -> bytes:
