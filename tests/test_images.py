@@ -305,7 +305,7 @@ async def test_a_device_that_does_not_upload_in_time_fails_the_request(
     request_id = asked["meta"]["request_id"]
     await device.poll()
     assert (await device.upload(request_id, "raw", picture())).status_code == 204
-    later = clock.advance(seconds=api.state.settings.image_capture_timeout + 1)
+    later = clock.advance(seconds=api.state.settings.image_capture_timeout.total_seconds() + 1)
     timed_out = await api.client.get(path_of(asked["data"][1]))
     assert timed_out.status_code == 504 and timed_out.json()["status"] == "failed"
     assert await BackgroundRuntime(api.state).fail_overdue_images(later) >= 1
@@ -414,7 +414,7 @@ async def test_images_older_than_the_retention_are_deleted(api: Api) -> None:
     assert await runtime.image_retention(utcnow() + timedelta(hours=1)) == 0
     assert (await fetch(api.client, asked["data"][0])).status_code == 200
     retention = api.state.settings.image_retention
-    assert await runtime.image_retention(utcnow() + timedelta(seconds=retention + 60)) == 2
+    assert await runtime.image_retention(utcnow() + retention + timedelta(seconds=60)) == 2
     assert (await admin.get(f"/api/v1/devices/{device.uuid}/images")).json()["data"] == []
     assert (await api.client.get(path_of(asked["data"][0]))).status_code == 404
 

@@ -62,7 +62,7 @@ def lease_for(settings: Settings) -> timedelta:
     """How long a claim holds a delivery: it may wait behind the others of its device
     (sent one after the other, each within the timeout; a failure releases the rest),
     after up to two rounds of its endpoint's other requests."""
-    return timedelta(seconds=(PER_DEVICE + 2) * settings.webhook_timeout + 10)
+    return (PER_DEVICE + 2) * settings.webhook_timeout + timedelta(seconds=10)
 
 
 async def sender_of(state: AppState) -> Sender:
@@ -129,7 +129,7 @@ class Dispatcher:
         self.state = state
         self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
-        self.timeout = float(state.settings.webhook_timeout)
+        self.timeout = state.settings.webhook_timeout.total_seconds()
         self.lease = lease_for(state.settings)
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
@@ -342,7 +342,7 @@ class Dispatcher:
                     succeeded=(o.webhook_id for o in attempted if o.status == "succeeded"),
                     failed=(o.webhook_id for o in attempted if o.status != "succeeded"),
                     now=now,
-                    disable_after=timedelta(seconds=self.state.settings.webhook_disable_after),
+                    disable_after=self.state.settings.webhook_disable_after,
                 )
         except BaseException:
             self._results = batch + self._results
