@@ -217,7 +217,9 @@ async def _make_due(state: AppState, webhook_id: int) -> None:
 
 
 async def test_timeout_is_retried_later(api: Api, receiver: Receiver) -> None:
-    api.state.settings = api.state.settings.model_copy(update={"webhook_timeout": 1.0})
+    api.state.settings = api.state.settings.model_copy(
+        update={"webhook_timeout": timedelta(seconds=1)}
+    )
     admin = await api.organization()
     device = await sensor(admin)
     await hook(admin, device.uuid, receiver.on("/slow", ("hang", 5)))
