@@ -485,7 +485,7 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
 
     admin = await api.organization()
     device = await sensor(admin)
-    retention = timedelta(seconds=api.state.settings.payload_retention)
+    retention = api.state.settings.payload_retention
     async with session_scope(api.state.sessionmaker) as session:
         old = await gateway_service.create_command(
             session, api.state, uuid.UUID(device.uuid), "reboot"
@@ -494,7 +494,7 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
             session, api.state, uuid.UUID(device.uuid), "reboot"
         )
         old.created = utcnow() - retention - timedelta(days=1)
-        old.expires_at = old.created + timedelta(seconds=api.state.settings.command_ttl)
+        old.expires_at = old.created + api.state.settings.command_ttl
         old_id, recent_id = old.id, recent.id
     await BackgroundRuntime(api.state).purge_once()
     async with session_scope(api.state.sessionmaker) as session:

@@ -51,7 +51,7 @@ async def test_upgrade_disables_the_later_accounts_of_an_email_that_differ_in_ca
     database_settings: Settings, tmp_path: Path
 ) -> None:
     settings = await _fresh_database(database_settings, tmp_path)
-    await asyncio.to_thread(command.upgrade, alembic_config(settings), "0005")
+    await asyncio.to_thread(command.upgrade, alembic_config(settings), "0006")
     engine = create_engine(settings)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:

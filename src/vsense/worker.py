@@ -62,11 +62,11 @@ class BackgroundRuntime:
             (webhook_queue.purge, settings.delivery_retention),
             (gateway_repository.purge_messages, settings.payload_retention),
             (gateway_repository.purge_commands, settings.payload_retention),
-            (accounts_repository.purge_expired_sessions, 0),
+            (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
                 async with session_scope(self.state.sessionmaker) as session:
-                    count = await purge(session, now - timedelta(seconds=keep))
+                    count = await purge(session, now - keep)
                 removed += count
                 if count == 0:
                     break
@@ -77,15 +77,21 @@ class BackgroundRuntime:
         writes of a process that receives no device messages, and always dispatches."""
         settings = self.state.settings
         self._tasks = [
-            asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.sweep_once)
+            ),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
-            asyncio.create_task(self._every(settings.sweep_interval, self.fail_overdue_images)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.fail_overdue_images)
+            ),
             asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]
         if ingest:
             self._tasks.append(
                 asyncio.create_task(
-                    self._every(settings.liveness_flush_interval, self.flush_liveness)
+                    self._every(
+                        settings.liveness_flush_interval.total_seconds(), self.flush_liveness
+                    )
                 )
             )
         if settings.webhook_dispatcher or not ingest:

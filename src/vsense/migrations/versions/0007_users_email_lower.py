@@ -1,7 +1,7 @@
 """users: one account per email whatever its case
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29 17:40:00.000000
 
 Emails were unique as typed, and case-insensitively only in code, so concurrent sign-ups
@@ -22,8 +22,8 @@ from alembic import op
 
 import vsense.kit.types
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
