@@ -38,8 +38,13 @@ from vsense.users import service as users_service
 # A database of its own beside the test database, named after it, so that test runs
 # against different databases never share (or drop) each other's.
 POSTGRES_DATABASE = (POSTGRES_URL or "/test").rsplit("/", 1)[1].split("?")[0] + "_client"
-# Settings of the shared server: webhooks may call the tests' receivers on loopback.
-SERVER_ENVIRONMENT = {"VSENSE_WEBHOOK_ALLOW_PRIVATE": "1", "VSENSE_IMAGE_CAPTURE_TIMEOUT": "5"}
+# Settings of the shared server: webhooks may call the tests' receivers on loopback, and
+# every test logs in from the one loopback address.
+SERVER_ENVIRONMENT = {
+    "VSENSE_WEBHOOK_ALLOW_PRIVATE": "1",
+    "VSENSE_IMAGE_CAPTURE_TIMEOUT": "5",
+    "VSENSE_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "100000",
+}
 T = TypeVar("T")
 
 

@@ -571,7 +571,7 @@ async def test_ended_alerts_are_purged_after_the_retention(api: Api) -> None:
     await send(device, 50)
     await send(device, 120)
     retention = api.state.settings.payload_retention
-    await BackgroundRuntime(api.state).purge_once(utcnow() + timedelta(seconds=retention + 60))
+    await BackgroundRuntime(api.state).purge_once(utcnow() + retention + timedelta(seconds=60))
     (kept,) = await alerts(admin)
     assert kept["state"] == "firing"
 

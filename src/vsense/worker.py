@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from vsense.accounts import repository as accounts_repository
 from vsense.alerts import integration as alerts
 from vsense.alerts import repository as alerts_repository
 from vsense.db import session_scope
@@ -58,19 +59,22 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.state, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
-        """Delete deliveries, payload logs and ended alerts that outlived their retention,
-        a chunk per transaction; returns the rows removed."""
+        """Delete deliveries, payload logs, device commands and ended alerts that outlived
+        their retention, and expired sessions, a chunk per transaction; returns the rows
+        removed."""
         now = now or utcnow()
         settings = self.state.settings
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
             (gateway_repository.purge_messages, settings.payload_retention),
+            (gateway_repository.purge_commands, settings.payload_retention),
             (alerts_repository.purge_alerts, settings.payload_retention),
+            (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
                 async with session_scope(self.state.sessionmaker) as session:
-                    count = await purge(session, now - timedelta(seconds=keep))
+                    count = await purge(session, now - keep)
                 removed += count
                 if count == 0:
                     break
@@ -81,16 +85,24 @@ class BackgroundRuntime:
         writes of a process that receives no device messages, and always dispatches."""
         settings = self.state.settings
         self._tasks = [
-            asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.sweep_once)
+            ),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
-            asyncio.create_task(self._every(settings.sweep_interval, self.fail_overdue_images)),
-            asyncio.create_task(self._every(settings.sweep_interval, self.alert_sweep)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.fail_overdue_images)
+            ),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.alert_sweep)
+            ),
             asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]
         if ingest:
             self._tasks.append(
                 asyncio.create_task(
-                    self._every(settings.liveness_flush_interval, self.flush_liveness)
+                    self._every(
+                        settings.liveness_flush_interval.total_seconds(), self.flush_liveness
+                    )
                 )
             )
         if settings.webhook_dispatcher or not ingest:

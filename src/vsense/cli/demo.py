@@ -1,21 +1,20 @@
 """`vsense demo`: the whole system in one process, on the embedded database.
 
 The API on localhost, an organization with an admin, and a dozen simulated sensors of
-every type reporting to it over HTTP, the way real ones would.
+every type reporting to it over HTTP, the way real ones would. The sensors are
+enrolled, and their webhooks wired, through the SDK, as an integrator would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
 
-import httpx
 import typer
 import uvicorn
 
@@ -25,8 +24,11 @@ from vsense.accounts.scopes import ALL_SCOPES, Role
 from vsense.accounts.service import create_personal_token
 from vsense.app import create_app
 from vsense.cli.demo_receiver import DemoReceiver
+from vsense.client import APIConnectionError, APIStatusError, AsyncClient
+from vsense.client.models import Device
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
+from vsense.kit.passwords import generate_password
 from vsense.migrate import upgrade_async
 from vsense.simulator.fleet import FleetStats, run_fleet
 from vsense.users import repository as users_repository
@@ -49,7 +51,7 @@ async def prepare_account(settings: Settings) -> DemoAccount:
     """The demo organization and admin, with a new password for this run, and an API
     token the simulated fleet uses to onboard its devices."""
     engine = create_engine(settings)
-    password = secrets.token_urlsafe(9)
+    password = generate_password(9)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
             organization = await users_repository.get_organization_by_name(
@@ -147,29 +149,26 @@ def port_is_free(host: str, port: int) -> bool:
 async def wire_webhooks(base: str, token: str, devices: int, receiver: DemoReceiver) -> None:
     """Point a webhook of every demo sensor at the demo receiver, once the fleet has
     onboarded them (webhooks of earlier runs, aimed at an old port, are removed first)."""
-    api = f"{base}/api/v1"
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        for old in (await http.get(f"{api}/webhooks")).json()["data"]:
-            await http.delete(f"{api}/webhooks/{old['id']}")
-        found: list[dict[str, Any]] = []
+    async with AsyncClient(base_url=base, token=token) as client:
+        for old in (await client.webhooks.list()).data:
+            await client.webhooks.delete(old.id)
+        found: list[Device] = []
         for _ in range(600):
-            found = (await http.get(f"{api}/devices", params={"per_page": 500})).json()["data"]
+            found = (await client.devices.list(per_page=500)).data
             if len(found) >= devices:
                 break
             await asyncio.sleep(0.1)
         for device in found:
-            created = await http.post(
-                f"{api}/webhooks",
-                params={"device_uuid": device["uuid"]},
-                json={"url": receiver.url, "actions": "payload,status,image,alert"},
+            created = await client.webhooks.create(
+                device_uuid=device.uuid, url=receiver.url, actions="payload,status,image,alert"
             )
-            created.raise_for_status()
-            receiver.secrets[device["uuid"]] = created.json()["secret"]
-    typer.echo(
-        f"  webhooks: {len(found)} sensors forward their messages, status changes, "
-        f"snapshots and alerts to {receiver.url} (signed; the receiver checks every signature)"
-    )
-    await create_rules(api, token, found)
+            receiver.secrets[device.uuid] = created.secret
+        typer.echo(
+            f"  webhooks: {len(found)} sensors forward their messages, status changes, "
+            f"snapshots and alerts to {receiver.url} (signed; the receiver checks every "
+            "signature)"
+        )
+        await create_rules(client, found)
 
 
 # The metric each type's demo rule watches, and how to read its device total from a
@@ -189,46 +188,39 @@ DEMO_METRICS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], float]]] = {
 }
 
 
-async def create_rules(api: str, token: str, devices: list[dict[str, Any]]) -> None:
+async def create_rules(client: AsyncClient, devices: list[Device]) -> None:
     """One rule per application type, on one sensor of the type, with its threshold at the
     value the sensor reports first: the day's traffic crosses it both ways within
     minutes, so the receiver soon prints a FIRING and its CLEARING."""
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        for old in (await http.get(f"{api}/alert-rules", params={"per_page": 500})).json()["data"]:
-            await http.delete(f"{api}/alert-rules/{old['id']}")
-        for app_type, (metric, read) in DEMO_METRICS.items():
-            device = next((d for d in devices if d.get("app_type") == app_type), None)
-            if device is None:
-                continue
-            value = await _first_value(http, api, device["uuid"], read)
-            # Fires above `trigger`, clears below `clearing` (one apart: the hysteresis).
-            trigger = max(1, round(value))
-            clearing = trigger - 1 if trigger > 1 else trigger
-            rule = {
-                "name": f"demo {app_type} {metric} above {trigger}",
-                "device_uuid": device["uuid"],
-                "metric": metric,
-                "rule": "GREATER_THAN",
-                "trigger_value": trigger,
-                "clearing_value": clearing,
-                "severity": "info",
-            }
-            (await http.post(f"{api}/alert-rules", json=rule)).raise_for_status()
-            typer.echo(f"  alerts: rule {rule['name']!r} on {device['name']}")
+    async for old in client.alert_rules.list_all():
+        await client.alert_rules.delete(old.id)
+    for app_type, (metric, read) in DEMO_METRICS.items():
+        device = next((d for d in devices if d.app_type == app_type), None)
+        if device is None:
+            continue
+        value = await _first_value(client, device.uuid, read)
+        # Fires above `trigger`, clears below `clearing` (one apart: the hysteresis).
+        trigger = max(1, round(value))
+        clearing = trigger - 1 if trigger > 1 else trigger
+        rule = await client.alert_rules.create(
+            name=f"demo {app_type} {metric} above {trigger}",
+            device_uuid=device.uuid,
+            metric=metric,
+            rule="GREATER_THAN",
+            trigger_value=trigger,
+            clearing_value=clearing,
+            severity="info",
+        )
+        typer.echo(f"  alerts: rule {rule.name!r} on {device.name}")
 
 
 async def _first_value(
-    http: httpx.AsyncClient,
-    api: str,
-    device: str,
-    read: Callable[[list[dict[str, Any]]], float],
+    client: AsyncClient, device: str, read: Callable[[list[dict[str, Any]]], float]
 ) -> float:
     for _ in range(600):
-        found = (await http.get(f"{api}/devices/{device}/payloads", params={"per_page": 1})).json()[
-            "data"
-        ]
-        if found:
-            return float(read(found[0]["payload"]))
+        found = (await client.payloads.list(device, per_page=1)).data
+        if found and isinstance(found[0].payload, list):
+            return float(read(found[0].payload))
         await asyncio.sleep(0.1)
     return 0.0
 
@@ -287,7 +279,7 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
     finally:
         for task in (fleet, wiring):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            with contextlib.suppress(asyncio.CancelledError, APIStatusError, APIConnectionError):
                 await task
         server.should_exit = True
         await serving
