@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, text
+from time_machine import TimeMachineFixture
 
 from tests.factories import ZONE, Api, Caller, vcz
 from tests.receiver import Receiver, running_receiver
@@ -96,6 +97,23 @@ async def deliver(state: AppState) -> None:
         await Dispatcher(state).run_once()
     finally:
         await close_sender(state)
+
+
+class Clock:
+    """The process's clock, moved with time-machine: whatever reads the time (`utcnow`,
+    `time.time`) sees it moved, and time itself is not waited for."""
+
+    def __init__(self, machine: TimeMachineFixture) -> None:
+        self.machine = machine
+        machine.move_to(utcnow(), tick=True)
+
+    def advance(self, **delta: float) -> None:
+        self.machine.shift(timedelta(**delta))
+
+
+@pytest.fixture
+def clock(time_machine: TimeMachineFixture) -> Clock:
+    return Clock(time_machine)
 
 
 # Rules API ---------------------------------------------------------------------------
@@ -231,7 +249,7 @@ async def test_the_device_total_and_app_type_rules(api: Api) -> None:
     assert episode["reference_marker"] is None and episode["fired_value"] == 0
 
 
-async def test_for_s_fires_on_a_later_value_or_on_the_sweep(api: Api) -> None:
+async def test_for_s_fires_on_a_later_value_or_on_the_sweep(api: Api, clock: Clock) -> None:
     admin = await api.organization()
     device = await vcz_sensor(admin)
     await add_rule(admin, hall_rule(device.uuid, for_s=120, clear_for_s=60))
@@ -245,9 +263,11 @@ async def test_for_s_fires_on_a_later_value_or_on_the_sweep(api: Api) -> None:
 
     await send(device, 10, now)  # below the clearing value, for 60 s to come
     runtime = BackgroundRuntime(api.state)
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=30))
+    clock.advance(seconds=30)
+    await runtime.alert_sweep()
     assert len(await alerts(admin, state="firing")) == 1
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=61))
+    clock.advance(seconds=31)
+    await runtime.alert_sweep()
     (cleared,) = await alerts(admin, state="cleared")
     assert cleared["cleared_value"] == 10
 
@@ -361,7 +381,9 @@ async def test_an_episode_survives_a_restart(
 # Time rules --------------------------------------------------------------------------
 
 
-async def test_no_data_fires_for_a_silent_online_device_and_clears_on_data(api: Api) -> None:
+async def test_no_data_fires_for_a_silent_online_device_and_clears_on_data(
+    api: Api, clock: Clock
+) -> None:
     admin = await api.organization()
     device = await vcz_sensor(admin)
     await send(device, 3)
@@ -369,31 +391,37 @@ async def test_no_data_fires_for_a_silent_online_device_and_clears_on_data(api: 
         admin, {"name": "blind", "device_uuid": device.uuid, "rule": "NO_DATA", "for_s": 600}
     )
     runtime = BackgroundRuntime(api.state)
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=590))
+    clock.advance(seconds=590)
+    await runtime.alert_sweep()
     assert await alerts(admin) == []
-    later = utcnow() + timedelta(seconds=610)
-    await runtime.alert_sweep(later)
+    clock.advance(seconds=20)
+    await runtime.alert_sweep()
     (firing,) = await alerts(admin, state="firing")
-    assert firing["fired_state"] == "NO_DATA"
-    await runtime.alert_sweep(later + timedelta(seconds=60))
+    assert firing["fired_state"] == "NO_DATA" and firing["fired_value"] >= 600
+    clock.advance(seconds=60)
+    await runtime.alert_sweep()
     assert len(await alerts(admin, state="firing")) == 1
-    await send(device, 4, int(later.timestamp()))
-    await runtime.alert_sweep(later + timedelta(seconds=15))
+    await send(device, 4)
+    clock.advance(seconds=15)
+    await runtime.alert_sweep()
     (cleared,) = await alerts(admin, state="cleared")
     assert cleared["cleared_state"] == "DATA_RESUMED"
 
 
-async def test_offline_fires_after_for_s_and_clears_when_back(api: Api) -> None:
+async def test_offline_fires_after_for_s_and_clears_when_back(api: Api, clock: Clock) -> None:
     admin = await api.organization()
     device = await sensor(admin, app_type="VCZ")  # never seen: offline since onboarding
     await add_rule(
         admin, {"name": "gone", "device_uuid": device.uuid, "rule": "OFFLINE", "for_s": 900}
     )
     runtime = BackgroundRuntime(api.state)
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=800))
+    clock.advance(seconds=800)
+    await runtime.alert_sweep()
     assert await alerts(admin) == []
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=901))
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=2000))
+    clock.advance(seconds=101)
+    await runtime.alert_sweep()
+    clock.advance(seconds=600)
+    await runtime.alert_sweep()
     (firing,) = await alerts(admin, state="firing")
     assert firing["fired_value"] >= 900
     assert (await device.keepalive()).status_code == 200
@@ -402,7 +430,9 @@ async def test_offline_fires_after_for_s_and_clears_when_back(api: Api) -> None:
     assert (episode["fired_state"], episode["cleared_state"]) == ("DEVICE_OFFLINE", "DEVICE_ONLINE")
 
 
-async def test_frozen_fires_on_an_unchanging_metric_and_clears_on_a_change(api: Api) -> None:
+async def test_frozen_fires_on_an_unchanging_metric_and_clears_on_a_change(
+    api: Api, clock: Clock
+) -> None:
     admin = await api.organization()
     device = await vcz_sensor(admin)
     await add_rule(
@@ -413,19 +443,21 @@ async def test_frozen_fires_on_an_unchanging_metric_and_clears_on_a_change(api: 
             "rule": "FROZEN",
             "metric": "count",
             "reference_marker": ZONE,
-            "for_s": 3600,
+            "for_s": 1800,
         },
     )
-    now = int(time.time())
-    await send(device, 7, now - 120)
-    await send(device, 7, now - 60)
+    await send(device, 7)
+    clock.advance(seconds=60)
+    await send(device, 7)  # the same value: it has held since the first
     runtime = BackgroundRuntime(api.state)
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=3000))
+    clock.advance(seconds=1700)
+    await runtime.alert_sweep()
     assert await alerts(admin) == []
-    await runtime.alert_sweep(utcnow() + timedelta(seconds=3600))
+    clock.advance(seconds=45)
+    await runtime.alert_sweep()
     (firing,) = await alerts(admin, state="firing")
     assert (firing["fired_state"], firing["fired_value"]) == ("VALUE_FROZEN", 7)
-    await send(device, 8, now)
+    await send(device, 8)
     (cleared,) = await alerts(admin, state="cleared")
     assert (cleared["cleared_state"], cleared["cleared_value"]) == ("VALUE_CHANGED", 8)
 
