@@ -174,10 +174,14 @@ async def test_standard_users_read_the_rules_of_their_devices_and_write_none(api
     by_group = await add_rule(
         admin, {**hall_rule(theirs.uuid), "device_uuid": None, "group": group["name"]}
     )
+    by_type = await add_rule(
+        admin, {**hall_rule(theirs.uuid), "device_uuid": None, "app_type": "VCZ"}
+    )
+    await add_rule(admin, {**hall_rule(theirs.uuid), "device_uuid": None, "app_type": "VCW"})
     user = await admin.user(groups=[group["name"]])
 
     listed = (await user.get("/api/v1/alert-rules")).json()["data"]
-    assert sorted(r["id"] for r in listed) == sorted([visible["id"], by_group["id"]])
+    assert sorted(r["id"] for r in listed) == sorted([visible["id"], by_group["id"], by_type["id"]])
     refused = await user.post("/api/v1/alert-rules", json=hall_rule(theirs.uuid))
     assert refused.status_code == 403
     assert (await user.delete(f"/api/v1/alert-rules/{visible['id']}")).status_code == 403

@@ -65,10 +65,20 @@ def _visible_rules(principal: Principal) -> ColumnElement[bool]:
     if principal.sees_whole_organization:
         return mine
     groups = select(user_groups.c.group_id).where(user_groups.c.user_id == principal.user_id)
-    devices = select(Device.uuid).where(
-        Device.organization_id == principal.organization_id, Device.group_id.in_(groups)
+    seen = and_(Device.organization_id == principal.organization_id, Device.group_id.in_(groups))
+    return and_(
+        mine,
+        or_(
+            AlertRule.group_id.in_(groups),
+            AlertRule.device_uuid.in_(select(Device.uuid).where(seen)),
+            # A rule over the organization's devices of a type covers theirs of that type.
+            and_(
+                AlertRule.device_uuid.is_(None),
+                AlertRule.group_id.is_(None),
+                AlertRule.app_type.in_(select(Device.app_type).where(seen)),
+            ),
+        ),
     )
-    return and_(mine, or_(AlertRule.group_id.in_(groups), AlertRule.device_uuid.in_(devices)))
 
 
 def _visible_alerts(principal: Principal) -> ColumnElement[bool]:
