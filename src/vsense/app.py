@@ -12,14 +12,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
 from vsense.config import Settings, get_settings
+from vsense.db import is_unavailable
 from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
+from vsense.gateway.gate import DEVICE_API, DeviceGateMiddleware
 from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
 from vsense.images.routes import router as images_router
@@ -31,10 +35,15 @@ from vsense.kit.errors import (
     NotFound,
     ServiceUnavailable,
     Unprocessable,
+    database_unavailable,
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import MetricsMiddleware, RequestGuardMiddleware
+from vsense.kit.middleware import (
+    InFlightLimitMiddleware,
+    MetricsMiddleware,
+    RequestGuardMiddleware,
+)
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
@@ -104,9 +113,27 @@ def create_app(
             "/device/v1/": settings.device_max_body_bytes,
         },
     )
+    # Before the size guard: a device request is authenticated before its body is read.
+    app.add_middleware(DeviceGateMiddleware, state=app.state.vsense)
+    app.add_middleware(
+        InFlightLimitMiddleware, limit=settings.max_requests_in_flight, exempt=_not_counted
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _not_counted(scope: Scope) -> bool:
+    """Requests outside the in-flight bound: long polls (they wait by design, holding
+    no body and no database connection) and the operations endpoints (so a saturated
+    process still says so)."""
+    path = scope["path"]
+    return path in OPERATIONS_PATHS or (
+        scope["method"] == "GET" and path == f"{DEVICE_API}commands"
+    )
 
 
 def _operations_router() -> APIRouter:
@@ -177,18 +204,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.info("data error answered 400: %s", exc.orig)
         return _error(BadRequest("A value is out of range or cannot be stored."))
 
-    async def unavailable(_: Request, exc: Exception) -> Response:
-        logger.warning("database unavailable: %s", exc)
-        return _error(ServiceUnavailable("The database is unavailable; retry shortly."))
+    async def database_error(_: Request, exc: Exception) -> Response:
+        # An outage (or a restart, a full pool, a locked file) is answered 503 with
+        # Retry-After so that devices send again; nothing was committed.
+        if is_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return _error(database_unavailable())
+        logger.exception("unexpected database error", exc_info=exc)
+        return _error(AppError("The server failed to complete the request."))
 
-    app.add_exception_handler(OperationalError, unavailable)
-    app.add_exception_handler(InterfaceError, unavailable)
-    app.add_exception_handler(ConnectionError, unavailable)
+    # Handled here rather than by the catch-all below, which the framework re-raises.
+    for error_class in (DBAPIError, PoolTimeoutError, OSError, *_driver_errors()):
+        app.add_exception_handler(error_class, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
+        if is_unavailable(exc):
+            return _error(database_unavailable())
         logger.exception("unexpected error", exc_info=exc)
         return _error(AppError("The server failed to complete the request."))
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """asyncpg's own errors, raised unwrapped when a connection is being opened."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _validation_to_app_error(exc: RequestValidationError) -> AppError:
