@@ -69,6 +69,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = BackgroundRuntime(app.state.vsense)
+        app.state.background = runtime  # /readyz reports the MQTT bridge
         if run_background:
             runtime.start()
         yield
@@ -145,8 +146,14 @@ def _operations_router() -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: the database answers",
-        responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
+        summary="Readiness: the database answers, and the MQTT bridge (when configured) is "
+        "connected",
+        responses={
+            503: {
+                "model": ErrorBody,
+                "description": "The database is unreachable, or the MQTT bridge is not connected",
+            }
+        },
     )
     async def readyz(request: Request) -> dict[str, str]:
         state = state_of(request)
@@ -155,6 +162,10 @@ def _operations_router() -> APIRouter:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
+        runtime: BackgroundRuntime | None = getattr(request.app.state, "background", None)
+        bridge = runtime.mqtt if runtime is not None else None
+        if bridge is not None and not bridge.connected.is_set():
+            raise ServiceUnavailable("The MQTT bridge is not connected to its broker.")
         return {"status": "ready"}
 
     @router.get(

@@ -96,6 +96,8 @@ class BackgroundRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.mqtt is not None:
+            await self.mqtt.end_session()
         await close_sender(self.state)
         try:
             await self.flush_liveness()  # what was noted before the stop
