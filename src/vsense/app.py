@@ -45,6 +45,7 @@ from vsense.kit.middleware import (
     RequestGuardMiddleware,
 )
 from vsense.kit.schemas import ErrorBody
+from vsense.kit.shutdown import on_stop_signal
 from vsense.payloads.routes import router as payloads_router
 from vsense.state import AppState
 from vsense.users.routes import router as users_router
@@ -70,9 +71,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = BackgroundRuntime(app.state.vsense)
         app.state.background = runtime  # /readyz reports the MQTT bridge
+        undo_signals = on_stop_signal(runtime.stopping)
         if run_background:
             runtime.start()
-        yield
+        try:
+            yield
+        finally:
+            undo_signals()
         if run_background:
             await runtime.stop()
         if owns_state:

@@ -178,6 +178,14 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
+    shutdown_grace: int = Field(
+        10,
+        ge=0,
+        le=300,
+        description="Seconds a stopping process (SIGTERM) gives its work to end: long polls "
+        "answer at once, requests in progress and webhook sends in flight get this long, "
+        "then what is left is cancelled (unsent deliveries are released at once).",
+    )
     max_requests_in_flight: int = Field(
         256,
         ge=1,

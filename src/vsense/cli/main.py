@@ -120,6 +120,9 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
+        # requests get the grace period, then are cancelled.
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )
 
 

@@ -31,6 +31,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.long_polls = Gauge(
+            "vsense_device_long_polls",
+            "Long polls (GET /device/v1/commands) waiting for commands now.",
+            registry=self.registry,
+        )
         self.mqtt_bridge_failures = Counter(
             "vsense_mqtt_bridge_failures",
             "Times the MQTT bridge left its broker to come back, by reason (broker, "
