@@ -9,10 +9,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from tests.factories import Api, vcz
 from vsense.app import create_app
 from vsense.state import AppState
+
+pytestmark = pytest.mark.faults
 
 
 async def onboarded(api: Api) -> dict[str, str]:

@@ -109,7 +109,7 @@ async def test_unauthenticated_large_bodies_are_refused_unread(sqlite_server: Li
     grown = rss_kib(pid, "VmHWM") - before
     # Reading them would take hundreds of MiB (the bodies alone are 139 MiB, parsed JSON
     # many times that); refused unread, the process hardly grows.
-    assert grown < 64 * 1024, f"the server grew by {grown // 1024} MiB at its peak"
+    assert grown < 128 * 1024, f"the server grew by {grown // 1024} MiB at its peak"
 
 
 async def organization_admin(server: LiveServer) -> dict[str, str]:
@@ -460,6 +460,10 @@ async def devices_send_through(
         await asyncio.gather(*senders)
 
         # Every refusal asked the device to come back; none was a failure of ours.
+        print(  # the figures of docs/reliability.md (pytest -s)
+            f"{type(fault).__name__}: {sum(map(len, traffic.acknowledged.values()))} messages "
+            f"acknowledged, {len(traffic.refusals)} answered 503"
+        )
         assert all(status == 503 and retry for status, retry, _ in traffic.refusals), (
             traffic.refusals
         )

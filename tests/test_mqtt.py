@@ -194,6 +194,7 @@ async def stored_counts(admin: Caller, device: str) -> list[int]:
     return sorted(entry["payload"][0]["count"] for entry in log["data"])
 
 
+@pytest.mark.faults
 async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -226,6 +227,7 @@ async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back
     await eventually(both, 20)
 
 
+@pytest.mark.faults
 async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,6 +253,7 @@ async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     assert bridge_failures(bridge, "error") == mqtt_module.MAX_ATTEMPTS
 
 
+@pytest.mark.faults
 async def test_readiness_reports_a_bridge_without_its_broker(
     api: Api, state: AppState, bridge: MqttBridge
 ) -> None:
