@@ -141,10 +141,10 @@ class MqttBridge:
             self._client = client
             self.connected.set()
             self.metrics.mqtt_bridge_connected.set(1)
+            self._backoff = FIRST_BACKOFF
             async for message in client.messages:
                 await self.handle(client, message)
                 client._client.ack(message.mid, message.qos)
-                self._backoff = FIRST_BACKOFF
 
     async def end_session(self) -> None:
         """Tell the broker the session is over (at a stop), so that the other processes
