@@ -17,7 +17,7 @@ from vsense.gateway.mqtt import MqttBridge
 from vsense.images import tasks as image_tasks
 from vsense.kit.time import utcnow
 from vsense.state import AppState
-from vsense.webhooks import queue as webhook_queue
+from vsense.webhooks import queue_repository as webhook_queue
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 
 logger = logging.getLogger("vsense.worker")
