@@ -123,6 +123,9 @@ def serve(
         # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
         # requests get the grace period, then are cancelled.
         timeout_graceful_shutdown=settings.shutdown_grace,
+        # uvicorn's own would believe X-Forwarded-For from any local peer; the app
+        # believes it only from `trusted_proxies`.
+        proxy_headers=False,
     )
 
 
