@@ -175,11 +175,17 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
 
     await asyncio.wait_for(first_command(), 10)  # no keepalive sent since the command
     assert received["id"] == str(command.id) and received["type"] == "capture_image"
-    async with state.read_sessionmaker() as session:
-        assert (
-            await gateway_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
-            is False
-        )  # taken: a keepalive or a poll will not hand it out again
+
+    async def taken() -> bool:
+        # Published before the bridge commits (so a broker failure leaves it pending):
+        # the device may hold it a moment before the commit lands.
+        async with state.read_sessionmaker() as session:
+            pending = await gateway_repository.has_pending_commands(
+                session, uuid.UUID(device), utcnow()
+            )
+        return pending is False
+
+    await eventually(taken)  # taken: a keepalive or a poll will not hand it out again
 
 
 def bridge_failures(bridge: MqttBridge, reason: str) -> float:
