@@ -79,7 +79,8 @@ def keepalive_due(state: AppState, device: uuid.UUID) -> bool:
     (counted in this process); True claims the slot."""
     now = time.monotonic()
     last = state.keepalive_forwarded.get(device)
-    if last is not None and now - last < state.settings.webhook_keepalive_min_interval:
+    minimum = state.settings.webhook_keepalive_min_interval.total_seconds()
+    if last is not None and now - last < minimum:
         return False
     state.keepalive_forwarded[device] = now
     return True
