@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -220,7 +221,7 @@ async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
     api: Api, state: AppState
 ) -> None:
     # The receiver holds the first request 5 s; the stop's grace is 2 s.
-    state.settings = state.settings.model_copy(update={"shutdown_grace": 2})
+    state.settings = state.settings.model_copy(update={"shutdown_grace": timedelta(seconds=2)})
     receiver = CountingReceiver(pause=0, hold_after=0)
     runner = await _serve(receiver)
     runtime = BackgroundRuntime(state)

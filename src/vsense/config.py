@@ -234,10 +234,10 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
-    shutdown_grace: int = Field(
-        10,
-        ge=0,
-        le=300,
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=10),
+        ge=timedelta(0),
+        le=timedelta(minutes=5),
         description="Seconds a stopping process (SIGTERM) gives its work to end: long polls "
         "answer at once, requests in progress and webhook sends in flight get this long, "
         "then what is left is cancelled (unsent deliveries are released at once).",

@@ -111,7 +111,8 @@ class BackgroundRuntime:
         released; then the signs of life noted in memory are written."""
         self.stopping()
         assert self.stop_asked is not None
-        left = self.state.settings.shutdown_grace - (time.monotonic() - self.stop_asked)
+        grace = self.state.settings.shutdown_grace.total_seconds()
+        left = grace - (time.monotonic() - self.stop_asked)
         if self.dispatcher is not None:
             self.dispatcher.finish_within = max(0.0, left - 1.0)
         for task in self._tasks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -124,7 +125,7 @@ def serve(
         access_log=False,
         # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
         # requests get the grace period, then are cancelled.
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace.total_seconds()),
         # uvicorn's own would believe X-Forwarded-For from any local peer; the app
         # believes it only from `trusted_proxies`.
         proxy_headers=False,

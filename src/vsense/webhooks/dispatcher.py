@@ -102,7 +102,7 @@ class Dispatcher:
         self.timeout = state.settings.webhook_timeout.total_seconds()
         self.lease = lease_for(state.settings)
         # Seconds requests in flight may take to end at a stop (the grace period's rest).
-        self.finish_within = float(state.settings.shutdown_grace)
+        self.finish_within = state.settings.shutdown_grace.total_seconds()
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
         self._room = asyncio.Event()
