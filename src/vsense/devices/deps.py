@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from vsense.accounts.principal import Principal
-from vsense.deps import PrincipalDep, SessionDep
+from vsense.deps import PrincipalDep, SessionDep, scoped_caller
 from vsense.devices import service
 from vsense.devices.types import (
     DeviceFilter,
@@ -59,12 +59,6 @@ def parse_is_online(raw: str | None) -> bool | None:
 # Dependencies are async on purpose: FastAPI runs plain functions in a thread pool.
 
 
-async def device_reader(principal: PrincipalDep) -> Principal:
-    """The caller, refused before any parameter is read unless it may read devices."""
-    service.require_read(principal)
-    return principal
-
-
 async def device_list_query(
     sort: Annotated[
         str | None,
@@ -105,6 +99,6 @@ async def readable_device(
     return await service.visible_device(session, principal, device_uuid)
 
 
-DeviceReader = Annotated[Principal, Depends(device_reader)]
+DeviceReader = Annotated[Principal, Depends(scoped_caller(service.READ_SCOPE))]
 DeviceListQueryDep = Annotated[DeviceListQuery, Depends(device_list_query)]
 ReadableDevice = Annotated[ReadableDeviceId, Depends(readable_device)]

@@ -27,6 +27,8 @@ from vsense.kit.schemas import ListMeta, Page
 from vsense.models import Device
 from vsense.state import AppState
 
+READ_SCOPE = "devices:read"
+
 
 def parse_device_uuid(raw: str) -> uuid.UUID:
     """A device UUID from a path, any case; anything else is simply not found."""
@@ -38,7 +40,7 @@ def parse_device_uuid(raw: str) -> uuid.UUID:
 
 def require_read(principal: Principal) -> None:
     """403 unless the caller may read devices."""
-    require_scope(principal, "devices:read")
+    require_scope(principal, READ_SCOPE)
 
 
 async def list_devices(

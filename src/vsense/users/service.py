@@ -12,7 +12,7 @@ from vsense.accounts.service import forget_user, require_scope
 from vsense.groups import repository as groups_repository
 from vsense.kit.crypto import hash_password
 from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
-from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.pagination import PageRequest, page_meta
 from vsense.kit.schemas import Page
 from vsense.models import Organization
 from vsense.models import User as UserRow
@@ -56,10 +56,9 @@ async def _views(session: AsyncSession, users: Sequence[UserRow]) -> list[User]:
 
 
 async def list_users(
-    session: AsyncSession, principal: Principal, *, page: str | None, per_page: str | None
+    session: AsyncSession, principal: Principal, request: PageRequest
 ) -> Page[User]:
     require_scope(principal, "users:read")
-    request = page_request(page, per_page)
     users, total = await repository.list_users(
         session, principal.organization_id, offset=request.offset, limit=request.per_page
     )
