@@ -7,6 +7,7 @@ with several faults is answered for the same one: the caller (401), its permissi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query
@@ -59,7 +60,16 @@ def parse_is_online(raw: str | None) -> bool | None:
 # Dependencies are async on purpose: FastAPI runs plain functions in a thread pool.
 
 
-async def device_list_query(
+@dataclass(frozen=True, slots=True)
+class DeviceListing:
+    """Who asks for the device list, and for what."""
+
+    caller: Principal
+    query: DeviceListQuery
+
+
+async def device_listing(
+    principal: PrincipalDep,
     sort: Annotated[
         str | None,
         Query(
@@ -76,20 +86,24 @@ async def device_list_query(
     search: Annotated[
         str | None, Query(description="Case-insensitive substring of name or client_identifier")
     ] = None,
-) -> DeviceListQuery:
+) -> DeviceListing:
+    """The caller's permission first (403), then `sort`, then `is_online` (400).
+
+    One dependency rather than a scoped caller and a query: each dependency costs
+    FastAPI some microseconds per request, and this is the busiest route.
+    """
+    service.require_read(principal)
     order = parse_sort(sort)
     online = parse_is_online(is_online)
     group = group or None
     without_group = group is not None and group.strip().lower() == NO_GROUP
-    return DeviceListQuery(
-        filter=DeviceFilter(
-            group=None if without_group else group,
-            without_group=without_group,
-            is_online=online,
-            search=search or None,
-        ),
-        order=order,
+    device_filter = DeviceFilter(
+        group=None if without_group else group,
+        without_group=without_group,
+        is_online=online,
+        search=search or None,
     )
+    return DeviceListing(principal, DeviceListQuery(filter=device_filter, order=order))
 
 
 async def readable_device(
@@ -100,5 +114,5 @@ async def readable_device(
 
 
 DeviceReader = Annotated[Principal, Depends(scoped_caller(service.READ_SCOPE))]
-DeviceListQueryDep = Annotated[DeviceListQuery, Depends(device_list_query)]
+DeviceListingDep = Annotated[DeviceListing, Depends(device_listing)]
 ReadableDevice = Annotated[ReadableDeviceId, Depends(readable_device)]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 
 from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.devices import service
-from vsense.devices.deps import DeviceListQueryDep, DeviceReader, ReadableDevice
+from vsense.devices.deps import DeviceListingDep, DeviceReader, ReadableDevice
 from vsense.devices.schemas import (
     Device,
     DeviceCreate,
@@ -37,13 +37,14 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 )
 async def list_devices(
     session: SessionDep,
-    caller: DeviceReader,
-    query: DeviceListQueryDep,
+    listing: DeviceListingDep,
     paging: PageParams,
     state: StateDep,
 ) -> Response:
     return json_response(
-        await service.list_devices(session, caller, state.count_cache, query, paging)
+        await service.list_devices(
+            session, listing.caller, state.count_cache, listing.query, paging
+        )
     )
 
 
