@@ -55,14 +55,16 @@ class AppState:
             sessionmaker=create_sessionmaker(engine),
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             signing_key=settings.signing_key(),
-            login_throttle=FailureThrottle(window=settings.login_failure_window),
-            count_cache=TTLCache(ttl=settings.count_cache_ttl),
-            auth_cache=TTLCache(ttl=settings.auth_cache_ttl),
+            login_throttle=FailureThrottle(window=settings.login_failure_window.total_seconds()),
+            count_cache=TTLCache(ttl=settings.count_cache_ttl.total_seconds()),
+            auth_cache=TTLCache(ttl=settings.auth_cache_ttl.total_seconds()),
             liveness=LivenessRecorder(),
             command_waiters=CommandWaiters(),
             metrics=Metrics(),
             last_vpm={},
-            webhook_targets=TTLCache(ttl=settings.auth_cache_ttl, max_entries=200_000),
+            webhook_targets=TTLCache(
+                ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000
+            ),
             keepalive_forwarded={},
             webhook_wakeup=asyncio.Event(),
         )

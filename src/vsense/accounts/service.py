@@ -112,18 +112,18 @@ async def _issue(
         session,
         family_id,
         token_digest(refresh_token),
-        now + timedelta(seconds=settings.refresh_token_ttl),
+        now + settings.refresh_token_ttl,
     )
     claims = {
         "sub": str(user.id),
         "fam": str(family_id),
         "iat": int(now.timestamp()),
-        "exp": int(now.timestamp()) + settings.access_token_ttl,
+        "exp": int((now + settings.access_token_ttl).timestamp()),
     }
     access_token = ACCESS_PREFIX + jwt.encode(claims, state.signing_key, algorithm="HS256")
     return TokenPair(
         user=LoginUser(name=user.name, email=user.email, role=[user.role]),
-        expires_in=settings.access_token_ttl,
+        expires_in=int(settings.access_token_ttl.total_seconds()),
         access_token=access_token,
         refresh_token=refresh_token,
     )

@@ -73,8 +73,8 @@ async def device_listing(
     sort: Annotated[
         str | None,
         Query(
-            description="name (default), -name, refreshed, -refreshed, geo_city, -geo_city, "
-            "geo_country, -geo_country, created, -created"
+            description="name (default), -name, refreshed, -refreshed, is_online, -is_online "
+            "(ties by name), geo_city, -geo_city, geo_country, -geo_country, created, -created"
         ),
     ] = None,
     group: Annotated[

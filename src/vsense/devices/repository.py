@@ -44,12 +44,14 @@ DEVICE_COLUMNS = (
     Device.status_reason,
 )
 
-# Sort key -> column. Ties break on uuid, in the same direction, so each order is
-# served by one index. A null `refreshed` counts as the oldest: first ascending,
-# last descending (the natural order of SQLite, and of the PostgreSQL index).
+# Sort key -> column (or columns: the later ones break ties). Ties break last on uuid,
+# all in the same direction, so each order is served by one index. A null `refreshed`
+# counts as the oldest: first ascending, last descending (the natural order of SQLite,
+# and of the PostgreSQL index).
 SORT_COLUMNS: dict[DeviceSortKey, Any] = {
     DeviceSortKey.NAME: Device.name,
     DeviceSortKey.REFRESHED: Device.refreshed,
+    DeviceSortKey.IS_ONLINE: (Device.is_online, Device.name),
     DeviceSortKey.GEO_CITY: Device.geo_city,
     DeviceSortKey.GEO_COUNTRY: Device.geo_country,
     DeviceSortKey.CREATED: Device.created,
@@ -148,14 +150,15 @@ def _filter_clauses(shape: FilterShape) -> list[ColumnElement[bool]]:
 
 @lru_cache(maxsize=1024)
 def _list_statement(whole_organization: bool, shape: FilterShape, order: DeviceOrder) -> AnySelect:
-    column = SORT_COLUMNS[order.key]
+    columns = SORT_COLUMNS[order.key]
+    column, *ties = columns if isinstance(columns, tuple) else (columns,)
     nullable = order.key is DeviceSortKey.REFRESHED
     if order.descending:
         first = column.desc().nulls_last() if nullable else column.desc()
-        ordering = [first, Device.uuid.desc()]
+        ordering = [first, *(tie.desc() for tie in ties), Device.uuid.desc()]
     else:
         first = column.asc().nulls_first() if nullable else column.asc()
-        ordering = [first, Device.uuid.asc()]
+        ordering = [first, *(tie.asc() for tie in ties), Device.uuid.asc()]
     # The page's uuids are found first, on the index alone, then joined to the rest:
     # a deep page walks index entries instead of whole rows and their groups.
     page = (

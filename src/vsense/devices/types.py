@@ -21,6 +21,7 @@ class DeviceSortKey(StrEnum):
 
     NAME = "name"
     REFRESHED = "refreshed"
+    IS_ONLINE = "is_online"
     GEO_CITY = "geo_city"
     GEO_COUNTRY = "geo_country"
     CREATED = "created"

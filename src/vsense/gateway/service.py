@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -327,7 +327,7 @@ async def create_command(
         type=command_type,
         arguments=arguments or {},
         created=now,
-        expires_at=now + timedelta(seconds=state.settings.command_ttl),
+        expires_at=now + state.settings.command_ttl,
     )
     await repository.add_command(session, command)
     # Woken once the command is committed: a poll woken before would not see it yet.

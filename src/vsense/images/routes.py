@@ -10,9 +10,16 @@ from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.images import service
 from vsense.images.schemas import ImagePending, ImageRequested, ImageRequestList
 from vsense.kit.http import API_PREFIX, error_responses, json_response
+from vsense.kit.origin import public_base_url
 from vsense.kit.schemas import ErrorBody
+from vsense.state import AppState
 
 router = APIRouter(prefix=API_PREFIX, tags=["images"])
+
+
+def _base_url(request: Request, state: AppState) -> str:
+    """The base of the links answered (and sent in the `image` event): never a forged Host."""
+    return public_base_url(request, state.settings.public_url, state.settings.allowed_hosts)
 
 
 @router.post(
@@ -32,7 +39,9 @@ async def request_image(
     on real hardware) and stay valid for `image_link_ttl` seconds from the request. A
     request while one is pending for the device returns the pending one."""
     return json_response(
-        await service.request_image(session, state, principal, device_uuid, str(request.base_url))
+        await service.request_image(
+            session, state, principal, device_uuid, _base_url(request, state)
+        )
     )
 
 
@@ -57,7 +66,7 @@ async def list_images(
             state,
             principal,
             device_uuid,
-            str(request.base_url),
+            _base_url(request, state),
             page=page,
             per_page=per_page,
         )

@@ -8,7 +8,7 @@ The device uploads both images (`uploads.py`); the links answer 202 until then.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -125,8 +125,8 @@ async def _new_request(
         command_id=command.id,
         status=PENDING,
         created=now,
-        expires_at=now + timedelta(seconds=settings.image_link_ttl),
-        capture_deadline=now + timedelta(seconds=settings.image_capture_timeout),
+        expires_at=now + settings.image_link_ttl,
+        capture_deadline=now + settings.image_capture_timeout,
         base_url=public_base(state, request_base)[:300],
     )
     await repository.add(session, request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,7 @@ async def apply_retention(session: AsyncSession, state: AppState, now: datetime)
     images whose request or device is gone (a deleted device, a crash between storing
     and recording) go too.
     """
-    cutoff = now - timedelta(seconds=state.settings.image_retention)
+    cutoff = now - state.settings.image_retention
     if await repository.delete_created_before(session, cutoff):
         ready_cache.clear()
     return await image_store(state.settings).delete_older_than(cutoff)

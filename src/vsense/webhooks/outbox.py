@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from vsense.kit.time import utcnow
-from vsense.webhooks import queue
+from vsense.webhooks import queue_repository, repository
+from vsense.webhooks.domain import NewEvent, Target
 from vsense.webhooks.events import STATUS, encode, new_message_id, status_body, subscribed
 
 if TYPE_CHECKING:  # the state holds the gateway, which emits through here
@@ -43,10 +44,10 @@ def _forget_after_rollback(session: Session) -> None:
 
 async def _targets(
     session: AsyncSession, state: AppState, devices: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[queue.Target]]:
+) -> dict[uuid.UUID, list[Target]]:
     """Active webhooks per device, cached for `auth_cache_ttl` seconds; changes made in
     this process apply at once (`forget_targets`), in other processes within that time."""
-    found: dict[uuid.UUID, list[queue.Target]] = {}
+    found: dict[uuid.UUID, list[Target]] = {}
     missing: list[uuid.UUID] = []
     for device in devices:
         cached = state.webhook_targets.get(TARGETS, device)
@@ -55,7 +56,7 @@ async def _targets(
         else:
             found[device] = cached
     if missing:
-        loaded = await queue.targets(session, missing)
+        loaded = await repository.targets(session, missing)
         for device, targets in loaded.items():
             state.webhook_targets.put(TARGETS, device, targets)
         found.update(loaded)
@@ -78,7 +79,8 @@ def keepalive_due(state: AppState, device: uuid.UUID) -> bool:
     (counted in this process); True claims the slot."""
     now = time.monotonic()
     last = state.keepalive_forwarded.get(device)
-    if last is not None and now - last < state.settings.webhook_keepalive_min_interval:
+    minimum = state.settings.webhook_keepalive_min_interval.total_seconds()
+    if last is not None and now - last < minimum:
         return False
     state.keepalive_forwarded[device] = now
     return True
@@ -107,12 +109,12 @@ async def emit_many(
     if not items:
         return 0
     targets = await _targets(session, state, list({device for device, _, _ in items}))
-    events: list[queue.NewEvent] = []
+    events: list[NewEvent] = []
     for device, kind, body in items:
         wanted = [t for t in targets[device] if subscribed(t.webhook_type, t.actions, kind)]
         if wanted:
             events.append(
-                queue.NewEvent(
+                NewEvent(
                     organization_id=wanted[0].organization_id,
                     device_uuid=device,
                     type=kind,
@@ -123,7 +125,7 @@ async def emit_many(
             )
     if not events:
         return 0
-    deliveries = await queue.enqueue(session, events, utcnow(), lease_until=None)
+    deliveries = await queue_repository.enqueue(session, events, utcnow(), lease_until=None)
     await wake_after_commit(session, state)
     return len(deliveries)
 
@@ -133,7 +135,7 @@ async def wake_after_commit(session: AsyncSession, state: AppState) -> None:
     other processes' through NOTIFY (PostgreSQL)."""
     if _WAKE not in session.sync_session.info:
         session.sync_session.info[_WAKE] = state.webhook_wakeup
-        await queue.notify(session)
+        await queue_repository.notify(session)
 
 
 async def emit_status(

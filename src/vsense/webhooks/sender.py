@@ -9,20 +9,19 @@ made (IP literals here, names in `GuardedResolver`).
 
 from __future__ import annotations
 
-import email.utils
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
+from vsense.client.retry_after import parse_retry_after
 from vsense.webhooks.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip_literal
 
-# Error classes of an `Outcome`, for retry decisions and delivery logs.
+# Error classes of a `SendResult`, for retry decisions and delivery logs.
 DNS = "dns"
 CONNECT = "connect"
 TLS = "tls"
@@ -55,8 +54,9 @@ _CLIENT_OWNED = frozenset(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    """What one attempt gave: a status, or an error class and why; never an exception."""
+class SendResult:
+    """What one request gave: a status, or an error class and why; never an exception.
+    What it means for the delivery is decided by `policy.after_attempt`."""
 
     status_code: int | None
     error: str | None
@@ -69,22 +69,6 @@ class Outcome:
     def ok(self) -> bool:
         """The receiver answered 2xx."""
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" zones parse as naive; HTTP dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def _read_head(content: aiohttp.StreamReader) -> bytes:
@@ -215,7 +199,7 @@ class Sender:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP exchange's budget, handed to aiohttp
-    ) -> Outcome:
+    ) -> SendResult:
         """Send one request and describe what happened; raises only if not started.
 
         Redirects are not followed (a 3xx is `redirect`); `timeout` bounds the whole
@@ -227,9 +211,9 @@ class Sender:
             raise RuntimeError("Sender.start() has not been called")
         started = time.perf_counter()
 
-        def failed(error: str, detail: str) -> Outcome:
+        def failed(error: str, detail: str) -> SendResult:
             elapsed = (time.perf_counter() - started) * 1000
-            return Outcome(status_code=None, error=error, detail=detail, duration_ms=elapsed)
+            return SendResult(status_code=None, error=error, detail=detail, duration_ms=elapsed)
 
         try:
             target = URL(url)
@@ -268,7 +252,7 @@ class Sender:
             error, detail = REDIRECT, f"HTTP {status} to {location[:200]}"
         else:
             error, detail = HTTP_STATUS, f"HTTP {status}"
-        return Outcome(
+        return SendResult(
             status_code=status,
             error=error,
             detail=detail,
