@@ -14,6 +14,7 @@ from vsense.db import create_engine, create_sessionmaker
 from vsense.gateway.liveness import LivenessRecorder
 from vsense.gateway.waiters import CommandWaiters
 from vsense.kit.cache import TTLCache
+from vsense.kit.crypto import configure_hashing
 from vsense.kit.metrics import Metrics
 from vsense.kit.throttle import FailureThrottle
 
@@ -25,6 +26,8 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     signing_key: str
     login_throttle: FailureThrottle
+    # every login, failed or not (argon2 costs the same either way)
+    login_attempts: FailureThrottle
     read_sessionmaker: async_sessionmaker[AsyncSession]
     count_cache: TTLCache
     auth_cache: TTLCache
@@ -49,6 +52,7 @@ class AppState:
     @classmethod
     def for_engine(cls, settings: Settings, engine: AsyncEngine) -> AppState:
         """State over an existing engine, with fresh caches (tests share one engine)."""
+        configure_hashing(settings.password_hashing_threads)
         return cls(
             settings=settings,
             engine=engine,
@@ -56,6 +60,7 @@ class AppState:
             read_sessionmaker=create_sessionmaker(engine, read_only=True),
             signing_key=settings.signing_key(),
             login_throttle=FailureThrottle(window=settings.login_failure_window.total_seconds()),
+            login_attempts=FailureThrottle(window=settings.login_attempt_window.total_seconds()),
             count_cache=TTLCache(ttl=settings.count_cache_ttl.total_seconds()),
             auth_cache=TTLCache(ttl=settings.auth_cache_ttl.total_seconds()),
             liveness=LivenessRecorder(),

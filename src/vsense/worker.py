@@ -7,8 +7,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from vsense.accounts import repository as accounts_repository
 from vsense.db import session_scope
 from vsense.gateway import repository as gateway_repository
 from vsense.gateway.liveness import sweep
@@ -51,14 +52,17 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.state, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
-        """Delete deliveries and payload logs that outlived their retention, a chunk per
-        transaction; returns the rows removed."""
+        """Delete deliveries, payload logs and device commands that outlived their
+        retention, and expired sessions, a chunk per transaction; returns the rows
+        removed."""
         now = now or utcnow()
         settings = self.state.settings
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
             (gateway_repository.purge_messages, settings.payload_retention),
+            (gateway_repository.purge_commands, settings.payload_retention),
+            (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
                 async with session_scope(self.state.sessionmaker) as session:

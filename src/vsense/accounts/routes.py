@@ -14,12 +14,15 @@ from vsense.accounts.schemas import (
     TokenCreate,
     TokenCreated,
 )
+from vsense.db import session_scope
 from vsense.deps import PrincipalDep, SessionDep, StateDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 from vsense.users import service as users_service
 
 router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
+# Answers that carry credentials are kept by no cache, shared or private (RFC 6749 5.1).
+NO_STORE = "no-store"
 
 
 @router.post(
@@ -29,12 +32,18 @@ router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
     summary="Log in with email and password",
 )
 async def login(
-    body: LoginRequest, request: Request, session: SessionDep, state: StateDep
+    body: LoginRequest, request: Request, response: Response, state: StateDep
 ) -> LoginResponse:
     client_address = request.client.host if request.client else "unknown"
-    pair = await service.login(
-        session, state, email=body.email, password=body.password, client_address=client_address
-    )
+    # Two units of work: the password is checked in autocommit, the session opened in
+    # a write transaction that never waits on argon2.
+    async with session_scope(state.read_sessionmaker, write=False) as session:
+        user = await service.check_password(
+            session, state, email=body.email, password=body.password, client_address=client_address
+        )
+    async with session_scope(state.sessionmaker) as session:
+        pair = await service.open_session(session, state, user)
+    response.headers["Cache-Control"] = NO_STORE
     return LoginResponse(data=pair)
 
 
@@ -44,7 +53,10 @@ async def login(
     responses=error_responses(401, 422),
     summary="Spend a refresh token for a new pair",
 )
-async def refresh(body: RefreshRequest, session: SessionDep, state: StateDep) -> LoginResponse:
+async def refresh(
+    body: RefreshRequest, response: Response, session: SessionDep, state: StateDep
+) -> LoginResponse:
+    response.headers["Cache-Control"] = NO_STORE
     return LoginResponse(data=await service.refresh(session, state, body.refresh_token))
 
 
@@ -87,9 +99,10 @@ async def list_tokens(
     summary="Create a personal access token; the token is shown once",
 )
 async def create_token(
-    body: TokenCreate, session: SessionDep, principal: PrincipalDep
+    body: TokenCreate, response: Response, session: SessionDep, principal: PrincipalDep
 ) -> TokenCreated:
     token, raw = await service.create_personal_token(session, principal, body)
+    response.headers["Cache-Control"] = NO_STORE
     return TokenCreated.model_validate({**Token.model_validate(token).model_dump(), "token": raw})
 
 

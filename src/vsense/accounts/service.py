@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts import repository
@@ -46,10 +47,16 @@ class RefreshTokenReused(Unauthorized):
     commit_session = True
 
 
-async def login(
+async def check_password(
     session: AsyncSession, state: AppState, *, email: str, password: str, client_address: str
-) -> TokenPair:
-    """Check the password (throttled per email and per address) and open a session."""
+) -> User:
+    """The user whose email and password these are. Throttled per email and per client
+    address: failures over `login_failure_window`, and every attempt over
+    `login_attempt_window`.
+
+    Run before the session's write transaction opens (`open_session`): argon2 takes tens
+    of milliseconds, and on SQLite a writer holds the database's only write lock.
+    """
     settings = state.settings
     throttle = state.login_throttle
     email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
@@ -59,12 +66,34 @@ async def login(
     )
     if wait:
         raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
+    # Every attempt counts, successful or not, before any work: argon2 costs the same
+    # either way, and concurrent attempts count as soon as they arrive.
+    attempts = state.login_attempts
+    wait = max(
+        attempts.retry_after(email_key, settings.login_max_attempts_per_email),
+        attempts.retry_after(address_key, settings.login_max_attempts_per_address),
+    )
+    if wait:
+        raise TooManyRequests("Too many logins; wait before trying again.", retry_after=wait)
+    attempts.record(email_key)
+    attempts.record(address_key)
     user = await users_repository.get_user_by_email(session, email)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    if not await verify_password(user.password_hash if user else None, password) or user is None:
         throttle.record_failure(email_key)
         throttle.record_failure(address_key)
         raise Unauthorized(WRONG_CREDENTIALS)
     throttle.reset(email_key)
+    return user
+
+
+async def open_session(session: AsyncSession, state: AppState, verified: User) -> TokenPair:
+    """A new session for a user `check_password` verified, unless the user or its
+    password changed in between. The user's row is locked, as a password change locks it
+    before it ends the sessions: one of the two waits for the other, so a new session is
+    either refused or ended, never missed."""
+    user = await users_repository.lock_user(session, verified.id)
+    if user is None or user.password_hash != verified.password_hash:
+        raise Unauthorized(WRONG_CREDENTIALS)
     family = await repository.create_family(session, user.id)
     return await _issue(session, state, user, family.id)
 
@@ -82,7 +111,7 @@ async def refresh(session: AsyncSession, state: AppState, refresh_token: str) ->
         session, token.id, now
     ):
         await repository.revoke_family(session, family.id, "reuse", now)
-        forget_user(state, family.user_id)
+        forget_user(state, family.user_id, session)
         raise RefreshTokenReused(
             "The refresh token was already used; the session is revoked, log in again."
         )
@@ -99,7 +128,7 @@ async def logout(session: AsyncSession, state: AppState, principal: Principal) -
     if principal.family_id is None:
         raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
     await repository.revoke_family(session, principal.family_id, "logout", utcnow())
-    forget_user(state, principal.user_id)
+    forget_user(state, principal.user_id, session)
 
 
 async def _issue(
@@ -155,9 +184,38 @@ async def authenticate(session: AsyncSession, state: AppState, bearer: str) -> P
     return principal
 
 
-def forget_user(state: AppState, user_id: int) -> None:
-    """Drop every cached caller of a user: its role, tokens or sessions changed."""
-    state.auth_cache.invalidate(("user", user_id))
+def forget_user(state: AppState, user_id: int, session: AsyncSession | None = None) -> None:
+    """Drop every cached caller of a user: its role, tokens or sessions changed.
+
+    With the session of the change, the callers are dropped again once it commits: a
+    request of the same user verified between now and the commit read the old rows,
+    and must not keep them for the cache's lifetime.
+    """
+    namespace = ("user", user_id)
+    state.auth_cache.invalidate(namespace)
+    if session is not None:
+        event.listen(
+            session.sync_session,
+            "after_commit",
+            lambda _: state.auth_cache.invalidate(namespace),
+            once=True,
+        )
+
+
+async def end_sessions(
+    session: AsyncSession,
+    state: AppState | None,
+    user_id: int,
+    *,
+    reason: str,
+    keep_family: uuid.UUID | None = None,
+) -> None:
+    """End every login session of a user (but `keep_family`): its refresh-token
+    families, and with them the access tokens, which name their family and are refused
+    once it is revoked. Personal access tokens are separate credentials and stay."""
+    await repository.revoke_user_families(session, user_id, reason, utcnow(), keep=keep_family)
+    if state is not None:
+        forget_user(state, user_id, session)
 
 
 async def _authenticate_access(
@@ -281,4 +339,4 @@ async def revoke_personal_token(
     require_scope(principal, "tokens:write")
     if not await repository.delete_personal_token(session, principal.user_id, token_id):
         raise NotFound("No such token.")
-    forget_user(state, principal.user_id)
+    forget_user(state, principal.user_id, session)

@@ -264,3 +264,11 @@ async def purge_messages(session: AsyncSession, before: datetime, limit: int = 5
     stale = select(DeviceEvent.id).where(DeviceEvent.created < before).limit(limit)
     events: Any = await session.execute(delete(DeviceEvent).where(DeviceEvent.id.in_(stale)))
     return int(messages.rowcount or 0) + int(events.rowcount or 0)
+
+
+async def purge_commands(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` commands that expired before `before` (taken, answered or
+    not); rows removed."""
+    old = select(DeviceCommand.id).where(DeviceCommand.expires_at < before).limit(limit)
+    removed: Any = await session.execute(delete(DeviceCommand).where(DeviceCommand.id.in_(old)))
+    return int(removed.rowcount or 0)
