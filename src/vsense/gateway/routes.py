@@ -58,7 +58,9 @@ async def commands(
     wait: Annotated[float, Query(ge=0, le=service.MAX_WAIT)] = 25,
 ) -> Response:
     """Long poll: pending commands as soon as there are some, or [] after `wait` s."""
-    return json_response({"commands": await service.wait_for_commands(state, authorization, wait)})
+    with state.metrics.long_polls.track_inprogress():
+        commands = await service.wait_for_commands(state, authorization, wait)
+    return json_response({"commands": commands})
 
 
 @router.post(

@@ -362,7 +362,8 @@ def _forget_wakeups_after_rollback(session: Session) -> None:
 async def wait_for_commands(
     state: AppState, header: str | None, wait: float
 ) -> list[dict[str, Any]]:
-    """The long poll: pending commands as soon as there are some, or [] after `wait`.
+    """The long poll: pending commands as soon as there are some, or [] after `wait`
+    (or at once when the process is stopping).
 
     Each look at the database is a short read of its own, so a waiting device holds no
     connection, and many waiting devices do not queue for the write lock (SQLite); a
@@ -388,7 +389,7 @@ async def wait_for_commands(
             if commands:
                 return commands
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or state.command_waiters.stopping:
             return []
         await state.command_waiters.wait(device.uuid, min(remaining, POLL_INTERVAL))
 
