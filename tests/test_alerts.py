@@ -331,7 +331,9 @@ async def test_group_rules_follow_the_membership(api: Api) -> None:
     admin = await api.organization()
     group = await admin.group()
     device = await vcz_sensor(admin)
-    await add_rule(admin, {**hall_rule(device.uuid), "device_uuid": None, "group": group["name"]})
+    rule = await add_rule(
+        admin, {**hall_rule(device.uuid), "device_uuid": None, "group": group["name"]}
+    )
     await send(device, 120)
     assert await alerts(admin) == []  # not in the group yet
 
@@ -340,13 +342,27 @@ async def test_group_rules_follow_the_membership(api: Api) -> None:
     await send(device, 121)
     assert len(await alerts(admin, state="firing")) == 1
 
+    other = await vcz_sensor(admin, group=group["name"])
+    await send(other, 150)
+    assert len(await alerts(admin, state="firing")) == 2
+
     left = await admin.put(f"/api/v1/devices/{device.uuid}", json={"group": None})
     assert left.status_code == 200
     await BackgroundRuntime(api.state).alert_sweep()
-    (episode,) = await alerts(admin)
+    (episode,) = await alerts(admin, device_uuid=device.uuid)
     assert episode["cleared_state"] == "OUT_OF_SCOPE"
     await send(device, 130)
-    assert await alerts(admin, state="firing") == []
+    (still,) = await alerts(admin, state="firing")
+    assert still["device_uuid"] == other.uuid
+
+    # The rule moved to one device: the group's other device leaves its scope at once.
+    moved = await admin.put(f"/api/v1/alert-rules/{rule['id']}", json={"device_uuid": device.uuid})
+    assert moved.status_code == 200 and moved.json()["group"] is None
+    (ended,) = await alerts(admin, device_uuid=other.uuid)
+    assert ended["cleared_state"] == "OUT_OF_SCOPE"
+    await send(device, 140)
+    (again,) = await alerts(admin, state="firing")
+    assert again["device_uuid"] == device.uuid
 
 
 async def test_a_group_named_by_rules_is_kept_until_they_go(api: Api) -> None:

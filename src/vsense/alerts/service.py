@@ -120,6 +120,11 @@ async def _apply(
     """Set the sent fields on a rule and check the whole of it; 422 names each field."""
     errors: list[dict[str, Any]] = []
     device_app_type: str | None = None
+    # A device or a group sent alone replaces the other scope.
+    if fields.get("device_uuid") is not None and "group" not in fields:
+        rule.group_id = None
+    if fields.get("group") is not None and "device_uuid" not in fields:
+        rule.device_uuid = None
     for name, value in fields.items():
         if name == "rule":
             rule.kind = value
