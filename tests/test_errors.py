@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tests.factories import Api
 from vsense.app import create_app
-from vsense.state import AppState
+from vsense.components import Components
 
 
 def assert_envelope(response: httpx.Response, status: int, code: int) -> dict[str, Any]:
@@ -86,7 +86,7 @@ async def test_chunked_body_under_the_limit_is_read(api: Api) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_unexpected_exception_is_5000_without_internals(state: AppState) -> None:
+async def test_unexpected_exception_is_5000_without_internals(state: Components) -> None:
     app: FastAPI = create_app(state=state)
 
     @app.get("/boom")

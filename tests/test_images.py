@@ -24,12 +24,12 @@ from sqlalchemy import select
 
 from tests.factories import Api, Caller
 from tests.live_server import free_port
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import WebhookEvent
 from vsense.simulator.fleet import run_fleet
-from vsense.state import AppState
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
@@ -80,11 +80,11 @@ def storage(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def state(  # type: ignore[no-untyped-def]
     database_settings: Settings, shared_engine, storage: str, s3_endpoint: str, tmp_path
-) -> AppState:
+) -> Components:
     """Overrides conftest's: the same database, and this test's own image store."""
     own = {"data_dir": tmp_path, "webhook_allow_private": True}  # the receiver is local
     settings = storage_settings(database_settings.model_copy(update=own), storage, s3_endpoint)
-    return AppState.for_engine(settings, shared_engine)
+    return Components.for_server(settings, shared_engine)
 
 
 class Clock:
@@ -470,7 +470,7 @@ async def test_a_ready_snapshot_sends_the_image_event(
     assert (await fetch(api.client, body["links"][1])).status_code == 200
 
 
-async def image_events(state: AppState, device_uuid: str) -> list[dict[str, Any]]:
+async def image_events(state: Components, device_uuid: str) -> list[dict[str, Any]]:
     """Bodies of the `image` events queued for a device (the outbox)."""
     async with session_scope(state.sessionmaker, write=False) as session:
         bodies = await session.scalars(

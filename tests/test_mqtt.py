@@ -13,23 +13,22 @@ import orjson
 import pytest
 
 from tests.factories import Api, Caller, vcz
+from vsense.commands import repository as commands_repository
+from vsense.components import Components
 from vsense.db import session_scope
-from vsense.gateway import repository as gateway_repository
-from vsense.gateway import service as gateway_service
 from vsense.gateway.mqtt import MqttBridge, parse_topic
 from vsense.kit.time import utcnow
-from vsense.state import AppState
 
 BROKER = "mqtt://127.0.0.1:1883"
 
 
 @pytest.fixture
-async def bridge(state: AppState) -> AsyncIterator[MqttBridge]:
+async def bridge(state: Components) -> AsyncIterator[MqttBridge]:
     # A share group of its own, so no other server on this broker takes the messages.
     state.settings = state.settings.model_copy(
         update={"mqtt_url": BROKER, "mqtt_share_group": f"test-{uuid.uuid4().hex[:8]}"}
     )
-    running = MqttBridge(state)
+    running = state.mqtt_bridge()
     task = asyncio.create_task(running.run())
     await asyncio.wait_for(running.connected.wait(), 10)
     yield running
@@ -123,12 +122,12 @@ async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
 
 
 async def test_pending_commands_are_published_to_the_device(
-    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+    api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
     async with session_scope(state.sessionmaker) as session:
-        command = await gateway_service.create_command(session, state, uuid.UUID(device), "reboot")
+        command = await state.commands.create(session, uuid.UUID(device), "reboot")
     await device_client.subscribe(f"vsense/{device}/commands", qos=1)
     await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
     received: dict[str, Any] = {}
@@ -150,7 +149,7 @@ async def _accepted_at_least(bridge: MqttBridge, count: int) -> bool:
 
 
 async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_keepalive(
-    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+    api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
@@ -159,8 +158,8 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
     await eventually(lambda: _accepted_at_least(bridge, 1))
 
     async with session_scope(state.sessionmaker) as session:
-        command = await gateway_service.create_command(
-            session, state, uuid.UUID(device), "capture_image", {"request_id": "r1"}
+        command = await state.commands.create(
+            session, uuid.UUID(device), "capture_image", {"request_id": "r1"}
         )
     received: dict[str, Any] = {}
 
@@ -173,6 +172,6 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
     assert received["id"] == str(command.id) and received["type"] == "capture_image"
     async with state.read_sessionmaker() as session:
         assert (
-            await gateway_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
+            await commands_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
             is False
         )  # taken: a keepalive or a poll will not hand it out again

@@ -6,8 +6,8 @@ import httpx
 
 from tests.factories import Api
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import load_settings
-from vsense.state import AppState
 
 
 async def test_healthz(api: Api) -> None:
@@ -26,7 +26,7 @@ async def test_readyz_is_503_when_the_database_is_down(tmp_path) -> None:  # typ
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         secret_key="x" * 40,
     )
-    app = create_app(state=AppState.build(settings))
+    app = create_app(state=Components.for_server(settings))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/readyz")

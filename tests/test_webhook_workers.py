@@ -20,10 +20,10 @@ from sqlalchemy import delete, func, select
 from tests.factories import Api
 from tests.test_gateway import sensor
 from tests.test_webhooks import hook
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.models import Webhook, WebhookDelivery
-from vsense.state import AppState
 
 EVENTS = 300
 
@@ -71,9 +71,9 @@ async def _serve(receiver: CountingReceiver) -> web.AppRunner:
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[Components]:
     settings = database_settings.model_copy(update={"webhook_allow_private": True})
-    state = AppState.for_engine(settings, shared_engine)
+    state = Components.for_server(settings, shared_engine)
     yield state
     async with session_scope(state.sessionmaker) as session:
         await session.execute(delete(Webhook))
@@ -137,7 +137,7 @@ def _message(timestamp: int) -> dict[str, Any]:
     }
 
 
-async def _delivery_totals(state: AppState, webhook_id: int) -> tuple[dict[str, int], int]:
+async def _delivery_totals(state: Components, webhook_id: int) -> tuple[dict[str, int], int]:
     async with session_scope(state.sessionmaker) as session:
         rows = await session.execute(
             select(WebhookDelivery.status, func.count())
@@ -183,7 +183,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     assert 1 <= duplicates <= reclaims  # the held one came twice; each duplicate counted
 
 
-async def _until_written(state: AppState, webhook_id: int) -> None:
+async def _until_written(state: Components, webhook_id: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         statuses, _ = await _delivery_totals(state, webhook_id)

@@ -17,11 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
+from vsense.components import Components
 from vsense.config import Settings, get_settings
-from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
 from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
+from vsense.images.routes import device_router as image_upload_router
 from vsense.images.routes import router as images_router
 from vsense.kit.errors import (
     STATUS_ERRORS,
@@ -35,9 +36,10 @@ from vsense.kit.errors import (
 )
 from vsense.kit.http import API_PREFIX, json_response
 from vsense.kit.middleware import MetricsMiddleware, RequestGuardMiddleware
+from vsense.kit.parts import install_parts
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
-from vsense.state import AppState
+from vsense.users.routes import me_router
 from vsense.users.routes import router as users_router
 from vsense.webhooks.routes import router as webhooks_router
 from vsense.worker import BackgroundRuntime
@@ -47,26 +49,28 @@ logger = logging.getLogger("vsense")
 
 def create_app(
     settings: Settings | None = None,
-    state: AppState | None = None,
+    state: Components | None = None,
     *,
     background: bool | None = None,
 ) -> FastAPI:
-    """Build the application. Without arguments it uses the process settings and runs the
-    background jobs (liveness writes, offline sweep) for as long as it is served."""
+    """Build the application over its parts (`state`, else built here from `settings`).
+    Without arguments it uses the process settings and runs the background jobs
+    (liveness writes, offline sweep) for as long as it is served."""
     settings = settings or (state.settings if state else get_settings())
     owns_state = state is None
     run_background = owns_state if background is None else background
+    parts = state or Components.for_server(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = BackgroundRuntime(app.state.vsense)
+        runtime = BackgroundRuntime(parts)
         if run_background:
             runtime.start()
         yield
         if run_background:
             await runtime.stop()
         if owns_state:
-            await app.state.vsense.engine.dispose()
+            await parts.engine.dispose()
 
     app = FastAPI(
         title="vsense",
@@ -80,20 +84,22 @@ def create_app(
         # would only cost time on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.vsense = state or AppState.build(settings)
+    install_parts(app, parts.route_parts())
 
     for router in (
         accounts_router,
+        me_router,
         devices_router,
         payloads_router,
         groups_router,
         users_router,
         gateway_router,
+        image_upload_router,
         images_router,
         webhooks_router,
     ):
         app.include_router(router)
-    app.include_router(_operations_router())
+    app.include_router(_operations_router(parts))
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuardMiddleware,
@@ -104,12 +110,12 @@ def create_app(
             "/device/v1/": settings.device_max_body_bytes,
         },
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=parts.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def _operations_router() -> APIRouter:
+def _operations_router(parts: Components) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -121,10 +127,9 @@ def _operations_router() -> APIRouter:
         summary="Readiness: the database answers",
         responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
     )
-    async def readyz(request: Request) -> dict[str, str]:
-        state = state_of(request)
+    async def readyz() -> dict[str, str]:
         try:
-            async with state.engine.connect() as connection:
+            async with parts.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
@@ -136,8 +141,8 @@ def _operations_router() -> APIRouter:
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
-    async def metrics(request: Request) -> Response:
-        body = generate_latest(state_of(request).metrics.registry)
+    async def metrics() -> Response:
+        body = generate_latest(parts.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -9,15 +9,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from vsense.db import session_scope
+from vsense.components import Components
 from vsense.gateway import repository as gateway_repository
-from vsense.gateway.liveness import sweep
 from vsense.gateway.mqtt import MqttBridge
 from vsense.images import tasks as image_tasks
 from vsense.kit.time import utcnow
-from vsense.state import AppState
+from vsense.payloads import repository as payloads_repository
 from vsense.webhooks import queue as webhook_queue
-from vsense.webhooks.dispatcher import Dispatcher, close_sender
+from vsense.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("vsense.worker")
 RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
@@ -27,41 +26,42 @@ IMAGE_RETENTION_EVERY_S = 300.0
 class BackgroundRuntime:
     """Runs each job every so often until stopped; a failing round is logged and retried."""
 
-    def __init__(self, state: AppState) -> None:
-        self.state = state
+    def __init__(self, parts: Components) -> None:
+        self.parts = parts
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt: MqttBridge | None = None
         self.dispatcher: Dispatcher | None = None
 
     async def flush_liveness(self) -> int:
-        return await self.state.liveness.flush(self.state)
+        return await self.parts.liveness.flush()
 
     async def sweep_once(self, now: datetime | None = None) -> list[uuid.UUID]:
-        async with session_scope(self.state.sessionmaker) as session:
-            return await sweep(session, self.state, now or utcnow())
+        async with self.parts.database.write() as session:
+            return await self.parts.liveness.sweep(session, now or utcnow())
 
     async def fail_overdue_images(self, now: datetime | None = None) -> int:
         """Fail snapshot requests whose device did not upload in time."""
-        async with session_scope(self.state.sessionmaker) as session:
+        async with self.parts.database.write() as session:
             return await image_tasks.fail_overdue(session, now or utcnow())
 
     async def image_retention(self, now: datetime | None = None) -> int:
         """Delete images (and their requests) older than `image_retention`."""
-        async with session_scope(self.state.sessionmaker) as session:
-            return await image_tasks.apply_retention(session, self.state, now or utcnow())
+        async with self.parts.database.write() as session:
+            return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
         """Delete deliveries and payload logs that outlived their retention, a chunk per
         transaction; returns the rows removed."""
         now = now or utcnow()
-        settings = self.state.settings
+        settings = self.parts.settings
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
-            (gateway_repository.purge_messages, settings.payload_retention),
+            (payloads_repository.purge_messages, settings.payload_retention),
+            (gateway_repository.purge_events, settings.payload_retention),
         ):
             while True:
-                async with session_scope(self.state.sessionmaker) as session:
+                async with self.parts.database.write() as session:
                     count = await purge(session, now - timedelta(seconds=keep))
                 removed += count
                 if count == 0:
@@ -71,7 +71,7 @@ class BackgroundRuntime:
     def start(self, *, ingest: bool = True) -> None:
         """Start the jobs; `ingest=False` (a `vsense worker`) leaves out the liveness
         writes of a process that receives no device messages, and always dispatches."""
-        settings = self.state.settings
+        settings = self.parts.settings
         self._tasks = [
             asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
@@ -85,10 +85,10 @@ class BackgroundRuntime:
                 )
             )
         if settings.webhook_dispatcher or not ingest:
-            self.dispatcher = Dispatcher(self.state)
+            self.dispatcher = self.parts.dispatcher()
             self._tasks.append(asyncio.create_task(self.dispatcher.run()))
         if ingest and settings.mqtt_url:
-            self.mqtt = MqttBridge(self.state)
+            self.mqtt = self.parts.mqtt_bridge()
             self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
     async def stop(self) -> None:
@@ -96,7 +96,7 @@ class BackgroundRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await close_sender(self.state)
+        await self.parts.sender.close()
         try:
             await self.flush_liveness()  # what was noted before the stop
         except Exception:

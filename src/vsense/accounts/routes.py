@@ -5,19 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from vsense.accounts import service
+from vsense.accounts.deps import CallersDep, PrincipalDep
 from vsense.accounts.schemas import (
     LoginRequest,
     LoginResponse,
-    Me,
     RefreshRequest,
     Token,
     TokenCreate,
     TokenCreated,
 )
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.deps import SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
-from vsense.users import service as users_service
 
 router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
 
@@ -29,11 +28,11 @@ router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
     summary="Log in with email and password",
 )
 async def login(
-    body: LoginRequest, request: Request, session: SessionDep, state: StateDep
+    body: LoginRequest, request: Request, session: SessionDep, callers: CallersDep
 ) -> LoginResponse:
     client_address = request.client.host if request.client else "unknown"
     pair = await service.login(
-        session, state, email=body.email, password=body.password, client_address=client_address
+        session, callers, email=body.email, password=body.password, client_address=client_address
     )
     return LoginResponse(data=pair)
 
@@ -44,8 +43,8 @@ async def login(
     responses=error_responses(401, 422),
     summary="Spend a refresh token for a new pair",
 )
-async def refresh(body: RefreshRequest, session: SessionDep, state: StateDep) -> LoginResponse:
-    return LoginResponse(data=await service.refresh(session, state, body.refresh_token))
+async def refresh(body: RefreshRequest, session: SessionDep, callers: CallersDep) -> LoginResponse:
+    return LoginResponse(data=await service.refresh(session, callers, body.refresh_token))
 
 
 @router.post(
@@ -54,14 +53,9 @@ async def refresh(body: RefreshRequest, session: SessionDep, state: StateDep) ->
     responses=error_responses(401, 403),
     summary="Revoke the caller's session",
 )
-async def logout(session: SessionDep, principal: PrincipalDep, state: StateDep) -> Response:
-    await service.logout(session, state, principal)
+async def logout(session: SessionDep, principal: PrincipalDep, callers: CallersDep) -> Response:
+    await service.logout(session, callers, principal)
     return Response(status_code=204)
-
-
-@router.get("/me", response_model=Me, responses=error_responses(401), summary="The caller")
-async def me(session: SessionDep, principal: PrincipalDep) -> Me:
-    return await users_service.describe_caller(session, principal)
 
 
 @router.get(
@@ -100,7 +94,7 @@ async def create_token(
     summary="Revoke a personal access token",
 )
 async def revoke_token(
-    token_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    token_id: IdPath, session: SessionDep, principal: PrincipalDep, callers: CallersDep
 ) -> Response:
-    await service.revoke_personal_token(session, state, principal, token_id)
+    await service.revoke_personal_token(session, callers, principal, token_id)
     return Response(status_code=204)

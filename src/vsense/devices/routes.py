@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.accounts.deps import PrincipalDep
+from vsense.deps import CountsDep, SessionDep
+from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service
 from vsense.devices.schemas import (
     Device,
@@ -30,7 +32,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 async def list_devices(
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    counts: CountsDep,
     sort: str | None = Query(
         None,
         description="name (default), -name, refreshed, -refreshed, geo_city, -geo_city, "
@@ -50,7 +52,7 @@ async def list_devices(
         await service.list_devices(
             session,
             principal,
-            state.count_cache,
+            counts,
             sort=sort,
             group=group,
             is_online=is_online,
@@ -69,11 +71,9 @@ async def list_devices(
     summary="Onboard a device; its token is shown once",
 )
 async def onboard_device(
-    body: DeviceCreate, session: SessionDep, principal: PrincipalDep, state: StateDep
+    body: DeviceCreate, session: SessionDep, principal: PrincipalDep, counts: CountsDep
 ) -> Response:
-    return json_response(
-        await service.onboard_device(session, principal, state.count_cache, body), 201
-    )
+    return json_response(await service.onboard_device(session, principal, counts, body), 201)
 
 
 @router.get(
@@ -102,11 +102,9 @@ async def update_device(
     body: DeviceUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    counts: CountsDep,
 ) -> Response:
-    return json_response(
-        await service.update_device(session, principal, state.count_cache, device_uuid, body)
-    )
+    return json_response(await service.update_device(session, principal, counts, device_uuid, body))
 
 
 @router.patch(
@@ -120,9 +118,9 @@ async def patch_device(
     body: DeviceUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    counts: CountsDep,
 ) -> Response:
-    return await update_device(device_uuid, body, session, principal, state)
+    return await update_device(device_uuid, body, session, principal, counts)
 
 
 @router.delete(
@@ -132,9 +130,13 @@ async def patch_device(
     summary="Remove a device and its credentials",
 )
 async def delete_device(
-    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
+    device_uuid: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    counts: CountsDep,
+    device_auth: DeviceAuthDep,
 ) -> Response:
-    await service.delete_device(session, state, principal, device_uuid)
+    await service.delete_device(session, counts, device_auth, principal, device_uuid)
     return Response(status_code=204)
 
 
@@ -146,10 +148,10 @@ async def delete_device(
     summary="Rotate the device token; the old one stops working",
 )
 async def rotate_credentials(
-    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
+    device_uuid: str, session: SessionDep, principal: PrincipalDep, device_auth: DeviceAuthDep
 ) -> Response:
     return json_response(
-        await service.rotate_credentials(session, state, principal, device_uuid), 201
+        await service.rotate_credentials(session, device_auth, principal, device_uuid), 201
     )
 
 

@@ -9,16 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.service import DEVICE_PREFIX, require_scope
+from vsense.device_auth.service import DeviceAuth
 from vsense.devices import repository
 from vsense.devices.repository import SORT_COLUMNS, DeviceFilter
 from vsense.devices.schemas import DeviceCreate, DeviceUpdate, device_json
-from vsense.gateway.service import forget_device_tokens
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest
 from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
 from vsense.models import Device
-from vsense.state import AppState
 
 ONLINE_SPELLINGS = {
     "online": True,
@@ -237,22 +236,26 @@ async def onboard_device(
 
 
 async def delete_device(
-    session: AsyncSession, state: AppState, principal: Principal, device_uuid: str
+    session: AsyncSession,
+    count_cache: TTLCache,
+    device_auth: DeviceAuth,
+    principal: Principal,
+    device_uuid: str,
 ) -> None:
     device = await _changeable_device(session, principal, device_uuid)
     await repository.delete_device(session, device)
-    state.count_cache.invalidate(principal.organization_id)
-    forget_device_tokens(state)
+    count_cache.invalidate(principal.organization_id)
+    device_auth.forget()
 
 
 async def rotate_credentials(
-    session: AsyncSession, state: AppState, principal: Principal, device_uuid: str
+    session: AsyncSession, device_auth: DeviceAuth, principal: Principal, device_uuid: str
 ) -> dict[str, str]:
     """A new device token; the old one stops working at once."""
     device = await _changeable_device(session, principal, device_uuid)
     token = new_token(DEVICE_PREFIX)
     await repository.replace_credential(session, device.uuid, token_digest(token))
-    forget_device_tokens(state)
+    device_auth.forget()
     return {"uuid": str(device.uuid), "device_token": token}
 
 

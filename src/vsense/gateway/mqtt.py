@@ -20,11 +20,14 @@ from urllib.parse import urlsplit
 import aiomqtt
 import orjson
 
-from vsense.db import session_scope
-from vsense.gateway import repository, service
+from vsense.commands.service import Commands
+from vsense.config import Settings
+from vsense.db import Database
+from vsense.device_auth.service import DeviceAuth
 from vsense.gateway.schemas import CommandResult, Health
+from vsense.gateway.service import Gateway
 from vsense.kit.errors import AppError
-from vsense.state import AppState
+from vsense.kit.metrics import Metrics
 
 logger = logging.getLogger("vsense.mqtt")
 TOPICS = ("vsense/+/keepalive", "vsense/+/payloads", "vsense/+/commands/+/result")
@@ -48,19 +51,32 @@ def parse_topic(topic: str) -> tuple[uuid.UUID, str, str | None] | None:
 
 
 class MqttBridge:
-    def __init__(self, state: AppState) -> None:
-        if not state.settings.mqtt_url:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database: Database,
+        device_auth: DeviceAuth,
+        gateway: Gateway,
+        commands: Commands,
+        metrics: Metrics,
+    ) -> None:
+        if not settings.mqtt_url:
             raise ValueError("the MQTT bridge needs VSENSE_MQTT_URL")
-        self.state = state
-        self.metrics = state.metrics
-        self.url = urlsplit(state.settings.mqtt_url)
+        self.share_group = settings.mqtt_share_group
+        self.database = database
+        self.device_auth = device_auth
+        self.gateway = gateway
+        self.commands = commands
+        self.metrics = metrics
+        self.url = urlsplit(settings.mqtt_url)
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         # Devices this process has heard over MQTT: their commands are pushed when
         # created, not kept for their next keepalive (which may be minutes away).
         self._heard: set[uuid.UUID] = set()
         self._pushes: set[asyncio.Task[None]] = set()
-        state.command_waiters.listeners.append(self._command_created)
+        commands.on_created(self._command_created)
 
     def _new_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -90,7 +106,7 @@ class MqttBridge:
         async with self._new_client() as client:
             # Acknowledge by hand, after the commit (aiomqtt exposes no switch for it).
             client._client.manual_ack_set(True)
-            group = self.state.settings.mqtt_share_group
+            group = self.share_group
             for topic in TOPICS:
                 await client.subscribe(f"$share/{group}/{topic}", qos=1)
             self._client = client
@@ -114,20 +130,20 @@ class MqttBridge:
             return "invalid"
         commands: list[dict[str, Any]] = []
         try:
-            async with session_scope(self.state.sessionmaker) as session:
-                device = await repository.device_by_uuid(session, device_uuid)
+            async with self.database.write() as session:
+                device = await self.device_auth.by_uuid(session, device_uuid)
                 if device is None:
                     return "unknown_device"
                 self._heard.add(device_uuid)
                 if kind == "keepalive":
                     # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
                     health = Health.model_validate(body) if isinstance(body, dict) else None
-                    commands = await service.keepalive_in(session, self.state, device, health)
+                    commands = await self.gateway.keepalive_in(session, device, health)
                 elif kind == "payloads":
-                    await service.ingest(session, self.state, device, body)
+                    await self.gateway.ingest(session, device, body)
                 else:
                     result = CommandResult.model_validate(body)
-                    await service.complete_command(
+                    await self.gateway.command_result(
                         session, device, command_id or "", result.ok, result.error
                     )
         except AppError as exc:
@@ -157,8 +173,8 @@ class MqttBridge:
         """Hand a device the commands waiting for it, now (they are marked taken first,
         so a keepalive or poll elsewhere does not hand them out twice)."""
         try:
-            async with session_scope(self.state.sessionmaker) as session:
-                commands = await service.take_commands(session, device)
+            async with self.database.write() as session:
+                commands = await self.commands.take(session, device)
                 # Published before the commit: if the broker fails, they stay pending.
                 await self._publish(client, device, commands)
         except Exception:

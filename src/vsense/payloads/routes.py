@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from vsense.deps import PrincipalDep, SessionDep
+from vsense.accounts.deps import PrincipalDep
+from vsense.deps import SessionDep
 from vsense.kit.http import API_PREFIX, error_responses, json_response
 from vsense.payloads import service
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import GroupRef, Me, OrganizationRef
-from vsense.accounts.service import forget_user, require_scope
+from vsense.accounts.service import Callers, require_scope
 from vsense.groups import repository as groups_repository
 from vsense.kit.crypto import hash_password
 from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
@@ -16,7 +16,6 @@ from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import Page
 from vsense.models import Organization
 from vsense.models import User as UserRow
-from vsense.state import AppState
 from vsense.users import repository
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
@@ -107,7 +106,7 @@ async def create_user(session: AsyncSession, principal: Principal, body: UserCre
 
 
 async def update_user(
-    session: AsyncSession, state: AppState, principal: Principal, user_id: int, body: UserUpdate
+    session: AsyncSession, callers: Callers, principal: Principal, user_id: int, body: UserUpdate
 ) -> User:
     require_scope(principal, "users:write")
     user = await repository.get_user(session, principal.organization_id, user_id)
@@ -135,12 +134,12 @@ async def update_user(
         group_ids = await _group_ids(session, principal.organization_id, body.groups)
         await groups_repository.set_user_groups(session, user.id, group_ids)
     await session.flush()
-    forget_user(state, user.id)
+    callers.forget_user(user.id)
     return (await _views(session, [user]))[0]
 
 
 async def delete_user(
-    session: AsyncSession, state: AppState, principal: Principal, user_id: int
+    session: AsyncSession, callers: Callers, principal: Principal, user_id: int
 ) -> None:
     require_scope(principal, "users:write")
     user = await repository.get_user(session, principal.organization_id, user_id)
@@ -151,7 +150,7 @@ async def delete_user(
     if user.role == "owner":
         raise Conflict("The platform owner is removed from the command line only.")
     await repository.delete_user(session, user)
-    forget_user(state, user.id)
+    callers.forget_user(user.id)
 
 
 async def set_password(session: AsyncSession, user: UserRow, password: str) -> None:

@@ -22,15 +22,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
-from vsense.db import session_scope
+from vsense.db import Database, session_scope
+from vsense.kit.metrics import Metrics
 from vsense.kit.time import utcnow
-from vsense.state import AppState
 from vsense.webhooks import queue
 from vsense.webhooks.delivery import (
     USER_AGENT,
@@ -41,7 +42,7 @@ from vsense.webhooks.delivery import (
     judge,
     skipped,
 )
-from vsense.webhooks.outbox import forget_targets
+from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.sender import Sender
 from vsense.webhooks.ssrf import AddressPolicy
 
@@ -65,30 +66,52 @@ def lease_for(settings: Settings) -> timedelta:
     return timedelta(seconds=(PER_DEVICE + 2) * settings.webhook_timeout + 10)
 
 
-async def sender_of(state: AppState) -> Sender:
-    """The process's webhook HTTP client (one keep-alive pool for every delivery).
+class SenderSlot:
+    """The process's webhook HTTP client (one keep-alive pool for every delivery),
+    started on first use.
 
     No per-host connection cap: the cap is per webhook (the dispatcher's), and several
     webhooks may share one receiving host."""
-    if state.webhook_sender is None:
-        settings = state.settings
-        sender = Sender(
-            AddressPolicy.of(settings),
-            user_agent=USER_AGENT,
-            limit=MAX_IN_FLIGHT,
-            limit_per_host=0,
-        )
-        state.webhook_sender = sender  # before the await: one sender per process
-        await sender.start()
-    started: Sender = state.webhook_sender
-    await started.start()  # idempotent; a concurrent first caller may still be starting it
-    return started
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sender: Sender | None = None
+
+    async def get(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(
+                AddressPolicy.of(self.settings),
+                user_agent=USER_AGENT,
+                limit=MAX_IN_FLIGHT,
+                limit_per_host=0,
+            )  # kept before the await: one sender per process
+        sender = self._sender
+        await sender.start()  # idempotent; a concurrent first caller may still be starting it
+        return sender
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            await sender.close()
 
 
-async def close_sender(state: AppState) -> None:
-    if state.webhook_sender is not None:
-        sender, state.webhook_sender = state.webhook_sender, None
-        await sender.close()
+class DispatchParts(Protocol):
+    """What a dispatcher uses of its process."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def database(self) -> Database: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def sender(self) -> SenderSlot: ...
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+async def close_sender(parts: DispatchParts) -> None:
+    await parts.sender.close()
 
 
 @dataclass
@@ -125,7 +148,7 @@ class _Endpoint:
 class Dispatcher:
     """Delivers the queue of one database until cancelled."""
 
-    def __init__(self, state: AppState, *, batch: int = BATCH) -> None:
+    def __init__(self, state: DispatchParts, *, batch: int = BATCH) -> None:
         self.state = state
         self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
@@ -158,7 +181,7 @@ class Dispatcher:
                     logger.exception("claiming deliveries failed; trying again shortly")
                     claimed = 0
                 if claimed == 0:
-                    await self._wait(self.state.webhook_wakeup, POLL_INTERVAL)
+                    await self._wait(self.state.outbox.wakeup, POLL_INTERVAL)
                     await asyncio.sleep(COALESCE)  # what commits meanwhile joins this claim
         finally:
             listener.cancel()
@@ -210,7 +233,7 @@ class Dispatcher:
             if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now_mono)
         ]
         now = utcnow()
-        async with session_scope(self.state.sessionmaker) as session:
+        async with session_scope(self.state.database.sessionmaker) as session:
             await queue.without_waiting_for_disk(session)
             claimed = await queue.claim(
                 session,
@@ -269,7 +292,7 @@ class Dispatcher:
                 return deferred(item, until, utcnow(), "circuit open")
             at = utcnow()
             request = build_request(item, int(at.timestamp()))
-            sent = await (await sender_of(self.state)).send(
+            sent = await (await self.state.sender.get()).send(
                 request.method,
                 request.url,
                 headers=request.headers,
@@ -320,7 +343,7 @@ class Dispatcher:
         now = utcnow()
         try:
             deferrals, self._deferrals = self._deferrals, {}
-            async with session_scope(self.state.sessionmaker) as session:
+            async with session_scope(self.state.database.sessionmaker) as session:
                 await queue.without_waiting_for_disk(session)
                 await queue.record_outcomes(session, batch)
                 for webhook_id, until in deferrals.items():
@@ -349,9 +372,9 @@ class Dispatcher:
             self._deferrals = {**deferrals, **self._deferrals}
             raise
         # Rows behind these (the same device's next ones) may be claimed now.
-        self.state.webhook_wakeup.set()
+        self.state.outbox.wakeup.set()
         if gone or stale:
-            forget_targets(self.state)  # no new deliveries to them from this process
+            self.state.outbox.forget_targets()  # no new deliveries to them from this process
             logger.warning("webhooks disabled: %s", sorted(set(gone) | set(stale)))
         return batch
 
@@ -374,7 +397,7 @@ class Dispatcher:
 
     async def _listen_once(self, dsn: str) -> None:
         """Hold one LISTEN connection until it is lost."""
-        wakeup = self.state.webhook_wakeup
+        wakeup = self.state.outbox.wakeup
         lost = asyncio.Event()
         connection = await asyncpg.connect(dsn)
         try:
@@ -395,11 +418,11 @@ async def _prepare(
     return [Prepared.of(c, events[c.event_id], webhooks[c.webhook_id], now) for c in claimed]
 
 
-async def send_now(state: AppState, delivery_ids: Sequence[int]) -> list[queue.Outcome]:
+async def send_now(state: DispatchParts, delivery_ids: Sequence[int]) -> list[queue.Outcome]:
     """Attempt deliveries this process leased itself (born leased: the `test` endpoint)
     at once, and write their outcomes; returns them."""
     dispatcher = Dispatcher(state)
-    async with session_scope(state.sessionmaker) as session:
+    async with session_scope(state.database.sessionmaker) as session:
         prepared = await _prepare(session, await queue.leased(session, delivery_ids), utcnow())
     dispatcher.launch(prepared)
     return await dispatcher.drain()
