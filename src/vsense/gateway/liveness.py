@@ -21,7 +21,7 @@ from vsense.db import Database
 from vsense.device_auth.identity import DeviceIdentity
 from vsense.gateway import repository
 from vsense.kit.time import utcnow
-from vsense.webhooks.outbox import Outbox
+from vsense.webhooks.outbox import Item, Outbox, status_items
 
 OFFLINE_FACTOR = 1.5
 SWEEP_BATCH = 5000
@@ -61,17 +61,19 @@ class Liveness:
 
     async def sign_of_life(
         self, session: AsyncSession, device: DeviceIdentity, reason: str
-    ) -> None:
+    ) -> list[Item]:
         """Any message from a device keeps it online. Already online: batched. Coming
-        back: written now, with its event and its webhooks, in the caller's transaction."""
+        back: written now, with its status event, in the caller's transaction; the
+        `status` webhook event is returned for the caller to queue ahead of the events
+        of the message itself (one write to the outbox per message)."""
         now = utcnow()
         interval = self.interval(device)
         if device.is_online or not await repository.set_online(
             session, device.uuid, now, deadline_after(now, interval), reason
         ):
             self.note(device.uuid, now, interval)
-        else:
-            await self.outbox.emit_status(session, [device.uuid], "online", reason, now)
+            return []
+        return status_items([device.uuid], "online", reason, now)
 
     async def flush(self) -> int:
         """Write what was noted. Devices that went offline meanwhile (the sweep got there

@@ -21,6 +21,7 @@ from vsense.gateway.liveness import Liveness
 from vsense.gateway.schemas import Health
 from vsense.kit.errors import BadRequest
 from vsense.kit.time import utcnow
+from vsense.payloads.batches import check_batch
 from vsense.payloads.ingest import PayloadLog
 from vsense.webhooks.events import KEEPALIVE, keepalive_body
 from vsense.webhooks.outbox import Outbox
@@ -92,7 +93,7 @@ class Gateway:
         """A keepalive in the caller's transaction: sign of life, its webhook (at most one
         per device per `webhook_keepalive_min_interval`; `forward` when the caller
         decided), then the pending commands."""
-        await self.liveness.sign_of_life(session, device, "keepalive")
+        events = await self.liveness.sign_of_life(session, device, "keepalive")
         if forward is None:
             forward = await self._forward_keepalive(session, device)
         if forward:
@@ -102,18 +103,19 @@ class Gateway:
                 int(utcnow().timestamp()),
                 health.model_dump(exclude_none=True) if health else None,
             )
-            await self.outbox.emit(session, device_uuid=device.uuid, event=KEEPALIVE, body=body)
+            events.append((device.uuid, KEEPALIVE, body))
+        await self.outbox.emit_many(session, events)
         return await self.commands.take(session, device.uuid)
 
     async def ingest(self, session: AsyncSession, device: DeviceIdentity, body: Any) -> int:
         """Validate and store a message or a batch, in the caller's transaction. Every
         accepted message is kept even when others of its batch are refused (422 naming
         each refused message by index)."""
-        batch = self.payloads.validate(body)
+        batch = check_batch(body, accept_unknown_types=self.payloads.accept_unknown_types)
         kept = 0
         if batch.valid:
-            await self.liveness.sign_of_life(session, device, "payload")
-            kept = await self.payloads.record(session, device.uuid, batch)
+            came_back = await self.liveness.sign_of_life(session, device, "payload")
+            kept = await self.payloads.record(session, device.uuid, batch, after=came_back)
         batch.raise_refusals(kept)
         return kept
 
@@ -134,7 +136,8 @@ class Gateway:
             self.liveness.seen_online(device)
         else:
             async with self.database.write() as session:
-                await self.liveness.sign_of_life(session, device, "command_poll")
+                came_back = await self.liveness.sign_of_life(session, device, "command_poll")
+                await self.outbox.emit_many(session, came_back)
         while True:
             async with self.database.read_sessionmaker() as session:
                 waiting = await self.commands.pending(session, device.uuid)

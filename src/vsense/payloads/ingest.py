@@ -1,59 +1,30 @@
-"""The payload log, device side: validate a device's messages, keep them with their derived
-metrics (the 30-s rule of parking devices, running occupancy), queue their events.
+"""The payload log, device side: keep a device's validated messages with their derived
+metrics (the 30-s rule of parking devices, running occupancy), and queue their events.
 
-The gateway hands a message or a batch here once it knows the device; integrators read
-the log through `service.py`.
+The gateway hands a checked batch (`batches.py`) here once it knows the device;
+integrators read the log through `service.py`.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
-from vsense.kit.errors import Unprocessable
 from vsense.kit.metrics import Metrics
-from vsense.kit.time import utcnow
 from vsense.payloads import repository
+from vsense.payloads.batches import Batch
 from vsense.payloads.metrics import derive_metrics, next_occupancy
-from vsense.payloads.schemas import PayloadInvalid, ValidatedMessage, validate_message
+from vsense.payloads.schemas import ValidatedMessage
 from vsense.webhooks.events import PAYLOAD, payload_body
-from vsense.webhooks.outbox import Outbox
+from vsense.webhooks.outbox import Item, Outbox
 
-MAX_BATCH = 500
 VPM_TYPE = "VPM"
 VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
-
-
-class BatchPartlyRejected(Unprocessable):
-    """Some messages of a batch were refused; the accepted ones are kept (committed)."""
-
-    commit_session = True
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """A message or a batch after validation: what may be kept, and what was refused
-    (each refusal naming its message by index)."""
-
-    size: int
-    valid: list[ValidatedMessage]
-    errors: list[dict[str, Any]]
-    received_at: datetime
-
-    def raise_refusals(self, kept: int) -> None:
-        """422 naming each refused message, when some were; `kept` of them were kept."""
-        if self.errors:
-            rejected = len({e["index"] for e in self.errors})
-            raise BatchPartlyRejected(
-                f"{kept} of {self.size} messages accepted; {rejected} refused "
-                "(see `error`, by message index).",
-                errors=self.errors,
-            )
 
 
 class PayloadLog:
@@ -71,39 +42,31 @@ class PayloadLog:
         """Forget the remembered times (as a new process would start)."""
         self._last_vpm.clear()
 
-    def validate(self, body: Any) -> Batch:
-        """Check a message or a batch; 422 when it is empty or too long."""
-        messages = body if isinstance(body, list) else [body]
-        if not messages:
-            raise Unprocessable("The batch is empty.")
-        if len(messages) > MAX_BATCH:
-            raise Unprocessable(f"A batch holds at most {MAX_BATCH} messages.")
-        now = utcnow()
-        valid: list[ValidatedMessage] = []
-        errors: list[dict[str, Any]] = []
-        for index, raw in enumerate(messages):
-            try:
-                valid.append(
-                    validate_message(raw, now=now, accept_unknown_types=self.accept_unknown_types)
-                )
-            except PayloadInvalid as exc:
-                errors += [{"index": index, **error} for error in exc.errors]
-        return Batch(len(messages), valid, errors, now)
-
-    async def record(self, session: AsyncSession, device: uuid.UUID, batch: Batch) -> int:
+    async def record(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        batch: Batch,
+        *,
+        after: Sequence[Item] = (),
+    ) -> int:
         """Keep the valid messages of a batch with their metrics, and queue their
-        `payload` events, in the caller's transaction; how many were kept."""
+        `payload` events (behind the events `after`, the device's own status change),
+        in the caller's transaction; how many were kept."""
         kept = await self._drop_excess_vpm(session, device, batch.valid)
         await self._store(session, device, kept, batch.received_at)
         await self.outbox.emit_many(
             session,
             [
-                (
-                    device,
-                    PAYLOAD,
-                    payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
-                )
-                for m in kept
+                *after,
+                *(
+                    (
+                        device,
+                        PAYLOAD,
+                        payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
+                    )
+                    for m in kept
+                ),
             ],
         )
         return len(kept)

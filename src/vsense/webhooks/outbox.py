@@ -25,6 +25,8 @@ from vsense.webhooks import queue
 from vsense.webhooks.events import STATUS, encode, new_message_id, status_body, subscribed
 
 TARGETS = "webhook-targets"  # namespace of the per-device webhook cache
+# An event to queue: the device, the event's type, its body.
+Item = tuple[uuid.UUID, str, dict[str, Any]]
 _WAKE = "outbox.wakeup"  # the after-commit key: one wake-up per transaction
 
 
@@ -88,9 +90,7 @@ class Outbox:
         caller's transaction. Returns the number of deliveries written."""
         return await self.emit_many(session, [(device_uuid, event, body)])
 
-    async def emit_many(
-        self, session: AsyncSession, items: Sequence[tuple[uuid.UUID, str, dict[str, Any]]]
-    ) -> int:
+    async def emit_many(self, session: AsyncSession, items: Sequence[Item]) -> int:
         """`emit` for many events at once (a batch of messages, a sweep): one look-up of
         the devices' webhooks, one insert of the events and one of their deliveries."""
         if not items:
@@ -131,11 +131,12 @@ class Outbox:
         at: datetime,
     ) -> int:
         """Queue the `status` event (online or offline) of devices whose status changed."""
-        timestamp = int(at.timestamp())
-        return await self.emit_many(
-            session,
-            [
-                (device, STATUS, status_body(device, timestamp, status, reason))
-                for device in devices
-            ],
-        )
+        return await self.emit_many(session, status_items(devices, status, reason, at))
+
+
+def status_items(
+    devices: Sequence[uuid.UUID], status: str, reason: str, at: datetime
+) -> list[Item]:
+    """The `status` events (online or offline) of devices whose status changed."""
+    timestamp = int(at.timestamp())
+    return [(device, STATUS, status_body(device, timestamp, status, reason)) for device in devices]
