@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from vsense.webhooks.sender import HEAD_BYTES, Outcome, Sender, parse_retry_after
+from vsense.webhooks.sender import HEAD_BYTES, Sender, SendResult, parse_retry_after
 from vsense.webhooks.signing import new_secret, signature_header, signed_headers
 from vsense.webhooks.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, check_url
 
@@ -114,7 +114,7 @@ async def guarded_sender() -> AsyncIterator[Sender]:
         yield sender
 
 
-async def post(sender: Sender, url: str, seconds: float = 5.0) -> Outcome:
+async def post(sender: Sender, url: str, seconds: float = 5.0) -> SendResult:
     return await sender.send("POST", url, headers=JSON, body=b'{"a": 1}', timeout=seconds)
 
 

@@ -15,7 +15,7 @@ from vsense.gateway.mqtt import MqttBridge
 from vsense.images import tasks as image_tasks
 from vsense.kit.time import utcnow
 from vsense.payloads import repository as payloads_repository
-from vsense.webhooks import queue as webhook_queue
+from vsense.webhooks import queue_repository as webhook_queue
 from vsense.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("vsense.worker")

@@ -9,6 +9,10 @@ Isolation: each endpoint has at most `webhook_max_in_flight` requests in flight 
 most twice that claimed; endpoints that are full, or whose breaker is open, are left
 out of claims, so their deliveries stay in the database holding no lease and spending
 no attempt, and a slow endpoint never takes the places of healthy ones.
+
+The dispatcher orchestrates: the SQL is the queue repository's and the webhooks
+repository's, what an answer means is `policy.py`'s, the breaker is `breaker.py` and the
+wake-ups from other processes are `wakeup.py`.
 """
 
 from __future__ import annotations
@@ -24,27 +28,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
 from vsense.db import Database, session_scope
 from vsense.kit.metrics import Metrics
 from vsense.kit.time import utcnow
-from vsense.webhooks import queue
-from vsense.webhooks.delivery import (
-    USER_AGENT,
-    Prepared,
-    build_request,
-    deferred,
-    is_endpoint_failure,
-    judge,
-    skipped,
-)
+from vsense.webhooks import policy, queue_repository, repository
+from vsense.webhooks.breaker import Breaker
+from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, Prepared
 from vsense.webhooks.outbox import Outbox
+from vsense.webhooks.request import USER_AGENT, build_request
 from vsense.webhooks.sender import Sender
 from vsense.webhooks.ssrf import AddressPolicy
+from vsense.webhooks.wakeup import listen_for_wakeups
 
 logger = logging.getLogger("vsense.webhooks")
 
@@ -52,11 +49,7 @@ BATCH = 200
 MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
 POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
 PER_DEVICE = 8  # deliveries of one device to one webhook per claim (sent in order)
-BEHIND_FAILURE_DELAY = 5.0  # seconds the rest of a device's batch waits after a failure
 COALESCE = 0.01  # seconds a wake-up waits for more work to claim at once
-BREAKER_THRESHOLD = 5  # consecutive endpoint failures that open the breaker
-BREAKER_FIRST_OPEN = 30.0
-BREAKER_MAX_OPEN = 600.0
 
 
 def lease_for(settings: Settings) -> timedelta:
@@ -90,6 +83,7 @@ class SenderSlot:
         return sender
 
     async def close(self) -> None:
+        """Close the client, if it was started."""
         if self._sender is not None:
             sender, self._sender = self._sender, None
             await sender.close()
@@ -111,31 +105,8 @@ class DispatchParts(Protocol):
 
 
 async def close_sender(parts: DispatchParts) -> None:
+    """Close the process's webhook HTTP client, if it was started."""
     await parts.sender.close()
-
-
-@dataclass
-class Breaker:
-    """Per endpoint: open after consecutive failures, for 30 s doubling up to 10 min."""
-
-    failures: int = 0
-    open_until: float = 0.0  # monotonic
-    open_for: float = 0.0
-
-    def is_open(self, now: float) -> bool:
-        return now < self.open_until
-
-    def record(self, failed: bool, now: float) -> bool:
-        """Count an attempt's result; True when this failure opens the breaker."""
-        if not failed:
-            self.failures, self.open_for = 0, 0.0
-            return False
-        self.failures += 1
-        if self.failures >= BREAKER_THRESHOLD and not self.is_open(now):
-            self.open_for = min(BREAKER_MAX_OPEN, self.open_for * 2 or BREAKER_FIRST_OPEN)
-            self.open_until = now + self.open_for
-            return True
-        return False
 
 
 @dataclass
@@ -157,7 +128,7 @@ class Dispatcher:
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
         self._room = asyncio.Event()
-        self._results: list[queue.Outcome] = []
+        self._results: list[DeliveryOutcome] = []
         self._results_ready = asyncio.Event()
         self._chains: set[asyncio.Task[None]] = set()
         self._unfinished: dict[int, Prepared] = {}  # claimed, no outcome yet
@@ -172,7 +143,9 @@ class Dispatcher:
     async def run(self) -> None:
         """Claim and send until cancelled; outcomes are written by a task of their own."""
         writer = asyncio.create_task(self._write_loop())
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(
+            listen_for_wakeups(self.state.settings.resolved_database_url, self.state.outbox.wakeup)
+        )
         try:
             while True:
                 try:
@@ -200,14 +173,14 @@ class Dispatcher:
         await asyncio.gather(*self._chains, return_exceptions=True)
         now = utcnow()
         for item in list(self._unfinished.values()):
-            self._finish(item, deferred(item, now, now, "dispatcher stopped"))
+            self._finish(item, policy.released(item, now, now, "dispatcher stopped"))
 
-    async def run_once(self) -> list[queue.Outcome]:
+    async def run_once(self) -> list[DeliveryOutcome]:
         """Claim once, send all of it and write the outcomes (tests, tools)."""
         await self.claim_round()
         return await self.drain()
 
-    async def drain(self) -> list[queue.Outcome]:
+    async def drain(self) -> list[DeliveryOutcome]:
         """Wait for every send started, then write the outcomes; returns them."""
         while self._chains:
             await asyncio.gather(*list(self._chains), return_exceptions=True)
@@ -234,8 +207,8 @@ class Dispatcher:
         ]
         now = utcnow()
         async with session_scope(self.state.database.sessionmaker) as session:
-            await queue.without_waiting_for_disk(session)
-            claimed = await queue.claim(
+            await queue_repository.without_waiting_for_disk(session)
+            claimed = await queue_repository.claim(
                 session,
                 now,
                 self.lease,
@@ -271,25 +244,25 @@ class Dispatcher:
                 outcome = await self._attempt(item)
             except Exception:
                 logger.exception("delivery %s could not be attempted", item.delivery_id)
-                outcome = deferred(item, utcnow() + timedelta(seconds=5), utcnow(), "internal")
+                outcome = policy.after_internal_error(item, utcnow())
             self._finish(item, outcome)
-            if outcome.status != "succeeded":
+            if outcome.status != DeliveryStatus.SUCCEEDED:
                 release_from = index + 1
                 break
         if release_from is not None:
-            later = utcnow() + timedelta(seconds=BEHIND_FAILURE_DELAY)
+            now = utcnow()
             for item in items[release_from:]:
-                self._finish(item, deferred(item, later, utcnow(), "behind a failure"))
+                self._finish(item, policy.behind_failure(item, now))
 
-    async def _attempt(self, item: Prepared) -> queue.Outcome:
+    async def _attempt(self, item: Prepared) -> DeliveryOutcome:
         endpoint = self.endpoints[item.webhook_id]
         if not item.active:
-            return skipped(item, utcnow())
+            return policy.skipped(item, utcnow())
         async with endpoint.slots:
             now_mono = time.monotonic()
             if endpoint.breaker.is_open(now_mono):
                 until = utcnow() + timedelta(seconds=endpoint.breaker.open_until - now_mono)
-                return deferred(item, until, utcnow(), "circuit open")
+                return policy.released(item, until, utcnow(), "circuit open")
             at = utcnow()
             request = build_request(item, int(at.timestamp()))
             sent = await (await self.state.sender.get()).send(
@@ -299,15 +272,15 @@ class Dispatcher:
                 body=request.body,
                 timeout=self.timeout,
             )
-            if endpoint.breaker.record(is_endpoint_failure(sent), time.monotonic()):
+            if endpoint.breaker.record(policy.is_endpoint_failure(sent), time.monotonic()):
                 # Its queue waits in the database (no attempt spent) until the breaker
                 # closes, out of the way of every other endpoint's claims.
                 until = utcnow() + timedelta(seconds=endpoint.breaker.open_for)
                 self._deferrals[item.webhook_id] = until
         self.sent += 1
-        return judge(item, sent, at)
+        return policy.after_attempt(item, sent, at)
 
-    def _finish(self, item: Prepared, outcome: queue.Outcome) -> None:
+    def _finish(self, item: Prepared, outcome: DeliveryOutcome) -> None:
         if self._unfinished.pop(item.delivery_id, None) is None:
             return  # already finished (released at a stop while its send ended)
         endpoint = self.endpoints[item.webhook_id]
@@ -334,39 +307,21 @@ class Dispatcher:
                 await asyncio.sleep(1)
                 self._results_ready.set()
 
-    async def write_results(self) -> list[queue.Outcome]:
-        """Write finished outcomes in one transaction; put them back if it fails (their
-        leases still hold the rows, so nobody else sends them meanwhile)."""
+    async def write_results(self) -> list[DeliveryOutcome]:
+        """Write finished outcomes, and what they change for their webhooks (`policy`),
+        in one transaction; put them back if it fails (their leases still hold the rows,
+        so nobody else sends them meanwhile)."""
         if not self._results:
             return []
         batch, self._results = self._results, []
         now = utcnow()
         try:
             deferrals, self._deferrals = self._deferrals, {}
+            effects = policy.webhook_effects(
+                batch, now, timedelta(seconds=self.state.settings.webhook_disable_after)
+            )
             async with session_scope(self.state.database.sessionmaker) as session:
-                await queue.without_waiting_for_disk(session)
-                await queue.record_outcomes(session, batch)
-                for webhook_id, until in deferrals.items():
-                    await queue.defer(session, webhook_id, until, now)
-                attempted = [o for o in batch if o.attempted]
-                behind = now + timedelta(seconds=BEHIND_FAILURE_DELAY)
-                retried = {
-                    (o.webhook_id, o.device_uuid) for o in attempted if o.status == "pending"
-                }
-                for webhook_id, device in sorted(retried):
-                    await queue.defer(session, webhook_id, behind, now, device)
-                gone = await queue.disable(
-                    session,
-                    (o.webhook_id for o in attempted if o.status_code == 410),
-                    "the endpoint answered 410 Gone",
-                )
-                stale = await queue.note_webhook_health(
-                    session,
-                    succeeded=(o.webhook_id for o in attempted if o.status == "succeeded"),
-                    failed=(o.webhook_id for o in attempted if o.status != "succeeded"),
-                    now=now,
-                    disable_after=timedelta(seconds=self.state.settings.webhook_disable_after),
-                )
+                gone, stale = await _write(session, batch, deferrals, effects, now)
         except BaseException:
             self._results = batch + self._results
             self._deferrals = {**deferrals, **self._deferrals}
@@ -378,51 +333,49 @@ class Dispatcher:
             logger.warning("webhooks disabled: %s", sorted(set(gone) | set(stale)))
         return batch
 
-    # -- wake-ups from other processes ------------------------------------------------
 
-    async def _listen(self) -> None:
-        """LISTEN for NOTIFYs of deliveries queued by other processes (PostgreSQL)."""
-        url = make_url(self.state.settings.resolved_database_url)
-        if url.get_backend_name() != "postgresql":
-            return
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while True:
-            try:
-                await self._listen_once(dsn)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("webhook LISTEN connection lost; polling until it is back")
-            await asyncio.sleep(5)
-
-    async def _listen_once(self, dsn: str) -> None:
-        """Hold one LISTEN connection until it is lost."""
-        wakeup = self.state.outbox.wakeup
-        lost = asyncio.Event()
-        connection = await asyncpg.connect(dsn)
-        try:
-            connection.add_termination_listener(lambda *_: lost.set())
-            await connection.add_listener(queue.NOTIFY_CHANNEL, lambda *_: wakeup.set())
-            await lost.wait()
-        finally:
-            await connection.close()
+async def _write(
+    session: AsyncSession,
+    batch: Sequence[DeliveryOutcome],
+    deferrals: dict[int, datetime],
+    effects: policy.WebhookEffects,
+    now: datetime,
+) -> tuple[list[int], list[int]]:
+    """One batch's writes, in the order every dispatcher takes its locks; the webhooks
+    disabled for 410 and for failing too long."""
+    await queue_repository.without_waiting_for_disk(session)
+    await queue_repository.record_outcomes(session, batch)
+    for webhook_id, until in deferrals.items():
+        await queue_repository.defer(session, webhook_id, until, now)
+    for webhook_id, device in effects.waiting:
+        await queue_repository.defer(session, webhook_id, effects.wait_until, now, device)
+    gone = await repository.disable(session, effects.gone, policy.GONE_REASON)
+    await repository.note_health(session, effects.recovered, effects.failing, now)
+    stale = await repository.disable(
+        session,
+        effects.failing,
+        effects.failing_reason,
+        failing_since_before=effects.disable_failing_since,
+    )
+    return gone, stale
 
 
 async def _prepare(
-    session: AsyncSession, claimed: Sequence[queue.Claimed], now: datetime
+    session: AsyncSession, claimed: Sequence[Claimed], now: datetime
 ) -> list[Prepared]:
     if not claimed:
         return []
-    events = await queue.events_by_id(session, (c.event_id for c in claimed))
-    webhooks = await queue.webhooks_by_id(session, (c.webhook_id for c in claimed))
+    events = await queue_repository.events_by_id(session, (c.event_id for c in claimed))
+    webhooks = await repository.webhooks_by_id(session, (c.webhook_id for c in claimed))
     return [Prepared.of(c, events[c.event_id], webhooks[c.webhook_id], now) for c in claimed]
 
 
-async def send_now(state: DispatchParts, delivery_ids: Sequence[int]) -> list[queue.Outcome]:
+async def send_now(state: DispatchParts, delivery_ids: Sequence[int]) -> list[DeliveryOutcome]:
     """Attempt deliveries this process leased itself (born leased: the `test` endpoint)
     at once, and write their outcomes; returns them."""
     dispatcher = Dispatcher(state)
     async with session_scope(state.database.sessionmaker) as session:
-        prepared = await _prepare(session, await queue.leased(session, delivery_ids), utcnow())
+        leased = await queue_repository.leased(session, delivery_ids)
+        prepared = await _prepare(session, leased, utcnow())
     dispatcher.launch(prepared)
     return await dispatcher.drain()

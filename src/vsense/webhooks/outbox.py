@@ -21,7 +21,8 @@ from vsense.config import Settings
 from vsense.db import on_commit
 from vsense.kit.cache import TTLCache
 from vsense.kit.time import utcnow
-from vsense.webhooks import queue
+from vsense.webhooks import queue_repository, repository
+from vsense.webhooks.domain import NewEvent, Target
 from vsense.webhooks.events import STATUS, encode, new_message_id, status_body, subscribed
 
 TARGETS = "webhook-targets"  # namespace of the per-device webhook cache
@@ -45,10 +46,10 @@ class Outbox:
 
     async def _targets_of(
         self, session: AsyncSession, devices: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, list[queue.Target]]:
+    ) -> dict[uuid.UUID, list[Target]]:
         """Active webhooks per device, cached for `auth_cache_ttl` seconds; changes made
         in this process apply at once (`forget_targets`), in others within that time."""
-        found: dict[uuid.UUID, list[queue.Target]] = {}
+        found: dict[uuid.UUID, list[Target]] = {}
         missing: list[uuid.UUID] = []
         for device in devices:
             cached = self._targets.get(TARGETS, device)
@@ -57,7 +58,7 @@ class Outbox:
             else:
                 found[device] = cached
         if missing:
-            loaded = await queue.targets(session, missing)
+            loaded = await repository.targets(session, missing)
             for device, targets in loaded.items():
                 self._targets.put(TARGETS, device, targets)
             found.update(loaded)
@@ -96,12 +97,12 @@ class Outbox:
         if not items:
             return 0
         targets = await self._targets_of(session, list({device for device, _, _ in items}))
-        events: list[queue.NewEvent] = []
+        events: list[NewEvent] = []
         for device, kind, body in items:
             wanted = [t for t in targets[device] if subscribed(t.webhook_type, t.actions, kind)]
             if wanted:
                 events.append(
-                    queue.NewEvent(
+                    NewEvent(
                         organization_id=wanted[0].organization_id,
                         device_uuid=device,
                         type=kind,
@@ -112,7 +113,7 @@ class Outbox:
                 )
         if not events:
             return 0
-        deliveries = await queue.enqueue(session, events, utcnow(), lease_until=None)
+        deliveries = await queue_repository.enqueue(session, events, utcnow(), lease_until=None)
         await self.wake_after_commit(session)
         return len(deliveries)
 
@@ -120,7 +121,7 @@ class Outbox:
         """Wake the dispatchers once the caller's transaction commits: this process's at
         once, other processes' through NOTIFY (PostgreSQL)."""
         if on_commit(session, (_WAKE, id(self)), self.wakeup.set):
-            await queue.notify(session)
+            await queue_repository.notify(session)
 
     async def emit_status(
         self,

@@ -1,19 +1,25 @@
-"""All SQL of the webhook API: webhooks, the delivery log, redelivery and replay.
-`_visible` is the one visibility rule: a caller sees the webhooks of its organization."""
+"""All SQL of the `webhooks` table, and the API's reads of the delivery log (redelivery
+and replay queue through the queue repository). `_visible` is the one visibility rule
+of the API: a caller sees the webhooks of its organization. The delivery engine's reads
+and writes (targets of the outbox, health, disabling) take no caller."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
-from vsense.webhooks import queue
+from vsense.webhooks import queue_repository
+from vsense.webhooks.domain import Target, WebhookStatus
+
+CHUNK = 2000
+REASON_LENGTH = 200  # `disabled_reason` column
 
 
 def _visible(principal: Principal) -> Any:
@@ -23,6 +29,7 @@ def _visible(principal: Principal) -> Any:
 async def list_webhooks(
     session: AsyncSession, principal: Principal, device: uuid.UUID | None
 ) -> Sequence[Webhook]:
+    """The webhooks the caller sees (of one device, if given), oldest first."""
     statement = select(Webhook).where(_visible(principal)).order_by(Webhook.id)
     if device is not None:
         statement = statement.where(Webhook.device_uuid == device)
@@ -32,17 +39,20 @@ async def list_webhooks(
 async def get_webhook(
     session: AsyncSession, principal: Principal, webhook_id: int
 ) -> Webhook | None:
+    """A webhook the caller sees, or None."""
     return await session.scalar(
         select(Webhook).where(_visible(principal), Webhook.id == webhook_id)
     )
 
 
 async def add_webhook(session: AsyncSession, webhook: Webhook) -> None:
+    """Insert a webhook (its id is set on return)."""
     session.add(webhook)
     await session.flush()
 
 
 async def delete_webhook(session: AsyncSession, webhook: Webhook) -> None:
+    """Delete a webhook; its deliveries and their attempts go with it."""
     await session.delete(webhook)
     await session.flush()
 
@@ -69,6 +79,7 @@ async def list_deliveries(
 async def attempts_of(
     session: AsyncSession, delivery_ids: Sequence[int]
 ) -> dict[int, list[WebhookAttempt]]:
+    """The attempts of each delivery, oldest first."""
     found: dict[int, list[WebhookAttempt]] = {d: [] for d in delivery_ids}
     if delivery_ids:
         rows = await session.scalars(
@@ -84,6 +95,7 @@ async def attempts_of(
 async def get_delivery(
     session: AsyncSession, webhook_id: int, delivery_id: int
 ) -> WebhookDelivery | None:
+    """A delivery of a webhook, or None."""
     return await session.scalar(
         select(WebhookDelivery).where(
             WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == webhook_id
@@ -117,6 +129,83 @@ async def requeue(
     now: datetime,
 ) -> list[int]:
     """New due deliveries of existing events to a webhook (same `webhook-id` each)."""
-    return await queue.add_deliveries(
+    return await queue_repository.add_deliveries(
         session, [(event_id, webhook_id, device) for event_id, device in events], now
     )
+
+
+# -- the delivery engine's reads and writes --------------------------------------------
+
+
+async def targets(
+    session: AsyncSession, devices: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Target]]:
+    """Active webhooks of each device."""
+    found: dict[uuid.UUID, list[Target]] = {device: [] for device in devices}
+    for start in range(0, len(devices), CHUNK):
+        rows = await session.execute(
+            select(
+                Webhook.device_uuid,
+                Webhook.id,
+                Webhook.organization_id,
+                Webhook.webhook_type,
+                Webhook.actions,
+            ).where(
+                Webhook.device_uuid.in_(devices[start : start + CHUNK]),
+                Webhook.status == WebhookStatus.ACTIVE,
+            )
+        )
+        for device, webhook_id, organization_id, webhook_type, actions in rows:
+            found[device].append(Target(webhook_id, organization_id, webhook_type, actions))
+    return found
+
+
+async def webhooks_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Webhook]:
+    """Webhooks by id (those of claimed deliveries)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(Webhook).where(Webhook.id.in_(wanted)))
+    return {webhook.id: webhook for webhook in rows}
+
+
+async def note_health(
+    session: AsyncSession, recovered: Sequence[int], failing: Sequence[int], now: datetime
+) -> None:
+    """End the run of failures of `recovered` webhooks; start one at `now` for `failing`
+    webhooks that had none."""
+    if recovered:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id.in_(recovered), Webhook.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failing:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id.in_(failing), Webhook.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+
+
+async def disable(
+    session: AsyncSession,
+    webhook_ids: Sequence[int],
+    reason: str,
+    *,
+    failing_since_before: datetime | None = None,
+) -> list[int]:
+    """Disable those of `webhook_ids` that are active (and, with `failing_since_before`,
+    failing since before then); returns the ones disabled now."""
+    if not webhook_ids:
+        return []
+    where: list[Any] = [Webhook.id.in_(webhook_ids), Webhook.status == WebhookStatus.ACTIVE]
+    if failing_since_before is not None:
+        where.append(Webhook.failing_since <= failing_since_before)
+    disabled = await session.scalars(
+        update(Webhook)
+        .where(*where)
+        .values(status=WebhookStatus.INACTIVE, disabled_reason=reason[:REASON_LENGTH])
+        .returning(Webhook.id)
+    )
+    return list(disabled.all())

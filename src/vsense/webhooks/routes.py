@@ -92,7 +92,14 @@ async def test_webhook(
 ) -> TestResult:
     """Send a `test` event now; the answer is the attempt's outcome."""
     delivery_ids = await service.queue_test(session, settings, principal, webhook_id)
-    await session.commit()  # the event is recorded before it is sent
+    # This route commits before it returns, on purpose: the answer is the
+    # attempt's outcome, so the event is sent while the caller waits, and nothing is sent
+    # from inside a transaction. The test event and its delivery (born leased to this
+    # process) commit first; the attempt is then written by the dispatcher in a
+    # transaction of its own, as every attempt is. Held open instead, the write
+    # transaction would keep every other writer of a SQLite database waiting for up to
+    # the webhook timeout, and the dispatcher's session would not see the delivery.
+    await session.commit()
     return await service.send_test(dispatch, delivery_ids)
 
 

@@ -22,7 +22,7 @@ from yarl import URL
 
 from vsense.webhooks.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip_literal
 
-# Error classes of an `Outcome`, for retry decisions and delivery logs.
+# Error classes of a `SendResult`, for retry decisions and delivery logs.
 DNS = "dns"
 CONNECT = "connect"
 TLS = "tls"
@@ -55,8 +55,9 @@ _CLIENT_OWNED = frozenset(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    """What one attempt gave: a status, or an error class and why; never an exception."""
+class SendResult:
+    """What one request gave: a status, or an error class and why; never an exception.
+    What it means for the delivery is decided by `policy.after_attempt`."""
 
     status_code: int | None
     error: str | None
@@ -215,7 +216,7 @@ class Sender:
         headers: Mapping[str, str],
         body: bytes,
         timeout: float,  # noqa: ASYNC109 - the HTTP exchange's budget, handed to aiohttp
-    ) -> Outcome:
+    ) -> SendResult:
         """Send one request and describe what happened; raises only if not started.
 
         Redirects are not followed (a 3xx is `redirect`); `timeout` bounds the whole
@@ -227,9 +228,9 @@ class Sender:
             raise RuntimeError("Sender.start() has not been called")
         started = time.perf_counter()
 
-        def failed(error: str, detail: str) -> Outcome:
+        def failed(error: str, detail: str) -> SendResult:
             elapsed = (time.perf_counter() - started) * 1000
-            return Outcome(status_code=None, error=error, detail=detail, duration_ms=elapsed)
+            return SendResult(status_code=None, error=error, detail=detail, duration_ms=elapsed)
 
         try:
             target = URL(url)
@@ -268,7 +269,7 @@ class Sender:
             error, detail = REDIRECT, f"HTTP {status} to {location[:200]}"
         else:
             error, detail = HTTP_STATUS, f"HTTP {status}"
-        return Outcome(
+        return SendResult(
             status_code=status,
             error=error,
             detail=detail,

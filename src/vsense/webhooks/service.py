@@ -16,8 +16,9 @@ from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.time import parse_instant, utcnow
 from vsense.models import Webhook as WebhookRow
-from vsense.webhooks import queue, repository
+from vsense.webhooks import queue_repository, repository
 from vsense.webhooks.dispatcher import DispatchParts, lease_for, send_now
+from vsense.webhooks.domain import DeliveryStatus, NewEvent, WebhookStatus
 from vsense.webhooks.events import TEST, encode, new_message_id, test_body
 from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.schemas import (
@@ -40,7 +41,7 @@ from vsense.webhooks.ssrf import AddressPolicy, check_url
 READ_SCOPE, WRITE_SCOPE = "webhooks:read", "webhooks:write"
 ROTATION_GRACE = timedelta(hours=24)
 MAX_REPLAY = 10_000
-DELIVERY_STATUSES = ("pending", "succeeded", "failed", "dead")
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 
 def view(webhook: WebhookRow) -> Webhook:
@@ -154,7 +155,7 @@ async def update_webhook(
         if "params" in body.data.model_fields_set:
             webhook.params = [p.model_dump() for p in body.data.params]
     if body.status is not None:
-        if body.status == 1:
+        if body.status == WebhookStatus.ACTIVE.value:
             webhook.disabled_reason, webhook.failing_since = None, None
         webhook.status = body.status
     webhook.updated = utcnow()
@@ -208,7 +209,7 @@ async def list_deliveries(
             event=DeliveryEvent(id=e.msg_id, type=e.type, created=e.created),
             status=d.status,
             attempts=d.attempts,
-            next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+            next_attempt_at=d.next_attempt_at if d.status == DeliveryStatus.PENDING else None,
             reclaims=d.reclaims,
             created=d.created,
             attempt_log=[
@@ -271,7 +272,7 @@ async def queue_test(
     webhook = await _visible(session, principal, webhook_id)
     now = utcnow()
     device = uuid.UUID(str(webhook.device_uuid))
-    event = queue.NewEvent(
+    event = NewEvent(
         organization_id=webhook.organization_id,
         device_uuid=device,
         type=TEST,
@@ -279,7 +280,9 @@ async def queue_test(
         body=encode(test_body(device, int(now.timestamp()))),
         webhook_ids=[webhook.id],
     )
-    return await queue.enqueue(session, [event], now, lease_until=now + lease_for(settings))
+    return await queue_repository.enqueue(
+        session, [event], now, lease_until=now + lease_for(settings)
+    )
 
 
 async def send_test(parts: DispatchParts, delivery_ids: list[int]) -> TestResult:

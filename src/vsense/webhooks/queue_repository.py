@@ -1,4 +1,5 @@
-"""All SQL of the delivery queue: enqueue (the outbox), claim with leases, outcomes, retention.
+"""The repository of the delivery queue: all its SQL (enqueue for the outbox, claims with
+leases, deferrals, outcomes, retention); what to write is decided elsewhere (`policy.py`).
 
 The queue is the `webhook_deliveries` table. A delivery is due when it is pending, its
 `next_attempt_at` has come and nobody holds a live lease on it. Claiming sets the lease
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     Table,
@@ -30,14 +30,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, EventBody, NewEvent
 
 CHUNK = 2000
 NOTIFY_CHANNEL = "vsense_webhooks"
 CLAIM_LOCK = 0x76736E73  # advisory lock key of claims ("vsns")
 SCAN_FACTOR = 3  # due rows looked at per row a claim may take
 # Literal, not bound: PostgreSQL only uses the partial indexes when it sees the constant.
-PENDING_ROW = text("webhook_deliveries.status = 'pending'")
+PENDING_ROW = text(f"webhook_deliveries.status = '{DeliveryStatus.PENDING}'")
+FINISHED_ROW = text(f"webhook_deliveries.status <> '{DeliveryStatus.PENDING}'")
 
 # Core tables for the batched statements (executemany by bound id, not ORM bulk mode).
 Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -50,46 +52,6 @@ def _is_postgres(session: AsyncSession) -> bool:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """An active webhook of a device, as the outbox needs it."""
-
-    webhook_id: int
-    organization_id: int
-    webhook_type: str
-    actions: str
-
-
-async def targets(
-    session: AsyncSession, devices: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Target]]:
-    """Active webhooks of each device."""
-    found: dict[uuid.UUID, list[Target]] = {device: [] for device in devices}
-    for chunk in _chunks(devices):
-        rows = await session.execute(
-            select(
-                Webhook.device_uuid,
-                Webhook.id,
-                Webhook.organization_id,
-                Webhook.webhook_type,
-                Webhook.actions,
-            ).where(Webhook.device_uuid.in_(chunk), Webhook.status == 1)
-        )
-        for device, webhook_id, organization_id, webhook_type, actions in rows:
-            found[device].append(Target(webhook_id, organization_id, webhook_type, actions))
-    return found
-
-
-@dataclass(slots=True)
-class NewEvent:
-    organization_id: int
-    device_uuid: uuid.UUID
-    type: str
-    msg_id: str
-    body: str
-    webhook_ids: list[int]
 
 
 async def enqueue(
@@ -146,7 +108,7 @@ async def add_deliveries(
                 "event_id": event_id,
                 "webhook_id": webhook_id,
                 "device_uuid": device,
-                "status": "pending",
+                "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "reclaims": 0,
                 "created": now,
@@ -172,15 +134,6 @@ async def notify(session: AsyncSession) -> None:
     notification at commit, and never for a rollback)."""
     if _is_postgres(session):
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    delivery_id: int
-    event_id: int
-    webhook_id: int
-    device_uuid: uuid.UUID
-    attempts: int  # attempts made before this one
 
 
 async def claim(
@@ -310,16 +263,8 @@ async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Cla
     return [Claimed(*row) for row in rows]
 
 
-class EventBody(NamedTuple):
-    """What an attempt needs of its event (plain rows: the hot path loads no ORM objects)."""
-
-    id: int
-    msg_id: str
-    type: str
-    body: str
-
-
 async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, EventBody]:
+    """The events of claimed deliveries, by id."""
     wanted = sorted(set(ids))
     found: dict[int, EventBody] = {}
     columns = (WebhookEvent.id, WebhookEvent.msg_id, WebhookEvent.type, WebhookEvent.body)
@@ -329,32 +274,7 @@ async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, E
     return found
 
 
-async def webhooks_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Webhook]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = await session.scalars(select(Webhook).where(Webhook.id.in_(wanted)))
-    return {webhook.id: webhook for webhook in rows}
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one claimed delivery."""
-
-    delivery_id: int
-    webhook_id: int
-    device_uuid: uuid.UUID
-    status: str  # pending (retry later), succeeded, failed, dead
-    attempted: bool  # False: released without a request (deferred, or webhook disabled)
-    next_attempt_at: datetime | None
-    attempted_at: datetime
-    status_code: int | None = None
-    duration_ms: float = 0.0
-    error: str | None = None
-    response_head: str = ""
-
-
-async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
     """Write outcomes back: one statement for the deliveries, one for their attempts."""
     if not outcomes:
         return
@@ -411,7 +331,7 @@ _OUTCOMES_FROM_ARRAYS = text(
 )
 
 
-async def _record_each(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+async def _record_each(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
     await session.execute(
         update(Deliveries)
         .where(Deliveries.c.id == bindparam("b_id"))
@@ -445,55 +365,6 @@ async def _record_each(session: AsyncSession, outcomes: Sequence[Outcome]) -> No
     )
 
 
-async def note_webhook_health(
-    session: AsyncSession,
-    succeeded: Iterable[int],
-    failed: Iterable[int],
-    now: datetime,
-    disable_after: timedelta,
-) -> list[int]:
-    """Track each webhook's run of failures; disable those failing for `disable_after`.
-    Returns the webhooks disabled now."""
-    ok, bad = sorted(set(succeeded)), sorted(set(failed) - set(succeeded))
-    if ok:
-        await session.execute(
-            update(Webhook)
-            .where(Webhook.id.in_(ok), Webhook.failing_since.is_not(None))
-            .values(failing_since=None)
-        )
-    if not bad:
-        return []
-    await session.execute(
-        update(Webhook)
-        .where(Webhook.id.in_(bad), Webhook.failing_since.is_(None))
-        .values(failing_since=now)
-    )
-    days = disable_after.total_seconds() / 86400
-    disabled = await session.scalars(
-        update(Webhook)
-        .where(
-            Webhook.id.in_(bad), Webhook.status == 1, Webhook.failing_since <= now - disable_after
-        )
-        .values(status=0, disabled_reason=f"every delivery failed for {days:g} days")
-        .returning(Webhook.id)
-    )
-    return list(disabled.all())
-
-
-async def disable(session: AsyncSession, webhook_ids: Iterable[int], reason: str) -> list[int]:
-    """Disable active webhooks; the ones that were active."""
-    ids = sorted(set(webhook_ids))
-    if not ids:
-        return []
-    disabled = await session.scalars(
-        update(Webhook)
-        .where(Webhook.id.in_(ids), Webhook.status == 1)
-        .values(status=0, disabled_reason=reason[:200])
-        .returning(Webhook.id)
-    )
-    return list(disabled.all())
-
-
 async def next_due(session: AsyncSession) -> datetime | None:
     """When the earliest pending delivery falls due (None: the queue is empty)."""
     return await session.scalar(
@@ -506,7 +377,7 @@ async def purge(session: AsyncSession, before: datetime, limit: int = 5000) -> i
     at most `limit` of each per call, so retention never holds a long transaction."""
     old = (
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.created < before, text("webhook_deliveries.status <> 'pending'"))
+        .where(WebhookDelivery.created < before, FINISHED_ROW)
         .limit(limit)
     )
     removed: Any = await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old)))
