@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from vsense.config import ConfigurationError, load_settings
+from vsense.db import create_engine
+from vsense.images.storage import LocalImageStore
+from vsense.migrate import upgrade_async
 
 
 def test_development_generates_and_keeps_a_secret_key(tmp_path: Path) -> None:
@@ -56,3 +59,28 @@ def test_a_broken_toml_file_is_a_clear_error(
     monkeypatch.setenv("VSENSE_CONFIG", str(config))
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         load_settings(data_dir=tmp_path)
+
+
+async def test_the_embedded_database_and_the_data_folder_are_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "new" / "data"
+    settings = load_settings(data_dir=data_dir, environment="development")
+    await upgrade_async(settings)
+    settings.signing_key()
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    for name in ("vsense.db", "secret_key"):
+        assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
+    for extra in data_dir.glob("vsense.db-*"):  # the write-ahead log, when there is one
+        assert extra.stat().st_mode & 0o777 == 0o600, extra.name
+    await LocalImageStore(data_dir / "images").put("ab12_raw", b"image", "image/png")
+    for path in (data_dir / "images", data_dir / "images" / "ab", data_dir / "images/ab/ab12_raw"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+async def test_an_embedded_database_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="development")
+    await upgrade_async(settings)
+    (tmp_path / "vsense.db").chmod(0o644)
+    engine = create_engine(settings)
+    await engine.dispose()
+    assert (tmp_path / "vsense.db").stat().st_mode & 0o777 == 0o600

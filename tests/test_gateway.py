@@ -401,3 +401,71 @@ async def test_a_removed_devices_token_stops_working_at_once(api: Api) -> None:
     assert (await admin.delete(f"/api/v1/devices/{device.uuid}")).status_code == 204
     assert (await device.keepalive()).status_code == 401
     assert (await device.send(vcz(1))).status_code == 401
+
+
+async def test_lone_surrogates_are_refused_by_index_and_never_poison_the_log(api: Api) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    surrogate_value = vcz(2) | {"firmware_note": "\ud800"}  # an unknown, forwarded field
+    surrogate_key = vcz(3)
+    surrogate_key["payload"][0]["by_class"] = {"\udfff": 3}
+    surrogate_name = vcz(4)
+    surrogate_name["payload"][0]["name"] = "Z\ud83d"
+    batch = [vcz(1), surrogate_value, surrogate_key, surrogate_name]
+    # json.dumps writes them as `\ud800` escapes, as a device's JSON library would.
+    response = await device.client.post(
+        "/device/v1/payloads",
+        headers={**device.headers, "Content-Type": "application/json"},
+        content=json.dumps(batch),
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert "1 of 4" in body["message"]
+    assert {(e["index"], e["field"]) for e in body["error"]} == {
+        (1, "firmware_note"),
+        (2, "payload.0.by_class"),
+        (3, "payload.0.name"),
+    }
+    assert all("surrogate" in e["message"] for e in body["error"])
+    log = await admin.get(f"/api/v1/devices/{device.uuid}/payloads")
+    assert log.status_code == 200, log.text
+    assert [m["payload"][0]["count"] for m in log.json()["data"]] == [1]
+
+
+async def test_lone_surrogates_are_refused_in_every_stored_text(api: Api) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    json_headers = {"Content-Type": "application/json"}
+    hook = {"url": "https://example.com/hook", "data": {"headers": [], "params": []}}
+    cases = [
+        ("POST", "/api/v1/devices", {"name": "cam-\ud800"}),
+        ("PATCH", f"/api/v1/devices/{device.uuid}", {"name": "\udc00"}),
+        ("POST", "/api/v1/groups", {"name": "g\ud800"}),
+        ("POST", f"/api/v1/webhooks?device_uuid={device.uuid}", {**hook, "actions": "\ud800"}),
+        (
+            "POST",
+            f"/api/v1/webhooks?device_uuid={device.uuid}",
+            {**hook, "data": {"headers": [], "params": [{"name": "a", "value": "\ud800"}]}},
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            {"email": "x@example.com", "name": "\ud800", "password": "a long passphrase 7"},
+        ),
+        ("POST", "/api/v1/tokens", {"name": "t\ud800", "scopes": ["devices:read"]}),
+    ]
+    for method, path, payload in cases:
+        response = await admin.request(
+            method, path, content=json.dumps(payload), headers=json_headers
+        )
+        assert response.status_code == 422, (path, response.text)
+        assert "surrogate" in response.text, response.text
+    listed = await admin.get("/api/v1/devices")
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 1
+    # A device's own texts: a keepalive's health and a command result.
+    keepalive = await device.client.post(
+        "/device/v1/keepalive",
+        headers={**device.headers, **json_headers},
+        content=json.dumps({"fw_version": "1.\ud800"}),
+    )
+    assert keepalive.status_code == 422, keepalive.text

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from tests.factories import Api, Caller
 from tests.live_server import free_port
+from vsense.app import create_app
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
@@ -349,6 +350,25 @@ async def test_uploads_that_are_not_jpeg_or_png_are_refused(api: Api) -> None:
         assert refused.json()["code"] == 4022
 
 
+async def test_uploads_with_only_the_magic_bytes_of_an_image_are_refused(api: Api) -> None:
+    admin = await api.organization()
+    device = await camera(admin)
+    request_id = (await ask(admin, device))["meta"]["request_id"]
+    png = picture("PNG")
+    forged = [
+        b"\xff\xd8\xff\xe0" + b"<script>alert(1)</script>" * 20,  # JPEG magic, then HTML
+        b"\xff\xd8\xff" + bytes(500),
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"<html>" * 50,  # PNG magic and IHDR tag
+        png[:40],  # a PNG cut short
+        png[:29] + bytes(4) + png[33:],  # a PNG whose header checksum is wrong
+    ]
+    for body in forged:
+        refused = await device.upload(request_id, "raw", body, "image/jpeg")
+        assert refused.status_code == 422, body[:20]
+        assert refused.json()["code"] == 4022
+    assert (await device.upload(request_id, "raw", png)).status_code == 204
+
+
 async def test_oversized_uploads_are_refused_and_large_ones_within_the_limit_kept(
     api: Api,
 ) -> None:
@@ -468,6 +488,59 @@ async def test_a_ready_snapshot_sends_the_image_event(
     assert body["expires_at"] == int(expires.timestamp())
     assert isinstance(body["timestamp"], int)
     assert (await fetch(api.client, body["links"][1])).status_code == 200
+
+
+async def test_a_forged_host_never_ends_up_in_links_or_the_image_event(api: Api) -> None:
+    admin = await api.organization()
+    device = await camera(admin)
+    await admin.post(
+        "/api/v1/webhooks",
+        params={"device_uuid": device.uuid},
+        json={"url": "https://example.com/hook", "actions": "image"},
+    )
+    forged = await admin.post(
+        f"/api/v1/devices/{device.uuid}/image", headers={"Host": "attacker.example"}
+    )
+    assert forged.status_code == 200, forged.text
+    # The address the server listens on instead (the test client's `testserver`).
+    assert all(link.startswith(TESTSERVER + "/api/v1/images/") for link in forged.json()["data"])
+    request_id = forged.json()["meta"]["request_id"]
+    for kind in ("raw", "annotated"):
+        assert (await device.upload(request_id, kind, picture())).status_code == 204
+    [event] = await image_events(api.state, device.uuid)
+    assert event["links"] == forged.json()["data"]
+    listed = await admin.get(
+        f"/api/v1/devices/{device.uuid}/images", headers={"Host": "attacker.example:8000"}
+    )
+    assert listed.json()["data"][0]["links"] == forged.json()["data"]
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8443"):
+        allowed = await admin.get(f"/api/v1/devices/{device.uuid}/images", headers={"Host": host})
+        assert allowed.json()["data"][0]["links"][0].startswith(f"http://{host}/api/v1/images/")
+
+
+async def test_allowed_hosts_and_the_public_url_decide_the_links(
+    state: Components, api: Api
+) -> None:
+    admin = await api.organization()
+    device = await camera(admin)
+    asked = await ask(admin, device)
+    path = f"/api/v1/devices/{device.uuid}/images"
+    cases = [
+        ({"allowed_hosts": ["vsense.example"]}, "vsense.example", "http://vsense.example"),
+        ({"allowed_hosts": ["vsense.example"]}, "other.example", TESTSERVER),
+        ({"allowed_hosts": ["vsense.example"]}, "vsense.example/evil?", TESTSERVER),
+        ({"allowed_hosts": ["vsense.example"]}, "user@vsense.example", TESTSERVER),
+        ({"public_url": "https://api.example/"}, "attacker.example", "https://api.example"),
+    ]
+    for overrides, host, base in cases:
+        settings = state.settings.model_copy(update=overrides)
+        app = create_app(state=Components.for_server(settings, state.engine))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TESTSERVER) as client:
+            response = await client.get(path, headers={**admin.headers, "Host": host})
+        assert response.status_code == 200, response.text
+        [link, _] = response.json()["data"][0]["links"]
+        assert link == base + path_of(asked["data"][0]), (overrides, host)
 
 
 async def image_events(state: Components, device_uuid: str) -> list[dict[str, Any]]:

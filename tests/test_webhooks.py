@@ -438,6 +438,47 @@ async def test_invalid_webhooks_are_refused_by_field(
     assert field in [e["field"] for e in response.json()["error"]]
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Token", "a\x0bb"),
+        ("X-Token", "a\x7fb"),
+        ("X-Token", "a\x1fb"),
+        ("X-Token", "a\r\nX-Injected: 1"),
+        ("X-Token\n", "a"),
+    ],
+    ids=["vertical-tab", "delete", "unit-separator", "crlf", "name-with-newline"],
+)
+async def test_headers_that_could_never_be_sent_are_refused_at_creation_and_update(
+    api: Api, name: str, value: str
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    bad = {"headers": [{"name": name, "value": value}]}
+    created = await admin.post(
+        "/api/v1/webhooks",
+        params={"device_uuid": device.uuid},
+        json={"url": "https://example.com/x", "data": bad},
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["error"][0]["field"].startswith("data.headers.0.")
+    good = await admin.post(
+        "/api/v1/webhooks",
+        params={"device_uuid": device.uuid},
+        json={
+            "url": "https://example.com/x",
+            "data": {"headers": [{"name": "X-A", "value": "a\tb é"}]},
+        },
+    )
+    assert good.status_code == 201, good.text
+    updated = await admin.put(f"/api/v1/webhooks/{good.json()['id']}", json={"data": bad})
+    assert updated.status_code == 422, updated.text
+    [kept] = (await admin.get("/api/v1/webhooks", params={"device_uuid": device.uuid})).json()[
+        "data"
+    ]
+    assert kept["data"]["headers"] == [{"name": "X-A", "value": "a\tb é"}]
+
+
 async def test_private_targets_are_refused_unless_allowed(
     api: Api, database_settings: Settings, shared_engine: Any
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
@@ -29,13 +31,20 @@ from vsense.kit.errors import (
     AppError,
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     ServiceUnavailable,
+    Unauthorized,
     Unprocessable,
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
-from vsense.kit.middleware import MetricsMiddleware, RequestGuardMiddleware
+from vsense.kit.middleware import (
+    MetricsMiddleware,
+    NoSniffMiddleware,
+    RequestGuardMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from vsense.kit.parts import install_parts
 from vsense.kit.schemas import ErrorBody
 from vsense.payloads.routes import router as payloads_router
@@ -111,6 +120,12 @@ def create_app(
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics)
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(NoSniffMiddleware)
+    if settings.trusted_proxies:
+        # The only place a forwarded client address or scheme is believed, and only from
+        # these peers (`vsense serve` leaves uvicorn's own, which trusts any local peer, off).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -141,16 +156,34 @@ def _operations_router(parts: Components) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """Open in development and tests; behind `metrics_token` when it is set; refused
+        in production without one (the figures describe the fleet and its traffic)."""
+        _check_metrics_access(request, parts.settings)
         body = generate_latest(parts.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router
 
 
+def _check_metrics_access(request: Request, settings: Settings) -> None:
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if token is None:
+        if settings.environment == "production":
+            raise Forbidden("Metrics are served in production only with VSENSE_METRICS_TOKEN.")
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise Unauthorized("The metrics token is required (Authorization: Bearer ...).")
+
+
 def _error(error: AppError) -> Response:
     response = json_response(error.body(), error.status_code)
     response.headers.update(error.headers)
+    # Also on the answers of the outermost error handler, which no middleware wraps.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vsense.kit.files import private_folder
+
 DEFAULT_SECRET_PLACEHOLDER = "change-me"
 MIN_SECRET_LENGTH = 32
 
@@ -102,7 +104,27 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None,
         description="Base URL of the server as integrators reach it (`https://vsense.example`), "
-        "used in image links; unset means the scheme and host of the request.",
+        "used in image links; unset means the scheme and host of the request when that "
+        "host is allowed (`allowed_hosts`), else the address the server listens on.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names a request's `Host` header may give for image links when "
+        '`public_url` is unset, as a JSON list (`["vsense.example"]`); the address the '
+        "server listens on and localhost are always allowed. Any other `Host` is ignored "
+        "(a forged one would send link followers elsewhere).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose `X-Forwarded-For` and "
+        '`X-Forwarded-Proto` are believed, as a JSON list (`["10.0.0.5"]`); empty: the '
+        "peer's own address is the client's (the login throttle counts it).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, `/metrics` answers only requests bearing it "
+        "(`Authorization: Bearer ...`); unset, it is open in development and test and "
+        "refused in production (the figures describe the fleet and its traffic).",
     )
     webhook_allow_private: bool = Field(
         False, description="Let webhooks target private and loopback addresses."
@@ -274,7 +296,7 @@ def _development_key(data_dir: Path) -> str:
     key_file = data_dir / "secret_key"
     if key_file.is_file():
         return key_file.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(data_dir)
     key = secrets.token_urlsafe(48)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -20,6 +21,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from vsense.config import Settings
 from vsense.kit.errors import AppError
+from vsense.kit.files import private_file, private_folder
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -27,7 +29,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # SQLite gives its -wal and -shm files the database file's own mode.
+            private_folder(settings.data_dir)
+            private_file(Path(url.database))
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},

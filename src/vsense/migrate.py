@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 
 from vsense.config import Settings
+from vsense.kit.files import private_folder
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,7 +23,7 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings) -> None:
     """Bring the database to the newest schema (creates it when empty)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(settings.data_dir)
     command.upgrade(alembic_config(settings), "head")
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vsense.accounts.scopes import ALL_SCOPES
-from vsense.kit.schemas import RequestBody, Timestamp
+from vsense.kit.schemas import Instant, RequestBody, Timestamp
 
 Scope = Literal[ALL_SCOPES]  # type: ignore[valid-type]
 
@@ -78,7 +77,7 @@ class Token(BaseModel):
 class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=120)
     scopes: list[Scope] = Field(min_length=1)
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class TokenCreated(Token):

@@ -167,7 +167,14 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
     await receiver.start(host="127.0.0.1")
     app = create_app(settings)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -120,6 +120,9 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # uvicorn's own would believe X-Forwarded-For from any local peer; the app
+        # believes it only from `trusted_proxies`.
+        proxy_headers=False,
     )
 
 

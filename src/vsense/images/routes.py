@@ -15,6 +15,7 @@ from vsense.images.links import ImageKind
 from vsense.images.schemas import ImagePending, ImageRequested, ImageRequestList
 from vsense.images.snapshots import Snapshots
 from vsense.kit.http import API_PREFIX, error_responses, json_response
+from vsense.kit.origin import public_base_url
 from vsense.kit.parts import part
 from vsense.kit.schemas import ErrorBody
 from vsense.webhooks.outbox import Outbox
@@ -24,6 +25,12 @@ device_router = APIRouter(prefix="/device/v1", tags=["device"])
 SnapshotsDep = Annotated[Snapshots, Depends(part(Snapshots))]
 CommandsDep = Annotated[Commands, Depends(part(Commands))]
 OutboxDep = Annotated[Outbox, Depends(part(Outbox))]
+
+
+def _base_url(request: Request, snapshots: Snapshots) -> str:
+    """The base of the links answered (and sent in the `image` event): never a forged Host."""
+    settings = snapshots.settings
+    return public_base_url(request, settings.public_url, settings.allowed_hosts)
 
 
 @router.post(
@@ -44,7 +51,7 @@ async def request_image(
     on real hardware) and stay valid for `image_link_ttl` seconds from the request. A
     request while one is pending for the device returns the pending one."""
     return await service.request_image(
-        session, snapshots, commands, principal, device_uuid, str(request.base_url)
+        session, snapshots, commands, principal, device_uuid, _base_url(request, snapshots)
     )
 
 
@@ -68,7 +75,7 @@ async def list_images(
         snapshots,
         principal,
         device_uuid,
-        str(request.base_url),
+        _base_url(request, snapshots),
         page=page,
         per_page=per_page,
     )

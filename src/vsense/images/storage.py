@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vsense.config import Settings
+from vsense.kit.files import private_folder
 
 
 class ImageStore(Protocol):
@@ -48,7 +49,7 @@ class LocalImageStore:
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         # Written beside and renamed: a reader sees the old file or the whole new one.
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:

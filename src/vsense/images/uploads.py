@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
+import warnings
 from typing import Any
 
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.commands.service import CommandOutcome
@@ -23,13 +26,27 @@ PNG = "image/png"
 IMAGE_EVENT = "image"
 
 
+_MEDIA_TYPES = {"JPEG": JPEG, "PNG": PNG}
+
+
 def media_type_of(data: bytes) -> str | None:
-    """JPEG or PNG, told from the bytes themselves (whatever the header said); else None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return JPEG
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
-        return PNG
-    return None
+    """JPEG or PNG, told from the bytes themselves (whatever the header said); else None.
+
+    The image header is decoded (Pillow, restricted to these two formats), so a few
+    magic bytes before anything else do not pass: the dimensions must be there, and a
+    PNG's chunks must be whole and their checksums right. Decompression bombs are
+    refused too.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=list(_MEDIA_TYPES)) as image:
+                media_type = _MEDIA_TYPES.get(image.format or "")
+                width, height = image.size
+                image.verify()
+    except Exception:  # Pillow signals a bad image with many exception types
+        return None
+    return media_type if width > 0 and height > 0 else None
 
 
 def image_body(snapshots: Snapshots, request: ImageRequest, timestamp: int) -> dict[str, Any]:

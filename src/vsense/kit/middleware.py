@@ -1,20 +1,32 @@
-"""Pure ASGI middleware: request guard (NUL, body size) and request metrics."""
+"""Pure ASGI middleware: request guard (NUL, body size), request metrics, and the
+headers every response carries."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vsense.kit.errors import BadRequest, PayloadTooLarge
+from vsense.kit.errors import AppError, BadRequest, PayloadTooLarge
 from vsense.kit.metrics import Metrics
+
+logger = logging.getLogger("vsense")
+
+# Browsers must take the declared type (an image, JSON) as it is, never guess another
+# (an upload sniffed as HTML would run as a page of this origin).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 async def send_error(send: Send, error: Any) -> None:
     body = orjson.dumps(error.body())
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        NOSNIFF,
+    ]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -120,3 +132,53 @@ class MetricsMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+
+
+class NoSniffMiddleware:
+    """Adds `X-Content-Type-Options: nosniff` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if NOSNIFF not in headers:
+                    headers.append(NOSNIFF)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with the 500 envelope, without internals, and
+    does not raise it further: the framework's outermost handler would re-raise it after
+    answering, and the server then closes the client's keep-alive connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:
+                raise  # half an answer is out; only closing the connection can say so
+            logger.exception("unexpected error")
+            await send_error(send, AppError("The server failed to complete the request."))

@@ -10,6 +10,9 @@ from vsense.kit.errors import BadRequest
 DEFAULT_PAGE = 1
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 500
+# Far beyond any list (a billion pages of 500), and small enough that the row offset it
+# makes still fits the 64-bit integers of both databases.
+MAX_PAGE = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,21 +28,20 @@ class PageRequest:
 def page_request(page: str | None, per_page: str | None) -> PageRequest:
     """Parse `page` and `per_page` query values; bad values are 400/4000."""
     return PageRequest(
-        page=_positive_int("page", page, DEFAULT_PAGE, None),
+        page=_positive_int("page", page, DEFAULT_PAGE, MAX_PAGE),
         per_page=_positive_int("per_page", per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE),
     )
 
 
-def _positive_int(name: str, raw: str | None, default: int, maximum: int | None) -> int:
+def _positive_int(name: str, raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
         value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        bound = f"between 1 and {maximum}" if maximum else "1 or more"
-        raise BadRequest(f"`{name}` must be an integer {bound}.")
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"`{name}` must be an integer between 1 and {maximum}.")
     return value
 
 

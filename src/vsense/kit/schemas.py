@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
-from vsense.kit.time import isoformat
+from vsense.kit.text import json_text_problems
+from vsense.kit.time import isoformat, within_range
 
 # ISO 8601, UTC, whole seconds, `Z` suffix: how every API response shows a time.
 Timestamp = Annotated[datetime, PlainSerializer(isoformat, return_type=str, when_used="always")]
+
+# A time a client sends in a body: made UTC, and refused (422) outside the range every
+# database and datetime can hold, rather than failing (500) when it is stored.
+Instant = Annotated[datetime, AfterValidator(within_range)]
 
 
 class ListMeta(BaseModel):
@@ -44,27 +49,19 @@ class ErrorBody(BaseModel):
     error: list[dict[str, Any]]
 
 
-def _refuse_nul(value: Any, where: str = "body") -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where} contains a NUL character")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, where)
-            _refuse_nul(item, f"{key}")
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_nul(item, where)
-
-
 class RequestBody(BaseModel):
-    """Base of every request body: unknown fields ignored, NUL characters refused
-    (PostgreSQL cannot store them, so both databases refuse them alike)."""
+    """Base of every request body: unknown fields ignored, and texts that cannot be
+    stored refused wherever they are, ignored fields included (`vsense.kit.text`: NUL
+    characters, which PostgreSQL cannot store, and lone UTF-16 surrogates, which no
+    database or JSON writer can encode)."""
 
     model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        _refuse_nul(data)
+    def _storable_text(cls, data: Any) -> Any:
+        problems = json_text_problems(data)
+        if problems:
+            where, problem = problems[0]
+            raise ValueError(f"{where} {problem}")
         return data

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from vsense.kit.errors import field_error
+from vsense.kit.text import text_problem
 
 # How far a message's timestamp may stray from the server's clock: a device a day ahead
 # has a broken clock, and a message a month old is a replay rather than a late delivery.
@@ -203,8 +204,10 @@ def _json_tree_errors(message: dict[str, Any]) -> list[dict[str, Any]]:
 
     Iterative, so that hostile nesting cannot exhaust the stack. Refuses depth beyond
     MAX_NESTING, NaN and infinities (not JSON; a webhook receiver could not parse the
-    forwarded payload), NUL characters (PostgreSQL cannot store them) and non-JSON
-    values. Fields that models ignore are checked too, since they are forwarded.
+    forwarded payload), texts `text_problem` refuses (NUL characters, which PostgreSQL
+    cannot store; lone UTF-16 surrogates, which would poison the payload log and the
+    webhook bodies) and non-JSON values. Fields that models ignore are checked too,
+    since they are forwarded.
     """
     errors: list[dict[str, Any]] = []
     stack: list[tuple[Any, tuple[str | int, ...], int]] = [(message, (), 1)]
@@ -214,18 +217,20 @@ def _json_tree_errors(message: dict[str, Any]) -> list[dict[str, Any]]:
             if depth > MAX_NESTING:
                 errors.append(field_error(_dotted(path), f"nested deeper than {MAX_NESTING}"))
                 continue
-            if isinstance(value, dict) and not all(
-                isinstance(key, str) and "\x00" not in key for key in value
-            ):
-                errors.append(field_error(_dotted(path), "keys must be strings without NUL"))
-                continue
+            if isinstance(value, dict):
+                if not all(isinstance(key, str) for key in value):
+                    errors.append(field_error(_dotted(path), "keys must be strings"))
+                    continue
+                if problem := next(filter(None, map(text_problem, value)), None):
+                    errors.append(field_error(_dotted(path), f"a key {problem}"))
+                    continue
             children = list(value.items() if isinstance(value, dict) else enumerate(value))
             # Reversed, so that errors come out in document order.
             stack.extend((item, (*path, key), depth + 1) for key, item in reversed(children))
         elif isinstance(value, float) and not math.isfinite(value):
             errors.append(field_error(_dotted(path), "NaN and infinite numbers are not JSON"))
-        elif isinstance(value, str) and "\x00" in value:
-            errors.append(field_error(_dotted(path), "contains a NUL character"))
+        elif isinstance(value, str) and (problem := text_problem(value)):
+            errors.append(field_error(_dotted(path), problem))
         elif value is not None and not isinstance(value, bool | int | float | str):
             errors.append(field_error(_dotted(path), "not a JSON value"))
     return errors

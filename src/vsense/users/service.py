@@ -14,6 +14,7 @@ from vsense.kit.crypto import hash_password
 from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import Page
+from vsense.kit.text import text_problem
 from vsense.models import Organization
 from vsense.models import User as UserRow
 from vsense.users import repository
@@ -165,6 +166,8 @@ async def create_organization(session: AsyncSession, name: str) -> Organization:
     name = name.strip()
     if not name or len(name) > 120:
         raise Unprocessable("An organization name has 1 to 120 characters.")
+    if problem := text_problem(name):  # a command-line argument may hold anything
+        raise Unprocessable(f"The organization name {problem}.")
     if await repository.get_organization_by_name(session, name):
         raise Conflict(f"An organization named {name!r} already exists.")
     organization = Organization(name=name)

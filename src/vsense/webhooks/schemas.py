@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from vsense.kit.schemas import ListMeta, RequestBody, Timestamp
+from vsense.kit.text import header_name_problem, header_value_problem
 from vsense.webhooks.events import ACTIONS, KEEPALIVE, parse_actions
 
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 # Headers a webhook's own list may not set (the platform's, and the signature's).
 RESERVED_HEADERS = frozenset(
     {"host", "content-length", "webhook-id", "webhook-timestamp", "webhook-signature"}
@@ -26,17 +25,17 @@ class HeaderValue(NameValue):
     @field_validator("name")
     @classmethod
     def _token(cls, name: str) -> str:
-        if not HEADER_NAME.match(name):
-            raise ValueError("a header name must be an HTTP token (letters, digits, -, ...)")
+        if problem := header_name_problem(name):
+            raise ValueError(problem)
         if name.lower() in RESERVED_HEADERS:
             raise ValueError(f"the platform sets `{name}` itself")
         return name
 
     @field_validator("value")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        if any(c in value for c in "\r\n"):
-            raise ValueError("a header value must be one line")
+    def _sendable(cls, value: str) -> str:
+        if problem := header_value_problem(value):
+            raise ValueError(problem)
         return value
 
 
