@@ -19,58 +19,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
-import os
-import platform
 import random
-import shlex
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432"
-BACKENDS = ("sqlite", "postgresql")
-BACKEND_LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-GROUP_COUNT = 20
+from harness import (
+    APP_TYPES,
+    BACKEND_LABELS,
+    BACKENDS,
+    DEFAULT_POSTGRES_URL,
+    GROUP_COUNT,
+    HOST,
+    LOOPBACK_HOSTS,
+    NAME_PREFIXES,
+    PLACES,
+    REQUEST_TIMEOUT,
+    AsgiMessage,
+    Measurement,
+    answer_lifespan,
+    append_markdown,
+    base_env,
+    command_line,
+    event_loop_runner,
+    free_port,
+    log_problems,
+    machine_facts,
+    recreate_postgres_database,
+    run_command,
+    seed,
+    served,
+    server_env,
+    vsense_executable,
+)
+
 FILTER_GROUP = "site-07"
 TARGET_RPS = 1500.0
 TARGET_P99_MS = 50.0
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-REQUEST_TIMEOUT = 30.0
-SEED_CHUNK = 5000
-
-NAME_PREFIXES = ("Gate", "Dock", "Lobby", "Parking", "Entrance", "Yard", "Hall", "Lane")
-PLACES = (
-    ("Amsterdam", "NL"),
-    ("Antwerp", "BE"),
-    ("Berlin", "DE"),
-    ("Lyon", "FR"),
-    ("Madrid", "ES"),
-    ("Milan", "IT"),
-    ("Porto", "PT"),
-    ("Vienna", "AT"),
-    ("Warsaw", "PL"),
-    ("Zurich", "CH"),
-)
-APP_TYPES = ("VPM", "VYD", "VCZ", "VCB", "VCW")
 
 
 @dataclass(frozen=True)
@@ -137,21 +133,6 @@ CEILING_HEADERS = [
     (b"content-length", str(len(CEILING_BODY)).encode()),
 ]
 
-AsgiMessage = dict[str, Any]
-
-
-async def answer_lifespan(
-    receive: Callable[[], Awaitable[AsgiMessage]], send: Callable[[AsgiMessage], Awaitable[None]]
-) -> None:
-    """The ASGI lifespan protocol of an app with nothing to start or stop."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
 
 async def ceiling_app(
     scope: dict[str, Any],
@@ -169,33 +150,6 @@ async def ceiling_app(
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Measurement:
-    server: str
-    workers: int
-    scenario: str
-    seconds: float
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    first_error: str | None = None
-    response_bytes: int = 0
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return math.nan
-        ordered = sorted(self.latencies_ms)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-    def record_error(self, message: str) -> None:
-        self.errors += 1
-        if self.first_error is None:
-            self.first_error = message
 
 
 @dataclass
@@ -267,265 +221,6 @@ async def preflight(url: str, headers: dict[str, str]) -> str:
     return f"{rows} rows of total {document['meta']['total']}, {len(body)} bytes"
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def vsense_executable() -> str:
-    beside = Path(sys.executable).parent / "vsense"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("vsense")
-    if found is None:
-        raise SystemExit("the `vsense` command is not installed (pip install -e '.[dev]')")
-    return found
-
-
-def _open_log(path: Path) -> IO[bytes]:
-    return path.open("ab")
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    if not path.is_file():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def log_problems(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    markers = ("Traceback", "ERROR", "CRITICAL", "Exception")
-    return [
-        line
-        for line in path.read_text(errors="replace").splitlines()
-        if any(marker in line for marker in markers)
-    ]
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM (uvicorn stops its workers), then SIGKILL to the process group we started."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-    # Workers left behind by a killed supervisor share its process group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-async def run_command(command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
-    log = _open_log(log_path)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-        code = await process.wait()
-    finally:
-        log.close()
-    if code != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed ({code}):\n{log_tail(log_path)}")
-
-
-@contextlib.asynccontextmanager
-async def served(
-    command: Sequence[str], env: dict[str, str], port: int, log_path: Path
-) -> AsyncIterator[str]:
-    """Run a server subprocess until the block ends; yields its base URL once /healthz is 200."""
-    import aiohttp
-
-    base_url = f"http://{HOST}:{port}"
-    log = _open_log(log_path)
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(
-                        f"server exited ({process.returncode}):\n{log_tail(log_path)}"
-                    )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(
-                        f"{base_url}/healthz", timeout=aiohttp.ClientTimeout(total=2)
-                    ) as response:
-                        if response.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy in {START_TIMEOUT:.0f} s")
-                await asyncio.sleep(0.2)
-        yield base_url
-    finally:
-        await stop_process(process)
-        log.close()
-
-
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VSENSE_")}
-    env.update(extra)
-    return env
-
-
-def server_env(data_dir: Path, database_url: str | None, extra: dict[str, str]) -> dict[str, str]:
-    settings = {"VSENSE_DATA_DIR": str(data_dir), "VSENSE_ENVIRONMENT": "development"}
-    if database_url:
-        settings["VSENSE_DATABASE_URL"] = database_url
-    return base_env({**settings, **extra})
-
-
-# --------------------------------------------------------------------------- database
-
-
-async def recreate_postgres_database(url: str) -> str:
-    """Drop and create the bench database; returns the server version."""
-    import asyncpg  # type: ignore[import-untyped]
-    from sqlalchemy.engine.url import make_url
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        database="postgres",
-    )
-    try:
-        name = parsed.database
-        if not name or not name.replace("_", "").isalnum():
-            raise SystemExit(f"unsafe database name {name!r}")
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-        return str(await connection.fetchval("SHOW server_version"))
-    finally:
-        await connection.close()
-
-
-def device_rows(
-    rng: random.Random, organization_id: int, group_ids: Sequence[int], count: int
-) -> list[dict[str, Any]]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    rows = []
-    for n in range(count):
-        city, country = rng.choice(PLACES)
-        online = rng.random() < 0.5
-        refreshed = (
-            None if rng.random() < 0.05 else now - timedelta(seconds=rng.randrange(5 * 86400))
-        )
-        rows.append(
-            {
-                "uuid": uuid.UUID(int=rng.getrandbits(128), version=4),
-                "organization_id": organization_id,
-                "group_id": None if rng.random() < 1 / GROUP_COUNT else rng.choice(group_ids),
-                "name": f"{rng.choice(NAME_PREFIXES)} {rng.randrange(100_000):05d}",
-                "client_identifier": f"VS-{n:06d}",
-                "geo_city": city,
-                "geo_country": country,
-                "app_type": rng.choice(APP_TYPES),
-                "keepalive_interval": None,
-                "is_online": online,
-                "refreshed": refreshed,
-                "last_seen": refreshed,
-                "status_reason": None if online else "keepalive_missed",
-                "created": now - timedelta(seconds=rng.randrange(365 * 86400)),
-                "updated": now,
-            }
-        )
-    return rows
-
-
-async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
-    """One organization, an admin, 20 groups, `devices` devices; returns a `vst_` token."""
-    from sqlalchemy import insert, select
-
-    from vsense.accounts.scopes import ALL_SCOPES
-    from vsense.accounts.service import PERSONAL_PREFIX
-    from vsense.config import load_settings
-    from vsense.db import create_engine
-    from vsense.kit.crypto import hash_password, new_token, token_digest
-    from vsense.models import Device, Group, Organization, PersonalAccessToken, User
-
-    settings = load_settings(data_dir=data_dir, database_url=database_url)
-    engine = create_engine(settings)
-    rng = random.Random(20_000)
-    token = new_token(PERSONAL_PREFIX)
-    try:
-        async with engine.begin() as connection:
-            organization_id = (
-                await connection.execute(
-                    insert(Organization).values(name="Bench").returning(Organization.id)
-                )
-            ).scalar_one()
-            user_id = (
-                await connection.execute(
-                    insert(User)
-                    .values(
-                        organization_id=organization_id,
-                        email="admin@bench.example",
-                        name="Bench admin",
-                        password_hash=hash_password(secrets_password()),
-                        role="admin",
-                    )
-                    .returning(User.id)
-                )
-            ).scalar_one()
-            await connection.execute(
-                insert(Group),
-                [
-                    {"organization_id": organization_id, "name": f"site-{n:02d}"}
-                    for n in range(1, GROUP_COUNT + 1)
-                ],
-            )
-            group_ids = list(
-                (
-                    await connection.scalars(
-                        select(Group.id).where(Group.organization_id == organization_id)
-                    )
-                ).all()
-            )
-            rows = device_rows(rng, organization_id, group_ids, devices)
-            for start in range(0, len(rows), SEED_CHUNK):
-                await connection.execute(insert(Device), rows[start : start + SEED_CHUNK])
-            await connection.execute(
-                insert(PersonalAccessToken).values(
-                    user_id=user_id,
-                    name="bench",
-                    token_hash=token_digest(token),
-                    prefix=token[:8],
-                    scopes=list(ALL_SCOPES),
-                )
-            )
-        if engine.dialect.name == "postgresql":
-            # What autovacuum does soon after a bulk load: statistics and visibility map.
-            async with engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await autocommit.exec_driver_sql("VACUUM ANALYZE")
-    finally:
-        await engine.dispose()
-    return token
-
-
-def secrets_password() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(16)
-
-
 # --------------------------------------------------------------------------- runs
 
 
@@ -570,7 +265,7 @@ async def run_ceiling(
 ) -> Measurement:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "bench.api_devices:ceiling_app",
+        sys.executable, "-m", "uvicorn", "api_devices:ceiling_app", "--app-dir", "bench",
         "--host", HOST, "--port", str(port), "--workers", str(workers),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
@@ -730,26 +425,6 @@ def print_report(report: BackendReport, ceilings: dict[int, Measurement], option
         print(line)
 
 
-def command_line() -> str:
-    executable = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        executable = executable.relative_to(Path.cwd())
-    if executable.is_absolute():
-        executable = Path("python")
-    return shlex.join([str(executable), *sys.argv])
-
-
-def machine_facts() -> str:
-    import uvicorn
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpus} CPUs (nproc), {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__}; "
-        "server and load generator share the machine"
-    )
-
-
 def write_markdown(
     path: Path, reports: Sequence[BackendReport], ceilings: dict[int, Measurement], options: Options
 ) -> None:
@@ -784,15 +459,6 @@ def write_markdown(
             out += ["", *(f"- {line}" for line in extra)]
         out.append("")
     append_markdown(path, out)
-
-
-def append_markdown(path: Path, lines: list[str]) -> None:
-    """Append a section to a results file, a blank line apart from what is there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        if path.stat().st_size and not lines[0].startswith("# "):
-            handle.write("\n")
-        handle.write("\n".join(lines))
 
 
 async def run(options: Options) -> list[BackendReport]:
@@ -864,16 +530,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         server_env=env,
         markdown=args.markdown,
     )
-
-
-def event_loop_runner(main: Coroutine[Any, Any, list[BackendReport]]) -> list[BackendReport]:
-    """Run on uvloop when it is installed (it comes with uvicorn[standard])."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

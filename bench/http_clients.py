@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,7 +41,8 @@ import aiohttp
 import httpx
 import orjson
 
-HOST = "127.0.0.1"
+from harness import HOST, free_port, wait_listening
+
 BODY = orjson.dumps({"stream_id": "0" * 36, "type": "VPM", "timestamp": 1, "pad": "x" * 940})
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/plain, */*"}
 CLIENTS = ("aiohttp", "httpx", "sender")
@@ -92,26 +92,6 @@ def serve(port: int) -> None:
     app = web.Application()
     app.router.add_post("/hook", receive)
     web.run_app(app, host=HOST, port=port, access_log=None, print=None)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise SystemExit(f"the receiver exited ({process.returncode})")
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection(HOST, port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        await asyncio.sleep(0.1)
-    raise SystemExit("the receiver did not start listening")
 
 
 # --------------------------------------------------------------------------- clients
@@ -262,7 +242,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
         sys.executable, __file__, "--serve", str(port), start_new_session=True
     )
     try:
-        await wait_until_listening(port, receiver)
+        await wait_listening(port, receiver)
         url = f"http://{HOST}:{port}/hook"
         results = []
         # Runs interleave (every client, then again) so that drift of a shared, noisy

@@ -1,7 +1,7 @@
 """Benchmark of snapshots on the real server: request to ready, and serving a signed link.
 
 For each backend (SQLite; PostgreSQL) it migrates a fresh database, seeds an admin and a
-token (`api_devices.seed`), starts `vsense serve` (1 worker, the local image store) and
+token (`harness.seed`), starts `vsense serve` (1 worker, the local image store) and
 onboards `--devices` devices through the API. Each device is a lean simulated sensor in
 this process (aiohttp): one keepalive, then a long poll on `GET /device/v1/commands`;
 on `capture_image` it uploads a prepared JPEG of `--image-kb` KB as the raw and as the
@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from api_devices import (
+from harness import (
     BACKEND_LABELS,
     BACKENDS,
     DEFAULT_POSTGRES_URL,
@@ -60,6 +60,7 @@ from api_devices import (
     free_port,
     log_problems,
     machine_facts,
+    percentile,
     recreate_postgres_database,
     run_command,
     seed,
@@ -191,13 +192,6 @@ class ReadyResult:
     answered_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ready_link: str = ""
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, int(q * len(ordered) + 0.999999) - 1)]
 
 
 async def request_to_ready(
@@ -497,7 +491,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        reports = event_loop_runner(run(options))  # type: ignore[arg-type]
+        reports = event_loop_runner(run(options))
         failed = any(r.ready.errors or r.serving.errors for r in reports)
         return 1 if failed else 0
     return 130

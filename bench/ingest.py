@@ -2,7 +2,7 @@
 
 For each backend (SQLite; PostgreSQL with 1 and 2 workers) it migrates a fresh database,
 creates an organization, an admin and a personal access token directly in the database
-(`api_devices.seed`), starts `vsense serve` as a subprocess and onboards devices through
+(`harness.seed`), starts `vsense serve` as a subprocess and onboards devices through
 the API (`POST /api/v1/devices`, which returns each device's token once): keepalive
 devices in group `site-01`, VCZ payload devices in group `site-02`, all with a short
 keepalive interval so that the offline sweep has real deadlines to enforce. 32 keep-alive
@@ -46,15 +46,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from api_devices import (
+from harness import (
     BACKEND_LABELS,
     BACKENDS,
     DEFAULT_POSTGRES_URL,
@@ -66,6 +66,7 @@ from api_devices import (
     append_markdown,
     base_env,
     command_line,
+    event_loop_runner,
     free_port,
     log_problems,
     machine_facts,
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
 
 KEEPALIVE_PATH = "/device/v1/keepalive"
 PAYLOADS_PATH = "/device/v1/payloads"
-# Groups created by `api_devices.seed`; they tell the two fleets apart in the API.
+# Groups created by `harness.seed`; they tell the two fleets apart in the API.
 KEEPALIVE_GROUP = "site-01"
 PAYLOAD_GROUP = "site-02"
 HEALTH = {
@@ -1019,19 +1020,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         server_env=env,
         markdown=args.markdown,
     )
-
-
-T = TypeVar("T")
-
-
-def event_loop_runner(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when it is installed (it comes with uvicorn[standard])."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

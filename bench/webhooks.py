@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import math
 import os
 import shutil
 import signal
@@ -53,7 +52,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from api_devices import (
+from harness import (
     DEFAULT_POSTGRES_URL,
     HOST,
     LOOPBACK_HOSTS,
@@ -64,8 +63,10 @@ from api_devices import (
     free_port,
     log_problems,
     log_tail,
+    percentile,
     recreate_postgres_database,
     stop_process,
+    wait_listening,
 )
 
 DATABASE = "vsense_bench_webhooks"
@@ -150,11 +151,6 @@ def machine_busy() -> float:
     """Busy CPU seconds of the machine since boot, every core (idle and iowait left out)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return (sum(values[:8]) - values[3] - values[4]) / CLK
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
 def rates(times: Sequence[float]) -> tuple[float, float]:
@@ -854,7 +850,7 @@ async def run(options: argparse.Namespace) -> int:
     from vsense.config import load_settings
     from vsense.migrate import upgrade_async
 
-    url = make_url(options.postgres_url).set(database=DATABASE)
+    url = make_url(options.postgres_url).set(database=options.postgres_database)
     database_url = url.render_as_string(hide_password=False)
     version = await recreate_postgres_database(database_url)
     work = Path(tempfile.mkdtemp(prefix="vsense-bench-webhooks-"))
@@ -923,20 +919,6 @@ def show(row: Row) -> None:
     print(" | ".join(row.cells()), flush=True)
 
 
-async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"the receiver exited ({process.returncode})")
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection(HOST, port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the receiver did not start listening")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -955,6 +937,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in (1), (3)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
+    parser.add_argument("--postgres-database", default=DATABASE, help="recreated at each run")
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
     options = parser.parse_args(argv)
     from sqlalchemy.engine.url import make_url

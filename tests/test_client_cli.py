@@ -424,13 +424,46 @@ def test_webhooks_commands(admin: Cli, receiver: Receiver) -> None:
     assert admin.json("webhooks", "replay", hook_id, "--since", since)["queued"] >= 2
 
     disabled = admin.json("webhooks", "update", hook_id, "--disable", "--actions", "payload")
-    assert (disabled["status"], disabled["actions"]) == (0, "payload")
+    assert (disabled["data"]["status"], disabled["data"]["actions"]) == (0, "payload")
     rotated = admin.json("webhooks", "rotate-secret", hook_id)
     assert rotated["secret"].startswith("whsec_")
     bad = admin("webhooks", "add", "--device", created["uuid"], "--url", "ftp://x", "-H", "nope")
     assert bad.exit_code == 1 and "must look like `name:value`" in bad.stderr
     assert "Deleted webhook" in admin.ok("webhooks", "rm", hook_id).stdout
     assert admin.json("webhooks", "list", "--device", created["uuid"]) == {"data": []}
+    device.close()
+
+
+def test_webhooks_add_and_update_answer_as_the_api_and_update_by_device(admin: Cli) -> None:
+    created = admin.json("devices", "add", "--name", unique("Gate"))
+    added = admin.json(
+        "webhooks", "add", "--device", created["uuid"], "--url", "https://example.com/alive",
+        "--type", "keepalive", "--actions", "Keep alive",
+    )  # fmt: skip
+    assert sorted(added) == ["data", "error"] and added["error"] == []
+    hook = added["data"]
+    assert (hook["method"], hook["events"], hook["actions"]) == ("GET", ["keepalive"], "Keep alive")
+    assert hook["secret"].startswith("whsec_")
+
+    off = admin.json("webhooks", "update", "--device", created["uuid"], "--disable")
+    assert off == {"data": {**off["data"], "id": hook["id"], "status": 0}, "error": []}
+    with admin.api() as api:
+        assert api.get("/webhooks", params={"device_uuid": created["uuid"]}).json() == {
+            "data": [off["data"]]
+        }
+    assert "inactive" in admin.ok("webhooks", "update", "--device", created["uuid"]).stdout
+    unnamed = admin("webhooks", "update", "--url", "https://example.com/x")
+    assert unnamed.exit_code == 1 and "--device" in unnamed.stderr
+
+
+def test_devices_list_sorts_by_online_status(admin: Cli) -> None:
+    online, device = onboard(admin)
+    offline = admin.json("devices", "add", "--name", unique("Gate"))
+    assert offline["refreshed"] == offline["created"]
+    listed = admin.json("devices", "list", "--sort", "-is_online")
+    assert [d["uuid"] for d in listed["data"]] == [online["uuid"], offline["uuid"]]
+    listed = admin.json("devices", "list", "--sort=is_online")
+    assert [d["uuid"] for d in listed["data"]] == [offline["uuid"], online["uuid"]]
     device.close()
 
 
@@ -492,6 +525,57 @@ def test_settings_come_from_flag_then_environment_then_profile_then_default(
     assert (
         "flag --api-addr" in local.ok("config", "show", "--api-addr", "x.io", "-o", "table").stdout
     )
+
+
+def _reader_token(local: Cli) -> str:
+    with Client(
+        base_url=local.live.base_url, email=local.account.email, password=local.account.password
+    ) as client:
+        return client.tokens.create(name="cli", scopes=["devices:read"]).token
+
+
+def test_global_options_go_before_or_after_the_command_in_either_form(local: Cli) -> None:
+    token = _reader_token(local)
+    url = local.live.base_url
+    dead = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        [f"--api-addr={url}", f"--token={token}", "--output=json", "devices", "list"],
+        ["--api-addr", url, "--token", token, "-o", "json", "devices", "list"],
+        ["devices", "list", f"--api-addr={url}", f"--token={token}", "--output=json"],
+        ["--output", "json", "devices", "list", "--api-addr", url, "--token", token],
+        # Given on both sides, the command's own option wins.
+        ["--api-addr", dead, "-o", "table", "devices", "list", f"--api-addr={url}",
+         "--token", token, "-o", "json"],
+    ):  # fmt: skip
+        result = local.ok(*args)
+        assert json.loads(result.stdout)["meta"]["total"] == 0, args
+
+    shown = local.json("--profile=staging", "config", "show")
+    assert shown["profile"] == {"value": "staging", "source": "flag --profile"}
+    failed = local("--debug", f"--api-addr={dead}", "--token", token, "devices", "list")
+    assert failed.exit_code == 1 and "Traceback" in failed.stderr
+    assert (
+        "Traceback" not in local(f"--api-addr={dead}", "--token", token, "devices", "list").stderr
+    )
+
+
+def test_a_top_level_api_addr_and_token_need_no_profile(local: Cli) -> None:
+    token = _reader_token(local)
+    path = write_config(local, f'api_addr = "{local.live.base_url}"\ntoken = "{token}"\n')
+    assert local.json("devices", "list")["meta"]["total"] == 0
+    shown = local.json("config", "show")
+    assert shown["api_addr"] == {"value": local.live.base_url, "source": f"config file {path}"}
+    assert shown["token"]["source"] == f"config file {path}"
+
+    write_config(
+        local,
+        f'api_addr = "{local.live.base_url}"\n'
+        '[profiles.default]\napi_addr = "profile.example.com"\n',
+    )
+    assert local.json("config", "show")["api_addr"]["value"] == "profile.example.com"
+    write_config(local, "api_addr = 8000\n")
+    wrong = local("config", "show")
+    assert wrong.exit_code == 1 and "`api_addr` must be a string" in wrong.stderr
 
 
 def test_precedence_decides_which_server_is_called(local: Cli) -> None:
@@ -638,7 +722,7 @@ def test_listen_verifies_and_prints_a_real_signed_delivery(
     port = free_port()
     hook = local_admin.json(
         "webhooks", "add", "--device", created["uuid"], "--url", f"http://127.0.0.1:{port}/hook"
-    )
+    )["data"]
     listener = subprocess.Popen(
         [sys.executable, "-m", "vsense.cli", "listen", "--port", str(port), "-o", "json"],
         env=local_admin.process_env(VSENSE_WEBHOOK_SECRET=hook["secret"]),

@@ -231,6 +231,20 @@ async def test_personal_tokens_carry_their_scopes_until_revoked(sdk: SDK, live: 
     await close(reader)
 
 
+async def test_devices_sort_by_online_status_and_are_refreshed_from_onboarding(
+    sdk: SDK, live: LiveApi
+) -> None:
+    up, device = await online_device(sdk, live)
+    down = await call(sdk.devices.create(name=unique("Gate")))
+    assert down.refreshed is not None and down.refreshed == down.created
+    online_first = await call(sdk.devices.list(sort="-is_online"))
+    assert [d.uuid for d in online_first.data] == [up.uuid, down.uuid]
+    offline_first = await call(sdk.devices.list(sort="is_online"))
+    assert [d.uuid for d in offline_first.data] == [down.uuid, up.uuid]
+    assert all(d.refreshed is not None for d in offline_first.data)
+    device.close()
+
+
 async def test_payloads_are_listed_and_schemas_read(sdk: SDK, live: LiveApi) -> None:
     created, device = await online_device(sdk, live)
     now = int(time.time())
@@ -356,6 +370,48 @@ async def test_webhooks_deliver_signed_calls_and_keep_a_log(
     await call(sdk.webhooks.delete(hook.id))
     assert (await call(sdk.webhooks.list(device_uuid=created.uuid))).data == []
     device.close()
+
+
+async def test_webhooks_as_the_seed_writes_them(sdk: SDK) -> None:
+    created = await call(sdk.devices.create(name=unique("Gate")))
+    alive = await call(
+        sdk.webhooks.create(
+            device_uuid=created.uuid,
+            url="https://example.com/alive",
+            webhook_type="keepalive",
+            actions="Keep alive",
+        )
+    )
+    assert (alive.method, alive.actions, alive.events) == ("GET", "Keep alive", ["keepalive"])
+    assert alive.secret.startswith("whsec_")
+
+    # The seed's update names only the device: its only webhook is the one changed.
+    off = await call(sdk.webhooks.update(device_uuid=created.uuid, active=False))
+    assert (off.id, off.status) == (alive.id, 0)
+    payload = await call(
+        sdk.webhooks.create(
+            device_uuid=created.uuid,
+            url="https://example.com/payload",
+            actions="Payload transfer, Alert",
+            active=True,
+        )
+    )
+    assert (payload.method, payload.status, payload.events) == ("POST", 1, ["payload", "alert"])
+    on = await call(
+        sdk.webhooks.update(device_uuid=created.uuid, webhook_type="keepalive", active=True)
+    )
+    assert (on.id, on.status) == (alive.id, 1)
+
+    with pytest.raises(ConflictError) as several:
+        await call(sdk.webhooks.update(device_uuid=created.uuid, url="https://example.com/x"))
+    assert several.value.error == [
+        {"field": "id", "message": f"{alive.id} (keepalive)"},
+        {"field": "id", "message": f"{payload.id} (payload)"},
+    ]
+    with pytest.raises(NotFoundError):
+        await call(
+            sdk.webhooks.update(device_uuid=created.uuid, webhook_type="alert", active=False)
+        )
 
 
 async def test_invalid_bodies_name_their_fields(sdk: SDK) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from vsense.config import ConfigurationError, load_settings
 from vsense.db import create_engine
@@ -41,7 +43,7 @@ def test_environment_variables_and_toml_file(
     monkeypatch.setenv("VSENSE_CONFIG", str(config))
     monkeypatch.setenv("VSENSE_ACCESS_TOKEN_TTL", "240")
     settings = load_settings(data_dir=tmp_path)
-    assert settings.access_token_ttl == 240  # the environment wins over the file
+    assert settings.access_token_ttl == timedelta(seconds=240)  # the environment wins over the file
     assert settings.webhook_source == "FROMFILE"
 
 
@@ -58,6 +60,21 @@ def test_a_broken_toml_file_is_a_clear_error(
     config.write_text("this is = = not toml")
     monkeypatch.setenv("VSENSE_CONFIG", str(config))
     with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_settings(data_dir=tmp_path)
+
+
+def test_lengths_of_time_are_seconds_or_iso_8601_durations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VSENSE_COMMAND_TTL", "90")
+    monkeypatch.setenv("VSENSE_SWEEP_INTERVAL", "2.5")
+    monkeypatch.setenv("VSENSE_IMAGE_RETENTION", "PT2H")
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.command_ttl == timedelta(seconds=90)
+    assert settings.sweep_interval == timedelta(seconds=2.5)
+    assert settings.image_retention == timedelta(hours=2)
+    monkeypatch.setenv("VSENSE_COMMAND_TTL", "5")  # below the 10 s minimum
+    with pytest.raises(ValidationError, match="command_ttl"):
         load_settings(data_dir=tmp_path)
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from alembic import command
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import TEST_SECRET
 from tests.factories import Api, Caller
-from vsense.db import session_scope
+from vsense.config import Settings, load_settings
+from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.devices import service as devices_service
-from vsense.models import Device
+from vsense.migrate import alembic_config, upgrade_async
+from vsense.models import Device, Organization
 
 SEED_FIELDS = [
     "uuid",
@@ -52,7 +60,7 @@ async def test_onboarding_returns_the_device_and_its_token_once(api: Api) -> Non
     )
     assert list(body)[:7] == SEED_FIELDS
     assert body["device_token"].startswith("vsd_")
-    assert body["is_online"] == 0 and body["refreshed"] is None
+    assert body["is_online"] == 0 and body["refreshed"] == body["created"]
     assert body["group"] == "North" and body["group_id"] == group["id"]
     assert body["app_type"] == "VCB" and body["keepalive_interval"] == 300
     fetched = (await admin.get(f"/api/v1/devices/{body['uuid']}")).json()
@@ -369,7 +377,7 @@ async def test_update_changes_only_the_allowed_fields(api: Api) -> None:
     body = response.json()
     assert body["uuid"] == device["uuid"]
     assert (body["name"], body["geo_country"], body["group"]) == ("New", "FR", "East")
-    assert body["is_online"] == 0 and body["refreshed"] is None
+    assert body["is_online"] == 0 and body["refreshed"] == device["refreshed"]
     assert body["geo_city"] == "Lyon"
 
 
@@ -495,3 +503,117 @@ async def test_total_follows_new_devices(api: Api) -> None:
     assert (await admin.get("/api/v1/devices?per_page=2")).json()["meta"]["total"] == 3
     await admin.device()
     assert (await admin.get("/api/v1/devices?per_page=2")).json()["meta"]["total"] == 4
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+async def test_sort_by_online_status_breaks_ties_by_name_then_uuid(
+    api: Api, descending: bool
+) -> None:
+    admin = await api.organization()
+    now = datetime.now(UTC)
+    devices = []
+    for name, online in [("b", True), ("a", False), ("b", True), ("C", True), ("a", False)]:
+        device = await admin.device(name=name)
+        await set_status(api, device["uuid"], online=online, refreshed=now)
+        devices.append((online, name.encode(), device["uuid"]))
+    expected = [uuid for _, _, uuid in sorted(devices, reverse=descending)]
+
+    sort = "-is_online" if descending else "is_online"
+    body = (await admin.get("/api/v1/devices", params={"sort": sort})).json()
+
+    assert [d["uuid"] for d in body["data"]] == expected
+    first = 1 if descending else 0
+    assert [d["is_online"] for d in body["data"]] == [first] * (3 if first else 2) + [1 - first] * (
+        2 if first else 3
+    )
+    paged = [
+        d["uuid"]
+        for page in (1, 2, 3)
+        for d in (
+            await admin.get("/api/v1/devices", params={"sort": sort, "per_page": 2, "page": page})
+        ).json()["data"]
+    ]
+    assert paged == expected
+    message = (await admin.get("/api/v1/devices?sort=online")).json()["message"]
+    assert "is_online" in message and "-is_online" in message
+
+
+async def test_a_device_never_heard_from_was_refreshed_when_onboarded(api: Api) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    listed = (await admin.get("/api/v1/devices")).json()["data"]
+    assert [d["refreshed"] for d in listed] == [device["created"]]
+    assert device["refreshed"].endswith("Z") and device["last_seen"] is None
+
+
+async def test_the_migration_fills_a_null_refreshed(
+    database_settings: Settings, tmp_path: Path
+) -> None:
+    """Devices onboarded before `refreshed` was set at onboarding get their last sign of
+    life, else their onboarding time."""
+    settings = await _empty_database(database_settings, tmp_path)
+    await asyncio.to_thread(command.upgrade, alembic_config(settings), "0005")
+    engine = create_engine(settings)
+    onboarded = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    seen = onboarded + timedelta(hours=1)
+    never, once, current = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            organization = Organization(name="old")
+            session.add(organization)
+            await session.flush()
+            # Core, not the ORM: an explicit null, where the model would fill in a time.
+            await session.execute(
+                insert(Device.__table__),
+                [
+                    {
+                        "uuid": device_uuid,
+                        "organization_id": organization.id,
+                        "name": str(device_uuid),
+                        "created": onboarded,
+                        "last_seen": last_seen,
+                        "refreshed": refreshed,
+                    }
+                    for device_uuid, last_seen, refreshed in [
+                        (never, None, None),
+                        (once, seen, None),
+                        (current, seen, seen + timedelta(minutes=1)),
+                    ]
+                ],
+            )
+        await upgrade_async(settings)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            rows = dict((await session.execute(select(Device.uuid, Device.refreshed))).all())
+    finally:
+        await engine.dispose()
+        await _drop(settings)
+    assert rows == {never: onboarded, once: seen, current: seen + timedelta(minutes=1)}
+
+
+async def _empty_database(settings: Settings, tmp_path: Path) -> Settings:
+    """A new, empty database of the same backend as `settings`."""
+    if settings.is_embedded_database:
+        return load_settings(data_dir=tmp_path, environment="test", secret_key=TEST_SECRET)
+    url = make_url(settings.resolved_database_url)
+    name = f"{url.database}_backfill"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return load_settings(
+        data_dir=tmp_path,
+        environment="test",
+        secret_key=TEST_SECRET,
+        database_url=url.set(database=name).render_as_string(hide_password=False),
+    )
+
+
+async def _drop(settings: Settings) -> None:
+    if settings.is_embedded_database:
+        return
+    url = make_url(settings.resolved_database_url)
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}"'))
+    await admin.dispose()

@@ -140,7 +140,7 @@ async def test_out_of_range_pages_and_times_are_400_on_every_list(api: Api) -> N
         f"/api/v1/devices/{device}/payloads",
         f"/api/v1/devices/{device}/events",
         f"/api/v1/devices/{device}/images",
-        f"/api/v1/webhooks/{webhook.json()['id']}/deliveries",
+        f"/api/v1/webhooks/{webhook.json()['data']['id']}/deliveries",
     ]
     for path in lists:
         for page in (2**62, 2**63, 10**30):
@@ -160,7 +160,7 @@ async def test_out_of_range_pages_and_times_are_400_on_every_list(api: Api) -> N
             assert_envelope(response, 400, 4000)
             assert next(iter(params)) in response.json()["message"]
         replay = await admin.post(
-            f"/api/v1/webhooks/{webhook.json()['id']}/replay",
+            f"/api/v1/webhooks/{webhook.json()['data']['id']}/replay",
             json={"since": "2026-01-01T00:00:00Z", **params},
         )
         assert_envelope(replay, 400, 4000)

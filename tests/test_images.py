@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import select
+from time_machine import TimeMachineFixture
 
 from tests.factories import Api, Caller
 from tests.live_server import free_port
@@ -89,25 +90,24 @@ async def state(  # type: ignore[no-untyped-def]
 
 
 class Clock:
-    """The services' clock, moved by the tests (time itself is not waited for)."""
+    """The process's clock, moved by the tests with time-machine: whatever reads the time
+    (`utcnow`, `time.time`) sees it moved, and time itself is not waited for."""
 
-    def __init__(self) -> None:
-        self.offset = timedelta()
+    def __init__(self, machine: TimeMachineFixture) -> None:
+        self.machine = machine
+        machine.move_to(utcnow(), tick=True)
 
     def now(self) -> datetime:
-        return utcnow() + self.offset
+        return utcnow()
 
     def advance(self, **delta: float) -> datetime:
-        self.offset += timedelta(**delta)
+        self.machine.shift(timedelta(**delta))
         return self.now()
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    moved = Clock()
-    for module in ("service", "uploads"):
-        monkeypatch.setattr(f"vsense.images.{module}.utcnow", moved.now)
-    return moved
+def clock(time_machine: TimeMachineFixture) -> Clock:
+    return Clock(time_machine)
 
 
 def picture(fmt: str = "PNG", color: str = "teal", size: tuple[int, int] = (32, 24)) -> bytes:
@@ -306,7 +306,7 @@ async def test_a_device_that_does_not_upload_in_time_fails_the_request(
     request_id = asked["meta"]["request_id"]
     await device.poll()
     assert (await device.upload(request_id, "raw", picture())).status_code == 204
-    later = clock.advance(seconds=api.state.settings.image_capture_timeout + 1)
+    later = clock.advance(seconds=api.state.settings.image_capture_timeout.total_seconds() + 1)
     timed_out = await api.client.get(path_of(asked["data"][1]))
     assert timed_out.status_code == 504 and timed_out.json()["status"] == "failed"
     assert await BackgroundRuntime(api.state).fail_overdue_images(later) >= 1
@@ -434,7 +434,7 @@ async def test_images_older_than_the_retention_are_deleted(api: Api) -> None:
     assert await runtime.image_retention(utcnow() + timedelta(hours=1)) == 0
     assert (await fetch(api.client, asked["data"][0])).status_code == 200
     retention = api.state.settings.image_retention
-    assert await runtime.image_retention(utcnow() + timedelta(seconds=retention + 60)) == 2
+    assert await runtime.image_retention(utcnow() + retention + timedelta(seconds=60)) == 2
     assert (await admin.get(f"/api/v1/devices/{device.uuid}/images")).json()["data"] == []
     assert (await api.client.get(path_of(asked["data"][0]))).status_code == 404
 

@@ -138,19 +138,7 @@ class FakePlatform:
             key=lambda d: (d.name, d.uuid),
         )
         shown = found[(page - 1) * per_page : page * per_page]
-        data = [
-            {
-                "uuid": d.uuid,
-                "name": d.name,
-                "client_identifier": d.client_identifier,
-                "refreshed": None,
-                "is_online": 0,
-                "geo_city": "",
-                "geo_country": "",
-                "app_type": d.app_type,
-            }
-            for d in shown
-        ]
+        data = [self.describe(d) for d in shown]
         last_page = max(1, math.ceil(len(found) / per_page))
         first = (page - 1) * per_page + 1 if shown else 0
         meta = {
@@ -164,6 +152,19 @@ class FakePlatform:
         }
         return 200, {"data": data, "meta": meta}, {}
 
+    def describe(self, device: FakeDevice) -> dict[str, Any]:
+        """A device object as spec/api.md shows it."""
+        return {
+            "uuid": device.uuid,
+            "name": device.name,
+            "client_identifier": device.client_identifier,
+            "refreshed": None,
+            "is_online": 0,
+            "geo_city": device.body.get("geo_city", ""),
+            "geo_country": device.body.get("geo_country", ""),
+            "app_type": device.app_type,
+        }
+
     def onboard(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         device = FakeDevice(
             str(uuid.uuid4()), body["name"], body["client_identifier"], body["app_type"], body
@@ -172,7 +173,8 @@ class FakePlatform:
         device.commands = self.queued.pop(device.client_identifier, [])
         token = f"vsd_{uuid.uuid4().hex}"
         self.device_tokens[token] = device.uuid
-        return 201, {"uuid": device.uuid, "name": device.name, "device_token": token}, {}
+        answer = self.describe(device) | {"device_token": token}  # the device, and its token
+        return 201, answer, {}
 
     def rotate(self, device_uuid: str) -> tuple[int, Any, dict[str, str]]:
         if device_uuid not in self.devices:

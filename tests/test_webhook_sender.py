@@ -25,7 +25,8 @@ from multidict import CIMultiDict
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from vsense.webhooks.sender import HEAD_BYTES, Sender, SendResult, parse_retry_after
+from vsense.client.retry_after import parse_retry_after
+from vsense.webhooks.sender import HEAD_BYTES, Sender, SendResult
 from vsense.webhooks.signing import new_secret, signature_header, signed_headers
 from vsense.webhooks.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, check_url
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from ipaddress import ip_network
@@ -55,7 +56,8 @@ async def hook(admin: Caller, device: str, url: str, **fields: Any) -> dict[str,
         "/api/v1/webhooks", params={"device_uuid": device}, json={"url": url, **fields}
     )
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    assert response.json()["error"] == []
+    return dict(response.json()["data"])
 
 
 async def deliver(state: Components) -> list[Any]:
@@ -215,7 +217,9 @@ async def _make_due(state: Components, webhook_id: int) -> None:
 
 
 async def test_timeout_is_retried_later(api: Api, receiver: Receiver) -> None:
-    api.state.settings = api.state.settings.model_copy(update={"webhook_timeout": 1.0})
+    api.state.settings = api.state.settings.model_copy(
+        update={"webhook_timeout": timedelta(seconds=1)}
+    )
     admin = await api.organization()
     device = await sensor(admin)
     await hook(admin, device.uuid, receiver.on("/slow", ("hang", 5)))
@@ -303,7 +307,7 @@ async def test_webhook_failing_for_five_days_is_disabled(api: Api, receiver: Rec
     assert listed["status"] == 0
     assert "5 days" in listed["disabled_reason"]
     again = await admin.put(f"/api/v1/webhooks/{created['id']}", json={"status": 1})
-    assert again.json()["status"] == 1 and again.json()["disabled_reason"] is None
+    assert again.json()["data"]["status"] == 1 and again.json()["data"]["disabled_reason"] is None
 
 
 async def test_a_success_ends_the_failing_run(api: Api, receiver: Receiver) -> None:
@@ -415,7 +419,7 @@ async def test_rotation_signs_with_both_secrets(api: Api, receiver: Receiver) ->
         ({"url": "ftp://example.com/x"}, "url"),
         ({"url": "https://example.com/" + "x" * 2048}, "url"),
         ({"url": "https://example.com/x", "method": "GET"}, "method"),
-        ({"url": "https://example.com/x", "actions": "payload,sms"}, "actions"),
+        ({"url": "https://example.com/x", "actions": "x" * 201}, "actions"),
         ({"url": "https://example.com/x", "webhook_type": "everything"}, "webhook_type"),
         (
             {"url": "https://example.com/x", "data": {"headers": [{"name": "Host", "value": "a"}]}},
@@ -471,7 +475,7 @@ async def test_headers_that_could_never_be_sent_are_refused_at_creation_and_upda
         },
     )
     assert good.status_code == 201, good.text
-    updated = await admin.put(f"/api/v1/webhooks/{good.json()['id']}", json={"data": bad})
+    updated = await admin.put(f"/api/v1/webhooks/{good.json()['data']['id']}", json={"data": bad})
     assert updated.status_code == 422, updated.text
     [kept] = (await admin.get("/api/v1/webhooks", params={"device_uuid": device.uuid})).json()[
         "data"
@@ -551,3 +555,209 @@ async def test_deleting_a_webhook_stops_its_deliveries(api: Api, receiver: Recei
     await device.send(vcz(1))
     assert await deliver(api.state) == []
     assert (await admin.delete(f"/api/v1/webhooks/{created['id']}")).status_code == 404
+
+
+async def test_add_and_update_answer_the_webhook_beside_the_seeds_error_key(api: Api) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    added = await admin.post(
+        "/api/v1/webhooks", params={"device_uuid": device["uuid"]}, json={"url": "https://a.b/c"}
+    )
+    assert added.status_code == 201
+    assert sorted(added.json()) == ["data", "error"] and added.json()["error"] == []
+    created = added.json()["data"]
+    assert created["secret"].startswith("whsec_") and created["device_uuid"] == device["uuid"]
+    for method in ("PUT", "PATCH"):
+        updated = await admin.request(
+            method, f"/api/v1/webhooks/{created['id']}", json={"url": f"https://a.b/{method}"}
+        )
+        assert updated.status_code == 200, updated.text
+        assert sorted(updated.json()) == ["data", "error"] and updated.json()["error"] == []
+        assert updated.json()["data"]["url"] == f"https://a.b/{method}"
+        assert "secret" not in updated.json()["data"]
+    (listed,) = (await admin.get("/api/v1/webhooks")).json()["data"]
+    assert listed == updated.json()["data"]
+
+
+async def test_a_keepalive_webhook_without_method_is_sent_as_get(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    alive = await hook(
+        admin,
+        device.uuid,
+        receiver.on("/alive"),
+        webhook_type="keepalive",
+        data={"params": [{"name": "site", "value": "7"}]},
+    )
+    both = await hook(admin, device.uuid, receiver.on("/both"), actions="keepalive, status")
+    assert (alive["method"], both["method"]) == ("GET", "POST")
+    asked = await hook(
+        admin, device.uuid, receiver.on("/posted"), webhook_type="keepalive", method="POST"
+    )
+    assert asked["method"] == "POST"
+    assert (await device.keepalive()).status_code == 200
+
+    await deliver(api.state)
+
+    (got,) = receiver.to("/alive")
+    assert (got.method, got.body) == ("GET", b"")
+    assert got.query == [("source", "VIZIOSENSE"), ("id", device.uuid), ("site", "7")]
+    assert {r.method for r in receiver.to("/posted")} == {"POST"}
+    assert json.loads(receiver.to("/posted")[0].body)["id"] == device.uuid
+    # A GET chosen by default follows the events: POST once they are not keepalives only.
+    changed = await admin.put(f"/api/v1/webhooks/{alive['id']}", json={"actions": "payload"})
+    assert changed.json()["data"]["method"] == "POST"
+    explicit = await admin.put(
+        f"/api/v1/webhooks/{asked['id']}", json={"actions": "payload", "method": "GET"}
+    )
+    assert explicit.status_code == 422
+    assert [e["field"] for e in explicit.json()["error"]] == ["method"]
+
+
+async def test_update_by_device_picks_its_only_webhook_or_the_one_of_the_type(api: Api) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    url = "/api/v1/webhooks"
+    query = {"device_uuid": device["uuid"].upper()}
+    none = await admin.put(url, params=query, json={"active": False})
+    assert (none.status_code, none.json()["code"]) == (404, 4004)
+    assert none.json()["error"] == []
+
+    payload = await hook(admin, device["uuid"], "https://a.b/payload")
+    only = await admin.put(url, params=query, json={"active": False})
+    assert only.status_code == 200, only.text
+    assert (only.json()["data"]["id"], only.json()["data"]["status"]) == (payload["id"], 0)
+
+    alive = await hook(admin, device["uuid"], "https://a.b/alive", webhook_type="keepalive")
+    several = await admin.patch(url, params=query, json={"url": "https://a.b/x"})
+    assert (several.status_code, several.json()["code"]) == (409, 4009)
+    assert str(payload["id"]) in several.json()["message"]
+    assert str(alive["id"]) in several.json()["message"]
+    assert several.json()["error"] == [
+        {"field": "id", "message": f"{payload['id']} (payload)"},
+        {"field": "id", "message": f"{alive['id']} (keepalive)"},
+    ]
+    typed = await admin.patch(
+        url, params=query, json={"webhook_type": "keepalive", "url": "https://a.b/alive2"}
+    )
+    assert typed.status_code == 200
+    assert (typed.json()["data"]["id"], typed.json()["data"]["url"]) == (
+        alive["id"],
+        "https://a.b/alive2",
+    )
+    missing = await admin.put(url, params=query, json={"webhook_type": "alert", "status": 1})
+    assert missing.status_code == 404
+    assert f"{payload['id']}, {alive['id']}" in missing.json()["message"]
+    assert [e["message"] for e in missing.json()["error"]] == [
+        f"{payload['id']} (payload)",
+        f"{alive['id']} (keepalive)",
+    ]
+    body_only = await admin.put(
+        url, json={"device_uuid": device["uuid"], "webhook_type": "payload"}
+    )
+    assert body_only.status_code == 200 and body_only.json()["data"]["id"] == payload["id"]
+    assert (await admin.put(url, json={"status": 1})).status_code == 400
+    other = await admin.device()
+    elsewhere = await admin.put(url, params={"device_uuid": other["uuid"]}, json={"status": 1})
+    assert elsewhere.status_code == 404
+
+
+async def test_active_is_status_in_add_and_update(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/switch"), active=False)
+    assert created["status"] == 0
+    await device.send(vcz(1))
+    assert await deliver(api.state) == []  # created off: nothing is queued
+
+    on = await admin.put(f"/api/v1/webhooks/{created['id']}", json={"active": True})
+    assert on.json()["data"]["status"] == 1
+    await device.send(vcz(2))
+    assert [o.status for o in await deliver(api.state)] == ["succeeded"]
+
+    off = await admin.put(f"/api/v1/webhooks/{created['id']}", json={"active": False})
+    assert off.json()["data"]["status"] == 0
+    await device.send(vcz(3))
+    assert await deliver(api.state) == []
+    assert [json.loads(r.body)["payload"][0]["count"] for r in receiver.to("/switch")] == [2]
+
+    for body in ({"active": True, "status": 0}, {"active": "maybe"}):
+        refused = await admin.put(f"/api/v1/webhooks/{created['id']}", json=body)
+        assert refused.status_code == 422, body
+    agreed = await admin.put(f"/api/v1/webhooks/{created['id']}", json={"active": 1, "status": 1})
+    assert agreed.json()["data"]["status"] == 1
+
+
+@pytest.mark.parametrize(
+    ("webhook_type", "actions", "events"),
+    [
+        ("payload", "string", ["payload"]),
+        ("keepalive", "string", ["keepalive"]),
+        ("payload", "Keep alive", ["keepalive"]),
+        ("payload", "Payload transfer", ["payload"]),
+        ("keepalive", "Alert", ["alert"]),
+        ("payload", "Keep alive, Payload transfer, Alert", ["keepalive", "payload", "alert"]),
+        ("payload", "KEEPALIVE status", ["keepalive", "status"]),
+        ("alert", "payload;sms image", ["payload", "image"]),
+        ("payload", "", ["payload"]),
+    ],
+)
+async def test_actions_is_a_free_string_whose_event_names_select_the_events(
+    api: Api, webhook_type: str, actions: str, events: list[str]
+) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    created = await hook(
+        admin, device["uuid"], "https://a.b/c", webhook_type=webhook_type, actions=actions
+    )
+    assert (created["actions"], created["events"]) == (actions, events)
+
+
+async def test_every_event_named_in_actions_is_delivered(api: Api, receiver: Receiver) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(
+        admin, device.uuid, receiver.on("/all"), actions="Keep alive, Payload transfer, Status"
+    )
+    await hook(admin, device.uuid, receiver.on("/typed"), actions="string")
+    assert (await device.keepalive()).status_code == 200
+    await device.send(vcz(1))
+
+    await deliver(api.state)
+
+    bodies = [json.loads(r.body) for r in receiver.to("/all")]
+    assert sorted(b.get("type", "KEEPALIVE") for b in bodies) == ["KEEPALIVE", "STATUS", "VCZ"]
+    assert [json.loads(r.body)["type"] for r in receiver.to("/typed")] == ["VCZ"]
+
+
+async def test_device_uuid_in_the_query_or_the_body_of_an_add(api: Api) -> None:
+    admin = await api.organization()
+    device, other = await admin.device(), await admin.device()
+    in_body = await admin.post(
+        "/api/v1/webhooks", json={"url": "https://a.b/c", "device_uuid": device["uuid"].upper()}
+    )
+    assert in_body.status_code == 201
+    assert in_body.json()["data"]["device_uuid"] == device["uuid"]
+    both = await admin.post(
+        "/api/v1/webhooks",
+        params={"device_uuid": device["uuid"]},
+        json={"url": "https://a.b/c", "device_uuid": device["uuid"].upper()},
+    )
+    assert both.status_code == 201
+    conflict = await admin.post(
+        "/api/v1/webhooks",
+        params={"device_uuid": device["uuid"]},
+        json={"url": "https://a.b/c", "device_uuid": other["uuid"]},
+    )
+    assert (conflict.status_code, conflict.json()["code"]) == (422, 4022)
+    assert [e["field"] for e in conflict.json()["error"]] == ["device_uuid"]
+    neither = await admin.post("/api/v1/webhooks", json={"url": "https://a.b/c"})
+    assert (neither.status_code, neither.json()["code"]) == (400, 4000)
+    unknown = await admin.post(
+        "/api/v1/webhooks", json={"url": "https://a.b/c", "device_uuid": str(uuid.uuid4())}
+    )
+    assert unknown.status_code == 404
+    listed = (await admin.get("/api/v1/webhooks", params={"device_uuid": device["uuid"]})).json()
+    assert len(listed["data"]) == 2

@@ -68,7 +68,7 @@ class Components:
             database=database,
             metrics=metrics,
             callers=Callers(settings, signing_key),
-            counts=CountCache(ttl=settings.count_cache_ttl),
+            counts=CountCache(ttl=settings.count_cache_ttl.total_seconds()),
             device_auth=device_auth,
             outbox=outbox,
             liveness=liveness,

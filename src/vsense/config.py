@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +31,21 @@ MIN_SECRET_LENGTH = 32
 
 class ConfigurationError(RuntimeError):
     """The settings do not allow the server to start; the message says what to fix."""
+
+
+def _seconds(value: Any) -> Any:
+    """A number of seconds as the environment writes it (`"3600"`, `"1.5"`) is a duration
+    too; pydantic reads numbers as seconds, and ISO 8601 (`PT1H`) as it is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+# A length of time: seconds (a number) or ISO 8601 (`PT1H`) in the environment or TOML.
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 class Settings(BaseSettings):
@@ -59,22 +75,30 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Signing key for access tokens and image links (at least 32 characters)."
     )
-    access_token_ttl: int = Field(3600, ge=60, description="Access token lifetime, seconds.")
-    refresh_token_ttl: int = Field(
-        30 * 24 * 3600, ge=300, description="Refresh token lifetime, seconds."
+    access_token_ttl: Duration = Field(
+        timedelta(hours=1), ge=timedelta(seconds=60), description="Access token lifetime, seconds."
     )
-    image_link_ttl: int = Field(1800, ge=60, description="Image link lifetime, seconds.")
-    image_capture_timeout: int = Field(
-        120, ge=5, description="Seconds a device has to upload before an image request fails."
+    refresh_token_ttl: Duration = Field(
+        timedelta(days=30),
+        ge=timedelta(seconds=300),
+        description="Refresh token lifetime, seconds.",
+    )
+    image_link_ttl: Duration = Field(
+        timedelta(minutes=30), ge=timedelta(seconds=60), description="Image link lifetime, seconds."
+    )
+    image_capture_timeout: Duration = Field(
+        timedelta(minutes=2),
+        ge=timedelta(seconds=5),
+        description="Seconds a device has to upload before an image request fails.",
     )
     image_max_bytes: int = Field(
         10 * 1_048_576,
         ge=1024,
         description="Largest image a device may upload (PUT /device/v1/images/...), bytes.",
     )
-    image_retention: int = Field(
-        24 * 3600,
-        ge=60,
+    image_retention: Duration = Field(
+        timedelta(days=1),
+        ge=timedelta(seconds=60),
         description="Seconds images and their requests are kept before they are deleted.",
     )
     image_storage: Literal["local", "s3"] = Field(
@@ -135,20 +159,23 @@ class Settings(BaseSettings):
         '(on-premises receivers), as a JSON list: `["10.1.0.0/16"]`.',
     )
     webhook_source: str = Field("VIZIOSENSE", description="`source` value of keepalive webhooks.")
-    webhook_timeout: float = Field(
-        10.0, ge=1, le=30, description="Seconds a webhook receiver has to answer with a 2xx."
+    webhook_timeout: Duration = Field(
+        timedelta(seconds=10),
+        ge=timedelta(seconds=1),
+        le=timedelta(seconds=30),
+        description="Seconds a webhook receiver has to answer with a 2xx.",
     )
-    webhook_keepalive_min_interval: float = Field(
-        60.0,
-        ge=0,
+    webhook_keepalive_min_interval: Duration = Field(
+        timedelta(minutes=1),
+        ge=timedelta(0),
         description="At most one keepalive webhook per device per this many seconds.",
     )
     webhook_max_in_flight: int = Field(
         8, ge=1, le=64, description="Requests in flight at once to one webhook endpoint."
     )
-    webhook_disable_after: float = Field(
-        5 * 86400,
-        gt=0,
+    webhook_disable_after: Duration = Field(
+        timedelta(days=5),
+        gt=timedelta(0),
         description="Seconds after which a webhook whose every attempt has failed is disabled.",
     )
     webhook_dispatcher: bool = Field(
@@ -156,13 +183,15 @@ class Settings(BaseSettings):
         description="Deliver webhooks from `vsense serve` too; off when `vsense worker` "
         "processes do it.",
     )
-    delivery_retention: float = Field(
-        30 * 86400,
-        gt=0,
+    delivery_retention: Duration = Field(
+        timedelta(days=30),
+        gt=timedelta(0),
         description="Seconds webhook events, deliveries and their attempts are kept.",
     )
-    payload_retention: float = Field(
-        90 * 86400, gt=0, description="Seconds the payload log and its metrics are kept."
+    payload_retention: Duration = Field(
+        timedelta(days=90),
+        gt=timedelta(0),
+        description="Seconds the payload log and its metrics are kept.",
     )
     mqtt_url: str | None = Field(
         None, description="MQTT broker of the device bridge; unset = none."
@@ -173,21 +202,26 @@ class Settings(BaseSettings):
         description="Keepalive interval, seconds, of devices whose own and whose group's are "
         "unset; a device is offline after 1.5 times its interval without a sign of life.",
     )
-    liveness_flush_interval: float = Field(
-        1.0,
-        gt=0,
+    liveness_flush_interval: Duration = Field(
+        timedelta(seconds=1),
+        gt=timedelta(0),
         description="Seconds between two batched writes of devices' last sign of life.",
     )
-    sweep_interval: float = Field(
-        15.0, gt=0, le=30, description="Seconds between two sweeps for overdue devices."
+    sweep_interval: Duration = Field(
+        timedelta(seconds=15),
+        gt=timedelta(0),
+        le=timedelta(seconds=30),
+        description="Seconds between two sweeps for overdue devices.",
     )
     accept_unknown_payload_types: bool = Field(
         False,
         description="Store and forward messages of unknown types (no metrics) instead of "
         "refusing them with 422.",
     )
-    command_ttl: int = Field(
-        300, ge=10, description="Seconds a command waits for its device before it expires."
+    command_ttl: Duration = Field(
+        timedelta(minutes=5),
+        ge=timedelta(seconds=10),
+        description="Seconds a command waits for its device before it expires.",
     )
     device_max_body_bytes: int = Field(
         4 * 1_048_576,
@@ -203,14 +237,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted under /api/v1, bytes."
     )
-    count_cache_ttl: float = Field(
-        1.0,
-        ge=0,
+    count_cache_ttl: Duration = Field(
+        timedelta(seconds=1),
+        ge=timedelta(0),
         description="Seconds a device-list `total` may be reused before it is counted again.",
     )
-    auth_cache_ttl: float = Field(
-        5.0,
-        ge=0,
+    auth_cache_ttl: Duration = Field(
+        timedelta(seconds=5),
+        ge=timedelta(0),
         description="Seconds a verified bearer token's caller (role, organization) may be "
         "reused without a database read. Changes made through this process apply at once; "
         "other processes see them within this time. 0 checks the database every time.",
@@ -221,8 +255,10 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(
         20, ge=1, description="Failed logins from one client address within the window before 429."
     )
-    login_failure_window: int = Field(
-        900, ge=1, description="Window of the login throttle, seconds."
+    login_failure_window: Duration = Field(
+        timedelta(minutes=15),
+        ge=timedelta(seconds=1),
+        description="Window of the login throttle, seconds.",
     )
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from vsense.components import Components
 from vsense.gateway import repository as gateway_repository
@@ -62,7 +62,7 @@ class BackgroundRuntime:
         ):
             while True:
                 async with self.parts.database.write() as session:
-                    count = await purge(session, now - timedelta(seconds=keep))
+                    count = await purge(session, now - keep)
                 removed += count
                 if count == 0:
                     break
@@ -73,15 +73,21 @@ class BackgroundRuntime:
         writes of a process that receives no device messages, and always dispatches."""
         settings = self.parts.settings
         self._tasks = [
-            asyncio.create_task(self._every(settings.sweep_interval, self.sweep_once)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.sweep_once)
+            ),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
-            asyncio.create_task(self._every(settings.sweep_interval, self.fail_overdue_images)),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.fail_overdue_images)
+            ),
             asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]
         if ingest:
             self._tasks.append(
                 asyncio.create_task(
-                    self._every(settings.liveness_flush_interval, self.flush_liveness)
+                    self._every(
+                        settings.liveness_flush_interval.total_seconds(), self.flush_liveness
+                    )
                 )
             )
         if settings.webhook_dispatcher or not ingest:

@@ -48,8 +48,8 @@ class Callers:
     def __init__(self, settings: Settings, signing_key: str) -> None:
         self.settings = settings
         self.signing_key = signing_key
-        self.throttle = FailureThrottle(window=settings.login_failure_window)
-        self.cache = TTLCache(ttl=settings.auth_cache_ttl)
+        self.throttle = FailureThrottle(window=settings.login_failure_window.total_seconds())
+        self.cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
 
     def forget_user(self, user_id: int) -> None:
         """Drop the cached bearers of a user (its rights, tokens or sessions changed)."""
@@ -128,18 +128,18 @@ async def _issue(
         session,
         family_id,
         token_digest(refresh_token),
-        now + timedelta(seconds=settings.refresh_token_ttl),
+        now + settings.refresh_token_ttl,
     )
     claims = {
         "sub": str(user.id),
         "fam": str(family_id),
         "iat": int(now.timestamp()),
-        "exp": int(now.timestamp()) + settings.access_token_ttl,
+        "exp": int((now + settings.access_token_ttl).timestamp()),
     }
     access_token = ACCESS_PREFIX + jwt.encode(claims, callers.signing_key, algorithm="HS256")
     return TokenPair(
         user=LoginUser(name=user.name, email=user.email, role=[user.role]),
-        expires_in=settings.access_token_ttl,
+        expires_in=int(settings.access_token_ttl.total_seconds()),
         access_token=access_token,
         refresh_token=refresh_token,
     )

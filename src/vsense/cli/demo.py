@@ -1,7 +1,8 @@
 """`vsense demo`: the whole system in one process, on the embedded database.
 
 The API on localhost, an organization with an admin, and a dozen simulated sensors of
-every type reporting to it over HTTP, the way real ones would.
+every type reporting to it over HTTP, the way real ones would. The sensors are
+enrolled, and their webhooks wired, through the SDK, as an integrator would.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from ipaddress import ip_network
-from typing import Any
 
-import httpx
 import typer
 import uvicorn
 
@@ -24,6 +23,8 @@ from vsense.accounts.scopes import ALL_SCOPES, Role
 from vsense.accounts.service import create_personal_token
 from vsense.app import create_app
 from vsense.cli.demo_receiver import DemoReceiver
+from vsense.client import APIConnectionError, APIStatusError, AsyncClient
+from vsense.client.models import Device
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.migrate import upgrade_async
@@ -134,24 +135,20 @@ def port_is_free(host: str, port: int) -> bool:
 async def wire_webhooks(base: str, token: str, devices: int, receiver: DemoReceiver) -> None:
     """Point a webhook of every demo sensor at the demo receiver, once the fleet has
     onboarded them (webhooks of earlier runs, aimed at an old port, are removed first)."""
-    api = f"{base}/api/v1"
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        for old in (await http.get(f"{api}/webhooks")).json()["data"]:
-            await http.delete(f"{api}/webhooks/{old['id']}")
-        found: list[dict[str, Any]] = []
+    async with AsyncClient(base_url=base, token=token) as client:
+        for old in (await client.webhooks.list()).data:
+            await client.webhooks.delete(old.id)
+        found: list[Device] = []
         for _ in range(600):
-            found = (await http.get(f"{api}/devices", params={"per_page": 500})).json()["data"]
+            found = (await client.devices.list(per_page=500)).data
             if len(found) >= devices:
                 break
             await asyncio.sleep(0.1)
         for device in found:
-            created = await http.post(
-                f"{api}/webhooks",
-                params={"device_uuid": device["uuid"]},
-                json={"url": receiver.url, "actions": "payload,status,image"},
+            created = await client.webhooks.create(
+                device_uuid=device.uuid, url=receiver.url, actions="payload,status,image"
             )
-            created.raise_for_status()
-            receiver.secrets[device["uuid"]] = created.json()["secret"]
+            receiver.secrets[device.uuid] = created.secret
     typer.echo(
         f"  webhooks: {len(found)} sensors forward their messages, status changes and "
         f"snapshots to {receiver.url} (signed; the receiver checks every signature)"
@@ -212,7 +209,7 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
     finally:
         for task in (fleet, wiring):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            with contextlib.suppress(asyncio.CancelledError, APIStatusError, APIConnectionError):
                 await task
         server.should_exit = True
         await serving

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from vsense.cli.client import register as register_client_commands
+from vsense.cli.client.context import global_options_callback
 from vsense.config import ConfigurationError, Settings, get_settings
 from vsense.kit.errors import AppError
 from vsense.simulator.command import simulate_command
@@ -37,6 +38,7 @@ def fail(message: str) -> None:
 
 
 @app.callback()
+@global_options_callback
 def root(
     config: Annotated[
         Path | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import os
 import random
@@ -17,6 +16,7 @@ import httpx
 
 from vsense.client.errors import APIConnectionError, APITimeoutError, status_error
 from vsense.client.models import APIModel
+from vsense.client.retry_after import retry_after_seconds
 
 API_PREFIX = "/api/v1"
 DEFAULT_API_ADDR = "http://127.0.0.1:8000"
@@ -97,22 +97,6 @@ def isoformat(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The `Retry-After` header in seconds (a number or an HTTP date), if any."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def backoff_seconds(attempt: int) -> float:

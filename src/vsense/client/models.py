@@ -59,6 +59,13 @@ class Page(APIModel, Generic[T]):
         return self.meta is not None and self.meta.current_page < self.meta.last_page
 
 
+class Answer(APIModel, Generic[T]):
+    """The answer to a write in the seed's shape: `data`, and `error` (empty on success)."""
+
+    data: T
+    error: list[Any] = Field(default_factory=list)
+
+
 # Accounts
 
 
@@ -307,6 +314,7 @@ class Webhook(APIModel):
     webhook_type: str
     status: int
     actions: str = ""
+    events: list[str] = Field(default_factory=list)
     method: str = "POST"
     data: WebhookData = Field(default_factory=WebhookData)
     created: datetime | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +51,7 @@ class Commands:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.ttl = timedelta(seconds=settings.command_ttl)
+        self.ttl = settings.command_ttl
         self.waiters = CommandWaiters()
         self._on_result: dict[str, list[ResultHandler]] = {}
 

@@ -32,7 +32,7 @@ class DeviceAuth:
     of life finds devices that went offline and brings them back."""
 
     def __init__(self, settings: Settings) -> None:
-        self._cache = TTLCache(ttl=settings.auth_cache_ttl)
+        self._cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
 
     async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:
         token_hash = token_digest(bearer(header))

@@ -44,12 +44,14 @@ DEVICE_COLUMNS = (
     Device.status_reason,
 )
 
-# Sort key -> column. Ties break on uuid, in the same direction, so each order is
-# served by one index. A null `refreshed` counts as the oldest: first ascending,
-# last descending (the natural order of SQLite, and of the PostgreSQL index).
+# Sort key -> column (or columns: the later ones break ties). Ties break last on uuid,
+# all in the same direction, so each order is served by one index. A null `refreshed`
+# counts as the oldest: first ascending, last descending (the natural order of SQLite,
+# and of the PostgreSQL index).
 SORT_COLUMNS: dict[str, Any] = {
     "name": Device.name,
     "refreshed": Device.refreshed,
+    "is_online": (Device.is_online, Device.name),
     "geo_city": Device.geo_city,
     "geo_country": Device.geo_country,
     "created": Device.created,
@@ -160,13 +162,14 @@ def _list_statement(
     sort_key: str,
     descending: bool,
 ) -> AnySelect:
-    column = SORT_COLUMNS[sort_key]
+    columns = SORT_COLUMNS[sort_key]
+    column, *ties = columns if isinstance(columns, tuple) else (columns,)
     if descending:
         first = column.desc().nulls_last() if sort_key == "refreshed" else column.desc()
-        order = [first, Device.uuid.desc()]
+        order = [first, *(tie.desc() for tie in ties), Device.uuid.desc()]
     else:
         first = column.asc().nulls_first() if sort_key == "refreshed" else column.asc()
-        order = [first, Device.uuid.asc()]
+        order = [first, *(tie.asc() for tie in ties), Device.uuid.asc()]
     # The page's uuids are found first, on the index alone, then joined to the rest:
     # a deep page walks index entries instead of whole rows and their groups.
     page = (

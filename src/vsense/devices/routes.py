@@ -35,8 +35,8 @@ async def list_devices(
     counts: CountsDep,
     sort: str | None = Query(
         None,
-        description="name (default), -name, refreshed, -refreshed, geo_city, -geo_city, "
-        "geo_country, -geo_country, created, -created",
+        description="name (default), -name, refreshed, -refreshed, is_online, -is_online "
+        "(ties by name), geo_city, -geo_city, geo_country, -geo_country, created, -created",
     ),
     group: str | None = Query(None, description="A group's name or id; `none` for no group"),
     is_online: str | None = Query(

@@ -22,7 +22,10 @@ class Device(BaseModel):
     uuid: str
     name: str
     client_identifier: str
-    refreshed: str | None = Field(description="Last status update (ISO 8601, UTC), or null.")
+    refreshed: str = Field(
+        description="Last time the platform updated the status (ISO 8601, UTC); until the "
+        "first update, the onboarding time. Never null."
+    )
     is_online: Literal[0, 1]
     geo_city: str
     geo_country: str

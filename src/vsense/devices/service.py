@@ -17,6 +17,7 @@ from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest
 from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.time import utcnow
 from vsense.models import Device
 
 ONLINE_SPELLINGS = {
@@ -216,8 +217,11 @@ async def onboard_device(
     """A new device and its token (shown once)."""
     require_scope(principal, "devices:write")
     group_id = None if body.group is None else await _resolve_group(session, principal, body.group)
+    now = utcnow()
     device = Device(
         uuid=uuid.uuid4(),
+        created=now,
+        refreshed=now,  # the status is as of onboarding: never seen
         organization_id=principal.organization_id,
         group_id=group_id,
         name=body.name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,8 +131,8 @@ async def _new_request(
         command_id=command.id,
         status=PENDING,
         created=now,
-        expires_at=now + timedelta(seconds=settings.image_link_ttl),
-        capture_deadline=now + timedelta(seconds=settings.image_capture_timeout),
+        expires_at=now + settings.image_link_ttl,
+        capture_deadline=now + settings.image_capture_timeout,
         base_url=snapshots.public_base(request_base)[:300],
     )
     await repository.add(session, request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ async def apply_retention(session: AsyncSession, snapshots: Snapshots, now: date
     images whose request or device is gone (a deleted device, a crash between storing
     and recording) go too.
     """
-    cutoff = now - timedelta(seconds=snapshots.settings.image_retention)
+    cutoff = now - snapshots.settings.image_retention
     if await repository.delete_created_before(session, cutoff):
         snapshots.ready.clear()
     return await snapshots.store.delete_older_than(cutoff)

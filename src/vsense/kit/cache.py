@@ -14,6 +14,10 @@ class TTLCache:
     `invalidate(namespace)` drops every entry of a namespace at once (a generation
     counter, so it costs nothing per entry); writers call it after they commit, so a
     process always sees its own changes, and other processes within `ttl`.
+
+    Hand-written rather than over `cachetools`: on the device list's hot path a
+    `cachetools.TTLCache` measured 4 to 8 times slower per read (`bench/cache.py`,
+    docs/benchmarks.md), and nothing here needs its eviction order.
     """
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:

@@ -31,6 +31,8 @@ class Device(CreatedMixin, Base):
             postgresql_ops={"refreshed": "NULLS FIRST"},
         ),
         Index("ix_devices_org_created", "organization_id", "created", "uuid"),
+        # `sort=is_online`: online status, then name, then uuid.
+        Index("ix_devices_org_online_name", "organization_id", "is_online", "name", "uuid"),
         Index("ix_devices_org_city", "organization_id", "geo_city", "uuid"),
         Index("ix_devices_org_country", "organization_id", "geo_country", "uuid"),
         Index("ix_devices_online_deadline", "is_online", "offline_after"),
@@ -59,7 +61,10 @@ class Device(CreatedMixin, Base):
     # Null means "inherit": the group's interval, else the platform default.
     keepalive_interval: Mapped[int | None] = mapped_column(Integer, nullable=True)
     is_online: Mapped[bool] = mapped_column(Boolean, default=False)
-    refreshed: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The last time the platform updated the device's status; the onboarding time until
+    # then. Never null since migration 0006 (the column stays nullable so that old rows
+    # could be filled in place).
+    refreshed: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # When the device goes offline unless it shows a sign of life before: set at each

@@ -1,94 +1,49 @@
-"""A fleet of simulated sensors driven from one process over the device API.
+"""A fleet of simulated sensors driven from one process.
 
-`run_fleet` onboards the devices through the integrator API (or takes over those a
-previous run left, by rotating their tokens), then drives them all from a single
-scheduler: a heap of next-due times, one task per device that is due, a semaphore
-bounding requests in flight, and one shared `httpx.AsyncClient`. Memory stays
-bounded whatever the server does: the heap holds each device about once (a command
-arriving over MQTT may add an early entry, the old one then being skipped), at most
-`concurrency` tasks exist, and each device queues at most `OUTBOX_LIMIT` messages.
-
-With `mqtt`, onboarding still goes over HTTP while keepalives, payloads and command
-results are published to the broker and commands arrive by subscription (`mqtt.py`).
+`run_fleet` enrols the devices through the SDK (onboarding them, or taking over those
+a previous run left by rotating their tokens: `enrolment.py`), then drives them all
+from a single scheduler: a heap of next-due times, one task per device that is due,
+and a semaphore bounding requests in flight. What devices send goes through a
+`Transport` (`transport.py`): the device API over HTTP (`http.py`), or an MQTT broker
+(`mqtt.py`). Memory stays bounded whatever the server does: the heap holds each
+device about once (a command arriving over MQTT may add an early entry, the old one
+then being skipped), at most `concurrency` tasks exist, and each device queues at
+most `OUTBOX_LIMIT` messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import heapq
 import random
 import time
-import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from vsense.client import AsyncClient
 from vsense.simulator.captures import DEFAULT_CAPTURE_DELAY_S, Capture, take_capture
+from vsense.simulator.enrolment import CITIES, Enrolment, enrol_all
+from vsense.simulator.http import MAX_ATTEMPTS, MAX_RETRY_AFTER_S, DeviceHttp, HttpTransport
+from vsense.simulator.http import problem as _problem
 from vsense.simulator.mqtt import Broker, MqttTransport
 from vsense.simulator.scenes import SCENES, Message, Scene, SimClock, make_scene
+from vsense.simulator.transport import Command, FleetError, FleetStats, TokenRefused, Transport
 
 MAX_BATCH = 500  # spec/devices.md: a payload request carries at most 500 messages
 # Messages a device keeps while the server does not take them; the oldest go first.
 # Bounded so that an unreachable server cannot make the simulator grow without end.
 OUTBOX_LIMIT = 20
-MAX_ATTEMPTS = 5
-FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
-MAX_RETRY_AFTER_S = 120.0
 RETRY_LATER_S = 15.0  # wall-clock wait before a device tries again what it gave up on
 REBOOT_S = 2.0  # simulated seconds a reboot takes
 EVENTS_PER_WINDOW = 20  # on_event lines per EVENT_WINDOW_S before the rest are summed up
 EVENT_WINDOW_S = 10.0
 SEEN_COMMANDS = 32
-MQTT_CONNECT_WAIT_S = 10.0  # how long the first connections to the broker may take
 MQTT_DEVICES_PER_CONNECTION_SLOTS = 8  # pooled MQTT: one connection per 8 of `concurrency`
-# (city, country, UTC offset in seconds): where simulated sensors stand, so that day
-# curves follow their local time. Eight cities and five types: every type everywhere.
-CITIES = (
-    ("Lyon", "FR", 3600),
-    ("Hamburg", "DE", 3600),
-    ("Rotterdam", "NL", 3600),
-    ("Leeds", "GB", 0),
-    ("Porto", "PT", 0),
-    ("Gdansk", "PL", 3600),
-    ("Austin", "US", -6 * 3600),
-    ("Osaka", "JP", 9 * 3600),
-)
-
-_jitter = random.Random()  # spreads retries only; runs stay reproducible without it
-
-
-class FleetError(Exception):
-    """The fleet cannot start: the server refused the token or onboarding failed."""
-
-
-@dataclass
-class FleetStats:
-    """Counters of a fleet run; `run_fleet` updates them while it runs."""
-
-    devices_onboarded: int = 0
-    devices_reused: int = 0
-    keepalives_sent: int = 0
-    messages_accepted: int = 0
-    messages_dropped: int = 0
-    commands_handled: int = 0
-    captures_uploaded: int = 0
-    retries: int = 0
-    errors: int = 0
-
-    def summary(self) -> str:
-        """The counters on one line."""
-        return (
-            f"devices {self.devices_onboarded} new + {self.devices_reused} reused, "
-            f"keepalives {self.keepalives_sent}, messages {self.messages_accepted} accepted "
-            f"({self.messages_dropped} dropped), commands {self.commands_handled}, "
-            f"snapshots {self.captures_uploaded}, "
-            f"retries {self.retries}, errors {self.errors}"
-        )
+USER_AGENT = "vsense-simulator"
 
 
 class _EventLog:
@@ -116,80 +71,6 @@ class _EventLog:
             self._suppressed += 1
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _problem(response: httpx.Response) -> str:
-    """The status and the server's own message (the error envelope of spec/api.md)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    message = body.get("message") if isinstance(body, dict) else None
-    return f"HTTP {response.status_code}" + (f": {message}" if message else "")
-
-
-class _Http:
-    """Requests with retries: connection errors, 429 and 503 are tried again with
-    exponential backoff, or after the server's Retry-After when it gives one."""
-
-    def __init__(self, client: httpx.AsyncClient, stats: FleetStats, log: _EventLog) -> None:
-        self.client = client
-        self.stats = stats
-        self.log = log
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str,
-        json: Any = None,
-        content: bytes | None = None,
-        content_type: str | None = None,
-        **params: Any,
-    ) -> httpx.Response | None:
-        """The first answer that is not worth retrying, or None (counted) after giving up."""
-        backoff = FIRST_BACKOFF_S
-        problem = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                headers = {"Authorization": f"Bearer {token}"}
-                if content_type is not None:
-                    headers["Content-Type"] = content_type
-                response = await self.client.request(
-                    method, path, json=json, content=content, params=params or None, headers=headers
-                )
-            except httpx.TransportError as exc:
-                problem, wait = f"{type(exc).__name__}: {exc}", backoff
-            else:
-                if response.status_code not in (429, 503):
-                    return response
-                problem = _problem(response)
-                wait = min(_retry_after(response) or backoff, MAX_RETRY_AFTER_S)
-            if attempt == MAX_ATTEMPTS:
-                break
-            self.stats.retries += 1
-            # Jitter keeps devices that failed together from retrying together.
-            await asyncio.sleep(wait * _jitter.uniform(1.0, 1.25))
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-        self.stats.errors += 1
-        self.log(f"{method} {path}: gave up after {MAX_ATTEMPTS} attempts ({problem})")
-        return None
-
-
 @dataclass(slots=True, eq=False)
 class _Device:
     identifier: str
@@ -211,111 +92,14 @@ class _Device:
     ticket: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Enrolment:
-    index: int
-    uuid: str
-    token: str
-    app_type: str
-
-
-async def _existing(http: _Http, token: str, name_prefix: str) -> dict[str, dict[str, Any]]:
-    """Devices a previous run onboarded, by client identifier."""
-    found: dict[str, dict[str, Any]] = {}
-    page, last_page = 1, 1
-    while page <= last_page:
-        response = await http.send(
-            "GET", "/api/v1/devices", token=token, search=f"{name_prefix}/", per_page=500, page=page
-        )
-        if response is None or response.status_code != 200:
-            raise FleetError(
-                "cannot list devices: " + ("no answer" if response is None else _problem(response))
-            )
-        body = response.json()
-        for device in body["data"]:
-            # `search` is a substring match: keep exact identifiers only, first one wins.
-            found.setdefault(device.get("client_identifier") or "", device)
-        last_page = int(body["meta"]["last_page"])
-        page += 1
-    return found
-
-
-async def _enrol_all(
-    http: _Http,
-    *,
-    token: str,
-    devices: int,
-    types: list[str],
-    keepalive_interval: int,
-    name_prefix: str,
-    concurrency: int,
-) -> list[_Enrolment]:
-    """Onboard the missing devices and rotate the tokens of existing ones."""
-    existing = await _existing(http, token, name_prefix)
-    enrolled: list[_Enrolment] = []
-    indexes: Iterator[int] = iter(range(devices))
-
-    async def enrol(index: int) -> None:
-        identifier = f"{name_prefix}/{index:05d}"
-        device = existing.get(identifier)
-        if device is not None:
-            path = f"/api/v1/devices/{device['uuid']}/credentials"
-            response = await http.send("POST", path, token=token)
-            # A device keeps the type it was onboarded with: its payloads must match it.
-            recorded = device.get("app_type")
-            app_type = recorded if recorded in SCENES else types[index % len(types)]
-        else:
-            app_type = types[index % len(types)]
-            city, country, _ = CITIES[index % len(CITIES)]
-            body = {
-                "name": f"{app_type} {index:05d} ({city})",
-                "client_identifier": identifier,
-                "app_type": app_type,
-                "keepalive_interval": keepalive_interval,
-                "geo_city": city,
-                "geo_country": country,
-            }
-            response = await http.send("POST", "/api/v1/devices", token=token, json=body)
-        if response is None:
-            return  # counted and logged by `send`
-        if response.status_code in (401, 403):
-            raise FleetError(f"the server refused the token: {_problem(response)}")
-        if response.status_code != 201:
-            http.stats.errors += 1
-            http.log(f"{identifier}: onboarding failed ({_problem(response)})")
-            return
-        answer = response.json()
-        enrolled.append(_Enrolment(index, answer["uuid"], answer["device_token"], app_type))
-        if device is not None:
-            http.stats.devices_reused += 1
-        else:
-            http.stats.devices_onboarded += 1
-
-    async def worker() -> None:
-        for index in indexes:  # one shared iterator: each index is taken once
-            await enrol(index)
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, devices)):
-                group.create_task(worker())
-    except ExceptionGroup as failures:
-        fatal = [exc for exc in failures.exceptions if isinstance(exc, FleetError)]
-        if fatal:
-            raise fatal[0] from None
-        raise
-    if devices and not enrolled:
-        raise FleetError(f"none of the {devices} devices could be onboarded")
-    return sorted(enrolled, key=lambda enrolment: enrolment.index)
-
-
 class _Scheduler:
     """Runs every device when it is next due, with at most `concurrency` at a time."""
 
     def __init__(
         self,
         devices: list[_Device],
-        http: _Http,
+        transport: Transport,
+        http: DeviceHttp,
         *,
         keepalive_every_s: float,
         rate: float,
@@ -323,7 +107,8 @@ class _Scheduler:
         capture_delay: float = DEFAULT_CAPTURE_DELAY_S,
     ) -> None:
         self.devices = devices
-        self.http = http
+        self.transport = transport
+        self.http = http  # image uploads go over HTTP whatever the transport
         self.stats = http.stats
         self.log = http.log
         self.keepalive_every_s = keepalive_every_s
@@ -338,6 +123,7 @@ class _Scheduler:
         heapq.heapify(self._heap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
+        self._positions = {device.uuid: position for position, device in enumerate(devices)}
 
     def _queue(self, position: int, wake: float) -> None:
         device = self.devices[position]
@@ -361,6 +147,10 @@ class _Scheduler:
 
     async def run(self) -> None:
         """Run until cancelled; tasks in flight are cancelled with it."""
+        async with self.transport.connect(self._command_arrived):
+            await self._loop()
+
+    async def _loop(self) -> None:
         try:
             while True:
                 now = time.time()
@@ -407,6 +197,8 @@ class _Scheduler:
         device = self.devices[position]
         try:
             await self._serve(device)
+        except TokenRefused as refused:
+            self._refused(device, str(refused))
         except Exception as exc:  # one device's surprise must not stop the fleet
             self.stats.errors += 1
             self.log(f"{device.identifier}: {exc!r}")
@@ -438,29 +230,34 @@ class _Scheduler:
         if device.outbox and not device.stopped:
             await self._send_payloads(device)
 
-    def _refused(self, device: _Device, response: httpx.Response) -> None:
+    def _refused(self, device: _Device, problem: str) -> None:
         # The token was rotated (another run with the same prefix?) or the device
         # deleted: retrying would only repeat the error, so the device stops.
         device.stopped = True
         self.stats.errors += 1
-        self.log(f"{device.identifier}: token refused ({_problem(response)}); device stopped")
+        self.log(f"{device.identifier}: token refused ({problem}); device stopped")
+
+    def _command_arrived(self, device_uuid: str, command: Command) -> None:
+        """A command that arrived on its own (over MQTT), not in an answer."""
+        position = self._positions.get(device_uuid)
+        if position is None:
+            return
+        device = self.devices[position]
+        now = time.time()
+        # A rebooting device is offline: the server sends the command again later.
+        if device.stopped or now < device.rebooting_until:
+            return
+        self._take_command(device, command, now)
+        if device.results or device.captures:
+            self.wake(position)
 
     async def _keepalive(self, device: _Device, now: float) -> None:
         health = device.scene.health(now, device.rng)
-        response = await self.http.send(
-            "POST", "/device/v1/keepalive", token=device.token, json=health
-        )
-        if response is None:
-            return
-        if response.status_code in (401, 403):
-            self._refused(device, response)
-            return
-        if response.status_code != 200:
-            self.stats.errors += 1
-            self.log(f"{device.identifier}: keepalive answered {_problem(response)}")
-            return
+        commands = await self.transport.keepalive(device, health)
+        if commands is None:
+            return  # counted and logged by the transport
         self.stats.keepalives_sent += 1
-        for command in response.json().get("commands") or []:
+        for command in commands:
             self._take_command(device, command, now)
 
     def _take_command(self, device: _Device, command: dict[str, Any], now: float) -> None:
@@ -508,39 +305,18 @@ class _Scheduler:
     async def _report_results(self, device: _Device) -> None:
         results, device.results = device.results, []
         for command_id, result in results:
-            path = f"/device/v1/commands/{urllib.parse.quote(command_id, safe='')}/result"
-            response = await self.http.send("POST", path, token=device.token, json=result)
-            if response is None:
-                continue  # counted; the command expires on the server
-            if response.is_success:
+            # Not delivered: counted by the transport; the command expires on the server.
+            if await self.transport.report_result(device, command_id, result):
                 self.stats.commands_handled += 1
-            else:
-                self.stats.errors += 1
-                self.log(f"{device.identifier}: result of {command_id}: {_problem(response)}")
 
     async def _send_payloads(self, device: _Device) -> None:
         batch = [device.outbox.popleft() for _ in range(min(MAX_BATCH, len(device.outbox)))]
-        response = await self.http.send(
-            "POST", "/device/v1/payloads", token=device.token, json=batch
-        )
-        status = None if response is None else response.status_code
-        if response is not None and status == 202:
-            self.stats.messages_accepted += int(response.json().get("accepted", len(batch)))
-            device.retry_at = time.time()  # more may wait in the outbox
-        elif response is not None and status in (401, 403):
-            self._refused(device, response)
-        elif response is not None and status is not None and status < 500:
-            # 422 and other refusals: sending the same messages again cannot help.
-            self.stats.errors += 1
-            # The whole body: a 422 lists each rejected message by index.
-            problem = f"HTTP {response.status_code} {response.text[:300]}"
-            self.log(f"{device.identifier}: payloads refused, {problem}")
+        accepted = await self.transport.send_payloads(device, batch)
+        if accepted is None:
+            self._keep_for_later(device, batch)  # counted and logged by the transport
         else:
-            # No answer or a server error: keep the batch for later.
-            self._keep_for_later(device, batch)
-            if response is not None:
-                self.stats.errors += 1
-                self.log(f"{device.identifier}: payloads answered {_problem(response)}")
+            self.stats.messages_accepted += accepted
+            device.retry_at = time.time()  # more may wait in the outbox
 
     def _keep_for_later(self, device: _Device, batch: list[Message]) -> None:
         """Put a batch that was not delivered back in front (newest first out of room)."""
@@ -549,97 +325,6 @@ class _Scheduler:
         self.stats.messages_dropped += len(batch) - len(kept)
         device.outbox.extendleft(reversed(kept))
         device.retry_at = time.time() + RETRY_LATER_S
-
-
-class _MqttScheduler(_Scheduler):
-    """The same devices, with keepalives, payloads and command results published to an
-    MQTT broker (QoS 1), and commands taken from their subscriptions."""
-
-    def __init__(
-        self,
-        devices: list[_Device],
-        http: _Http,
-        *,
-        broker: Broker,
-        per_device_connections: bool,
-        keepalive_every_s: float,
-        rate: float,
-        concurrency: int,
-        capture_delay: float = DEFAULT_CAPTURE_DELAY_S,
-    ) -> None:
-        super().__init__(
-            devices,
-            http,
-            keepalive_every_s=keepalive_every_s,
-            rate=rate,
-            concurrency=concurrency,
-            capture_delay=capture_delay,
-        )
-        self._positions = {device.uuid: position for position, device in enumerate(devices)}
-        self.mqtt = MqttTransport(
-            broker,
-            [(device.uuid, device.token) for device in devices],
-            stats=self.stats,
-            log=self.log,
-            on_command=self._command_arrived,
-            pool_size=max(1, concurrency // MQTT_DEVICES_PER_CONNECTION_SLOTS),
-            per_device=per_device_connections,
-        )
-
-    async def run(self) -> None:
-        links = asyncio.create_task(self.mqtt.run())
-        try:
-            if self.devices:
-                up = await self.mqtt.wait_connected(MQTT_CONNECT_WAIT_S)
-                if not up:
-                    raise FleetError(
-                        f"cannot connect to the MQTT broker {self.mqtt.broker} "
-                        f"within {MQTT_CONNECT_WAIT_S:.0f} s"
-                    )
-                if up < self.mqtt.connections:
-                    self.log(f"{up} of {self.mqtt.connections} MQTT connections up; retrying")
-            await super().run()
-        finally:
-            links.cancel()
-            await asyncio.gather(links, return_exceptions=True)
-
-    def _command_arrived(self, device_uuid: str, command: dict[str, Any]) -> None:
-        position = self._positions.get(device_uuid)
-        if position is None:
-            return
-        device = self.devices[position]
-        now = time.time()
-        # A rebooting device is offline: the server sends the command again later.
-        if device.stopped or now < device.rebooting_until:
-            return
-        self._take_command(device, command, now)
-        if device.results or device.captures:
-            self.wake(position)
-
-    async def _keepalive(self, device: _Device, now: float) -> None:
-        health = device.scene.health(now, device.rng)
-        # Pending commands come back on the commands topic, not in an answer.
-        if await self.mqtt.publish(device.uuid, "keepalive", health):
-            self.stats.keepalives_sent += 1
-
-    async def _report_results(self, device: _Device) -> None:
-        results, device.results = device.results, []
-        for command_id, result in results:
-            if not command_id or any(char in command_id for char in "/+#"):
-                self.stats.errors += 1
-                self.log(f"{device.identifier}: command id {command_id!r} cannot be a topic")
-                continue
-            if await self.mqtt.publish(device.uuid, f"commands/{command_id}/result", result):
-                self.stats.commands_handled += 1
-
-    async def _send_payloads(self, device: _Device) -> None:
-        batch = [device.outbox.popleft() for _ in range(min(MAX_BATCH, len(device.outbox)))]
-        if await self.mqtt.publish(device.uuid, "payloads", batch):
-            # The broker took the batch; what the server refuses is not answered over MQTT.
-            self.stats.messages_accepted += len(batch)
-            device.retry_at = time.time()  # more may wait in the outbox
-        else:
-            self._keep_for_later(device, batch)  # counted and logged by `publish`
 
 
 async def run_fleet(
@@ -671,8 +356,8 @@ async def run_fleet(
     onboarding, or until cancelled when None. Pass `stats` to watch the counters
     while it runs; `on_event` receives problems, one line each (rate-limited).
 
-    With `mqtt` (a broker URL, `mqtt://host:1883` or `mqtts://host`), onboarding stays
-    on HTTP but devices publish keepalives, payloads and command results to the broker
+    Enrolment goes through the SDK. With `mqtt` (a broker URL, `mqtt://host:1883` or
+    `mqtts://host`), devices publish keepalives, payloads and command results to the broker
     and take commands from their commands topic. They share `concurrency // 8`
     connections (at least one) that do not authenticate as the devices: a production
     broker authenticates each device (user name = device UUID, password = its token),
@@ -698,15 +383,23 @@ async def run_fleet(
     log = _EventLog(on_event)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with _client(api_addr, limits) as client:
-        http = _Http(client, stats, log)
-        enrolled = await _enrol_all(
-            http,
+        sdk = AsyncClient(
+            base_url=api_addr,
             token=token,
+            http_client=client,
+            max_retries=MAX_ATTEMPTS - 1,
+            max_retry_after=MAX_RETRY_AFTER_S,
+            headers={"User-Agent": USER_AGENT},
+        )
+        enrolled = await enrol_all(
+            sdk,
             devices=devices,
             types=types,
             keepalive_interval=keepalive_interval,
             name_prefix=name_prefix,
             concurrency=concurrency,
+            stats=stats,
+            log=log,
         )
         log(f"{stats.devices_onboarded} devices onboarded, {stats.devices_reused} reused")
         start = time.time()
@@ -716,27 +409,28 @@ async def run_fleet(
             _device(enrolment, name_prefix, start, clock, keepalive_every_s)
             for enrolment in enrolled
         ]
-        scheduler: _Scheduler
+        http = DeviceHttp(client, stats, log)
+        transport: Transport
         if broker is None:
-            scheduler = _Scheduler(
-                fleet,
-                http,
-                keepalive_every_s=keepalive_every_s,
-                rate=rate,
-                concurrency=concurrency,
-                capture_delay=capture_delay,
-            )
+            transport = HttpTransport(http)
         else:
-            scheduler = _MqttScheduler(
-                fleet,
-                http,
-                broker=broker,
-                per_device_connections=per_device_connections,
-                keepalive_every_s=keepalive_every_s,
-                rate=rate,
-                concurrency=concurrency,
-                capture_delay=capture_delay,
+            transport = MqttTransport(
+                broker,
+                [(device.uuid, device.token) for device in fleet],
+                stats=stats,
+                log=log,
+                pool_size=max(1, concurrency // MQTT_DEVICES_PER_CONNECTION_SLOTS),
+                per_device=per_device_connections,
             )
+        scheduler = _Scheduler(
+            fleet,
+            transport,
+            http,
+            keepalive_every_s=keepalive_every_s,
+            rate=rate,
+            concurrency=concurrency,
+            capture_delay=capture_delay,
+        )
         try:
             async with asyncio.timeout(duration):
                 await scheduler.run()
@@ -750,12 +444,12 @@ def _client(api_addr: str, limits: httpx.Limits) -> httpx.AsyncClient:
         base_url=api_addr.rstrip("/"),
         limits=limits,
         timeout=httpx.Timeout(30.0, connect=10.0, pool=None),  # waiting for the pool is normal
-        headers={"User-Agent": "vsense-simulator"},
+        headers={"User-Agent": USER_AGENT},
     )
 
 
 def _device(
-    enrolment: _Enrolment, name_prefix: str, start: float, clock: SimClock, keepalive_every_s: float
+    enrolment: Enrolment, name_prefix: str, start: float, clock: SimClock, keepalive_every_s: float
 ) -> _Device:
     identifier = f"{name_prefix}/{enrolment.index:05d}"
     # Seeded by identifier: the same device behaves the same way in every run.

@@ -13,7 +13,8 @@ otherwise): that targets brokers which allow it, such as a local Mosquitto with
 anonymous access, not a production broker. `per_device=True` gives each device its
 own connection with its own credentials, as real devices do.
 
-Imports nothing from the rest of `vsense` at run time, like the rest of the simulator.
+`MqttTransport` is the fleet's `Transport` over a broker; like the rest of the
+simulator it imports nothing of the server.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import json
 import random
 import ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-if TYPE_CHECKING:
-    from vsense.simulator.fleet import FleetStats
+from vsense.simulator.scenes import Message
+from vsense.simulator.transport import Command, FleetError, FleetStats, Identity, OnCommand
 
 QOS = 1
 PUBLISH_ATTEMPTS = 5
@@ -40,6 +42,7 @@ FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 FIRST_RECONNECT_S = 1.0
 SUBSCRIBE_CHUNK = 200  # topics per SUBSCRIBE packet
+CONNECT_WAIT_S = 10.0  # how long the first connections to the broker may take
 
 _jitter = random.Random()
 
@@ -150,7 +153,8 @@ class MqttTransport:
 
     `devices` are (UUID, token) pairs. `publish` retries with backoff, counting retries
     and, when it gives up, an error in `stats`. `on_command(uuid, command)` receives
-    each command object that arrives on a device's commands topic.
+    each command object that arrives on a device's commands topic (`connect` sets it
+    for a fleet run).
     """
 
     def __init__(
@@ -160,7 +164,7 @@ class MqttTransport:
         *,
         stats: FleetStats,
         log: Callable[[str], None],
-        on_command: Callable[[str, dict[str, Any]], None],
+        on_command: OnCommand | None = None,
         pool_size: int = 1,
         per_device: bool = False,
     ) -> None:
@@ -195,6 +199,44 @@ class MqttTransport:
         )
         self._links.append(link)
         self._link_of.update((member, link) for member in members)
+
+    @asynccontextmanager
+    async def connect(self, on_command: OnCommand) -> AsyncIterator[None]:
+        """Keep every connection up while the run lasts, once they are up; FleetError
+        when none comes up within CONNECT_WAIT_S."""
+        self.on_command = on_command
+        links = asyncio.create_task(self.run())
+        try:
+            if self._links:
+                up = await self.wait_connected(CONNECT_WAIT_S)
+                if not up:
+                    raise FleetError(
+                        f"cannot connect to the MQTT broker {self.broker} "
+                        f"within {CONNECT_WAIT_S:.0f} s"
+                    )
+                if up < self.connections:
+                    self.log(f"{up} of {self.connections} MQTT connections up; retrying")
+            yield
+        finally:
+            links.cancel()
+            await asyncio.gather(links, return_exceptions=True)
+
+    async def keepalive(self, device: Identity, health: dict[str, Any]) -> list[Command] | None:
+        """Publish a keepalive; pending commands come back on the commands topic."""
+        return [] if await self.publish(device.uuid, "keepalive", health) else None
+
+    async def send_payloads(self, device: Identity, batch: list[Message]) -> int | None:
+        """Publish a batch: accepted once the broker acknowledged it (what the server
+        refuses is not answered over MQTT)."""
+        return len(batch) if await self.publish(device.uuid, "payloads", batch) else None
+
+    async def report_result(self, device: Identity, command_id: str, result: Command) -> bool:
+        """Publish a command's result on its own topic."""
+        if not command_id or any(char in command_id for char in "/+#"):
+            self.stats.errors += 1
+            self.log(f"{device.identifier}: command id {command_id!r} cannot be a topic")
+            return False
+        return await self.publish(device.uuid, f"commands/{command_id}/result", result)
 
     async def run(self) -> None:
         """Keep every connection up until cancelled."""
@@ -254,7 +296,8 @@ class MqttTransport:
         if not isinstance(command, dict) or not isinstance(command.get("id"), str | int):
             self.log(f"{topic}: ignored a message that is not a command")
             return
-        self.on_command(parts[1], command)
+        if self.on_command is not None:
+            self.on_command(parts[1], command)
 
 
 __all__ = ["Broker", "MqttTransport"]

@@ -56,7 +56,7 @@ def lease_for(settings: Settings) -> timedelta:
     """How long a claim holds a delivery: it may wait behind the others of its device
     (sent one after the other, each within the timeout; a failure releases the rest),
     after up to two rounds of its endpoint's other requests."""
-    return timedelta(seconds=(PER_DEVICE + 2) * settings.webhook_timeout + 10)
+    return (PER_DEVICE + 2) * settings.webhook_timeout + timedelta(seconds=10)
 
 
 class SenderSlot:
@@ -123,7 +123,7 @@ class Dispatcher:
         self.state = state
         self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
-        self.timeout = float(state.settings.webhook_timeout)
+        self.timeout = state.settings.webhook_timeout.total_seconds()
         self.lease = lease_for(state.settings)
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
@@ -317,9 +317,7 @@ class Dispatcher:
         now = utcnow()
         try:
             deferrals, self._deferrals = self._deferrals, {}
-            effects = policy.webhook_effects(
-                batch, now, timedelta(seconds=self.state.settings.webhook_disable_after)
-            )
+            effects = policy.webhook_effects(batch, now, self.state.settings.webhook_disable_after)
             async with session_scope(self.state.database.sessionmaker) as session:
                 gone, stale = await _write(session, batch, deferrals, effects, now)
         except BaseException:

@@ -6,7 +6,9 @@ written for it work unchanged. Timestamps inside bodies are UNIX seconds.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -42,15 +44,39 @@ def encode(body: dict[str, Any]) -> str:
     return orjson.dumps(body).decode()
 
 
+# The vendor console's labels, and other spellings of one event in two words.
+_LABELS = re.compile(r"\bkeep[\s_-]*alive(s?)\b")
+_SEPARATORS = re.compile(r"[\s,;|/+]+")
+
+
 def parse_actions(actions: str) -> list[str]:
-    """`"payload, alert"` -> ["payload", "alert"]: trimmed, lower-case, no empties."""
-    return [a.strip().lower() for a in actions.split(",") if a.strip()]
+    """The known events named in a free `actions` string, in order, once each.
+
+    Names are separated by commas or spaces, in any case; the console's labels count
+    (`Keep alive`, `Payload transfer`, `Alert`), and so do plurals (`alerts`). Words
+    that name no event are left out here and kept in the stored string as given.
+    `"Keep alive, Payload transfer"` -> ["keepalive", "payload"].
+    """
+    text = _LABELS.sub(r"keepalive\1", actions.lower())
+    found: dict[str, None] = {}
+    for word in _SEPARATORS.split(text):
+        if word in ACTIONS:
+            found[word] = None
+        elif word.endswith("s") and word[:-1] in ACTIONS:
+            found[word[:-1]] = None
+    return list(found)
+
+
+@functools.lru_cache(maxsize=4096)
+def events_of(webhook_type: str, actions: str) -> tuple[str, ...]:
+    """The events a webhook takes: those its `actions` name, else its type's (cached:
+    the outbox asks for every event of every webhook)."""
+    return tuple(parse_actions(actions)) or (webhook_type,)
 
 
 def subscribed(webhook_type: str, actions: str, event: str) -> bool:
     """Whether a webhook wants an event: listed in `actions`, or its type when empty."""
-    wanted = parse_actions(actions)
-    return event in wanted if wanted else event == webhook_type
+    return event in events_of(webhook_type, actions)
 
 
 def keepalive_body(

@@ -38,7 +38,7 @@ class Outbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # device -> its active webhooks, reused for `auth_cache_ttl` seconds
-        self._targets = TTLCache(ttl=settings.auth_cache_ttl, max_entries=200_000)
+        self._targets = TTLCache(ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000)
         # device -> monotonic time of its last keepalive event (one per min interval)
         self._keepalive_forwarded: dict[uuid.UUID, float] = {}
         # set after a commit that queued deliveries: this process's dispatcher wakes
@@ -79,7 +79,8 @@ class Outbox:
         (counted in this process); True claims the slot."""
         now = time.monotonic()
         last = self._keepalive_forwarded.get(device)
-        if last is not None and now - last < self.settings.webhook_keepalive_min_interval:
+        minimum = self.settings.webhook_keepalive_min_interval.total_seconds()
+        if last is not None and now - last < minimum:
             return False
         self._keepalive_forwarded[device] = now
         return True

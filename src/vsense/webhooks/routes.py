@@ -18,9 +18,10 @@ from vsense.webhooks.schemas import (
     Queued,
     Replay,
     TestResult,
-    Webhook,
+    WebhookAnswer,
     WebhookCreate,
     WebhookCreated,
+    WebhookCreatedAnswer,
     WebhookList,
     WebhookUpdate,
 )
@@ -42,7 +43,7 @@ async def list_webhooks(
 @router.post(
     "",
     status_code=201,
-    response_model=WebhookCreated,
+    response_model=WebhookCreatedAnswer,
     responses=error_responses(400, 401, 403, 404, 422),
 )
 async def create_webhook(
@@ -50,14 +51,18 @@ async def create_webhook(
     session: SessionDep,
     principal: PrincipalDep,
     outbox: OutboxDep,
-    device_uuid: str | None = Query(None, description="The device's UUID (required)"),
-) -> WebhookCreated:
+    device_uuid: str | None = Query(None, description="The device's UUID (or in the body)"),
+) -> WebhookCreatedAnswer:
     """Attach a webhook to a device. The signing secret is in the answer, once."""
-    return await service.create_webhook(session, outbox, principal, device_uuid, body)
+    created = await service.create_webhook(session, outbox, principal, device_uuid, body)
+    return WebhookCreatedAnswer(data=created)
 
 
-@router.put(
-    "/{webhook_id}", response_model=Webhook, responses=error_responses(400, 401, 403, 404, 422)
+@router.api_route(
+    "/{webhook_id}",
+    methods=["PUT", "PATCH"],
+    response_model=WebhookAnswer,
+    responses=error_responses(400, 401, 403, 404, 422),
 )
 async def update_webhook(
     webhook_id: IdPath,
@@ -66,9 +71,31 @@ async def update_webhook(
     principal: PrincipalDep,
     outbox: OutboxDep,
     device_uuid: str | None = DeviceQuery,
-) -> Webhook:
-    """Change any fields; `status` 1 re-enables a disabled webhook."""
-    return await service.update_webhook(session, outbox, principal, webhook_id, device_uuid, body)
+) -> WebhookAnswer:
+    """Change any fields; `status` 1 (or `active` true) re-enables a disabled webhook."""
+    updated = await service.update_webhook(
+        session, outbox, principal, webhook_id, device_uuid, body
+    )
+    return WebhookAnswer(data=updated)
+
+
+@router.api_route(
+    "",
+    methods=["PUT", "PATCH"],
+    response_model=WebhookAnswer,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def update_device_webhook(
+    body: WebhookUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    outbox: OutboxDep,
+    device_uuid: str | None = Query(None, description="The device's UUID (or in the body)"),
+) -> WebhookAnswer:
+    """The seed's update by device: the device's webhook of the body's `webhook_type`,
+    or its only webhook (409 naming them when several match, 404 when none does)."""
+    updated = await service.update_device_webhook(session, outbox, principal, device_uuid, body)
+    return WebhookAnswer(data=updated)
 
 
 @router.delete("/{webhook_id}", status_code=204, responses=error_responses(401, 403, 404))

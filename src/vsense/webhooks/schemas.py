@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from vsense.kit.schemas import ListMeta, RequestBody, Timestamp
 from vsense.kit.text import header_name_problem, header_value_problem
-from vsense.webhooks.events import ACTIONS, KEEPALIVE, parse_actions
+from vsense.webhooks.events import KEEPALIVE, events_of
 
 # Headers a webhook's own list may not set (the platform's, and the signature's).
 RESERVED_HEADERS = frozenset(
@@ -54,7 +54,8 @@ class Webhook(BaseModel):
     url: str
     webhook_type: WebhookType
     status: Literal[0, 1] = Field(description="1 active, 0 inactive")
-    actions: str = Field(description="Comma-separated events; empty means `webhook_type`")
+    actions: str = Field(description="As given; the events it names are in `events`")
+    events: list[str] = Field(description="The events this webhook receives")
     method: Method
     data: WebhookData
     created: Timestamp
@@ -70,52 +71,68 @@ class WebhookList(BaseModel):
     data: list[Webhook]
 
 
-def _check_actions(actions: str | None) -> str | None:
-    if actions is None:
-        return None
-    wanted = parse_actions(actions)
-    unknown = [a for a in wanted if a not in ACTIONS]
-    if unknown:
-        raise ValueError(f"unknown actions {unknown}; choose from {', '.join(ACTIONS)}")
-    return ",".join(dict.fromkeys(wanted))
+class WebhookAnswer(BaseModel):
+    """The answer to an update: the seed's `error` key beside the webhook."""
+
+    data: Webhook
+    error: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class WebhookUpdate(RequestBody):
-    """Any webhook fields; only these change."""
+class WebhookCreatedAnswer(BaseModel):
+    """The answer to an add: the seed's `error` key beside the webhook and its secret."""
+
+    data: WebhookCreated
+    error: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class _WebhookFields(RequestBody):
+    device_uuid: str | None = Field(
+        None, description="The device, here or in the query (they must agree)."
+    )
+    active: bool | None = Field(
+        None, description="The seed's on/off switch: the same as `status` 1 (true) or 0 (false)."
+    )
+    status: Literal[0, 1] | None = None
+
+    @model_validator(mode="after")
+    def _active_is_status(self) -> Self:
+        if self.active is not None:
+            status: Literal[0, 1] = 1 if self.active else 0
+            if "status" in self.model_fields_set and self.status not in (None, status):
+                raise ValueError("`active` and `status` disagree; send one of them")
+            self.status = status
+        return self
+
+
+class WebhookUpdate(_WebhookFields):
+    """Any webhook fields; only these change. `active` (true/false) is `status` (1/0)."""
 
     url: str | None = Field(None, min_length=1, max_length=2048)
     webhook_type: WebhookType | None = None
-    status: Literal[0, 1] | None = None
     actions: str | None = Field(None, max_length=200)
     method: Method | None = None
     data: WebhookData | None = None
 
-    @field_validator("actions")
-    @classmethod
-    def _known_actions(cls, value: str | None) -> str | None:
-        return _check_actions(value)
 
-
-class WebhookCreate(RequestBody):
-    """A new webhook: `url` is required, the rest has defaults."""
+class WebhookCreate(_WebhookFields):
+    """A new webhook: `url` is required, the rest has defaults. `method` defaults to
+    GET when the webhook's events are keepalives only, else POST."""
 
     url: str = Field(min_length=1, max_length=2048)
     webhook_type: WebhookType = "payload"
-    status: Literal[0, 1] = 1
     actions: str = Field("", max_length=200)
-    method: Method = "POST"
+    method: Method | None = None
     data: WebhookData = Field(default_factory=WebhookData)
 
-    @field_validator("actions")
-    @classmethod
-    def _known_actions(cls, value: str) -> str:
-        return _check_actions(value) or ""
+
+def default_method(webhook_type: str, actions: str) -> Method:
+    """GET for keepalives only (the vendor's keepalive format), POST otherwise."""
+    return "GET" if events_of(webhook_type, actions) == (KEEPALIVE,) else "POST"
 
 
 def check_method(method: str, webhook_type: str, actions: str) -> None:
     """GET carries no body: only keepalive events can be sent that way."""
-    events = parse_actions(actions) or [webhook_type]
-    if method == "GET" and any(e != KEEPALIVE for e in events):
+    if method == "GET" and any(e != KEEPALIVE for e in events_of(webhook_type, actions)):
         raise ValueError("`GET` is allowed for keepalive events only")
 
 

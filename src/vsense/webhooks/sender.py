@@ -9,17 +9,16 @@ made (IP literals here, names in `GuardedResolver`).
 
 from __future__ import annotations
 
-import email.utils
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
+from vsense.client.retry_after import parse_retry_after
 from vsense.webhooks.ssrf import AddressPolicy, BlockedAddress, GuardedResolver, parse_ip_literal
 
 # Error classes of a `SendResult`, for retry decisions and delivery logs.
@@ -70,22 +69,6 @@ class SendResult:
     def ok(self) -> bool:
         """The receiver answered 2xx."""
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" zones parse as naive; HTTP dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def _read_head(content: aiohttp.StreamReader) -> bytes:

@@ -4,7 +4,9 @@ and the operations on the delivery log (test, redeliver, replay)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,14 +14,14 @@ from vsense.accounts.principal import Principal
 from vsense.accounts.service import require_scope
 from vsense.config import Settings
 from vsense.devices.service import visible_device
-from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
+from vsense.kit.errors import BadRequest, Conflict, NotFound, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.time import parse_instant, utcnow
 from vsense.models import Webhook as WebhookRow
 from vsense.webhooks import queue_repository, repository
 from vsense.webhooks.dispatcher import DispatchParts, lease_for, send_now
 from vsense.webhooks.domain import DeliveryStatus, NewEvent, WebhookStatus
-from vsense.webhooks.events import TEST, encode, new_message_id, test_body
+from vsense.webhooks.events import TEST, encode, events_of, new_message_id, test_body
 from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.schemas import (
     Attempt,
@@ -34,6 +36,7 @@ from vsense.webhooks.schemas import (
     WebhookCreated,
     WebhookUpdate,
     check_method,
+    default_method,
 )
 from vsense.webhooks.signing import new_secret
 from vsense.webhooks.ssrf import AddressPolicy, check_url
@@ -53,6 +56,7 @@ def view(webhook: WebhookRow) -> Webhook:
             "webhook_type": webhook.webhook_type,
             "status": webhook.status,
             "actions": webhook.actions,
+            "events": list(events_of(webhook.webhook_type, webhook.actions)),
             "method": webhook.method,
             "data": {"headers": webhook.headers, "params": webhook.params},
             "created": webhook.created,
@@ -85,17 +89,27 @@ async def list_webhooks(
     return [view(w) for w in await repository.list_webhooks(session, principal, device)]
 
 
-async def _visible(
-    session: AsyncSession, principal: Principal, webhook_id: int, device_uuid: str | None = None
-) -> WebhookRow:
+async def _visible(session: AsyncSession, principal: Principal, webhook_id: int) -> WebhookRow:
     webhook = await repository.get_webhook(session, principal, webhook_id)
     if webhook is None:
         raise NotFound("No such webhook.")
-    if device_uuid is not None and await visible_device(
-        session, principal, device_uuid
-    ) != uuid.UUID(str(webhook.device_uuid)):
-        raise NotFound("No such webhook for this device.")
     return webhook
+
+
+async def _device_of(
+    session: AsyncSession, principal: Principal, query: str | None, body: str | None
+) -> uuid.UUID | None:
+    """The device named in the query or in the body (the seed says neither which), the
+    two agreeing when both are given."""
+    if query and body:
+        devices = {await visible_device(session, principal, name) for name in (query, body)}
+        if len(devices) > 1:
+            raise Unprocessable(
+                "`device_uuid` differs between the query and the body.",
+                errors=[field_error("device_uuid", "give one device, in the query or the body")],
+            )
+    name = query or body
+    return await visible_device(session, principal, name) if name else None
 
 
 async def create_webhook(
@@ -106,19 +120,20 @@ async def create_webhook(
     body: WebhookCreate,
 ) -> WebhookCreated:
     require_scope(principal, WRITE_SCOPE)
-    if not device_uuid:
-        raise BadRequest("`device_uuid` is required.")
-    device = await visible_device(session, principal, device_uuid)
+    device = await _device_of(session, principal, device_uuid, body.device_uuid)
+    if device is None:
+        raise BadRequest("`device_uuid` is required, in the query or in the body.")
     _check_url(outbox.settings, body.url)
-    _check_method(body.method, body.webhook_type, body.actions)
+    method = body.method or default_method(body.webhook_type, body.actions)
+    _check_method(method, body.webhook_type, body.actions)
     webhook = WebhookRow(
         organization_id=principal.organization_id,
         device_uuid=device,
         url=body.url,
         webhook_type=body.webhook_type,
         actions=body.actions,
-        method=body.method,
-        status=body.status,
+        method=method,
+        status=WebhookStatus.ACTIVE.value if body.status is None else body.status,
         headers=[h.model_dump() for h in body.data.headers],
         params=[p.model_dump() for p in body.data.params],
         secret=new_secret(),
@@ -137,18 +152,69 @@ async def update_webhook(
     body: WebhookUpdate,
 ) -> Webhook:
     require_scope(principal, WRITE_SCOPE)
-    webhook = await _visible(session, principal, webhook_id, device_uuid)
+    device = await _device_of(session, principal, device_uuid, body.device_uuid)
+    webhook = await _visible(session, principal, webhook_id)
+    if device is not None and device != uuid.UUID(str(webhook.device_uuid)):
+        raise NotFound("No such webhook for this device.")
+    return await _apply(session, outbox, webhook, body)
+
+
+async def update_device_webhook(
+    session: AsyncSession,
+    outbox: Outbox,
+    principal: Principal,
+    device_uuid: str | None,
+    body: WebhookUpdate,
+) -> Webhook:
+    """The seed's update, which names a device and no webhook: the device's webhook of
+    the body's `webhook_type`, or its only one."""
+    require_scope(principal, WRITE_SCOPE)
+    device = await _device_of(session, principal, device_uuid, body.device_uuid)
+    if device is None:
+        raise BadRequest("`device_uuid` is required, or update a webhook by its id.")
+    webhooks = await repository.list_webhooks(session, principal, device)
+    chosen = [w for w in webhooks if body.webhook_type in (None, w.webhook_type)]
+    if len(chosen) == 1:
+        return await _apply(session, outbox, chosen[0], body)
+    kind = f"`{body.webhook_type}` " if body.webhook_type else ""
+    if not chosen:
+        where = f" (its webhooks: {_ids(webhooks)})" if webhooks else ""
+        raise NotFound(f"This device has no {kind}webhook{where}.", errors=_named(webhooks))
+    raise Conflict(
+        f"This device has several {kind}webhooks ({_ids(chosen)}): update one by its id, "
+        "PUT /api/v1/webhooks/{id}.",
+        errors=_named(chosen),
+    )
+
+
+def _ids(webhooks: Sequence[WebhookRow]) -> str:
+    return ", ".join(str(w.id) for w in webhooks)
+
+
+def _named(webhooks: Sequence[WebhookRow]) -> list[dict[str, Any]]:
+    """The envelope's `error` entries naming webhooks: `{"field": "id", "message": "12
+    (payload)"}`."""
+    return [field_error("id", f"{w.id} ({w.webhook_type})") for w in webhooks]
+
+
+async def _apply(
+    session: AsyncSession, outbox: Outbox, webhook: WebhookRow, body: WebhookUpdate
+) -> Webhook:
+    """Change the fields that were sent."""
     sent = body.model_dump(exclude_unset=True)
     if sent.get("url") is not None:
         _check_url(outbox.settings, sent["url"])
-    _check_method(
-        sent.get("method") or webhook.method,
-        sent.get("webhook_type") or webhook.webhook_type,
-        sent["actions"] if sent.get("actions") is not None else webhook.actions,
-    )
-    for name in ("url", "webhook_type", "actions", "method"):
-        if sent.get(name) is not None:
-            setattr(webhook, name, sent[name])
+    webhook_type = sent.get("webhook_type") or webhook.webhook_type
+    actions = sent["actions"] if sent.get("actions") is not None else webhook.actions
+    method = sent.get("method") or webhook.method
+    if sent.get("method") is None and method == "GET":
+        # Not asked for: a GET follows the events, and becomes POST once they are not
+        # keepalives only (GET cannot carry them).
+        method = default_method(webhook_type, actions)
+    _check_method(method, webhook_type, actions)
+    webhook.webhook_type, webhook.actions, webhook.method = webhook_type, actions, method
+    if sent.get("url") is not None:
+        webhook.url = sent["url"]
     if body.data is not None:
         if "headers" in body.data.model_fields_set:
             webhook.headers = [h.model_dump() for h in body.data.headers]

@@ -32,6 +32,8 @@ from vsense.client import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 PANEL = "Global options"
+# The parameter through which a command receives its Typer context.
+CONTEXT_PARAMETER = "global_options_context"
 
 
 class OutputFormat(StrEnum):
@@ -219,17 +221,29 @@ def with_global_options(function: F) -> F:
         )
         for name, annotation in GLOBAL_OPTIONS.items()
     ]
+    extra.append(
+        inspect.Parameter(
+            CONTEXT_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
+        )
+    )
 
     @functools.wraps(function)
     def command(**arguments: Any) -> None:
-        output = arguments.pop("output")
+        given = {name: arguments.pop(name) for name in GLOBAL_OPTIONS}
+        # Given before the command (`vsense --api-addr=X devices list`), they are the
+        # root's; after it, the command's own win.
+        before = _root_options(arguments.pop(CONTEXT_PARAMETER))
+        for name, value in given.items():
+            if value is None or value is False:
+                given[name] = before.get(name, value)
+        output = given["output"]
         flags = Flags(
-            api_addr=arguments.pop("api_addr"),
-            token=arguments.pop("token"),
-            profile=arguments.pop("profile"),
-            output=output.value if output is not None else None,
+            api_addr=given["api_addr"],
+            token=given["token"],
+            profile=given["profile"],
+            output=OutputFormat(output).value if output is not None else None,
         )
-        cli = Context(flags, debug=arguments.pop("debug") or bool(os.environ.get("VSENSE_DEBUG")))
+        cli = Context(flags, debug=bool(given["debug"]) or bool(os.environ.get("VSENSE_DEBUG")))
         _run(cli, lambda: function(cli, **arguments))
 
     parameters = own + extra
@@ -238,6 +252,41 @@ def with_global_options(function: F) -> F:
     )
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     return command  # type: ignore[return-value]
+
+
+def _root_options(context: typer.Context) -> dict[str, Any]:
+    """The global options given before the command, as the root command parsed them."""
+    params = context.find_root().params
+    return {name: params[name] for name in GLOBAL_OPTIONS if params.get(name) is not None}
+
+
+def global_options_callback(function: F) -> F:
+    """`function(**own)` as the root command's callback that also takes the global
+    options, so that they may come before the command; the commands read them back."""
+    signature = inspect.signature(function, eval_str=True)
+    own = list(signature.parameters.values())
+    extra = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False if name == "debug" else None,
+            annotation=annotation,
+        )
+        for name, annotation in GLOBAL_OPTIONS.items()
+    ]
+
+    @functools.wraps(function)
+    def callback(**arguments: Any) -> None:
+        for name in GLOBAL_OPTIONS:
+            arguments.pop(name)
+        function(**arguments)
+
+    parameters = own + extra
+    callback.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=None
+    )
+    callback.__annotations__ = {p.name: p.annotation for p in parameters}
+    return callback  # type: ignore[return-value]
 
 
 def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:

@@ -39,7 +39,8 @@ def list_devices(
     sort: Annotated[
         str | None,
         typer.Option(
-            help="name, refreshed, geo_city, geo_country or created; `-` first: descending."
+            help="name, refreshed, is_online, geo_city, geo_country or created; `-` first: "
+            "descending."
         ),
     ] = None,
     page: Annotated[int | None, typer.Option(min=1, help="Page number.")] = None,

@@ -1,9 +1,12 @@
-"""Where the client commands' settings come from: flag > environment > profile > default.
+"""Where the client commands' settings come from: flag > environment > profile > the
+config file's top level > default.
 
 The config file is `$XDG_CONFIG_HOME/vsense/config.toml` (`~/.config/...` without
-XDG_CONFIG_HOME; `VSENSE_CLIENT_CONFIG` names another file). It holds named profiles:
+XDG_CONFIG_HOME; `VSENSE_CLIENT_CONFIG` names another file). It holds settings at its
+top level, for every profile, and named profiles, whose settings win over those:
 
 ```toml
+api_addr = "api.staging.viziosense.ai"   # enough on its own
 default_profile = "staging"
 
 [profiles.staging]
@@ -104,6 +107,9 @@ def load_config(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"cannot read the config file {path}: {exc}") from None
+    for name in sorted(PROFILE_KEYS & set(config)):
+        if not isinstance(config[name], str):
+            raise SettingsError(f"{path}: `{name}` must be a string")
     profiles = config.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
         raise SettingsError(f"{path}: `profiles` must be tables such as [profiles.default]")
@@ -129,7 +135,8 @@ def _profile(flags: Flags, environ: Mapping[str, str], config: dict[str, Any]) -
 
 
 def resolve(flags: Flags, environ: Mapping[str, str] | None = None) -> ClientSettings:
-    """Each setting from the first place that has it: flag, environment, profile, default.
+    """Each setting from the first place that has it: flag, environment, profile, the
+    config file's top level, default.
 
     The API address has one more place before the default: the address this profile
     last logged in to, so that `vsense login --api-addr X` is enough to use X after.
@@ -150,6 +157,8 @@ def resolve(flags: Flags, environ: Mapping[str, str] | None = None) -> ClientSet
             return Setting(environ[variable], f"environment {variable}")
         if values.get(name):
             return Setting(str(values[name]), f"profile {profile.value!r} in {path}")
+        if config.get(name):
+            return Setting(config[name], f"config file {path}")
         if name == "api_addr":
             last = store.last_api_addr(profile.value or DEFAULT_PROFILE)
             if last:

@@ -169,6 +169,7 @@ def webhook(out: Printer, item: Webhook) -> None:
             ("url", item.url),
             ("type", item.webhook_type),
             ("actions", text(item.actions)),
+            ("events", text(item.events)),
             ("method", item.method),
             ("headers", text([f"{h.name}: {h.value}" for h in item.data.headers])),
             ("params", text([f"{p.name}={p.value}" for p in item.data.params])),

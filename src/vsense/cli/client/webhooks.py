@@ -10,7 +10,7 @@ import typer
 from vsense.cli.client import views
 from vsense.cli.client.context import CommandError, Context, command, parse_instant
 from vsense.client import NOT_GIVEN, NotGiven
-from vsense.client.models import Queued, WebhookTestResult
+from vsense.client.models import Queued, Webhook, WebhookTestResult
 
 webhooks_app = typer.Typer(
     help="Webhooks: where the platform sends device events, and what it sent.",
@@ -24,12 +24,16 @@ TypeOption = Annotated[
 ActionsOption = Annotated[
     str | None,
     typer.Option(
-        help="Events that trigger it, comma-separated: payload, keepalive, alert, status, image.",
+        help="Events that trigger it, comma or space separated: payload, keepalive, alert, "
+        "status, image (the console's labels too: 'Keep alive', 'Payload transfer').",
         show_default=False,
     ),
 ]
 MethodOption = Annotated[
-    str | None, typer.Option(help="POST, or GET (keepalive events only).", show_default=False)
+    str | None,
+    typer.Option(
+        help="POST, or GET (keepalive events only; the default for those).", show_default=False
+    ),
 ]
 HeaderOption = Annotated[
     list[str] | None,
@@ -92,14 +96,30 @@ def add_webhook(
         headers=_pairs(header, ":", "header"),
         params=_pairs(param, "=", "parameter"),
     )
-    cli.out.result(created, lambda item: views.webhook(cli.out, item))
+    _answer(cli, created)
     cli.out.secret("Signing secret", created.secret)
+
+
+def _answer(cli: Context, webhook: Webhook) -> None:
+    """An add's or an update's answer: the API's `{"data", "error"}` in JSON mode."""
+    if cli.out.json_mode:
+        cli.out.json({"data": webhook.api_json(), "error": []})
+    else:
+        views.webhook(cli.out, webhook)
 
 
 @command(webhooks_app, "update")
 def update_webhook(
     cli: Context,
-    webhook_id: WebhookId,
+    webhook_id: Annotated[
+        int | None, typer.Argument(help="The webhook's id; without it, the webhook of --device.")
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="The device whose webhook to change (its only one, or the one of --type)."
+        ),
+    ] = None,
     url: Annotated[str | None, typer.Option(help="New URL.")] = None,
     webhook_type: TypeOption = None,
     actions: ActionsOption = None,
@@ -112,8 +132,11 @@ def update_webhook(
     ] = None,
 ) -> None:
     """Change a webhook; only the options given change (--header/--param replace the lists)."""
+    if webhook_id is None and device is None:
+        raise CommandError("name the webhook by its id, or its device with --device")
     updated = cli.client().webhooks.update(
         webhook_id,
+        device_uuid=device,
         url=_given(url),
         webhook_type=_given(webhook_type),
         actions=_given(actions),
@@ -122,7 +145,7 @@ def update_webhook(
         headers=_pairs(header, ":", "header"),
         params=_pairs(param, "=", "parameter"),
     )
-    cli.out.result(updated, lambda item: views.webhook(cli.out, item))
+    _answer(cli, updated)
 
 
 @command(webhooks_app, "rm")

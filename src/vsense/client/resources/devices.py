@@ -79,10 +79,10 @@ class Devices(SyncResource):
     ) -> Page[Device]:
         """One page of the devices the caller may see.
 
-        `sort`: `name` (default), `refreshed`, `geo_city`, `geo_country` or `created`,
-        with a leading `-` for descending. `group`: a group's name or id, or `none`.
-        `is_online`: `True`/`False` (or the API's `Online`/`Offline`). `search`: a
-        substring of the name or client identifier.
+        `sort`: `name` (default), `refreshed`, `is_online` (ties by name), `geo_city`,
+        `geo_country` or `created`, with a leading `-` for descending. `group`: a
+        group's name or id, or `none`. `is_online`: `True`/`False` (or the API's
+        `Online`/`Offline`). `search`: a substring of the name or client identifier.
         """
         params = _list_query(sort, group, is_online, search, page, per_page)
         return self._client._call("GET", "/devices", cast=Page[Device], params=params)

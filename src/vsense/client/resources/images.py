@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import httpx
 
-from vsense.client._base import query, retry_after_seconds
+from vsense.client._base import query
 from vsense.client.errors import ImageCaptureError, status_error
 from vsense.client.models import CapturedImages, Image, ImageRequest, ImageRequestSummary, Page
 from vsense.client.resources._resource import AsyncResource, SyncResource, path
+from vsense.client.retry_after import retry_after_seconds
 
 DEFAULT_WAIT_S = 300.0
 DEFAULT_POLL_S = 2.0

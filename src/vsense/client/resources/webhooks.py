@@ -11,6 +11,7 @@ from typing import Any
 from vsense.client import signatures
 from vsense.client._base import isoformat, query
 from vsense.client.models import (
+    Answer,
     Delivery,
     Page,
     Queued,
@@ -44,6 +45,7 @@ def _webhook_body(
     actions: str | Sequence[str] | NotGiven,
     method: str | NotGiven,
     status: int | NotGiven,
+    active: bool | NotGiven,
     headers: NameValues | NotGiven,
     params: NameValues | NotGiven,
 ) -> dict[str, Any]:
@@ -55,7 +57,12 @@ def _webhook_body(
     if not isinstance(actions, str | NotGiven):
         actions = ",".join(actions)
     payload = body(
-        url=url, webhook_type=webhook_type, actions=actions, method=method, status=status
+        url=url,
+        webhook_type=webhook_type,
+        actions=actions,
+        method=method,
+        status=status,
+        active=active,
     )
     if data:
         payload["data"] = data
@@ -186,25 +193,29 @@ class Webhooks(SyncResource):
         actions: str | Sequence[str] | NotGiven = NOT_GIVEN,
         method: str | NotGiven = NOT_GIVEN,
         status: int | NotGiven = NOT_GIVEN,
+        active: bool | NotGiven = NOT_GIVEN,
         headers: NameValues | NotGiven = NOT_GIVEN,
         params: NameValues | NotGiven = NOT_GIVEN,
     ) -> WebhookCreated:
         """Add a webhook to a device (admins). `webhook_type`: `payload`, `keepalive` or
         `alert`; `actions`: the events that trigger it (`payload`, `keepalive`, `alert`,
-        `status`, `image`); `headers` and `params` are added to every call. The answer
-        carries the signing secret (`whsec_...`), shown once."""
-        payload = _webhook_body(url, webhook_type, actions, method, status, headers, params)
-        return self._client._call(
+        `status`, `image`, in a free string or a list); `method` defaults to GET for a
+        keepalive-only webhook, else POST; `active` is the same as `status` (1/0);
+        `headers` and `params` are added to every call. The answer carries the signing
+        secret (`whsec_...`), shown once."""
+        payload = _webhook_body(url, webhook_type, actions, method, status, active, headers, params)
+        answer = self._client._call(
             "POST",
             "/webhooks",
-            cast=WebhookCreated,
+            cast=Answer[WebhookCreated],
             params=query(device_uuid=device_uuid),
             json=payload,
         )
+        return answer.data
 
     def update(
         self,
-        webhook_id: int,
+        webhook_id: int | None = None,
         *,
         device_uuid: str | None = None,
         url: str | NotGiven = NOT_GIVEN,
@@ -212,18 +223,19 @@ class Webhooks(SyncResource):
         actions: str | Sequence[str] | NotGiven = NOT_GIVEN,
         method: str | NotGiven = NOT_GIVEN,
         status: int | NotGiven = NOT_GIVEN,
+        active: bool | NotGiven = NOT_GIVEN,
         headers: NameValues | NotGiven = NOT_GIVEN,
         params: NameValues | NotGiven = NOT_GIVEN,
     ) -> Webhook:
-        """Change the given fields of a webhook. `status=1` re-enables a disabled one."""
-        payload = _webhook_body(url, webhook_type, actions, method, status, headers, params)
-        return self._client._call(
-            "PUT",
-            f"/webhooks/{path(webhook_id)}",
-            cast=Webhook,
-            params=query(device_uuid=device_uuid),
-            json=payload,
+        """Change the given fields of a webhook. `status=1` (or `active=True`) re-enables a
+        disabled one. Without `webhook_id`, the webhook of `device_uuid` is changed (the
+        seed's form): the one of `webhook_type` if given, else the device's only one."""
+        payload = _webhook_body(url, webhook_type, actions, method, status, active, headers, params)
+        where = "/webhooks" if webhook_id is None else f"/webhooks/{path(webhook_id)}"
+        answer = self._client._call(
+            "PUT", where, cast=Answer[Webhook], params=query(device_uuid=device_uuid), json=payload
         )
+        return answer.data
 
     def delete(self, webhook_id: int) -> None:
         """Delete a webhook."""
@@ -278,22 +290,24 @@ class AsyncWebhooks(AsyncResource):
         actions: str | Sequence[str] | NotGiven = NOT_GIVEN,
         method: str | NotGiven = NOT_GIVEN,
         status: int | NotGiven = NOT_GIVEN,
+        active: bool | NotGiven = NOT_GIVEN,
         headers: NameValues | NotGiven = NOT_GIVEN,
         params: NameValues | NotGiven = NOT_GIVEN,
     ) -> WebhookCreated:
         """Add a webhook to a device (see `Webhooks.create`); the secret is shown once."""
-        payload = _webhook_body(url, webhook_type, actions, method, status, headers, params)
-        return await self._client._call(
+        payload = _webhook_body(url, webhook_type, actions, method, status, active, headers, params)
+        answer = await self._client._call(
             "POST",
             "/webhooks",
-            cast=WebhookCreated,
+            cast=Answer[WebhookCreated],
             params=query(device_uuid=device_uuid),
             json=payload,
         )
+        return answer.data
 
     async def update(
         self,
-        webhook_id: int,
+        webhook_id: int | None = None,
         *,
         device_uuid: str | None = None,
         url: str | NotGiven = NOT_GIVEN,
@@ -301,18 +315,19 @@ class AsyncWebhooks(AsyncResource):
         actions: str | Sequence[str] | NotGiven = NOT_GIVEN,
         method: str | NotGiven = NOT_GIVEN,
         status: int | NotGiven = NOT_GIVEN,
+        active: bool | NotGiven = NOT_GIVEN,
         headers: NameValues | NotGiven = NOT_GIVEN,
         params: NameValues | NotGiven = NOT_GIVEN,
     ) -> Webhook:
-        """Change the given fields of a webhook. `status=1` re-enables a disabled one."""
-        payload = _webhook_body(url, webhook_type, actions, method, status, headers, params)
-        return await self._client._call(
-            "PUT",
-            f"/webhooks/{path(webhook_id)}",
-            cast=Webhook,
-            params=query(device_uuid=device_uuid),
-            json=payload,
+        """Change the given fields of a webhook. `status=1` (or `active=True`) re-enables a
+        disabled one. Without `webhook_id`, the webhook of `device_uuid` is changed (the
+        seed's form): the one of `webhook_type` if given, else the device's only one."""
+        payload = _webhook_body(url, webhook_type, actions, method, status, active, headers, params)
+        where = "/webhooks" if webhook_id is None else f"/webhooks/{path(webhook_id)}"
+        answer = await self._client._call(
+            "PUT", where, cast=Answer[Webhook], params=query(device_uuid=device_uuid), json=payload
         )
+        return answer.data
 
     async def delete(self, webhook_id: int) -> None:
         """Delete a webhook."""
