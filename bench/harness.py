@@ -310,7 +310,7 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
                         organization_id=organization_id,
                         email="admin@bench.example",
                         name="Bench admin",
-                        password_hash=hash_password(secrets_password()),
+                        password_hash=await hash_password(secrets_password()),
                         role="admin",
                     )
                     .returning(User.id)

@@ -36,8 +36,13 @@ from vsense.kit import crypto
 from vsense.users import service as users_service
 
 POSTGRES_DATABASE = "vsense_client_tests"
-# Settings of the shared server: webhooks may call the tests' receivers on loopback.
-SERVER_ENVIRONMENT = {"VSENSE_WEBHOOK_ALLOW_PRIVATE": "1", "VSENSE_IMAGE_CAPTURE_TIMEOUT": "5"}
+# Settings of the shared server: webhooks may call the tests' receivers on loopback, and
+# every test logs in from the one loopback address.
+SERVER_ENVIRONMENT = {
+    "VSENSE_WEBHOOK_ALLOW_PRIVATE": "1",
+    "VSENSE_IMAGE_CAPTURE_TIMEOUT": "5",
+    "VSENSE_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "100000",
+}
 T = TypeVar("T")
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.factories import PASSWORD, Api, login
 
@@ -247,3 +251,183 @@ async def test_personal_token_cannot_log_out(api: Api) -> None:
     admin = await api.organization()
     token = api.as_token(await admin.personal_token(["devices:read"]))
     assert (await token.post("/api/v1/logout")).status_code == 403
+
+
+async def test_a_password_reset_ends_every_session_of_the_user(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    # A second session of the same user, refreshed once: its whole family must end.
+    second = await login(api.client, user.email, PASSWORD, admin.organization)
+    rotated = await api.client.post("/api/v1/refresh", json={"refresh_token": second.refresh_token})
+    newer = rotated.json()["data"]
+    newer_caller = api.as_token(newer["access_token"])
+    personal = api.as_token(await user.personal_token(["devices:read"]))
+    # Both callers are verified (and so cached) before the reset.
+    assert (await user.get("/api/v1/me")).status_code == 200
+    assert (await newer_caller.get("/api/v1/me")).status_code == 200
+    reset = await admin.put(
+        f"/api/v1/users/{user.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert reset.status_code == 200
+    assert (await user.get("/api/v1/me")).status_code == 401
+    assert (await newer_caller.get("/api/v1/me")).status_code == 401
+    for refresh_token in (user.refresh_token, newer["refresh_token"]):
+        refreshed = await api.client.post("/api/v1/refresh", json={"refresh_token": refresh_token})
+        assert refreshed.status_code == 401
+    # The new password opens a new session; personal tokens are kept (README: Accounts).
+    assert (await login(api.client, user.email, "a brand new passphrase", "")).token
+    assert (await personal.get("/api/v1/devices")).status_code == 200
+
+
+async def test_changing_ones_own_password_keeps_the_session_that_did_it(api: Api) -> None:
+    admin = await api.organization()
+    other_session = await login(api.client, admin.email, PASSWORD, admin.organization)
+    changed = await admin.put(
+        f"/api/v1/users/{admin.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert changed.status_code == 200
+    assert (await admin.get("/api/v1/me")).status_code == 200
+    assert (await other_session.get("/api/v1/me")).status_code == 401
+
+
+async def test_passwords_are_hashed_and_verified_off_the_event_loop_in_a_bounded_pool(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vsense.kit import crypto
+
+    admin = await api.organization()
+    bound = api.state.settings.password_hashing_threads
+    logins = bound * 3
+    loop_thread = threading.get_ident()
+    seen = {"inside": 0, "most": 0, "entered": 0}
+    threads: set[int] = set()
+    changed = threading.Condition()
+    real = crypto._hasher
+
+    class Watched:
+        """The real hasher, noting where it runs and how many run at once."""
+
+        def hash(self, password: str) -> str:
+            threads.add(threading.get_ident())
+            return real.hash(password)
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            threads.add(threading.get_ident())
+            with changed:
+                seen["inside"] += 1
+                seen["entered"] += 1
+                seen["most"] = max(seen["most"], seen["inside"])
+                changed.notify_all()
+                if threading.get_ident() != loop_thread:  # never block the loop itself
+                    # Hold on until another verification runs beside this one (or all
+                    # have started), so that the pool's bound is reached if it exists.
+                    changed.wait_for(
+                        lambda: seen["inside"] >= bound or seen["entered"] == logins, timeout=10
+                    )
+            try:
+                return real.verify(password_hash, password)
+            finally:
+                with changed:
+                    seen["inside"] -= 1
+                    changed.notify_all()
+
+    monkeypatch.setattr(crypto, "_hasher", Watched())
+    await admin.user()  # a hash
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/api/v1/login", json={"email": admin.email, "password": PASSWORD})
+            for _ in range(logins)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * logins
+    assert threads and loop_thread not in threads
+    assert seen["most"] == bound
+
+
+async def test_logins_are_limited_per_account_whether_they_succeed_or_not(api: Api) -> None:
+    admin = await api.organization()  # its login is the first attempt
+    limit = api.state.settings.login_max_attempts_per_email
+    for _ in range(limit - 1):
+        response = await admin.client.post(
+            "/api/v1/login", json={"email": admin.email.upper(), "password": PASSWORD}
+        )
+        assert response.status_code == 200
+    response = await admin.client.post(
+        "/api/v1/login", json={"email": admin.email, "password": PASSWORD}
+    )
+    assert response.status_code == 429
+    assert response.json()["code"] == 4029
+    assert int(response.headers["Retry-After"]) > 0
+    # The sessions already open go on.
+    assert (await admin.get("/api/v1/me")).status_code == 200
+
+
+async def test_logins_are_limited_per_address_whether_they_succeed_or_not(api: Api) -> None:
+    admin = await api.organization()  # its login is the first attempt from the address
+    user = await admin.user()  # the second
+    limit = 4
+    api.state.settings = api.state.settings.model_copy(
+        update={"login_max_attempts_per_address": limit}
+    )
+    for attempt in range(limit - 2):
+        caller = (admin, user)[attempt % 2]
+        assert (await login(api.client, caller.email, PASSWORD, "")).token
+    response = await admin.client.post(
+        "/api/v1/login", json={"email": user.email, "password": PASSWORD}
+    )
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_the_retention_job_purges_expired_sessions_and_spent_tokens(api: Api) -> None:
+    from sqlalchemy import func, select, update
+
+    from vsense.db import session_scope
+    from vsense.kit.crypto import token_digest
+    from vsense.models import RefreshToken, RefreshTokenFamily
+    from vsense.worker import BackgroundRuntime
+
+    admin = await api.organization()
+    ended = await login(api.client, admin.email, PASSWORD, admin.organization)
+    rotated = await api.client.post("/api/v1/refresh", json={"refresh_token": admin.refresh_token})
+    live_refresh_token = rotated.json()["data"]["refresh_token"]
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    async with session_scope(api.state.sessionmaker) as session:
+        # One session ran out, and so did the spent token of the session that goes on.
+        for raw in (ended.refresh_token, admin.refresh_token):
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == token_digest(raw))
+                .values(expires_at=past)
+            )
+    await BackgroundRuntime(api.state).purge_once()
+    async with session_scope(api.state.sessionmaker) as session:
+        families = await session.scalar(
+            select(func.count())
+            .select_from(RefreshTokenFamily)
+            .where(RefreshTokenFamily.user_id == admin.user_id)
+        )
+        tokens = await session.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .join(RefreshTokenFamily)
+            .where(RefreshTokenFamily.user_id == admin.user_id)
+        )
+    assert (families, tokens) == (1, 1)
+    assert (await ended.get("/api/v1/me")).status_code == 401
+    refreshed = await api.client.post("/api/v1/refresh", json={"refresh_token": live_refresh_token})
+    assert refreshed.status_code == 200
+
+
+async def test_answers_that_carry_credentials_are_not_stored_by_caches(api: Api) -> None:
+    admin = await api.organization()
+    logged_in = await admin.client.post(
+        "/api/v1/login", json={"email": admin.email, "password": PASSWORD}
+    )
+    refreshed = await admin.client.post(
+        "/api/v1/refresh", json={"refresh_token": logged_in.json()["data"]["refresh_token"]}
+    )
+    token = await admin.post("/api/v1/tokens", json={"name": "ci", "scopes": ["devices:read"]})
+    for response in (logged_in, refreshed, token):
+        assert response.status_code in (200, 201)
+        assert response.headers["Cache-Control"] == "no-store"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from vsense.state import AppState
 
+from vsense.accounts import service as accounts_service
 from vsense.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_first_admin
 from vsense.config import load_settings
+from vsense.db import session_scope
+from vsense.kit.errors import Unauthorized
 from vsense.migrate import upgrade_async
+from vsense.users import repository as users_repository
 
 
 def vsense(
@@ -86,6 +92,10 @@ def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
             "error:",
         ),
         (["--org", "Acme", "--email", "a@b.io", "--role", "admin"], "--password"),
+        (
+            ["--org", "Acme", "--email", "a@b.io", "--role", "admin", "--password", "password"],
+            "password: is too easy to guess",
+        ),
     ],
 )
 def test_create_user_refuses_bad_input_with_a_clear_message(
@@ -120,3 +130,58 @@ async def test_first_start_creates_one_admin_once(tmp_path: Path) -> None:
     assert credentials is not None and credentials.email == DEFAULT_ADMIN_EMAIL
     assert len(credentials.password) >= 12
     assert await ensure_first_admin(settings) is None
+
+
+async def test_update_user_changes_the_owners_credentials_and_ends_their_sessions(
+    tmp_path: Path,
+) -> None:
+    await asyncio.to_thread(vsense, ["admin", "create-org", "Acme"], tmp_path)
+    create = ["admin", "create-user", "--org", "Acme", "--email", "op@acme.io", "--role", "owner"]
+    created = await asyncio.to_thread(
+        vsense, [*create, "--password-stdin"], tmp_path, "a long enough password\n"
+    )
+    assert created.returncode == 0, created.stderr
+    state = AppState.build(load_settings(data_dir=tmp_path))
+    try:
+        async with session_scope(state.sessionmaker) as session:
+            before = await accounts_service.open_session(
+                session, state, await users_repository.get_user_by_email(session, "op@acme.io")
+            )
+        update = ["admin", "update-user", "--email", "OP@acme.io", "--new-email", "root@acme.io"]
+        updated = await asyncio.to_thread(
+            vsense, [*update, "--password-stdin"], tmp_path, "the owner's fresh passphrase\n"
+        )
+        assert updated.returncode == 0, updated.stderr
+        assert "owner root@acme.io" in updated.stdout and "sessions are ended" in updated.stdout
+        async with session_scope(state.sessionmaker) as session:
+            with pytest.raises(Unauthorized):
+                await accounts_service.refresh(session, state, before.refresh_token)
+        async with session_scope(state.sessionmaker) as session:
+            owner = await accounts_service.check_password(
+                session,
+                state,
+                email="root@acme.io",
+                password="the owner's fresh passphrase",
+                client_address="127.0.0.1",
+            )
+        assert owner.role == "owner"
+    finally:
+        await state.engine.dispose()
+
+
+def test_update_user_refuses_what_it_cannot_do_with_a_clear_message(tmp_path: Path) -> None:
+    vsense(["admin", "create-org", "Acme"], tmp_path)
+    args = ["--org", "Acme", "--role", "admin", "--password", "a long enough password"]
+    assert (
+        vsense(["admin", "create-user", "--email", "ad@acme.io", *args], tmp_path).returncode == 0
+    )
+    for update, message in (
+        (["--email", "nobody@acme.io", "--name", "x"], "No user"),
+        (["--email", "ad@acme.io"], "nothing to change"),
+        (["--email", "ad@acme.io", "--role", "standard"], "at least one admin"),
+        (["--email", "ad@acme.io", "--new-email", "not an email"], "email"),
+    ):
+        result = vsense(["admin", "update-user", *update], tmp_path)
+        assert result.returncode == 1, update
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

@@ -469,3 +469,27 @@ async def test_lone_surrogates_are_refused_in_every_stored_text(api: Api) -> Non
         content=json.dumps({"fw_version": "1.\ud800"}),
     )
     assert keepalive.status_code == 422, keepalive.text
+
+
+async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api) -> None:
+    from sqlalchemy import select
+
+    from vsense.models import DeviceCommand
+
+    admin = await api.organization()
+    device = await sensor(admin)
+    retention = api.state.settings.payload_retention
+    async with session_scope(api.state.sessionmaker) as session:
+        old = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
+        recent = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
+        old.created = utcnow() - retention - timedelta(days=1)
+        old.expires_at = old.created + api.state.settings.command_ttl
+        old_id, recent_id = old.id, recent.id
+    await BackgroundRuntime(api.state).purge_once()
+    async with session_scope(api.state.sessionmaker) as session:
+        left = set(
+            await session.scalars(
+                select(DeviceCommand.id).where(DeviceCommand.device_uuid == uuid.UUID(device.uuid))
+            )
+        )
+    assert left == {recent_id} and old_id not in left

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.factories import PASSWORD, Api, login
+import asyncio
+
+from tests.factories import PASSWORD, Api, login, unique
+from vsense.db import session_scope
+from vsense.users import repository as users_repository
 
 
 async def test_group_crud(api: Api) -> None:
@@ -127,3 +131,104 @@ async def test_deleting_a_user_ends_their_sessions(api: Api) -> None:
     user = await admin.user()
     assert (await admin.delete(f"/api/v1/users/{user.user_id}")).status_code == 204
     assert (await user.get("/api/v1/me")).status_code == 401
+
+
+async def test_an_admin_cannot_change_the_platform_owners_credentials_or_role(api: Api) -> None:
+    owner = await api.organization(role="owner")
+    admin = await owner.user(role="admin")
+    for body in (
+        {"email": "taken-over@example.com"},
+        {"password": "a brand new passphrase"},
+        {"role": "standard"},
+    ):
+        response = await admin.put(f"/api/v1/users/{owner.user_id}", json=body)
+        assert response.status_code == 403, body
+        assert response.json()["code"] == 4003
+        assert "command line" in response.json()["message"]
+    # Not even the owner, through the API: a stolen session must not lock the owner out.
+    response = await owner.put(
+        f"/api/v1/users/{owner.user_id}", json={"password": "a brand new passphrase"}
+    )
+    assert response.status_code == 403
+    assert (await admin.delete(f"/api/v1/users/{owner.user_id}")).status_code == 403
+    # Nothing changed: the owner logs in as before; the name is not a credential.
+    assert (await login(api.client, owner.email, PASSWORD, "")).token
+    renamed = await admin.put(f"/api/v1/users/{owner.user_id}", json={"name": "Operator"})
+    assert renamed.status_code == 200 and renamed.json()["email"] == owner.email
+
+
+async def _roles(api: Api, *user_ids: int) -> list[str | None]:
+    async with session_scope(api.state.sessionmaker) as session:
+        users = [await users_repository.get_user_by_id(session, i) for i in user_ids]
+    return [u.role if u else None for u in users]
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(api: Api) -> None:
+    for _ in range(3):  # each round is a fresh race
+        first = await api.organization()
+        second = await first.user(role="admin")
+        answers = await asyncio.gather(
+            first.put(f"/api/v1/users/{second.user_id}", json={"role": "standard"}),
+            second.put(f"/api/v1/users/{first.user_id}", json={"role": "standard"}),
+        )
+        # The loser is refused either by the rule (409) or, when the winner committed
+        # before it was authenticated, as the standard user it has become (403).
+        assert sorted(a.status_code for a in answers) in ([200, 403], [200, 409])
+        assert sorted(await _roles(api, first.user_id, second.user_id)) == ["admin", "standard"]
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one_admin(api: Api) -> None:
+    for _ in range(3):
+        first = await api.organization()
+        second = await first.user(role="admin")
+        answers = await asyncio.gather(
+            first.delete(f"/api/v1/users/{second.user_id}"),
+            second.put(f"/api/v1/users/{first.user_id}", json={"role": "standard"}),
+        )
+        outcomes = sorted(a.status_code for a in answers)
+        assert outcomes in ([204, 401], [204, 409], [200, 403], [200, 409]), outcomes
+        assert "admin" in await _roles(api, first.user_id, second.user_id)
+
+
+async def test_emails_differing_in_case_only_cannot_be_created_at_once(api: Api) -> None:
+    admin = await api.organization()
+    name = unique("race")
+    answers = await asyncio.gather(
+        *(
+            admin.post(
+                "/api/v1/users", json={"email": f"{local}@example.com", "password": PASSWORD}
+            )
+            for local in (name.capitalize(), name, name.upper())
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409]
+    assert all(a.json()["code"] == 4009 for a in answers if a.status_code == 409)
+
+
+async def test_commonly_used_passwords_are_refused_with_a_field_message(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    for password in ("password", " " * 8, "Password123!", "qwertyuiop", "vsense2026"):
+        email = f"{unique('someone')}@example.com"
+        for response in (
+            await admin.post("/api/v1/users", json={"email": email, "password": password}),
+            await admin.put(f"/api/v1/users/{user.user_id}", json={"password": password}),
+        ):
+            assert response.status_code == 422, password
+            [error] = response.json()["error"]
+            assert error["field"] == "password"
+            assert error["message"].startswith("is too easy to guess"), error
+    # One's own email is no password either.
+    email = f"{unique('jean.dupont')}@example.com"
+    response = await admin.post("/api/v1/users", json={"email": email, "password": email})
+    assert response.status_code == 422
+    # The user's password did not change.
+    assert (await login(api.client, user.email, PASSWORD, "")).token
+
+
+async def test_a_new_password_is_checked_against_the_users_own_email(api: Api) -> None:
+    admin = await api.organization()
+    user = await admin.user()
+    response = await admin.put(f"/api/v1/users/{user.user_id}", json={"password": user.email})
+    assert response.status_code == 422
+    assert response.json()["error"][0]["field"] == "password"

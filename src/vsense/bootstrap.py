@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
+from vsense.kit.passwords import generate_password
 from vsense.users import repository as users_repository
 from vsense.users import service as users_service
 
@@ -32,7 +32,7 @@ async def ensure_first_admin(settings: Settings) -> Credentials | None:
         async with session_scope(create_sessionmaker(engine)) as session:
             if await users_repository.count_users(session) > 0:
                 return None
-            password = secrets.token_urlsafe(12)
+            password = generate_password(12)
             await users_service.create_organization(session, DEFAULT_ORGANIZATION)
             await users_service.create_user_in(
                 session,

@@ -260,6 +260,29 @@ class Settings(BaseSettings):
         ge=timedelta(seconds=1),
         description="Window of the login throttle, seconds.",
     )
+    login_max_attempts_per_email: int = Field(
+        10,
+        ge=1,
+        description="Logins for one email, failed or not, within the attempt window before 429.",
+    )
+    login_max_attempts_per_address: int = Field(
+        30,
+        ge=1,
+        description="Logins from one client address, failed or not, within the attempt window "
+        "before 429.",
+    )
+    login_attempt_window: Duration = Field(
+        timedelta(minutes=1),
+        ge=timedelta(seconds=1),
+        description="Window of the login attempt limit, seconds.",
+    )
+    password_hashing_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads of a process that hash and verify passwords (argon2id, 64 MiB "
+        "each), away from the event loop; logins beyond them wait their turn.",
+    )
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

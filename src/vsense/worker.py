@@ -7,8 +7,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from vsense.accounts import repository as accounts_repository
+from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.gateway import repository as gateway_repository
 from vsense.gateway.mqtt import MqttBridge
@@ -50,8 +52,9 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
-        """Delete deliveries and payload logs that outlived their retention, a chunk per
-        transaction; returns the rows removed."""
+        """Delete deliveries, payload logs and device commands that outlived their
+        retention, and expired sessions, a chunk per transaction; returns the rows
+        removed."""
         now = now or utcnow()
         settings = self.parts.settings
         removed = 0
@@ -59,6 +62,8 @@ class BackgroundRuntime:
             (webhook_queue.purge, settings.delivery_retention),
             (payloads_repository.purge_messages, settings.payload_retention),
             (gateway_repository.purge_events, settings.payload_retention),
+            (commands_repository.purge_commands, settings.payload_retention),
+            (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
                 async with self.parts.database.write() as session:

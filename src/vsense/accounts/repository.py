@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import PersonalAccessToken, RefreshToken, RefreshTokenFamily, User
@@ -58,6 +58,23 @@ async def revoke_family(
         .where(RefreshTokenFamily.id == family_id, RefreshTokenFamily.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     )
+
+
+async def revoke_user_families(
+    session: AsyncSession,
+    user_id: int,
+    reason: str,
+    now: datetime,
+    *,
+    keep: uuid.UUID | None = None,
+) -> None:
+    """Revoke every open session of a user (but `keep`, when given)."""
+    statement = update(RefreshTokenFamily).where(
+        RefreshTokenFamily.user_id == user_id, RefreshTokenFamily.revoked_at.is_(None)
+    )
+    if keep is not None:
+        statement = statement.where(RefreshTokenFamily.id != keep)
+    await session.execute(statement.values(revoked_at=now, revoked_reason=reason))
 
 
 async def access_token_owner(
@@ -138,3 +155,36 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
 
 async def get_user_by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """A user, its row locked until the transaction ends (PostgreSQL; SQLite's write
+    transaction runs alone anyway)."""
+    return await session.scalar(select(User).where(User.id == user_id).with_for_update())
+
+
+async def purge_expired_sessions(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` sessions (families) whose every refresh token expired before
+    `before`, their tokens with them, then up to `limit` expired refresh tokens of the
+    sessions that go on (the spent ones rotation left behind); rows removed.
+
+    The access tokens of a deleted family are refused like a revoked one's.
+    """
+    alive = exists().where(
+        RefreshToken.family_id == RefreshTokenFamily.id, RefreshToken.expires_at >= before
+    )
+    dead = select(RefreshTokenFamily.id).where(~alive).limit(limit)
+    dead_ids = list((await session.scalars(dead)).all())
+    removed = 0
+    if dead_ids:
+        # Tokens first: SQLite's cascade would do it too, but only with foreign keys on.
+        tokens: Any = await session.execute(
+            delete(RefreshToken).where(RefreshToken.family_id.in_(dead_ids))
+        )
+        families: Any = await session.execute(
+            delete(RefreshTokenFamily).where(RefreshTokenFamily.id.in_(dead_ids))
+        )
+        removed += int(tokens.rowcount or 0) + int(families.rowcount or 0)
+    spent = select(RefreshToken.id).where(RefreshToken.expires_at < before).limit(limit)
+    expired: Any = await session.execute(delete(RefreshToken).where(RefreshToken.id.in_(spent)))
+    return removed + int(expired.rowcount or 0)

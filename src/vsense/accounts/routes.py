@@ -14,11 +14,14 @@ from vsense.accounts.schemas import (
     TokenCreate,
     TokenCreated,
 )
-from vsense.deps import SessionDep
+from vsense.db import session_scope
+from vsense.deps import DatabaseDep, SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
 
 router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
+# Answers that carry credentials are kept by no cache, shared or private (RFC 6749 5.1).
+NO_STORE = "no-store"
 
 
 @router.post(
@@ -28,12 +31,26 @@ router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
     summary="Log in with email and password",
 )
 async def login(
-    body: LoginRequest, request: Request, session: SessionDep, callers: CallersDep
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    callers: CallersDep,
+    database: DatabaseDep,
 ) -> LoginResponse:
     client_address = request.client.host if request.client else "unknown"
-    pair = await service.login(
-        session, callers, email=body.email, password=body.password, client_address=client_address
-    )
+    # Two units of work: the password is checked in autocommit, the session opened in
+    # a write transaction that never waits on argon2.
+    async with session_scope(database.read_sessionmaker, write=False) as session:
+        user = await service.check_password(
+            session,
+            callers,
+            email=body.email,
+            password=body.password,
+            client_address=client_address,
+        )
+    async with database.write() as session:
+        pair = await service.open_session(session, callers, user)
+    response.headers["Cache-Control"] = NO_STORE
     return LoginResponse(data=pair)
 
 
@@ -43,7 +60,10 @@ async def login(
     responses=error_responses(401, 422),
     summary="Spend a refresh token for a new pair",
 )
-async def refresh(body: RefreshRequest, session: SessionDep, callers: CallersDep) -> LoginResponse:
+async def refresh(
+    body: RefreshRequest, response: Response, session: SessionDep, callers: CallersDep
+) -> LoginResponse:
+    response.headers["Cache-Control"] = NO_STORE
     return LoginResponse(data=await service.refresh(session, callers, body.refresh_token))
 
 
@@ -81,9 +101,10 @@ async def list_tokens(
     summary="Create a personal access token; the token is shown once",
 )
 async def create_token(
-    body: TokenCreate, session: SessionDep, principal: PrincipalDep
+    body: TokenCreate, response: Response, session: SessionDep, principal: PrincipalDep
 ) -> TokenCreated:
     token, raw = await service.create_personal_token(session, principal, body)
+    response.headers["Cache-Control"] = NO_STORE
     return TokenCreated.model_validate({**Token.model_validate(token).model_dump(), "token": raw})
 
 

@@ -15,7 +15,7 @@ from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import LoginUser, Token, TokenCreate, TokenPair
 from vsense.accounts.scopes import effective_scopes
 from vsense.config import Settings
-from vsense.db import Database
+from vsense.db import Database, on_commit
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest, verify_password
 from vsense.kit.errors import (
@@ -43,17 +43,30 @@ AUTH_NAMESPACE = "bearer"
 
 class Callers:
     """What a process keeps to know its callers: the signing key of access tokens, the
-    login throttle, and verified bearers reused for `auth_cache_ttl` seconds."""
+    login throttles, and verified bearers reused for `auth_cache_ttl` seconds."""
 
     def __init__(self, settings: Settings, signing_key: str) -> None:
         self.settings = settings
         self.signing_key = signing_key
         self.throttle = FailureThrottle(window=settings.login_failure_window.total_seconds())
+        self.attempts = FailureThrottle(window=settings.login_attempt_window.total_seconds())
         self.cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
 
-    def forget_user(self, user_id: int) -> None:
-        """Drop the cached bearers of a user (its rights, tokens or sessions changed)."""
-        self.cache.invalidate(("user", user_id))
+    def forget_user(self, user_id: int, session: AsyncSession | None = None) -> None:
+        """Drop every cached caller of a user: its role, tokens or sessions changed.
+
+        With the session of the change, the callers are dropped again once it commits:
+        a request of the same user verified between now and the commit read the old
+        rows, and must not keep them for the cache's lifetime.
+        """
+        namespace = ("user", user_id)
+        self.cache.invalidate(namespace)
+        if session is not None:
+            on_commit(
+                session,
+                ("callers", id(self), user_id),
+                lambda: self.cache.invalidate(namespace),
+            )
 
 
 class RefreshTokenReused(Unauthorized):
@@ -62,10 +75,16 @@ class RefreshTokenReused(Unauthorized):
     commit_session = True
 
 
-async def login(
+async def check_password(
     session: AsyncSession, callers: Callers, *, email: str, password: str, client_address: str
-) -> TokenPair:
-    """Check the password (throttled per email and per address) and open a session."""
+) -> User:
+    """The user whose email and password these are. Throttled per email and per client
+    address: failures over `login_failure_window`, and every attempt over
+    `login_attempt_window`.
+
+    Run before the session's write transaction opens (`open_session`): argon2 takes tens
+    of milliseconds, and on SQLite a writer holds the database's only write lock.
+    """
     settings = callers.settings
     throttle = callers.throttle
     email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
@@ -75,12 +94,34 @@ async def login(
     )
     if wait:
         raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
+    # Every attempt counts, successful or not, before any work: argon2 costs the same
+    # either way, and concurrent attempts count as soon as they arrive.
+    attempts = callers.attempts
+    wait = max(
+        attempts.retry_after(email_key, settings.login_max_attempts_per_email),
+        attempts.retry_after(address_key, settings.login_max_attempts_per_address),
+    )
+    if wait:
+        raise TooManyRequests("Too many logins; wait before trying again.", retry_after=wait)
+    attempts.record(email_key)
+    attempts.record(address_key)
     user = await repository.get_user_by_email(session, email)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    if not await verify_password(user.password_hash if user else None, password) or user is None:
         throttle.record_failure(email_key)
         throttle.record_failure(address_key)
         raise Unauthorized(WRONG_CREDENTIALS)
     throttle.reset(email_key)
+    return user
+
+
+async def open_session(session: AsyncSession, callers: Callers, verified: User) -> TokenPair:
+    """A new session for a user `check_password` verified, unless the user or its
+    password changed in between. The user's row is locked, as a password change locks it
+    before it ends the sessions: one of the two waits for the other, so a new session is
+    either refused or ended, never missed."""
+    user = await repository.lock_user(session, verified.id)
+    if user is None or user.password_hash != verified.password_hash:
+        raise Unauthorized(WRONG_CREDENTIALS)
     family = await repository.create_family(session, user.id)
     return await _issue(session, callers, user, family.id)
 
@@ -98,7 +139,7 @@ async def refresh(session: AsyncSession, callers: Callers, refresh_token: str) -
         session, token.id, now
     ):
         await repository.revoke_family(session, family.id, "reuse", now)
-        callers.forget_user(family.user_id)
+        callers.forget_user(family.user_id, session)
         raise RefreshTokenReused(
             "The refresh token was already used; the session is revoked, log in again."
         )
@@ -115,7 +156,7 @@ async def logout(session: AsyncSession, callers: Callers, principal: Principal) 
     if principal.family_id is None:
         raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
     await repository.revoke_family(session, principal.family_id, "logout", utcnow())
-    callers.forget_user(principal.user_id)
+    callers.forget_user(principal.user_id, session)
 
 
 async def _issue(
@@ -169,6 +210,22 @@ async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> 
     callers.cache.put(AUTH_NAMESPACE, bearer, principal.user_id)
     callers.cache.put(("user", principal.user_id), bearer, (principal, expires_at))
     return principal
+
+
+async def end_sessions(
+    session: AsyncSession,
+    callers: Callers | None,
+    user_id: int,
+    *,
+    reason: str,
+    keep_family: uuid.UUID | None = None,
+) -> None:
+    """End every login session of a user (but `keep_family`): its refresh-token
+    families, and with them the access tokens, which name their family and are refused
+    once it is revoked. Personal access tokens are separate credentials and stay."""
+    await repository.revoke_user_families(session, user_id, reason, utcnow(), keep=keep_family)
+    if callers is not None:
+        callers.forget_user(user_id, session)
 
 
 async def _authenticate_access(
@@ -295,4 +352,4 @@ async def revoke_personal_token(
     require_scope(principal, "tokens:write")
     if not await repository.delete_personal_token(session, principal.user_id, token_id):
         raise NotFound("No such token.")
-    callers.forget_user(principal.user_id)
+    callers.forget_user(principal.user_id, session)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
 from dataclasses import dataclass
 from ipaddress import ip_network
@@ -27,6 +26,7 @@ from vsense.client import APIConnectionError, APIStatusError, AsyncClient
 from vsense.client.models import Device
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
+from vsense.kit.passwords import generate_password
 from vsense.migrate import upgrade_async
 from vsense.simulator.fleet import FleetStats, run_fleet
 from vsense.users import repository as users_repository
@@ -49,7 +49,7 @@ async def prepare_account(settings: Settings) -> DemoAccount:
     """The demo organization and admin, with a new password for this run, and an API
     token the simulated fleet uses to onboard its devices."""
     engine = create_engine(settings)
-    password = secrets.token_urlsafe(9)
+    password = generate_password(9)
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
             organization = await users_repository.get_organization_by_name(

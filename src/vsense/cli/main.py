@@ -83,6 +83,18 @@ def _migrate(settings: Settings) -> None:
         fail(f"could not migrate the database at {_redacted(settings)}: {exc}")
 
 
+def _invalid_input(exc: ValueError) -> str:
+    """One line naming each refused field, from the body model's validation error."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+    return str(exc).splitlines()[0] if str(exc) else "invalid input"
+
+
 def _redacted(settings: Settings) -> str:
     from sqlalchemy.engine.url import make_url
 
@@ -250,10 +262,57 @@ def create_user(
 
     try:
         user = _run(action)
-    except ValueError as exc:  # the body model's own checks (email, password length)
-        fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
+    except ValueError as exc:  # the body model's own checks (email, password)
+        fail(_invalid_input(exc))
         return
     typer.echo(f"created {user.role} {user.email} (id {user.id}) in {org!r}")
+
+
+@admin_app.command("update-user")
+def update_user(
+    email: Annotated[str, typer.Option(help="The user's current login email.")],
+    new_email: Annotated[str | None, typer.Option(help="A new login email.")] = None,
+    password: Annotated[str | None, typer.Option(help="A new password.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+    ] = False,
+    role: Annotated[str | None, typer.Option(help="admin, standard or owner.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Change a user's email, password, role or name; the only way to change the platform
+    owner's. A new password ends the user's sessions."""
+    from vsense.db import create_engine, create_sessionmaker, session_scope
+    from vsense.users import service
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("no password on standard input")
+    if new_email is None and password is None and role is None and name is None:
+        fail("nothing to change: give --new-email, --password, --role or --name")
+
+    async def action(settings: Settings) -> Any:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await service.update_user_in(
+                    session,
+                    email=email,
+                    new_email=new_email,
+                    password=password,
+                    role=role,
+                    name=name,
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        user = _run(action)
+    except ValueError as exc:  # the body model's own checks (email, password)
+        fail(_invalid_input(exc))
+        return
+    ended = "; their sessions are ended" if password is not None else ""
+    typer.echo(f"updated {user.role} {user.email} (id {user.id}){ended}")
 
 
 # The client commands (login, devices, webhooks, ...), after the server's in the help.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import DeviceCommand
@@ -74,3 +75,11 @@ async def complete_command(
         .returning(DeviceCommand.type)
     )
     return kind
+
+
+async def purge_commands(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` commands that expired before `before` (taken, answered or
+    not); rows removed."""
+    old = select(DeviceCommand.id).where(DeviceCommand.expires_at < before).limit(limit)
+    removed: Any = await session.execute(delete(DeviceCommand).where(DeviceCommand.id.in_(old)))
+    return int(removed.rowcount or 0)

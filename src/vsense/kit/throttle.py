@@ -1,4 +1,4 @@
-"""Counting failures per key over a sliding window (the login throttle)."""
+"""Counting events per key over a sliding window (the login throttle and attempt limit)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections import deque
 
 class FailureThrottle:
     """Remembers failure times per key; `retry_after` says how long a key must wait.
+
+    It counts any event alike: the login attempt limit is one of these fed with every
+    attempt (`record`), the failure throttle one fed with failures.
 
     Kept in process memory: each server process throttles on its own, so N processes
     allow at most N times the configured failures. Good enough to stop password
@@ -41,6 +44,10 @@ class FailureThrottle:
         return len(self._recent(key, time.monotonic()))
 
     def record_failure(self, key: str) -> None:
+        self.record(key)
+
+    def record(self, key: str) -> None:
+        """Count one event of `key` now."""
         if len(self._failures) >= self.max_keys:
             self._failures.clear()
         self._failures.setdefault(key, deque()).append(time.monotonic())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vsense.kit.time import utcnow
@@ -26,7 +26,8 @@ class User(CreatedMixin, Base):
     organization_id: Mapped[int] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    # Login is by email alone, so an email is unique across organizations.
+    # Login is by email alone, so an email is unique across organizations, whatever its
+    # case: the unique index on lower(email) below is also what logins look up.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(120), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -44,6 +45,9 @@ class Group(CreatedMixin, Base):
     )
     name: Mapped[str] = mapped_column(String(120))
     keepalive_interval: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+Index("uq_users_email_lower", func.lower(User.email), unique=True)
 
 
 user_groups = Table(

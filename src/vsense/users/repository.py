@@ -18,6 +18,12 @@ async def get_user_by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """A user, its row locked until the transaction ends (PostgreSQL; SQLite's write
+    transaction runs alone anyway)."""
+    return await session.scalar(select(User).where(User.id == user_id).with_for_update())
+
+
 async def get_user(session: AsyncSession, organization_id: int, user_id: int) -> User | None:
     return await session.scalar(
         select(User).where(User.id == user_id, User.organization_id == organization_id)
@@ -47,13 +53,19 @@ async def email_taken(session: AsyncSession, email: str, *, except_id: int | Non
     return await session.scalar(statement) is not None
 
 
-async def count_admins(session: AsyncSession, organization_id: int) -> int:
-    total = await session.scalar(
-        select(func.count())
-        .select_from(User)
+async def lock_admins(session: AsyncSession, organization_id: int) -> int:
+    """How many admins (the owner included) an organization has, their rows locked until
+    the transaction ends, so that two changes checking "at least one admin stays" run one
+    after the other. On PostgreSQL a waiting change then counts again without the rows
+    the first demoted or deleted; on SQLite the write transaction already serialises
+    writers (and FOR UPDATE is not rendered)."""
+    statement = (
+        select(User.id)
         .where(User.organization_id == organization_id, User.role.in_(("admin", "owner")))
+        .order_by(User.id)
+        .with_for_update()
     )
-    return int(total or 0)
+    return len((await session.scalars(statement)).all())
 
 
 async def add(session: AsyncSession, instance: User | Organization) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from vsense.accounts.schemas import GroupRef
+from vsense.kit.passwords import MIN_PASSWORD_LENGTH, password_problem
 from vsense.kit.schemas import RequestBody, Timestamp
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD_LENGTH = 8
 
 ApiRole = Literal["admin", "standard"]
 
@@ -20,6 +21,18 @@ def _check_email(value: str) -> str:
     value = value.strip()
     if not EMAIL_PATTERN.match(value):
         raise ValueError("must be an email address")
+    return value
+
+
+def _check_password(value: str | None, info: ValidationInfo) -> str | None:
+    """Refuse commonly used passwords, and ones close to the user's email or name (the
+    fields declared before `password`, when they were sent)."""
+    if value is None:
+        return None
+    known = [str(info.data[key]) for key in ("email", "name") if info.data.get(key)]
+    problem = password_problem(value, known)
+    if problem:
+        raise PydanticCustomError("password_too_easy", "{problem}", {"problem": problem})
     return value
 
 
@@ -41,6 +54,7 @@ class UserCreate(RequestBody):
     groups: list[int | str] = Field(default_factory=list, max_length=1000)
 
     _email = field_validator("email")(_check_email)
+    _password = field_validator("password")(_check_password)
 
 
 class UserUpdate(RequestBody):
@@ -54,3 +68,5 @@ class UserUpdate(RequestBody):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return None if value is None else _check_email(value)
+
+    _password = field_validator("password")(_check_password)

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import GroupRef, Me, OrganizationRef
-from vsense.accounts.service import Callers, require_scope
+from vsense.accounts.scopes import Role
+from vsense.accounts.service import Callers, end_sessions, require_scope
 from vsense.groups import repository as groups_repository
 from vsense.kit.crypto import hash_password
-from vsense.kit.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
+from vsense.kit.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+    field_error,
+)
 from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.passwords import password_problem
 from vsense.kit.schemas import Page
 from vsense.kit.text import text_problem
 from vsense.models import Organization
 from vsense.models import User as UserRow
 from vsense.users import repository
 from vsense.users.schemas import User, UserCreate, UserUpdate
+
+LAST_ADMIN = "An organization keeps at least one admin."
+# The platform owner is visible to its organization's admins (it is listed), so a change
+# refused to them is a 403, not a 404: there is nothing to hide, only a right they lack.
+OWNER_FROM_COMMAND_LINE = (
+    "The platform owner's email, password and role change from the command line only "
+    "(`vsense admin update-user`)."
+)
 
 
 async def describe_caller(session: AsyncSession, principal: Principal) -> Me:
@@ -98,7 +116,7 @@ async def create_user(session: AsyncSession, principal: Principal, body: UserCre
         organization_id=principal.organization_id,
         email=body.email,
         name=body.name,
-        password_hash=hash_password(body.password),
+        password_hash=await hash_password(body.password),
         role=body.role,
     )
     await repository.add(session, user)
@@ -110,54 +128,88 @@ async def update_user(
     session: AsyncSession, callers: Callers, principal: Principal, user_id: int, body: UserUpdate
 ) -> User:
     require_scope(principal, "users:write")
+    # Locked before the user is read, so that the rule and the change see the same rows.
+    admins = (
+        await repository.lock_admins(session, principal.organization_id)
+        if body.role == "standard"
+        else None
+    )
     user = await repository.get_user(session, principal.organization_id, user_id)
     if user is None:
         raise NotFound("No such user.")
     sent = body.model_fields_set
-    if body.email is not None and body.email.lower() != user.email.lower():
+    changes_email = body.email is not None and body.email != user.email
+    changes_role = body.role is not None and body.role != user.role
+    if user.role == Role.OWNER and (changes_email or body.password is not None or changes_role):
+        raise Forbidden(OWNER_FROM_COMMAND_LINE)
+    if body.email is not None and changes_email:
         if await repository.email_taken(session, body.email, except_id=user.id):
             raise Conflict("A user with this email already exists.")
         user.email = body.email
     if "name" in sent:
         user.name = body.name or ""
     if body.password is not None:
-        user.password_hash = hash_password(body.password)
-    if body.role is not None and body.role != user.role:
-        if user.role == "owner":
-            raise Conflict("The platform owner's role is changed from the command line only.")
-        if (
-            body.role == "standard"
-            and await repository.count_admins(session, principal.organization_id) <= 1
-        ):
-            raise Conflict("An organization keeps at least one admin.")
+        # The session that changes its own user's password goes on; every other ends.
+        own = user.id == principal.user_id
+        await _change_password(
+            session, callers, user, body.password, keep_family=principal.family_id if own else None
+        )
+    if body.role is not None and changes_role:
+        if admins is not None and admins <= 1:
+            raise Conflict(LAST_ADMIN)
         user.role = body.role
     if body.groups is not None:
         group_ids = await _group_ids(session, principal.organization_id, body.groups)
         await groups_repository.set_user_groups(session, user.id, group_ids)
     await session.flush()
-    callers.forget_user(user.id)
+    callers.forget_user(user.id, session)
     return (await _views(session, [user]))[0]
+
+
+async def _change_password(
+    session: AsyncSession,
+    callers: Callers | None,
+    user: UserRow,
+    password: str,
+    *,
+    keep_family: uuid.UUID | None = None,
+) -> None:
+    """A new password ends the user's login sessions (README: "Accounts and sessions").
+    The body model checked the password against what was sent; here it is checked
+    against the user's stored email and name too."""
+    problem = password_problem(password, [user.email, user.name])
+    if problem:
+        raise Unprocessable(
+            "The password is too easy to guess.", errors=[field_error("password", problem)]
+        )
+    user.password_hash = await hash_password(password)
+    await session.flush()  # locks the user's row first (see accounts.service.open_session)
+    await end_sessions(session, callers, user.id, reason="password", keep_family=keep_family)
 
 
 async def delete_user(
     session: AsyncSession, callers: Callers, principal: Principal, user_id: int
 ) -> None:
     require_scope(principal, "users:write")
+    admins = await repository.lock_admins(session, principal.organization_id)
     user = await repository.get_user(session, principal.organization_id, user_id)
     if user is None:
         raise NotFound("No such user.")
     if user.id == principal.user_id:
         raise Conflict("You cannot delete yourself.")
-    if user.role == "owner":
-        raise Conflict("The platform owner is removed from the command line only.")
+    if user.role == Role.OWNER:
+        raise Forbidden("The platform owner is removed from the command line only.")
+    if user.role == Role.ADMIN and admins <= 1:  # its deleter was demoted meanwhile
+        raise Conflict(LAST_ADMIN)
     await repository.delete_user(session, user)
-    callers.forget_user(user.id)
+    callers.forget_user(user.id, session)
 
 
 async def set_password(session: AsyncSession, user: UserRow, password: str) -> None:
-    """Give a user a new password (the demo resets its admin's at each start)."""
+    """Give a user a new password, ending their sessions (the demo resets its admin's at
+    each start)."""
     UserCreate(email=user.email, password=password)  # the same rules as anywhere else
-    user.password_hash = hash_password(password)
+    await _change_password(session, None, user, password)
     await session.flush()
 
 
@@ -197,8 +249,44 @@ async def create_user_in(
         organization_id=organization.id,
         email=checked.email,
         name=checked.name,
-        password_hash=hash_password(checked.password),
+        password_hash=await hash_password(checked.password),
         role=role,
     )
     await repository.add(session, user)
+    return user
+
+
+async def update_user_in(
+    session: AsyncSession,
+    *,
+    email: str,
+    new_email: str | None = None,
+    password: str | None = None,
+    role: str | None = None,
+    name: str | None = None,
+) -> UserRow:
+    """Change any user, the platform owner included (command line only). A new password
+    ends the user's sessions; an organization keeps at least one admin."""
+    if role is not None and role not in (Role.ADMIN, Role.STANDARD, Role.OWNER):
+        raise Unprocessable("The role must be admin, standard or owner.")
+    user = await repository.get_user_by_email(session, email)
+    if user is None:
+        raise NotFound(f"No user with the email {email!r}.")
+    if role == Role.STANDARD and user.role != Role.STANDARD:
+        admins = await repository.lock_admins(session, user.organization_id)
+        await session.refresh(user)  # as it is now that the admins are locked
+        if user.role != Role.STANDARD and admins <= 1:
+            raise Conflict(LAST_ADMIN)
+    checked = UserUpdate(email=new_email, password=password, name=name)
+    if checked.email is not None and checked.email != user.email:
+        if await repository.email_taken(session, checked.email, except_id=user.id):
+            raise Conflict("A user with this email already exists.")
+        user.email = checked.email
+    if checked.name is not None:
+        user.name = checked.name
+    if checked.password is not None:
+        await _change_password(session, None, user, checked.password)
+    if role is not None:
+        user.role = role
+    await session.flush()
     return user
