@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,10 @@ from tests.factories import Api, Caller
 from vsense.config import Settings, load_settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.devices import service as devices_service
+from vsense.devices.repository import DEVICE_COLUMNS
+from vsense.devices.schemas import Device as DeviceSchema
+from vsense.devices.schemas import DeviceList, DeviceOnboarded
+from vsense.devices.types import DeviceView
 from vsense.migrate import alembic_config, upgrade_async
 from vsense.models import Device, Organization
 
@@ -503,6 +508,58 @@ async def test_total_follows_new_devices(api: Api) -> None:
     assert (await admin.get("/api/v1/devices?per_page=2")).json()["meta"]["total"] == 3
     await admin.device()
     assert (await admin.get("/api/v1/devices?per_page=2")).json()["meta"]["total"] == 4
+
+
+async def test_written_devices_match_their_documented_shapes(api: Api) -> None:
+    # Devices are written by orjson from `DeviceView`; `Device` only documents them.
+    fields = [field.name for field in dataclasses.fields(DeviceView)]
+    assert fields == list(DeviceSchema.model_fields)
+    assert fields == [column.key for column in DEVICE_COLUMNS]
+    admin = await api.organization()
+    await admin.group("North")
+    onboarded = await admin.device(name="Shaped", group="North", app_type="VCZ")
+    assert list(DeviceOnboarded.model_validate(onboarded).model_dump()) == list(onboarded)
+    one = (await admin.get(f"/api/v1/devices/{onboarded['uuid']}")).json()
+    assert list(DeviceSchema.model_validate(one).model_dump()) == list(one) == fields
+    DeviceList.model_validate((await admin.get("/api/v1/devices")).json())
+
+
+async def test_a_missing_permission_is_answered_before_bad_parameters(api: Api) -> None:
+    admin = await api.organization()
+    device = await admin.device()
+    webhooks_only = api.as_token(await admin.personal_token(["webhooks:read"]))
+    for path in (
+        "/api/v1/devices?sort=colour&is_online=maybe&page=0",
+        f"/api/v1/devices/{device['uuid']}?page=0",
+        f"/api/v1/devices/{device['uuid']}/events?page=0",
+        f"/api/v1/devices/{device['uuid']}/payloads?page=0&since=never",
+        f"/api/v1/devices/{device['uuid']}/metrics?interval=5x",
+        "/api/v1/devices/not-a-uuid/events?page=0",
+    ):
+        response = await webhooks_only.get(path)
+        assert response.status_code == 403, path
+        assert "devices:read" in response.json()["message"]
+
+
+async def test_list_parameters_are_checked_in_order(api: Api) -> None:
+    admin = await api.organization()
+    device = (await admin.device())["uuid"]
+    answers = {
+        "/api/v1/devices?sort=colour&is_online=maybe&page=0": "`sort`",
+        "/api/v1/devices?is_online=maybe&page=0": "`is_online`",
+        "/api/v1/devices?page=0&per_page=0": "`page`",
+        f"/api/v1/devices/{uuid.uuid4()}/events?page=0": "No such device.",
+        "/api/v1/devices/not-a-uuid/payloads?page=0": "No such device.",
+        f"/api/v1/devices/{device}/events?per_page=501": "`per_page`",
+        f"/api/v1/devices/{device}/payloads?page=0&since=never": "`page`",
+        f"/api/v1/devices/{device}/payloads?since=never&until=never": "`since`",
+        f"/api/v1/devices/{device}/metrics?interval=5x&until=never": "`interval`",
+        f"/api/v1/devices/{device}/metrics?until=never&since=never": "`until`",
+    }
+    for path, expected in answers.items():
+        response = await admin.get(path)
+        assert response.status_code in (400, 404), path
+        assert response.json()["message"].startswith(expected), (path, response.text)
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])

@@ -133,6 +133,20 @@ async def test_deleting_a_user_ends_their_sessions(api: Api) -> None:
     assert (await user.get("/api/v1/me")).status_code == 401
 
 
+async def test_a_missing_permission_is_answered_before_a_bad_page(api: Api) -> None:
+    admin = await api.organization()
+    webhooks_only = api.as_token(await admin.personal_token(["webhooks:read"]))
+    for path, scope in (
+        ("/api/v1/groups?page=0", "devices:read"),
+        ("/api/v1/users?page=x", "users:read"),
+    ):
+        response = await webhooks_only.get(path)
+        assert response.status_code == 403 and scope in response.json()["message"]
+    for path in ("/api/v1/groups?page=0", "/api/v1/users?per_page=501"):
+        response = await admin.get(path)
+        assert response.status_code == 400 and response.json()["message"].startswith("`")
+
+
 async def test_an_admin_cannot_change_the_platform_owners_credentials_or_role(api: Api) -> None:
     owner = await api.organization(role="owner")
     admin = await owner.user(role="admin")

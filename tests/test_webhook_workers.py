@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.models import Webhook, WebhookDelivery
+from vsense.worker import BackgroundRuntime
 
 EVENTS = 300
 
@@ -212,3 +214,35 @@ async def test_two_workers_share_the_queue_without_sending_twice(
     statuses, reclaims = await _delivery_totals(api.state, webhook_id)
     assert statuses == {"succeeded": EVENTS}
     assert reclaims == 0
+
+
+@pytest.mark.faults
+async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
+    api: Api, state: Components
+) -> None:
+    # The receiver holds the first request 5 s; the stop's grace is 2 s.
+    state.settings = state.settings.model_copy(update={"shutdown_grace": timedelta(seconds=2)})
+    receiver = CountingReceiver(pause=0, hold_after=0)
+    runner = await _serve(receiver)
+    runtime = BackgroundRuntime(state)
+    try:
+        admin = await api.organization()
+        device = await sensor(admin)
+        created = await hook(admin, device.uuid, receiver.url)
+        runtime.start(ingest=False)
+        assert (await device.send(_message(int(time.time())))).status_code == 202
+        await asyncio.wait_for(receiver.holding.wait(), 30)
+        await runtime.stop()
+    finally:
+        await runner.cleanup()
+    async with session_scope(state.sessionmaker) as session:
+        delivery = (
+            await session.execute(
+                select(WebhookDelivery).where(WebhookDelivery.webhook_id == int(created["id"]))
+            )
+        ).scalar_one()
+    # Given back at once, no attempt spent: another dispatcher sends it now, not after
+    # its lease (the old stop waited for the request, past the grace period).
+    assert delivery.status == "pending"
+    assert delivery.lease_until is None
+    assert delivery.attempts == 0

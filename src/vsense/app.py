@@ -13,15 +13,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
 from vsense.components import Components
 from vsense.config import Settings, get_settings
+from vsense.db import is_unavailable
 from vsense.devices.routes import router as devices_router
+from vsense.gateway.gate import DEVICE_API, DeviceGateMiddleware
 from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
 from vsense.images.routes import device_router as image_upload_router
@@ -36,10 +40,12 @@ from vsense.kit.errors import (
     ServiceUnavailable,
     Unauthorized,
     Unprocessable,
+    database_unavailable,
     field_error,
 )
 from vsense.kit.http import API_PREFIX, json_response
 from vsense.kit.middleware import (
+    InFlightLimitMiddleware,
     MetricsMiddleware,
     NoSniffMiddleware,
     RequestGuardMiddleware,
@@ -47,6 +53,7 @@ from vsense.kit.middleware import (
 )
 from vsense.kit.parts import install_parts
 from vsense.kit.schemas import ErrorBody
+from vsense.kit.shutdown import on_stop_signal
 from vsense.payloads.routes import router as payloads_router
 from vsense.users.routes import me_router
 from vsense.users.routes import router as users_router
@@ -73,9 +80,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = BackgroundRuntime(parts)
+        app.state.background = runtime  # /readyz reports the MQTT bridge
+        undo_signals = on_stop_signal(runtime.stopping)
         if run_background:
             runtime.start()
-        yield
+        try:
+            yield
+        finally:
+            undo_signals()
         if run_background:
             await runtime.stop()
         if owns_state:
@@ -119,6 +131,11 @@ def create_app(
             "/device/v1/": settings.device_max_body_bytes,
         },
     )
+    # Before the size guard: a device request is authenticated before its body is read.
+    app.add_middleware(DeviceGateMiddleware, database=parts.database, device_auth=parts.device_auth)
+    app.add_middleware(
+        InFlightLimitMiddleware, limit=settings.max_requests_in_flight, exempt=_not_counted
+    )
     app.add_middleware(MetricsMiddleware, metrics=parts.metrics)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(NoSniffMiddleware)
@@ -130,6 +147,19 @@ def create_app(
     return app
 
 
+OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _not_counted(scope: Scope) -> bool:
+    """Requests outside the in-flight bound: long polls (they wait by design, holding
+    no body and no database connection) and the operations endpoints (so a saturated
+    process still says so)."""
+    path = scope["path"]
+    return path in OPERATIONS_PATHS or (
+        scope["method"] == "GET" and path == f"{DEVICE_API}commands"
+    )
+
+
 def _operations_router(parts: Components) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -139,15 +169,25 @@ def _operations_router(parts: Components) -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: the database answers",
-        responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
+        summary="Readiness: the database answers, and the MQTT bridge (when configured) is "
+        "connected",
+        responses={
+            503: {
+                "model": ErrorBody,
+                "description": "The database is unreachable, or the MQTT bridge is not connected",
+            }
+        },
     )
-    async def readyz() -> dict[str, str]:
+    async def readyz(request: Request) -> dict[str, str]:
         try:
             async with parts.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
+        runtime: BackgroundRuntime | None = getattr(request.app.state, "background", None)
+        bridge = runtime.mqtt if runtime is not None else None
+        if bridge is not None and not bridge.connected.is_set():
+            raise ServiceUnavailable("The MQTT bridge is not connected to its broker.")
         return {"status": "ready"}
 
     @router.get(
@@ -215,18 +255,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.info("data error answered 400: %s", exc.orig)
         return _error(BadRequest("A value is out of range or cannot be stored."))
 
-    async def unavailable(_: Request, exc: Exception) -> Response:
-        logger.warning("database unavailable: %s", exc)
-        return _error(ServiceUnavailable("The database is unavailable; retry shortly."))
+    async def database_error(_: Request, exc: Exception) -> Response:
+        # An outage (or a restart, a full pool, a locked file) is answered 503 with
+        # Retry-After so that devices send again; nothing was committed.
+        if is_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return _error(database_unavailable())
+        logger.exception("unexpected database error", exc_info=exc)
+        return _error(AppError("The server failed to complete the request."))
 
-    app.add_exception_handler(OperationalError, unavailable)
-    app.add_exception_handler(InterfaceError, unavailable)
-    app.add_exception_handler(ConnectionError, unavailable)
+    # Handled here rather than by the catch-all below, which the framework re-raises.
+    for error_class in (DBAPIError, PoolTimeoutError, OSError, *_driver_errors()):
+        app.add_exception_handler(error_class, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
+        if is_unavailable(exc):
+            return _error(database_unavailable())
         logger.exception("unexpected error", exc_info=exc)
         return _error(AppError("The server failed to complete the request."))
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """asyncpg's own errors, raised unwrapped when a connection is being opened."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _validation_to_app_error(exc: RequestValidationError) -> AppError:

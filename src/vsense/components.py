@@ -118,6 +118,7 @@ class Components:
             Commands: self.commands,
             Snapshots: self.snapshots,
             Gateway: self.gateway,
+            Metrics: self.metrics,
             DispatchParts: self,  # the `test` endpoint sends at once
         }
 

@@ -234,6 +234,21 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=10),
+        ge=timedelta(0),
+        le=timedelta(minutes=5),
+        description="Seconds a stopping process (SIGTERM) gives its work to end: long polls "
+        "answer at once, requests in progress and webhook sends in flight get this long, "
+        "then what is left is cancelled (unsent deliveries are released at once).",
+    )
+    max_requests_in_flight: int = Field(
+        256,
+        ge=1,
+        description="Requests one process serves at once (long polls and the health and "
+        "metrics endpoints not counted); more are answered 503 with Retry-After at once, "
+        "before their body is read.",
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted under /api/v1, bytes."
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -157,3 +158,47 @@ def _drop_on_rollback(session: Session) -> None:
 
 event.listen(Session, "after_commit", _run_on_commit)
 event.listen(Session, "after_rollback", _drop_on_rollback)
+
+
+# SQLSTATE classes of a database that is away or overloaded rather than of a bad
+# request: connection exception, insufficient resources (too many connections),
+# object not in prerequisite state ("not currently accepting connections", lock not
+# available), operator intervention (shutdown, terminated backend, starting up).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "55", "57"})
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot do the work now (outage, restart,
+    terminated connection, exhausted pool, locked file) so that the same request may
+    succeed when retried, as opposed to a fault of the request or of the code.
+
+    Errors surface differently per driver and moment: wrapped by SQLAlchemy
+    (`OperationalError`, `InterfaceError`, or a bare `DBAPIError` around asyncpg's
+    `AdminShutdownError`), raw from the driver at connect (`CannotConnectNowError`,
+    `ConnectionRefusedError`), or from the pool (`sqlalchemy.exc.TimeoutError`). The
+    chain of causes is walked, and PostgreSQL's SQLSTATE decides where there is one.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            sa_exc.OperationalError
+            | sa_exc.InterfaceError
+            | sa_exc.TimeoutError
+            | sa_exc.DisconnectionError
+            | OSError,
+        ):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _RETRY_SQLSTATES
+        ):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -33,6 +34,13 @@ class BackgroundRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt: MqttBridge | None = None
         self.dispatcher: Dispatcher | None = None
+        self.stop_asked: float | None = None  # monotonic time of the stop signal
+
+    def stopping(self) -> None:
+        """The process was asked to stop: open long polls answer now (empty)."""
+        if self.stop_asked is None:
+            self.stop_asked = time.monotonic()
+        self.parts.commands.waiters.stop()
 
     async def flush_liveness(self) -> int:
         return await self.parts.liveness.flush()
@@ -103,15 +111,26 @@ class BackgroundRuntime:
             self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
     async def stop(self) -> None:
+        """Stop the jobs within what is left of the grace period (`shutdown_grace` from
+        the stop signal): webhook sends in flight may end meanwhile, the rest are
+        released; then the signs of life noted in memory are written."""
+        self.stopping()
+        assert self.stop_asked is not None
+        grace = self.parts.settings.shutdown_grace.total_seconds()
+        left = grace - (time.monotonic() - self.stop_asked)
+        if self.dispatcher is not None:
+            self.dispatcher.finish_within = max(0.0, left - 1.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await self.parts.sender.close()
         try:
             await self.flush_liveness()  # what was noted before the stop
         except Exception:
             logger.exception("final liveness flush failed")
+        if self.mqtt is not None:
+            await self.mqtt.end_session()
+        await self.parts.sender.close()
 
     @staticmethod
     async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:

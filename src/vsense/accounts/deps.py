@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Request
@@ -43,3 +44,16 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def scoped_caller(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller, refused (403) without `scope` before its route's other
+    dependencies (a page, a query) are parsed, so that a caller without the permission
+    learns nothing from its parameters. The service checks the scope again: it is the
+    rule, this only puts the answer first."""
+
+    async def caller(principal: PrincipalDep) -> Principal:
+        service.require_scope(principal, scope)
+        return principal
+
+    return caller

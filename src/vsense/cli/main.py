@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -134,6 +135,9 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
+        # requests get the grace period, then are cancelled.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace.total_seconds()),
         # uvicorn's own would believe X-Forwarded-For from any local peer; the app
         # believes it only from `trusted_proxies`.
         proxy_headers=False,

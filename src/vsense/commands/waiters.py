@@ -13,6 +13,8 @@ class CommandWaiters:
 
     def __init__(self) -> None:
         self._events: dict[uuid.UUID, asyncio.Event] = {}
+        # Set when the process is asked to stop: every poll answers at once.
+        self.stopping = False
         # Told of every committed command too: the MQTT bridge pushes to its devices.
         self.listeners: list[Callable[[uuid.UUID], None]] = []
 
@@ -23,7 +25,15 @@ class CommandWaiters:
         for listener in self.listeners:
             listener(device)
 
+    def stop(self) -> None:
+        """The process is stopping: wake every poll, and let none wait again."""
+        self.stopping = True
+        for event in self._events.values():
+            event.set()
+
     async def wait(self, device: uuid.UUID, seconds: float) -> None:
+        if self.stopping:
+            return
         event = self._events.setdefault(device, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), seconds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
+from vsense.devices.types import DeviceFilter, DeviceOrder, DeviceSortKey
 from vsense.models import Device, DeviceCredential, DeviceEvent, Group, user_groups
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -48,45 +48,38 @@ DEVICE_COLUMNS = (
 # all in the same direction, so each order is served by one index. A null `refreshed`
 # counts as the oldest: first ascending, last descending (the natural order of SQLite,
 # and of the PostgreSQL index).
-SORT_COLUMNS: dict[str, Any] = {
-    "name": Device.name,
-    "refreshed": Device.refreshed,
-    "is_online": (Device.is_online, Device.name),
-    "geo_city": Device.geo_city,
-    "geo_country": Device.geo_country,
-    "created": Device.created,
+SORT_COLUMNS: dict[DeviceSortKey, Any] = {
+    DeviceSortKey.NAME: Device.name,
+    DeviceSortKey.REFRESHED: Device.refreshed,
+    DeviceSortKey.IS_ONLINE: (Device.is_online, Device.name),
+    DeviceSortKey.GEO_CITY: Device.geo_city,
+    DeviceSortKey.GEO_COUNTRY: Device.geo_country,
+    DeviceSortKey.CREATED: Device.created,
 }
 
+FilterShape = tuple[str, bool | None, bool]
 
-@dataclass(frozen=True, slots=True)
-class DeviceFilter:
-    """A parsed device-list query. `group` is a group's name or id; `without_group`
-    selects devices that have none."""
 
-    group: str | None = None
-    without_group: bool = False
-    is_online: bool | None = None
-    search: str | None = None
+def _shape(device_filter: DeviceFilter) -> FilterShape:
+    """What the SQL of a filter depends on, as opposed to the values bound into it."""
+    if device_filter.without_group:
+        group_mode = "none"
+    elif device_filter.group is None:
+        group_mode = "any"
+    else:
+        group_mode = "name_or_id" if _is_key(device_filter.group) else "name"
+    return group_mode, device_filter.is_online, bool(device_filter.search)
 
-    def shape(self) -> tuple[str, bool | None, bool]:
-        """What the SQL depends on, as opposed to the values bound into it."""
-        if self.without_group:
-            group_mode = "none"
-        elif self.group is None:
-            group_mode = "any"
-        else:
-            group_mode = "name_or_id" if _is_key(self.group) else "name"
-        return group_mode, self.is_online, bool(self.search)
 
-    def parameters(self) -> dict[str, Any]:
-        parameters: dict[str, Any] = {}
-        if self.group is not None and not self.without_group:
-            parameters["group_name"] = self.group
-            if _is_key(self.group):
-                parameters["group_id"] = int(self.group)
-        if self.search:
-            parameters["pattern"] = "%" + _escape_like(self.search.lower()) + "%"
-        return parameters
+def _filter_parameters(device_filter: DeviceFilter) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    if device_filter.group is not None and not device_filter.without_group:
+        parameters["group_name"] = device_filter.group
+        if _is_key(device_filter.group):
+            parameters["group_id"] = int(device_filter.group)
+    if device_filter.search:
+        parameters["pattern"] = "%" + _escape_like(device_filter.search.lower()) + "%"
+    return parameters
 
 
 # Read statements are built once per shape and take their values as bound parameters:
@@ -135,7 +128,7 @@ def _group_id(by_id: bool) -> ColumnElement[Any]:
     return func.coalesce(by_name, by_number)
 
 
-def _filter_clauses(shape: tuple[str, bool | None, bool]) -> list[ColumnElement[bool]]:
+def _filter_clauses(shape: FilterShape) -> list[ColumnElement[bool]]:
     group_mode, is_online, has_search = shape
     clauses: list[ColumnElement[bool]] = []
     if group_mode == "none":
@@ -156,26 +149,22 @@ def _filter_clauses(shape: tuple[str, bool | None, bool]) -> list[ColumnElement[
 
 
 @lru_cache(maxsize=1024)
-def _list_statement(
-    whole_organization: bool,
-    shape: tuple[str, bool | None, bool],
-    sort_key: str,
-    descending: bool,
-) -> AnySelect:
-    columns = SORT_COLUMNS[sort_key]
+def _list_statement(whole_organization: bool, shape: FilterShape, order: DeviceOrder) -> AnySelect:
+    columns = SORT_COLUMNS[order.key]
     column, *ties = columns if isinstance(columns, tuple) else (columns,)
-    if descending:
-        first = column.desc().nulls_last() if sort_key == "refreshed" else column.desc()
-        order = [first, *(tie.desc() for tie in ties), Device.uuid.desc()]
+    nullable = order.key is DeviceSortKey.REFRESHED
+    if order.descending:
+        first = column.desc().nulls_last() if nullable else column.desc()
+        ordering = [first, *(tie.desc() for tie in ties), Device.uuid.desc()]
     else:
-        first = column.asc().nulls_first() if sort_key == "refreshed" else column.asc()
-        order = [first, *(tie.asc() for tie in ties), Device.uuid.asc()]
+        first = column.asc().nulls_first() if nullable else column.asc()
+        ordering = [first, *(tie.asc() for tie in ties), Device.uuid.asc()]
     # The page's uuids are found first, on the index alone, then joined to the rest:
     # a deep page walks index entries instead of whole rows and their groups.
     page = (
         _visible(select(Device.uuid), whole_organization)
         .where(*_filter_clauses(shape))
-        .order_by(*order)
+        .order_by(*ordering)
         .offset(bindparam("offset", type_=Integer))
         .limit(bindparam("limit", type_=Integer))
         .subquery("page")
@@ -184,12 +173,12 @@ def _list_statement(
         select(*DEVICE_COLUMNS)
         .join(page, page.c.uuid == Device.uuid)
         .outerjoin(Group, Group.id == Device.group_id)
-        .order_by(*order)
+        .order_by(*ordering)
     )
 
 
 @lru_cache(maxsize=256)
-def _count_statement(whole_organization: bool, shape: tuple[str, bool | None, bool]) -> AnySelect:
+def _count_statement(whole_organization: bool, shape: FilterShape) -> AnySelect:
     statement: AnySelect = select(func.count()).select_from(Device)
     return _visible(statement, whole_organization).where(*_filter_clauses(shape))
 
@@ -215,18 +204,16 @@ async def list_devices(
     session: AsyncSession,
     principal: Principal,
     device_filter: DeviceFilter,
+    order: DeviceOrder,
     *,
-    sort_key: str,
-    descending: bool,
     offset: int,
     limit: int,
 ) -> Sequence[Row[Any]]:
-    statement = _list_statement(
-        principal.sees_whole_organization, device_filter.shape(), sort_key, descending
-    )
+    """A page of visible devices, as rows of `DEVICE_COLUMNS`."""
+    statement = _list_statement(principal.sees_whole_organization, _shape(device_filter), order)
     parameters = {
         **_caller(principal),
-        **device_filter.parameters(),
+        **_filter_parameters(device_filter),
         "offset": offset,
         "limit": limit,
     }
@@ -236,8 +223,9 @@ async def list_devices(
 async def count_devices(
     session: AsyncSession, principal: Principal, device_filter: DeviceFilter
 ) -> int:
-    statement = _count_statement(principal.sees_whole_organization, device_filter.shape())
-    rows = await _rows(session, statement, {**_caller(principal), **device_filter.parameters()})
+    statement = _count_statement(principal.sees_whole_organization, _shape(device_filter))
+    parameters = {**_caller(principal), **_filter_parameters(device_filter)}
+    rows = await _rows(session, statement, parameters)
     return int(rows[0][0])
 
 

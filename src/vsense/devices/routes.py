@@ -1,13 +1,20 @@
-"""HTTP routes of the device API: parse, authorize, call one service function."""
+"""HTTP routes of the device API: parse, authorize, call one service function.
+
+A device, and the device list, are written by orjson from the service's dataclasses
+(`types.DeviceView`, `types.DevicePage`): the list is the busiest read of the API, and
+a single device is shown in the same shape. `response_model` documents them; a test
+holds the two in step. Everything else is a pydantic model checked by FastAPI.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from vsense.accounts.deps import PrincipalDep
 from vsense.deps import CountsDep, SessionDep
 from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service
+from vsense.devices.deps import DeviceListingDep, DeviceReader, ReadableDevice
 from vsense.devices.schemas import (
     Device,
     DeviceCreate,
@@ -18,6 +25,7 @@ from vsense.devices.schemas import (
     DeviceUpdate,
 )
 from vsense.kit.http import API_PREFIX, error_responses, json_response
+from vsense.kit.pagination import PageParams
 from vsense.kit.schemas import Page
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
@@ -31,35 +39,12 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 )
 async def list_devices(
     session: SessionDep,
-    principal: PrincipalDep,
+    listing: DeviceListingDep,
+    paging: PageParams,
     counts: CountsDep,
-    sort: str | None = Query(
-        None,
-        description="name (default), -name, refreshed, -refreshed, is_online, -is_online "
-        "(ties by name), geo_city, -geo_city, geo_country, -geo_country, created, -created",
-    ),
-    group: str | None = Query(None, description="A group's name or id; `none` for no group"),
-    is_online: str | None = Query(
-        None, description="Online or Offline (also 1/0, true/false, any case)"
-    ),
-    search: str | None = Query(
-        None, description="Case-insensitive substring of name or client_identifier"
-    ),
-    page: str | None = Query(None, description="1-based page number, default 1"),
-    per_page: str | None = Query(None, description="Items per page, default 25, at most 500"),
 ) -> Response:
     return json_response(
-        await service.list_devices(
-            session,
-            principal,
-            counts,
-            sort=sort,
-            group=group,
-            is_online=is_online,
-            search=search,
-            page=page,
-            per_page=per_page,
-        )
+        await service.list_devices(session, listing.caller, counts, listing.query, paging)
     )
 
 
@@ -76,14 +61,20 @@ async def onboard_device(
     return json_response(await service.onboard_device(session, principal, counts, body), 201)
 
 
+# The device's UUID is parsed in the handler, not by a dependency: a dependency would
+# answer a malformed UUID (404) before FastAPI answers a bad body (422).
+
+
 @router.get(
     "/{device_uuid}",
     response_model=Device,
     responses=error_responses(401, 403, 404),
     summary="One device, not wrapped in `data`",
 )
-async def get_device(device_uuid: str, session: SessionDep, principal: PrincipalDep) -> Response:
-    return json_response(await service.get_device(session, principal, device_uuid))
+async def get_device(device_uuid: str, session: SessionDep, caller: DeviceReader) -> Response:
+    return json_response(
+        await service.get_device(session, caller, service.parse_device_uuid(device_uuid))
+    )
 
 
 _UPDATE_SUMMARY = (
@@ -104,7 +95,8 @@ async def update_device(
     principal: PrincipalDep,
     counts: CountsDep,
 ) -> Response:
-    return json_response(await service.update_device(session, principal, counts, device_uuid, body))
+    device = service.parse_device_uuid(device_uuid)
+    return json_response(await service.update_device(session, principal, counts, device, body))
 
 
 @router.patch(
@@ -136,7 +128,8 @@ async def delete_device(
     counts: CountsDep,
     device_auth: DeviceAuthDep,
 ) -> Response:
-    await service.delete_device(session, counts, device_auth, principal, device_uuid)
+    device = service.parse_device_uuid(device_uuid)
+    await service.delete_device(session, counts, device_auth, principal, device)
     return Response(status_code=204)
 
 
@@ -149,10 +142,9 @@ async def delete_device(
 )
 async def rotate_credentials(
     device_uuid: str, session: SessionDep, principal: PrincipalDep, device_auth: DeviceAuthDep
-) -> Response:
-    return json_response(
-        await service.rotate_credentials(session, device_auth, principal, device_uuid), 201
-    )
+) -> DeviceCredentials:
+    device = service.parse_device_uuid(device_uuid)
+    return await service.rotate_credentials(session, device_auth, principal, device)
 
 
 @router.get(
@@ -162,12 +154,6 @@ async def rotate_credentials(
     summary="The device's online/offline transitions, newest first",
 )
 async def list_events(
-    device_uuid: str,
-    session: SessionDep,
-    principal: PrincipalDep,
-    page: str | None = Query(None, description="1-based page number"),
-    per_page: str | None = Query(None, description="Items per page, at most 500"),
-) -> Response:
-    return json_response(
-        await service.list_events(session, principal, device_uuid, page=page, per_page=per_page)
-    )
+    device: ReadableDevice, session: SessionDep, paging: PageParams
+) -> Page[DeviceEvent]:
+    return await service.list_events(session, device, paging)

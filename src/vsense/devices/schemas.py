@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from vsense.kit.schemas import ListMeta, RequestBody
+from vsense.kit.schemas import ListMeta, RequestBody, Timestamp
 
 
 class AppType(StrEnum):
@@ -18,6 +18,7 @@ class AppType(StrEnum):
     VCW = "VCW"
 
 
+# Documents a device for the OpenAPI document; what is written is `types.DeviceView`.
 class Device(BaseModel):
     uuid: str
     name: str
@@ -44,7 +45,7 @@ class DeviceEvent(BaseModel):
     id: int
     status: Literal["online", "offline"]
     reason: str
-    created: str = Field(description="ISO 8601, UTC")
+    created: Timestamp = Field(description="ISO 8601, UTC")
 
 
 class DeviceList(BaseModel):
@@ -96,17 +97,3 @@ class DeviceCreate(RequestBody):
     geo_city: str = Field("", max_length=120)
     geo_country: str = Field("", max_length=60)
     keepalive_interval: int | None = Field(None, ge=10, le=86400)
-
-
-def device_json(row: Any, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """A device row (columns of `repository.DEVICE_COLUMNS`) as the API shows it.
-
-    Datetimes stay Python objects: `kit.http.json_response` writes them in the API's
-    format (ISO 8601 UTC with `Z`, whole seconds). Built by position, not by
-    attribute, because this runs for every device of every page; a page passes its
-    rows' `fields` once.
-    """
-    device = dict(zip(fields or row._fields, row, strict=True))
-    device["uuid"] = str(device["uuid"])
-    device["is_online"] = 1 if device["is_online"] else 0
-    return device

@@ -1,9 +1,8 @@
-"""The rules of the device API: query parsing, visibility, who may change what."""
+"""The rules of the device API: visibility, who may change what, the list's count."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,45 +10,24 @@ from vsense.accounts.principal import Principal
 from vsense.accounts.service import DEVICE_PREFIX, require_scope
 from vsense.device_auth.service import DeviceAuth
 from vsense.devices import repository
-from vsense.devices.repository import SORT_COLUMNS, DeviceFilter
-from vsense.devices.schemas import DeviceCreate, DeviceUpdate, device_json
+from vsense.devices.schemas import DeviceCreate, DeviceCredentials, DeviceEvent, DeviceUpdate
+from vsense.devices.types import (
+    DeviceFilter,
+    DeviceListQuery,
+    DevicePage,
+    DeviceView,
+    OnboardedDevice,
+    ReadableDeviceId,
+)
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest
-from vsense.kit.errors import BadRequest, NotFound, Unprocessable, field_error
-from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.errors import NotFound, Unprocessable, field_error
+from vsense.kit.pagination import PageRequest, page_meta
+from vsense.kit.schemas import ListMeta, Page
 from vsense.kit.time import utcnow
 from vsense.models import Device
 
-ONLINE_SPELLINGS = {
-    "online": True,
-    "1": True,
-    "true": True,
-    "offline": False,
-    "0": False,
-    "false": False,
-}
-SORT_VALUES = tuple(k for key in SORT_COLUMNS for k in (key, f"-{key}"))
-NO_GROUP = "none"
-
-
-def parse_sort(raw: str | None) -> tuple[str, bool]:
-    value = (raw or "name").strip()
-    descending = value.startswith("-")
-    key = value[1:] if descending else value
-    if key not in SORT_COLUMNS:
-        raise BadRequest(f"`sort` must be one of: {', '.join(SORT_VALUES)}.")
-    return key, descending
-
-
-def parse_is_online(raw: str | None) -> bool | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return ONLINE_SPELLINGS[raw.strip().lower()]
-    except KeyError:
-        raise BadRequest(
-            "`is_online` must be Online or Offline (also 1/0, true/false, any case)."
-        ) from None
+READ_SCOPE = "devices:read"
 
 
 def parse_device_uuid(raw: str) -> uuid.UUID:
@@ -60,50 +38,38 @@ def parse_device_uuid(raw: str) -> uuid.UUID:
         raise NotFound("No such device.") from None
 
 
+def require_read(principal: Principal) -> None:
+    """403 unless the caller may read devices."""
+    require_scope(principal, READ_SCOPE)
+
+
 async def list_devices(
     session: AsyncSession,
     principal: Principal,
     count_cache: TTLCache,
-    *,
-    sort: str | None,
-    group: str | None,
-    is_online: str | None,
-    search: str | None,
-    page: str | None,
-    per_page: str | None,
-) -> dict[str, Any]:
+    query: DeviceListQuery,
+    paging: PageRequest,
+) -> DevicePage:
     """The seed's `{"data", "meta"}` page of the devices the caller may see."""
-    require_scope(principal, "devices:read")
-    sort_key, descending = parse_sort(sort)
-    online = parse_is_online(is_online)
-    request = page_request(page, per_page)
-    group = group or None
-    without_group = group is not None and group.strip().lower() == NO_GROUP
-    device_filter = DeviceFilter(
-        group=None if without_group else group,
-        without_group=without_group,
-        is_online=online,
-        search=search or None,
-    )
+    require_read(principal)
+    device_filter = query.filter
     rows = await repository.list_devices(
         session,
         principal,
         device_filter,
-        sort_key=sort_key,
-        descending=descending,
-        offset=request.offset,
-        limit=request.per_page,
+        query.order,
+        offset=paging.offset,
+        limit=paging.per_page,
     )
-    fields = rows[0]._fields if rows else ()
     total = await _count(session, principal, device_filter, count_cache)
-    if request.offset == 0 and len(rows) < request.per_page:
+    if paging.offset == 0 and len(rows) < paging.per_page:
         total = len(rows)  # the first page holds everything: the count is exact for free
-    elif rows and total < request.offset + len(rows):
-        total = request.offset + len(rows)  # a cached count can lag behind new devices
-    return {
-        "data": [device_json(row, fields) for row in rows],
-        "meta": page_meta(request, total, len(rows)),
-    }
+    elif rows and total < paging.offset + len(rows):
+        total = paging.offset + len(rows)  # a cached count can lag behind new devices
+    return DevicePage(
+        data=[DeviceView.from_row(row) for row in rows],
+        meta=page_meta(paging, total, len(rows)),
+    )
 
 
 async def _count(
@@ -122,55 +88,48 @@ async def _count(
 
 
 async def visible_device(
-    session: AsyncSession, principal: Principal, device_uuid: str
-) -> uuid.UUID:
-    """The UUID of a device the caller may read; 404 otherwise."""
-    require_scope(principal, "devices:read")
-    row = await repository.get_device_row(session, principal, parse_device_uuid(device_uuid))
+    session: AsyncSession, principal: Principal, device_uuid: str | uuid.UUID
+) -> ReadableDeviceId:
+    """The UUID of a device the caller may read; 404 otherwise (a malformed UUID too)."""
+    require_read(principal)
+    parsed = device_uuid if isinstance(device_uuid, uuid.UUID) else parse_device_uuid(device_uuid)
+    row = await repository.get_device_row(session, principal, parsed)
     if row is None:
         raise NotFound("No such device.")
-    return uuid.UUID(str(row.uuid))
+    return ReadableDeviceId(uuid.UUID(str(row.uuid)))
 
 
 async def list_events(
-    session: AsyncSession,
-    principal: Principal,
-    device_uuid: str,
-    *,
-    page: str | None,
-    per_page: str | None,
-) -> dict[str, Any]:
+    session: AsyncSession, device: ReadableDeviceId, paging: PageRequest
+) -> Page[DeviceEvent]:
     """A device's online/offline transitions, newest first."""
-    device = await visible_device(session, principal, device_uuid)
-    request = page_request(page, per_page)
     events, total = await repository.list_events(
-        session, device, offset=request.offset, limit=request.per_page
+        session, device, offset=paging.offset, limit=paging.per_page
     )
-    return {
-        "data": [
-            {"id": e.id, "status": e.status, "reason": e.reason, "created": e.created}
+    return Page[DeviceEvent](
+        data=[
+            DeviceEvent(id=e.id, status=e.status, reason=e.reason, created=e.created)
             for e in events
         ],
-        "meta": page_meta(request, total, len(events)),
-    }
+        meta=ListMeta.model_validate(page_meta(paging, total, len(events))),
+    )
 
 
 async def get_device(
-    session: AsyncSession, principal: Principal, device_uuid: str
-) -> dict[str, Any]:
-    require_scope(principal, "devices:read")
-    row = await repository.get_device_row(session, principal, parse_device_uuid(device_uuid))
+    session: AsyncSession, principal: Principal, device_uuid: uuid.UUID
+) -> DeviceView:
+    require_read(principal)
+    row = await repository.get_device_row(session, principal, device_uuid)
     if row is None:
         raise NotFound("No such device.")
-    return device_json(row)
+    return DeviceView.from_row(row)
 
 
 async def _changeable_device(
-    session: AsyncSession, principal: Principal, device_uuid: str
+    session: AsyncSession, principal: Principal, device_uuid: uuid.UUID
 ) -> Device:
-    parsed = parse_device_uuid(device_uuid)
     # Visibility first: a device the caller cannot see is 404 whatever its rights.
-    device = await repository.get_device(session, principal, parsed)
+    device = await repository.get_device(session, principal, device_uuid)
     if device is None:
         raise NotFound("No such device.")
     require_scope(principal, "devices:write")
@@ -191,10 +150,10 @@ async def update_device(
     session: AsyncSession,
     principal: Principal,
     count_cache: TTLCache,
-    device_uuid: str,
+    device_uuid: uuid.UUID,
     body: DeviceUpdate,
-) -> dict[str, Any]:
-    """Apply the fields that were sent; 200 with the device as it now is."""
+) -> DeviceView:
+    """Apply the fields that were sent; the device as it now is."""
     device = await _changeable_device(session, principal, device_uuid)
     sent = body.model_fields_set
     for field in ("name", "client_identifier", "geo_city", "geo_country"):
@@ -208,12 +167,12 @@ async def update_device(
         )
     await session.flush()
     count_cache.invalidate(principal.organization_id)
-    return await get_device(session, principal, str(device.uuid))
+    return await get_device(session, principal, device.uuid)
 
 
 async def onboard_device(
     session: AsyncSession, principal: Principal, count_cache: TTLCache, body: DeviceCreate
-) -> dict[str, Any]:
+) -> OnboardedDevice:
     """A new device and its token (shown once)."""
     require_scope(principal, "devices:write")
     group_id = None if body.group is None else await _resolve_group(session, principal, body.group)
@@ -236,7 +195,8 @@ async def onboard_device(
     token = new_token(DEVICE_PREFIX)
     await repository.add_device(session, device, token_digest(token))
     count_cache.invalidate(principal.organization_id)
-    return {**await get_device(session, principal, str(device.uuid)), "device_token": token}
+    view = await get_device(session, principal, device.uuid)
+    return OnboardedDevice(**vars(view), device_token=token)
 
 
 async def delete_device(
@@ -244,7 +204,7 @@ async def delete_device(
     count_cache: TTLCache,
     device_auth: DeviceAuth,
     principal: Principal,
-    device_uuid: str,
+    device_uuid: uuid.UUID,
 ) -> None:
     device = await _changeable_device(session, principal, device_uuid)
     await repository.delete_device(session, device)
@@ -253,14 +213,14 @@ async def delete_device(
 
 
 async def rotate_credentials(
-    session: AsyncSession, device_auth: DeviceAuth, principal: Principal, device_uuid: str
-) -> dict[str, str]:
+    session: AsyncSession, device_auth: DeviceAuth, principal: Principal, device_uuid: uuid.UUID
+) -> DeviceCredentials:
     """A new device token; the old one stops working at once."""
     device = await _changeable_device(session, principal, device_uuid)
     token = new_token(DEVICE_PREFIX)
     await repository.replace_credential(session, device.uuid, token_digest(token))
     device_auth.forget()
-    return {"uuid": str(device.uuid), "device_token": token}
+    return DeviceCredentials(uuid=str(device.uuid), device_token=token)
 
 
 async def device_for_token(session: AsyncSession, token: str) -> uuid.UUID | None:

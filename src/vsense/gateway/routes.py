@@ -11,10 +11,12 @@ from vsense.device_auth.deps import AuthorizationHeader, DeviceDep
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
 from vsense.gateway.service import MAX_WAIT, Gateway
 from vsense.kit.http import error_responses, json_response
+from vsense.kit.metrics import Metrics
 from vsense.kit.parts import part
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 GatewayDep = Annotated[Gateway, Depends(part(Gateway))]
+MetricsDep = Annotated[Metrics, Depends(part(Metrics))]
 
 
 @router.post("/keepalive", response_model=Commands, responses=error_responses(401, 422))
@@ -53,11 +55,14 @@ async def payloads(
 @router.get("/commands", response_model=Commands, responses=error_responses(400, 401))
 async def commands(
     gateway: GatewayDep,
+    metrics: MetricsDep,
     authorization: AuthorizationHeader = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 25,
 ) -> Response:
     """Long poll: pending commands as soon as there are some, or [] after `wait` s."""
-    return json_response({"commands": await gateway.wait_for_commands(authorization, wait)})
+    with metrics.long_polls.track_inprogress():
+        found = await gateway.wait_for_commands(authorization, wait)
+    return json_response({"commands": found})
 
 
 @router.post(

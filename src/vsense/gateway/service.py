@@ -120,7 +120,8 @@ class Gateway:
         return kept
 
     async def wait_for_commands(self, header: str | None, wait: float) -> list[CommandJson]:
-        """The long poll: pending commands as soon as there are some, or [] after `wait`.
+        """The long poll: pending commands as soon as there are some, or [] after `wait`
+        (or at once when the process is stopping).
 
         Opens its own sessions: each look at the database is a short read of its own, so
         a waiting device holds no connection, and many waiting devices do not queue for
@@ -147,7 +148,7 @@ class Gateway:
                 if commands:
                     return commands
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self.commands.waiters.stopping:
                 return []
             await self.commands.wait(device.uuid, min(remaining, POLL_INTERVAL))
 

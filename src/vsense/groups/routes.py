@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from typing import Annotated
 
-from vsense.accounts.deps import PrincipalDep
+from fastapi import APIRouter, Depends, Response
+
+from vsense.accounts.deps import PrincipalDep, scoped_caller
+from vsense.accounts.principal import Principal
 from vsense.deps import CountsDep, SessionDep
 from vsense.groups import service
 from vsense.groups.schemas import Group, GroupCreate, GroupUpdate
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
+from vsense.kit.pagination import PageParams
 from vsense.kit.schemas import Page
 
 router = APIRouter(prefix=f"{API_PREFIX}/groups", tags=["groups"])
@@ -17,12 +21,11 @@ router = APIRouter(prefix=f"{API_PREFIX}/groups", tags=["groups"])
 @router.get("", response_model=Page[Group], responses=error_responses(400, 401, 403))
 async def list_groups(
     session: SessionDep,
-    principal: PrincipalDep,
-    page: str | None = Query(None, description="1-based page number"),
-    per_page: str | None = Query(None, description="Items per page, at most 500"),
+    caller: Annotated[Principal, Depends(scoped_caller("devices:read"))],
+    paging: PageParams,
 ) -> Page[Group]:
     """Groups the caller sees: all of the organization for admins, their own otherwise."""
-    return await service.list_groups(session, principal, page=page, per_page=per_page)
+    return await service.list_groups(session, caller, paging)
 
 
 @router.post(

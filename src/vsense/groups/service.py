@@ -12,7 +12,7 @@ from vsense.groups import repository
 from vsense.groups.schemas import Group, GroupCreate, GroupUpdate
 from vsense.kit.cache import TTLCache
 from vsense.kit.errors import Conflict, NotFound
-from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.pagination import PageRequest, page_meta
 from vsense.kit.schemas import Page
 from vsense.models import Group as GroupRow
 
@@ -34,10 +34,9 @@ async def _views(session: AsyncSession, groups: Sequence[GroupRow]) -> list[Grou
 
 
 async def list_groups(
-    session: AsyncSession, principal: Principal, *, page: str | None, per_page: str | None
+    session: AsyncSession, principal: Principal, request: PageRequest
 ) -> Page[Group]:
     require_scope(principal, "devices:read")
-    request = page_request(page, per_page)
     groups, total = await repository.list_groups(
         session, principal, offset=request.offset, limit=request.per_page
     )

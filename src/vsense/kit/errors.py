@@ -92,6 +92,21 @@ class ServiceUnavailable(AppError):
     status_code, code = 503, 5003
     default_message = "A dependency of the server is unavailable."
 
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(max(1, retry_after))})
+        super().__init__(message, **kwargs)
+
+
+DATABASE_RETRY_AFTER = 2  # seconds a client is asked to wait when the database is away
+
+
+def database_unavailable() -> ServiceUnavailable:
+    """The answer while the database cannot be reached: 503, retry shortly."""
+    return ServiceUnavailable(
+        f"The database is unavailable; retry in {DATABASE_RETRY_AFTER} s.",
+        retry_after=DATABASE_RETRY_AFTER,
+    )
+
 
 def field_error(field: str, message: str) -> dict[str, Any]:
     """One entry of the envelope's `error` list."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -26,8 +26,26 @@ class Metrics:
         self.mqtt_messages = Counter(
             "vsense_mqtt_messages",
             "Messages the MQTT bridge received, by outcome (accepted, unknown_device, "
-            "bad_topic, invalid, failed).",
+            "bad_topic, invalid; retried: left unacknowledged for the broker to resend; "
+            "failed: dropped after repeated failures).",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.long_polls = Gauge(
+            "vsense_device_long_polls",
+            "Long polls (GET /device/v1/commands) waiting for commands now.",
+            registry=self.registry,
+        )
+        self.mqtt_bridge_failures = Counter(
+            "vsense_mqtt_bridge_failures",
+            "Times the MQTT bridge left its broker to come back, by reason (broker, "
+            "database: unavailable, error: anything else).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.mqtt_bridge_connected = Gauge(
+            "vsense_mqtt_bridge_connected",
+            "1 while the MQTT bridge is connected and subscribed, else 0.",
             registry=self.registry,
         )
         self.payloads_dropped = Counter(

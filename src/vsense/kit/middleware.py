@@ -1,16 +1,16 @@
-"""Pure ASGI middleware: request guard (NUL, body size), request metrics, and the
-headers every response carries."""
+"""Pure ASGI middleware: request guard (NUL, body size), the bound on requests in
+flight, request metrics, and the headers every response carries."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vsense.kit.errors import AppError, BadRequest, PayloadTooLarge
+from vsense.kit.errors import AppError, BadRequest, PayloadTooLarge, ServiceUnavailable
 from vsense.kit.metrics import Metrics
 
 logger = logging.getLogger("vsense")
@@ -20,22 +20,30 @@ logger = logging.getLogger("vsense")
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
-async def send_error(send: Send, error: Any) -> None:
+async def send_error(send: Send, error: AppError) -> None:
+    """Answer with `error` in the envelope, its headers (Retry-After, ...) included."""
     body = orjson.dumps(error.body())
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         NOSNIFF,
     ]
+    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    """Raised into the application when it reads past the limit; it stops reading."""
 
 
 class RequestGuardMiddleware:
     """Refuses NUL characters in the URL (400) and bodies over `max_bytes` (413).
 
     A declared Content-Length is checked before anything is read; a chunked body is
-    read up to the limit and replayed to the application.
+    counted as the application reads it, and the read that goes past the limit ends the
+    request with 413. Nothing is buffered here: a request the application refuses
+    before reading (a device without a valid token) costs none of its body.
     """
 
     def __init__(
@@ -81,30 +89,73 @@ class RequestGuardMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
+        await self._limited(scope, receive, send, max_bytes, too_large)
+
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, max_bytes: int, too_large: AppError
+    ) -> None:
         size = 0
-        while True:
+        overflowed = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal size, overflowed
             message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_bytes:
-                await send_error(send, too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > max_bytes:
+                    overflowed = True
+                    raise _BodyTooLarge
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if overflowed:
+                return  # whatever the application makes of the aborted read: ours is 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            if not overflowed:
+                raise
+        if overflowed and not started:
+            await send_error(send, too_large)
+
+
+class InFlightLimitMiddleware:
+    """At most `limit` requests in this process at once; the next ones are answered 503
+    with Retry-After at once, before anything of their body is read, rather than queued
+    (a queue would hold their connections and memory as well). `exempt` requests (long
+    polls, which wait by design, and the health and metrics endpoints) are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: Callable[[Scope], bool]) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send_error(
+                send,
+                ServiceUnavailable(
+                    "The server has too many requests in progress; retry in 1 s.", retry_after=1
+                ),
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class MetricsMiddleware:

@@ -1,9 +1,15 @@
-"""Page numbers and the seed's `meta` block, used by every list."""
+"""Page numbers and the seed's `meta` block, used by every list.
+
+Routes take a page as `PageParams`, a dependency that parses `page` and `per_page`
+at the edge, and hand the parsed `PageRequest` to their service.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, TypedDict
+
+from fastapi import Depends, Query
 
 from vsense.kit.errors import BadRequest
 
@@ -33,6 +39,24 @@ def page_request(page: str | None, per_page: str | None) -> PageRequest:
     )
 
 
+async def page_params(
+    page: Annotated[str | None, Query(description="1-based page number, default 1")] = None,
+    per_page: Annotated[
+        str | None, Query(description=f"Items per page, default 25, at most {MAX_PER_PAGE}")
+    ] = None,
+) -> PageRequest:
+    """The page a list route was asked for.
+
+    Both are read as text and parsed here, so that a bad value is answered with the
+    same 400 naming the parameter on every list, not with a generic validation error.
+    Async on purpose: FastAPI runs plain-function dependencies in a thread pool.
+    """
+    return page_request(page, per_page)
+
+
+PageParams = Annotated[PageRequest, Depends(page_params)]
+
+
 def _positive_int(name: str, raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
@@ -45,7 +69,22 @@ def _positive_int(name: str, raw: str | None, default: int, maximum: int) -> int
     return value
 
 
-def page_meta(request: PageRequest, total: int, count: int) -> dict[str, Any]:
+# `from` is a Python keyword, hence the functional form.
+PageMeta = TypedDict(
+    "PageMeta",
+    {
+        "current_page": int,
+        "from": int,
+        "last_page": int,
+        "per_page": int,
+        "total": int,
+        "to": int,
+        "total_pages": int,
+    },
+)
+
+
+def page_meta(request: PageRequest, total: int, count: int) -> PageMeta:
     """The seed's `meta`: 1-based `from`/`to` (0 on an empty page), `last_page` >= 1."""
     total_pages = max(1, -(-total // request.per_page))
     first = request.offset + 1 if count else 0

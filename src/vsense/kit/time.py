@@ -14,7 +14,8 @@ def isoformat(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z` suffix and whole seconds, as the API shows timestamps."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: its `%Y` does not pad years before 1000 to four digits.
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 # The times a query may name: from UNIX time 0 to the end of year 9998, so that a bound

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from vsense.kit.errors import field_error
+from vsense.kit.schemas import Timestamp
 from vsense.kit.text import text_problem
 
 # How far a message's timestamp may stray from the server's clock: a device a day ahead
@@ -352,3 +353,41 @@ def json_schema(type: str, version: int = 1) -> dict[str, Any]:
     if (type, version) not in PAYLOAD_MODELS:
         raise LookupError(f"no payload schema for {type} version {version}")
     return _message_model(type, version).model_json_schema()
+
+
+# What integrators read back: the payload log and the derived metrics.
+
+
+class StoredMessage(BaseModel):
+    """A message of the payload log, as the device sent it."""
+
+    id: int
+    type: str
+    version: int | None
+    timestamp: Timestamp = Field(description="The message's own time (ISO 8601, UTC)")
+    received_at: Timestamp = Field(description="When the platform received it")
+    payload: Any = Field(description="The payload as the device sent it")
+
+
+class MetricPoint(BaseModel):
+    """One metric of one marker over one interval."""
+
+    name: str
+    marker_id: str | None
+    marker_name: str | None
+    start: Timestamp = Field(description="Start of the interval (ISO 8601, UTC)")
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class MetricsWindow(BaseModel):
+    interval: int = Field(description="Seconds per point")
+    since: Timestamp
+    until: Timestamp
+
+
+class Metrics(BaseModel):
+    data: list[MetricPoint]
+    meta: MetricsWindow

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from typing import Annotated
 
-from vsense.accounts.deps import CallersDep, PrincipalDep
+from fastapi import APIRouter, Depends, Response
+
+from vsense.accounts.deps import CallersDep, PrincipalDep, scoped_caller
+from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import Me
 from vsense.deps import SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
+from vsense.kit.pagination import PageParams
 from vsense.kit.schemas import Page
 from vsense.users import service
 from vsense.users.schemas import User, UserCreate, UserUpdate
@@ -24,12 +28,11 @@ async def me(session: SessionDep, principal: PrincipalDep) -> Me:
 @router.get("", response_model=Page[User], responses=error_responses(400, 401, 403))
 async def list_users(
     session: SessionDep,
-    principal: PrincipalDep,
-    page: str | None = Query(None, description="1-based page number"),
-    per_page: str | None = Query(None, description="Items per page, at most 500"),
+    caller: Annotated[Principal, Depends(scoped_caller("users:read"))],
+    paging: PageParams,
 ) -> Page[User]:
     """Users of the caller's organization."""
-    return await service.list_users(session, principal, page=page, per_page=per_page)
+    return await service.list_users(session, caller, paging)
 
 
 @router.post(

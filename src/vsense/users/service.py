@@ -21,7 +21,7 @@ from vsense.kit.errors import (
     Unprocessable,
     field_error,
 )
-from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.pagination import PageRequest, page_meta
 from vsense.kit.passwords import password_problem
 from vsense.kit.schemas import Page
 from vsense.kit.text import text_problem
@@ -74,10 +74,9 @@ async def _views(session: AsyncSession, users: Sequence[UserRow]) -> list[User]:
 
 
 async def list_users(
-    session: AsyncSession, principal: Principal, *, page: str | None, per_page: str | None
+    session: AsyncSession, principal: Principal, request: PageRequest
 ) -> Page[User]:
     require_scope(principal, "users:read")
-    request = page_request(page, per_page)
     users, total = await repository.list_users(
         session, principal.organization_id, offset=request.offset, limit=request.per_page
     )

@@ -125,6 +125,8 @@ class Dispatcher:
         self.cap = state.settings.webhook_max_in_flight
         self.timeout = state.settings.webhook_timeout.total_seconds()
         self.lease = lease_for(state.settings)
+        # Seconds requests in flight may take to end at a stop (the grace period's rest).
+        self.finish_within = state.settings.shutdown_grace.total_seconds()
         self.endpoints: dict[int, _Endpoint] = defaultdict(self._endpoint)
         self.in_flight = 0
         self._room = asyncio.Event()
@@ -167,7 +169,7 @@ class Dispatcher:
         """On a stop: let the requests in flight end (up to one timeout), then release
         what has not been sent, so that it falls due at once instead of after its lease."""
         if self._chains:
-            await asyncio.wait(list(self._chains), timeout=self.timeout)
+            await asyncio.wait(list(self._chains), timeout=min(self.timeout, self.finish_within))
         for chain in list(self._chains):
             chain.cancel()
         await asyncio.gather(*self._chains, return_exceptions=True)

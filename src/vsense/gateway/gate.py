@@ -1,0 +1,53 @@
+"""The door of the device API: a device is known before anything of its request is read.
+
+Every request under `/device/v1` is authenticated from its headers alone, before the
+application reads (and parses) its body, so a request without a valid device token costs
+one look-up (none when the token is missing or not a device token) and none of its body.
+The identity is cached (`auth_cache_ttl`), so the routes' own look-up that follows is
+free.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vsense.db import Database, is_unavailable
+from vsense.device_auth.service import DeviceAuth
+from vsense.kit.errors import AppError, database_unavailable
+from vsense.kit.middleware import send_error
+
+DEVICE_API = "/device/v1/"
+
+
+def authorization_of(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class DeviceGateMiddleware:
+    """401 (or 503 while the database is away) for device requests without a valid
+    device token, answered before the body is read."""
+
+    def __init__(self, app: ASGIApp, database: Database, device_auth: DeviceAuth) -> None:
+        self.app = app
+        self.database = database
+        self.device_auth = device_auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(DEVICE_API):
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with self.database.read_sessionmaker() as session:
+                await self.device_auth.authenticate(session, authorization_of(scope))
+        except AppError as error:
+            await send_error(send, error)
+            return
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            await send_error(send, database_unavailable())
+            return
+        await self.app(scope, receive, send)
