@@ -22,9 +22,10 @@ demo: install  ## run vsense with a simulated fleet on the embedded database
 serve: install
 	$(BIN)/vsense serve
 
-lint: install
+lint: install  ## style, formatting and the import contracts of pyproject.toml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

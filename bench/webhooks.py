@@ -3,7 +3,7 @@
 A receiver (aiohttp.web on uvloop, a subprocess of its own) answers `/ok/{n}` with 200 at
 once and holds `/hang/{n}` longer than the webhook timeout; it notes the arrival time
 (`time.time()`), the `webhook-id` header and the path of every request. Events are queued
-as the platform queues them (`outbox.emit_many` in a `session_scope` transaction) for one
+as the platform queues them (`Outbox.emit_many` in a `session_scope` transaction) for one
 webhook per device; real `vsense worker` processes deliver them. Scenarios:
 
   1 throughput  `--events` deliveries pre-queued over the healthy endpoints, then the
@@ -233,7 +233,7 @@ class Bench:
     options: argparse.Namespace
     work: Path
     database_url: str
-    state: Any  # vsense.state.AppState
+    state: Any  # vsense.components.Components
     http: aiohttp.ClientSession
     receiver: asyncio.subprocess.Process
     port: int
@@ -283,12 +283,11 @@ class Bench:
         """Queue one payload event per device in one transaction, as the gateway does."""
         from vsense.db import session_scope
         from vsense.webhooks.events import payload_body
-        from vsense.webhooks.outbox import emit_many
 
         now = int(time.time())
         items = [(d, "payload", payload_body(d, "VCZ", now, PAYLOAD, 1)) for d in devices]
         async with session_scope(self.state.sessionmaker) as session:
-            await emit_many(session, self.state, items)
+            await self.state.outbox.emit_many(session, items)
 
     async def sql(self, statement: str, *, autocommit: bool = False) -> list[Any]:
         from sqlalchemy import text
@@ -847,9 +846,9 @@ def write_markdown(path: Path, rows: dict[str, Row], setup: list[str], profile: 
 async def run(options: argparse.Namespace) -> int:
     from sqlalchemy.engine.url import make_url
 
+    from vsense.components import Components
     from vsense.config import load_settings
     from vsense.migrate import upgrade_async
-    from vsense.state import AppState
 
     url = make_url(options.postgres_url).set(database=options.postgres_database)
     database_url = url.render_as_string(hide_password=False)
@@ -863,7 +862,7 @@ async def run(options: argparse.Namespace) -> int:
         webhook_allow_private=True,
     )
     await upgrade_async(settings)
-    state = AppState.build(settings)
+    state = Components.for_server(settings)
     port = free_port()
     receiver = await asyncio.create_subprocess_exec(
         *(sys.executable, __file__, "--serve", str(port), "--hang", f"{options.timeout + 5:g}"),

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.factories import Api
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import Settings, load_settings
 from vsense.db import create_engine
 from vsense.migrate import upgrade_async
-from vsense.state import AppState
 
 POSTGRES_URL = os.environ.get("VSENSE_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -71,13 +71,13 @@ def backend(database_settings: Settings) -> str:
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine) -> AppState:  # type: ignore[no-untyped-def]
+async def state(database_settings: Settings, shared_engine) -> Components:  # type: ignore[no-untyped-def]
     """Fresh per-process state (throttle, caches) over the session's database."""
-    return AppState.for_engine(database_settings, shared_engine)
+    return Components.for_server(database_settings, shared_engine)
 
 
 @pytest.fixture
-def app(state: AppState) -> FastAPI:
+def app(state: Components) -> FastAPI:
     return create_app(state=state)
 
 
@@ -89,5 +89,5 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def api(client: httpx.AsyncClient, state: AppState) -> Api:
+def api(client: httpx.AsyncClient, state: Components) -> Api:
     return Api(client, state)

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from vsense.components import Components
 from vsense.db import session_scope
-from vsense.state import AppState
 from vsense.users import service as users_service
 
 PASSWORD = "correct horse battery"
@@ -102,7 +102,7 @@ async def login(client: httpx.AsyncClient, email: str, password: str, organizati
 @dataclass
 class Api:
     client: httpx.AsyncClient
-    state: AppState
+    state: Components
 
     async def organization(self, *, role: str = "admin") -> Caller:
         """A new organization with one user of `role`, logged in."""

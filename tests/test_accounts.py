@@ -366,7 +366,7 @@ async def test_logins_are_limited_per_address_whether_they_succeed_or_not(api: A
     admin = await api.organization()  # its login is the first attempt from the address
     user = await admin.user()  # the second
     limit = 4
-    api.state.settings = api.state.settings.model_copy(
+    api.state.callers.settings = api.state.settings.model_copy(
         update={"login_max_attempts_per_address": limit}
     )
     for attempt in range(limit - 2):

@@ -23,26 +23,26 @@ from vsense.alerts import repository as alerts_repository
 from vsense.alerts.engine import Standing
 from vsense.alerts.evaluation import evaluate_values
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook
-from vsense.state import AppState
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[Components]:
     """State whose webhooks may target the loopback receiver."""
     settings = database_settings.model_copy(update={"webhook_allow_private": True})
-    state = AppState.for_engine(settings, shared_engine)
+    state = Components.for_server(settings, shared_engine)
     yield state
     await close_sender(state)
 
 
 @pytest.fixture(autouse=True)
-async def no_leftover_webhooks(state: AppState) -> AsyncIterator[None]:
+async def no_leftover_webhooks(state: Components) -> AsyncIterator[None]:
     """The dispatcher claims from the whole database: webhooks go after each test."""
     yield
     async with session_scope(state.sessionmaker) as session:
@@ -92,7 +92,7 @@ async def send(device: Sensor, count: int, timestamp: int | None = None) -> None
     assert response.status_code == 202, response.text
 
 
-async def deliver(state: AppState) -> None:
+async def deliver(state: Components) -> None:
     try:
         await Dispatcher(state).run_once()
     finally:
@@ -388,7 +388,7 @@ async def test_an_episode_survives_a_restart(
     (firing,) = await alerts(admin, state="firing")
 
     # A new process: fresh state and application over the same database.
-    fresh = AppState.for_engine(database_settings, shared_engine)
+    fresh = Components.for_server(database_settings, shared_engine)
     transport = httpx.ASGITransport(app=create_app(state=fresh))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         device.client = http

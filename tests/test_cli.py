@@ -12,11 +12,11 @@ import pytest
 
 from vsense.accounts import service as accounts_service
 from vsense.bootstrap import DEFAULT_ADMIN_EMAIL, ensure_first_admin
+from vsense.components import Components
 from vsense.config import load_settings
 from vsense.db import session_scope
 from vsense.kit.errors import Unauthorized
 from vsense.migrate import upgrade_async
-from vsense.state import AppState
 from vsense.users import repository as users_repository
 
 
@@ -141,11 +141,13 @@ async def test_update_user_changes_the_owners_credentials_and_ends_their_session
         vsense, [*create, "--password-stdin"], tmp_path, "a long enough password\n"
     )
     assert created.returncode == 0, created.stderr
-    state = AppState.build(load_settings(data_dir=tmp_path))
+    state = Components.for_server(load_settings(data_dir=tmp_path))
     try:
         async with session_scope(state.sessionmaker) as session:
             before = await accounts_service.open_session(
-                session, state, await users_repository.get_user_by_email(session, "op@acme.io")
+                session,
+                state.callers,
+                await users_repository.get_user_by_email(session, "op@acme.io"),
             )
         update = ["admin", "update-user", "--email", "OP@acme.io", "--new-email", "root@acme.io"]
         updated = await asyncio.to_thread(
@@ -155,11 +157,11 @@ async def test_update_user_changes_the_owners_credentials_and_ends_their_session
         assert "owner root@acme.io" in updated.stdout and "sessions are ended" in updated.stdout
         async with session_scope(state.sessionmaker) as session:
             with pytest.raises(Unauthorized):
-                await accounts_service.refresh(session, state, before.refresh_token)
+                await accounts_service.refresh(session, state.callers, before.refresh_token)
         async with session_scope(state.sessionmaker) as session:
             owner = await accounts_service.check_password(
                 session,
-                state,
+                state.callers,
                 email="root@acme.io",
                 password="the owner's fresh passphrase",
                 client_address="127.0.0.1",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.factories import Api, vcz
 from vsense.app import create_app
-from vsense.state import AppState
+from vsense.components import Components
 
 pytestmark = pytest.mark.faults
 
@@ -24,7 +24,7 @@ async def onboarded(api: Api) -> dict[str, str]:
     return {"Authorization": f"Bearer {device['device_token']}"}
 
 
-def client_of(state: AppState) -> httpx.AsyncClient:
+def client_of(state: Components) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(state=state), raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
@@ -79,7 +79,7 @@ async def test_a_streamed_body_over_the_limit_is_cut_off_with_413(api: Api) -> N
 
 
 async def test_requests_over_the_in_flight_bound_are_answered_503(
-    api: Api, state: AppState
+    api: Api, state: Components
 ) -> None:
     headers = await onboarded(api)
     state.settings = state.settings.model_copy(update={"max_requests_in_flight": 1})

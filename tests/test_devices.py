@@ -48,7 +48,7 @@ async def set_status(
             .where(Device.uuid == uuid.UUID(device_uuid))
             .values(is_online=online, refreshed=refreshed, last_seen=refreshed)
         )
-    api.state.count_cache.clear()
+    api.state.counts.clear()
 
 
 async def test_onboarding_returns_the_device_and_its_token_once(api: Api) -> None:

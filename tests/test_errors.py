@@ -10,9 +10,9 @@ from fastapi import FastAPI
 
 from tests.factories import Api
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.db import session_scope
 from vsense.kit.errors import Unprocessable
-from vsense.state import AppState
 from vsense.users import service as users_service
 
 
@@ -90,7 +90,7 @@ async def test_chunked_body_under_the_limit_is_read(api: Api) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_unexpected_exception_is_5000_without_internals(state: AppState) -> None:
+async def test_unexpected_exception_is_5000_without_internals(state: Components) -> None:
     app: FastAPI = create_app(state=state)
 
     @app.get("/boom")
@@ -187,7 +187,7 @@ async def test_out_of_range_times_in_bodies_are_422(api: Api) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_every_response_says_nosniff(state: AppState, api: Api) -> None:
+async def test_every_response_says_nosniff(state: Components, api: Api) -> None:
     app: FastAPI = create_app(state=state)
 
     @app.get("/boom")
@@ -214,7 +214,7 @@ async def test_every_response_says_nosniff(state: AppState, api: Api) -> None:
         assert response.headers.get("x-content-type-options") == "nosniff", response.request.url
 
 
-async def test_an_organization_name_that_cannot_be_stored_is_refused(state: AppState) -> None:
+async def test_an_organization_name_that_cannot_be_stored_is_refused(state: Components) -> None:
     for name in ("org-\udcff", "org-\x00"):  # argv decodes undecodable bytes to surrogates
         with pytest.raises(Unprocessable, match="organization name"):
             async with session_scope(state.sessionmaker) as session:
@@ -222,7 +222,7 @@ async def test_an_organization_name_that_cannot_be_stored_is_refused(state: AppS
 
 
 async def test_an_unexpected_error_is_answered_without_ending_the_connection(
-    state: AppState,
+    state: Components,
 ) -> None:
     app: FastAPI = create_app(state=state)
 

@@ -32,10 +32,10 @@ from sqlalchemy.engine.url import make_url
 from tests.factories import Api, vcz
 from tests.live_server import LiveServer, start_server
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import Settings, load_settings
 from vsense.db import session_scope
 from vsense.migrate import upgrade_async
-from vsense.state import AppState
 from vsense.users import service as users_service
 
 pytestmark = pytest.mark.faults
@@ -122,7 +122,7 @@ async def organization_admin(server: LiveServer) -> dict[str, str]:
         environment="test",
         secret_key=server.env["VSENSE_SECRET_KEY"],
     )
-    state = AppState.build(settings)
+    state = Components.for_server(settings)
     try:
         async with session_scope(state.sessionmaker) as session:
             await users_service.create_organization(session, name)
@@ -308,7 +308,7 @@ async def test_a_device_message_during_an_outage_is_answered_503_with_retry_afte
         database_url=postgres_outage.url,
     )
     await upgrade_async(settings)
-    state = AppState.build(settings)
+    state = Components.for_server(settings)
     transport = httpx.ASGITransport(app=create_app(state=state), raise_app_exceptions=False)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

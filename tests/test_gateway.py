@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from tests.factories import ZONE, Api, Caller, vcz
+from vsense.components import Components
 from vsense.db import session_scope
-from vsense.gateway import service as gateway_service
 from vsense.kit.time import utcnow
-from vsense.state import AppState
 from vsense.worker import BackgroundRuntime
 
 LINE = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
@@ -102,7 +101,7 @@ async def test_keepalives_of_online_devices_are_written_in_one_batch(api: Api) -
     for device in devices:
         await device.keepalive()
     assert api.state.liveness.pending == 3
-    assert await api.state.liveness.flush(api.state) == 3
+    assert await api.state.liveness.flush() == 3
     for device in devices:
         shown = (await admin.get(f"/api/v1/devices/{device.uuid}")).json()
         assert shown["last_seen"] > before[device.uuid]
@@ -145,7 +144,7 @@ async def test_a_batched_sign_of_life_revives_a_device_swept_meanwhile(api: Api)
     await device.keepalive()  # online now: this one waits in the batch
     await BackgroundRuntime(api.state).sweep_once(utcnow() + timedelta(hours=1))
     assert (await admin.get(f"/api/v1/devices/{device.uuid}")).json()["is_online"] == 0
-    await api.state.liveness.flush(api.state)
+    await api.state.liveness.flush()
     assert (await admin.get(f"/api/v1/devices/{device.uuid}")).json()["is_online"] == 1
     events = (await admin.get(f"/api/v1/devices/{device.uuid}/events")).json()["data"]
     assert [e["status"] for e in events] == ["online", "offline", "online"]
@@ -295,9 +294,7 @@ async def test_commands_reach_the_device_once_and_take_results(api: Api) -> None
     device = await sensor(admin)
     neighbour = await sensor(admin)
     async with session_scope(api.state.sessionmaker) as session:
-        command = await gateway_service.create_command(
-            session, api.state, uuid.UUID(device.uuid), "reboot"
-        )
+        command = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
     answered = (await device.keepalive()).json()["commands"]
     assert answered == [
         {"id": str(command.id), "type": "reboot", "created": int(command.created.timestamp())}
@@ -323,12 +320,8 @@ async def test_long_poll_returns_as_soon_as_a_command_arrives(api: Api) -> None:
     async def queue_later() -> None:
         await asyncio.sleep(0.3)
         async with session_scope(api.state.sessionmaker) as session:
-            await gateway_service.create_command(
-                session,
-                api.state,
-                uuid.UUID(device.uuid),
-                "capture_image",
-                {"request_id": "r-1"},
+            await api.state.commands.create(
+                session, uuid.UUID(device.uuid), "capture_image", {"request_id": "r-1"}
             )
 
     started = time.monotonic()
@@ -354,13 +347,13 @@ async def test_payload_schemas_are_published(api: Api) -> None:
 
 
 async def test_unknown_types_are_kept_when_the_server_accepts_them(
-    api: Api, state: AppState
+    api: Api, state: Components
 ) -> None:
     admin = await api.organization()
     device = await sensor(admin)
     message = {"type": "VXX", "timestamp": int(time.time()), "payload": {"anything": [1, 2]}}
     assert (await device.send(message)).status_code == 422
-    state.settings = state.settings.model_copy(update={"accept_unknown_payload_types": True})
+    state.payloads.accept_unknown_types = True  # as a server configured so would
     assert (await device.send(message)).status_code == 202
 
 
@@ -382,7 +375,7 @@ def vpm(timestamp: int, active: bool) -> dict[str, Any]:
 
 
 async def test_parking_messages_closer_than_30_s_are_dropped_and_counted(
-    api: Api, state: AppState
+    api: Api, state: Components
 ) -> None:
     admin = await api.organization()
     device = await sensor(admin, app_type="VPM")
@@ -390,7 +383,7 @@ async def test_parking_messages_closer_than_30_s_are_dropped_and_counted(
     response = await device.send([vpm(now, True), vpm(now + 10, False), vpm(now + 30, False)])
     assert response.status_code == 202 and response.json() == {"accepted": 2}
     # A later process, with nothing in memory, still knows the last kept message.
-    state.last_vpm.clear()
+    state.payloads.forget()
     assert (await device.send(vpm(now + 45, True))).json() == {"accepted": 0}
     assert (await device.send(vpm(now + 61, True))).json() == {"accepted": 1}
     log = (await admin.get(f"/api/v1/devices/{device.uuid}/payloads")).json()
@@ -487,12 +480,8 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
     device = await sensor(admin)
     retention = api.state.settings.payload_retention
     async with session_scope(api.state.sessionmaker) as session:
-        old = await gateway_service.create_command(
-            session, api.state, uuid.UUID(device.uuid), "reboot"
-        )
-        recent = await gateway_service.create_command(
-            session, api.state, uuid.UUID(device.uuid), "reboot"
-        )
+        old = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
+        recent = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
         old.created = utcnow() - retention - timedelta(days=1)
         old.expires_at = old.created + api.state.settings.command_ttl
         old_id, recent_id = old.id, recent.id

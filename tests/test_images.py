@@ -26,12 +26,12 @@ from time_machine import TimeMachineFixture
 from tests.factories import Api, Caller
 from tests.live_server import free_port
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import WebhookEvent
 from vsense.simulator.fleet import run_fleet
-from vsense.state import AppState
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
@@ -82,11 +82,11 @@ def storage(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def state(  # type: ignore[no-untyped-def]
     database_settings: Settings, shared_engine, storage: str, s3_endpoint: str, tmp_path
-) -> AppState:
+) -> Components:
     """Overrides conftest's: the same database, and this test's own image store."""
     own = {"data_dir": tmp_path, "webhook_allow_private": True}  # the receiver is local
     settings = storage_settings(database_settings.model_copy(update=own), storage, s3_endpoint)
-    return AppState.for_engine(settings, shared_engine)
+    return Components.for_server(settings, shared_engine)
 
 
 class Clock:
@@ -518,7 +518,9 @@ async def test_a_forged_host_never_ends_up_in_links_or_the_image_event(api: Api)
         assert allowed.json()["data"][0]["links"][0].startswith(f"http://{host}/api/v1/images/")
 
 
-async def test_allowed_hosts_and_the_public_url_decide_the_links(state: AppState, api: Api) -> None:
+async def test_allowed_hosts_and_the_public_url_decide_the_links(
+    state: Components, api: Api
+) -> None:
     admin = await api.organization()
     device = await camera(admin)
     asked = await ask(admin, device)
@@ -532,7 +534,7 @@ async def test_allowed_hosts_and_the_public_url_decide_the_links(state: AppState
     ]
     for overrides, host, base in cases:
         settings = state.settings.model_copy(update=overrides)
-        app = create_app(state=AppState.for_engine(settings, state.engine))
+        app = create_app(state=Components.for_server(settings, state.engine))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=TESTSERVER) as client:
             response = await client.get(path, headers={**admin.headers, "Host": host})
@@ -541,7 +543,7 @@ async def test_allowed_hosts_and_the_public_url_decide_the_links(state: AppState
         assert link == base + path_of(asked["data"][0]), (overrides, host)
 
 
-async def image_events(state: AppState, device_uuid: str) -> list[dict[str, Any]]:
+async def image_events(state: Components, device_uuid: str) -> list[dict[str, Any]]:
     """Bodies of the `image` events queued for a device (the outbox)."""
     async with session_scope(state.sessionmaker, write=False) as session:
         bodies = await session.scalars(

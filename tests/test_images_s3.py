@@ -9,8 +9,8 @@ import pytest
 
 from tests.factories import Api
 from tests.test_images import ask, camera, path_of, picture, s3_endpoint, storage_settings
+from vsense.components import Components
 from vsense.config import Settings
-from vsense.state import AppState
 
 __all__ = ["s3_endpoint"]  # the session's S3 server, a fixture
 
@@ -18,11 +18,11 @@ __all__ = ["s3_endpoint"]  # the session's S3 server, a fixture
 @pytest.fixture(params=["redirect", "stream"])
 async def state(  # type: ignore[no-untyped-def]
     request: pytest.FixtureRequest, database_settings: Settings, shared_engine, s3_endpoint: str
-) -> AppState:
+) -> Components:
     settings = storage_settings(
         database_settings, "s3", s3_endpoint, image_s3_delivery=request.param
     )
-    return AppState.for_engine(settings, shared_engine)
+    return Components.for_server(settings, shared_engine)
 
 
 async def test_links_redirect_to_presigned_urls_or_stream_the_image(api: Api) -> None:

@@ -15,25 +15,24 @@ import pytest
 
 from tests.factories import Api, Caller, vcz
 from vsense.app import create_app
+from vsense.commands import repository as commands_repository
+from vsense.components import Components
 from vsense.db import session_scope
 from vsense.gateway import mqtt as mqtt_module
-from vsense.gateway import repository as gateway_repository
-from vsense.gateway import service as gateway_service
 from vsense.gateway.mqtt import MqttBridge, parse_topic
 from vsense.kit.time import utcnow
-from vsense.state import AppState
 from vsense.worker import BackgroundRuntime
 
 BROKER = "mqtt://127.0.0.1:1883"
 
 
 @pytest.fixture
-async def bridge(state: AppState) -> AsyncIterator[MqttBridge]:
+async def bridge(state: Components) -> AsyncIterator[MqttBridge]:
     # A share group of its own, so no other server on this broker takes the messages.
     state.settings = state.settings.model_copy(
         update={"mqtt_url": BROKER, "mqtt_share_group": f"test-{uuid.uuid4().hex[:8]}"}
     )
-    running = MqttBridge(state)
+    running = state.mqtt_bridge()
     task = asyncio.create_task(running.run())
     await asyncio.wait_for(running.connected.wait(), 10)
     yield running
@@ -127,12 +126,12 @@ async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
 
 
 async def test_pending_commands_are_published_to_the_device(
-    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+    api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
     async with session_scope(state.sessionmaker) as session:
-        command = await gateway_service.create_command(session, state, uuid.UUID(device), "reboot")
+        command = await state.commands.create(session, uuid.UUID(device), "reboot")
     await device_client.subscribe(f"vsense/{device}/commands", qos=1)
     await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
     received: dict[str, Any] = {}
@@ -154,7 +153,7 @@ async def _accepted_at_least(bridge: MqttBridge, count: int) -> bool:
 
 
 async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_keepalive(
-    api: Api, state: AppState, bridge: MqttBridge, device_client: aiomqtt.Client
+    api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
@@ -163,8 +162,8 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
     await eventually(lambda: _accepted_at_least(bridge, 1))
 
     async with session_scope(state.sessionmaker) as session:
-        command = await gateway_service.create_command(
-            session, state, uuid.UUID(device), "capture_image", {"request_id": "r1"}
+        command = await state.commands.create(
+            session, uuid.UUID(device), "capture_image", {"request_id": "r1"}
         )
     received: dict[str, Any] = {}
 
@@ -180,7 +179,7 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
         # Published before the bridge commits (so a broker failure leaves it pending):
         # the device may hold it a moment before the commit lands.
         async with state.read_sessionmaker() as session:
-            pending = await gateway_repository.has_pending_commands(
+            pending = await commands_repository.has_pending_commands(
                 session, uuid.UUID(device), utcnow()
             )
         return pending is False
@@ -206,7 +205,7 @@ async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
-    real_ingest = gateway_service.ingest
+    real_ingest = bridge.gateway.ingest
     calls: list[int] = []
 
     async def ingest_failing_once(*args: Any, **kwargs: Any) -> int:
@@ -215,7 +214,7 @@ async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back
             raise RuntimeError("a fault nobody foresaw")
         return await real_ingest(*args, **kwargs)
 
-    monkeypatch.setattr(gateway_service, "ingest", ingest_failing_once)
+    monkeypatch.setattr(bridge.gateway, "ingest", ingest_failing_once)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(41)), qos=1)
 
     async def stored() -> bool:
@@ -241,14 +240,14 @@ async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     monkeypatch.setattr(mqtt_module, "MAX_BACKOFF", 0.1)
     admin = await api.organization()
     device = await onboard(admin)
-    real_ingest = gateway_service.ingest
+    real_ingest = bridge.gateway.ingest
 
-    async def poisoned(session: Any, state: Any, identity: Any, body: Any) -> int:
+    async def poisoned(session: Any, identity: Any, body: Any) -> int:
         if isinstance(body, dict) and body["payload"][0]["count"] == 13:
             raise RuntimeError("this message always breaks something")
-        return await real_ingest(session, state, identity, body)
+        return await real_ingest(session, identity, body)
 
-    monkeypatch.setattr(gateway_service, "ingest", poisoned)
+    monkeypatch.setattr(bridge.gateway, "ingest", poisoned)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(13)), qos=1)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(14)), qos=1)
 
@@ -261,7 +260,7 @@ async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
 
 @pytest.mark.faults
 async def test_readiness_reports_a_bridge_without_its_broker(
-    api: Api, state: AppState, bridge: MqttBridge
+    api: Api, state: Components, bridge: MqttBridge
 ) -> None:
     runtime = BackgroundRuntime(state)
     app = create_app(state=state)
@@ -271,7 +270,7 @@ async def test_readiness_reports_a_bridge_without_its_broker(
         runtime.mqtt = bridge  # connected to the machine's broker
         assert (await client.get("/readyz")).status_code == 200
         state.settings = state.settings.model_copy(update={"mqtt_url": "mqtt://127.0.0.1:1"})
-        cut_off = MqttBridge(state)
+        cut_off = state.mqtt_bridge()
         task = asyncio.create_task(cut_off.run())
         try:
             runtime.mqtt = cut_off

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from tests.factories import Api
 from tests.live_server import start_server
 from vsense.app import create_app
+from vsense.components import Components
 from vsense.config import load_settings
-from vsense.state import AppState
 
 
 async def test_healthz(api: Api) -> None:
@@ -32,7 +32,7 @@ async def test_readyz_is_503_when_the_database_is_down(tmp_path) -> None:  # typ
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         secret_key="x" * 40,
     )
-    app = create_app(state=AppState.build(settings))
+    app = create_app(state=Components.for_server(settings))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/readyz")
@@ -108,18 +108,18 @@ async def test_x_forwarded_for_of_a_local_peer_is_not_believed_by_default(
     assert statuses == [401, 401, 401, 429]
 
 
-async def test_x_forwarded_for_of_a_trusted_proxy_is_the_client_address(state: AppState) -> None:
+async def test_x_forwarded_for_of_a_trusted_proxy_is_the_client_address(state: Components) -> None:
     settings = state.settings.model_copy(
         update={"trusted_proxies": ["127.0.0.0/8"], "login_max_failures_per_address": 3}
     )
-    app = create_app(state=AppState.for_engine(settings, state.engine))
+    app = create_app(state=Components.for_server(settings, state.engine))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert await failed_logins(client, [f"203.0.113.{n}" for n in range(4)]) == [401] * 4
         assert await failed_logins(client, ["198.51.100.7"] * 4) == [401, 401, 401, 429]
 
 
-async def test_metrics_behind_a_token_when_one_is_set(state: AppState) -> None:
+async def test_metrics_behind_a_token_when_one_is_set(state: Components) -> None:
     token = {"metrics_token": SecretStr("scrape-token-0123456789")}
     cases: list[tuple[dict[str, Any], str | None, int]] = [
         (token, None, 401),
@@ -131,7 +131,7 @@ async def test_metrics_behind_a_token_when_one_is_set(state: AppState) -> None:
     ]
     for overrides, authorization, status in cases:
         settings = state.settings.model_copy(update=overrides)
-        app = create_app(state=AppState.for_engine(settings, state.engine))
+        app = create_app(state=Components.for_server(settings, state.engine))
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": authorization} if authorization else {}
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

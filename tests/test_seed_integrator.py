@@ -26,10 +26,10 @@ from sqlalchemy import delete
 from tests.factories import PASSWORD, Api, vcz
 from tests.receiver import Receiver, running_receiver
 from tests.test_gateway import Sensor, sensor
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.models import Webhook
-from vsense.state import AppState
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 
 # The seed's example bodies, as printed on its page.
@@ -65,10 +65,10 @@ SEED_META_FIELDS = ("current_page", "from", "last_page", "per_page", "total", "t
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[Components]:
     """A server whose webhooks may call the receiver on this machine."""
     settings = database_settings.model_copy(update={"webhook_allow_private": True})
-    state = AppState.for_engine(settings, shared_engine)
+    state = Components.for_server(settings, shared_engine)
     yield state
     await close_sender(state)
     # The dispatcher takes work from the whole database: no webhook outlives its test.
@@ -82,7 +82,7 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
 
 
-async def deliver(state: AppState) -> None:
+async def deliver(state: Components) -> None:
     """The platform's webhook worker, one round."""
     try:
         await Dispatcher(state).run_once()

@@ -21,10 +21,10 @@ from sqlalchemy import delete, func, select
 from tests.factories import Api
 from tests.test_gateway import sensor
 from tests.test_webhooks import hook
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.models import Webhook, WebhookDelivery
-from vsense.state import AppState
 from vsense.worker import BackgroundRuntime
 
 EVENTS = 300
@@ -73,9 +73,9 @@ async def _serve(receiver: CountingReceiver) -> web.AppRunner:
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[Components]:
     settings = database_settings.model_copy(update={"webhook_allow_private": True})
-    state = AppState.for_engine(settings, shared_engine)
+    state = Components.for_server(settings, shared_engine)
     yield state
     async with session_scope(state.sessionmaker) as session:
         await session.execute(delete(Webhook))
@@ -139,7 +139,7 @@ def _message(timestamp: int) -> dict[str, Any]:
     }
 
 
-async def _delivery_totals(state: AppState, webhook_id: int) -> tuple[dict[str, int], int]:
+async def _delivery_totals(state: Components, webhook_id: int) -> tuple[dict[str, int], int]:
     async with session_scope(state.sessionmaker) as session:
         rows = await session.execute(
             select(WebhookDelivery.status, func.count())
@@ -185,7 +185,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     assert 1 <= duplicates <= reclaims  # the held one came twice; each duplicate counted
 
 
-async def _until_written(state: AppState, webhook_id: int) -> None:
+async def _until_written(state: Components, webhook_id: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         statuses, _ = await _delivery_totals(state, webhook_id)
@@ -218,7 +218,7 @@ async def test_two_workers_share_the_queue_without_sending_twice(
 
 @pytest.mark.faults
 async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
-    api: Api, state: AppState
+    api: Api, state: Components
 ) -> None:
     # The receiver holds the first request 5 s; the stop's grace is 2 s.
     state.settings = state.settings.model_copy(update={"shutdown_grace": timedelta(seconds=2)})

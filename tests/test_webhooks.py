@@ -18,26 +18,26 @@ from standardwebhooks import Webhook as StandardWebhook
 from tests.factories import Api, Caller, vcz
 from tests.receiver import Receiver, running_receiver
 from tests.test_gateway import sensor
+from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook, WebhookDelivery
-from vsense.state import AppState
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
 
 @pytest.fixture
-async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[AppState]:
+async def state(database_settings: Settings, shared_engine: Any) -> AsyncIterator[Components]:
     """State whose webhooks may target the loopback receiver."""
     settings = database_settings.model_copy(update={"webhook_allow_private": True})
-    state = AppState.for_engine(settings, shared_engine)
+    state = Components.for_server(settings, shared_engine)
     yield state
     await close_sender(state)
 
 
 @pytest.fixture(autouse=True)
-async def no_leftover_webhooks(state: AppState) -> AsyncIterator[None]:
+async def no_leftover_webhooks(state: Components) -> AsyncIterator[None]:
     """Each test sees only its own deliveries: the dispatcher claims from the whole
     database, so webhooks (and with them their deliveries) go after each test."""
     yield
@@ -60,7 +60,7 @@ async def hook(admin: Caller, device: str, url: str, **fields: Any) -> dict[str,
     return dict(response.json()["data"])
 
 
-async def deliver(state: AppState) -> list[Any]:
+async def deliver(state: Components) -> list[Any]:
     """One dispatcher round: claim what is due, send it, write the outcomes."""
     try:
         return await Dispatcher(state).run_once()
@@ -207,7 +207,7 @@ async def test_test_endpoint_answers_with_the_attempt(api: Api, receiver: Receiv
     assert abs(body["timestamp"] - time.time()) < 60
 
 
-async def _make_due(state: AppState, webhook_id: int) -> None:
+async def _make_due(state: Components, webhook_id: int) -> None:
     async with session_scope(state.sessionmaker) as session:
         await session.execute(
             update(WebhookDelivery)
@@ -322,7 +322,7 @@ async def test_a_success_ends_the_failing_run(api: Api, receiver: Receiver) -> N
     assert await _failing_since(api.state, created["id"]) is None
 
 
-async def _failing_since(state: AppState, webhook_id: int) -> Any:
+async def _failing_since(state: Components, webhook_id: int) -> Any:
     async with session_scope(state.sessionmaker) as session:
         return await session.scalar(select(Webhook.failing_since).where(Webhook.id == webhook_id))
 
@@ -344,7 +344,7 @@ async def test_open_breaker_defers_without_spending_attempts(api: Api, receiver:
     assert len(receiver.to("/sick")) == 5
 
 
-async def _attempts(state: AppState, webhook_id: int) -> int:
+async def _attempts(state: Components, webhook_id: int) -> int:
     async with session_scope(state.sessionmaker) as session:
         total = await session.scalar(
             select(func.sum(WebhookDelivery.attempts)).where(
@@ -486,7 +486,7 @@ async def test_headers_that_could_never_be_sent_are_refused_at_creation_and_upda
 async def test_private_targets_are_refused_unless_allowed(
     api: Api, database_settings: Settings, shared_engine: Any
 ) -> None:
-    strict = AppState.for_engine(database_settings, shared_engine)
+    strict = Components.for_server(database_settings, shared_engine)
     from vsense.app import create_app
 
     transport = httpx.ASGITransport(app=create_app(state=strict))
@@ -511,7 +511,7 @@ async def test_a_name_resolving_to_loopback_is_refused_at_send_time(
         admin, device.uuid, receiver.on("/named").replace("127.0.0.1", "localhost")
     )
     await device.send(vcz(1))
-    strict = AppState.for_engine(database_settings, shared_engine)
+    strict = Components.for_server(database_settings, shared_engine)
 
     (outcome,) = await deliver(strict)
 
@@ -524,7 +524,7 @@ async def test_a_name_resolving_to_loopback_is_refused_at_send_time(
         f"/api/v1/webhooks/{created['id']}/deliveries/{outcome.delivery_id}/redeliver"
     )
     assert again.status_code == 202
-    allow_listed = AppState.for_engine(
+    allow_listed = Components.for_server(
         database_settings.model_copy(
             update={"webhook_allow_networks": [ip_network("127.0.0.0/8")]}
         ),

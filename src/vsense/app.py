@@ -22,13 +22,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
 from vsense.alerts.routes import alerts_router, rules_router
+from vsense.components import Components
 from vsense.config import Settings, get_settings
 from vsense.db import is_unavailable
-from vsense.deps import state_of
 from vsense.devices.routes import router as devices_router
 from vsense.gateway.gate import DEVICE_API, DeviceGateMiddleware
 from vsense.gateway.routes import router as gateway_router
 from vsense.groups.routes import router as groups_router
+from vsense.images.routes import device_router as image_upload_router
 from vsense.images.routes import router as images_router
 from vsense.kit.errors import (
     STATUS_ERRORS,
@@ -51,10 +52,11 @@ from vsense.kit.middleware import (
     RequestGuardMiddleware,
     UnexpectedErrorMiddleware,
 )
+from vsense.kit.parts import install_parts
 from vsense.kit.schemas import ErrorBody
 from vsense.kit.shutdown import on_stop_signal
 from vsense.payloads.routes import router as payloads_router
-from vsense.state import AppState
+from vsense.users.routes import me_router
 from vsense.users.routes import router as users_router
 from vsense.webhooks.routes import router as webhooks_router
 from vsense.worker import BackgroundRuntime
@@ -64,19 +66,21 @@ logger = logging.getLogger("vsense")
 
 def create_app(
     settings: Settings | None = None,
-    state: AppState | None = None,
+    state: Components | None = None,
     *,
     background: bool | None = None,
 ) -> FastAPI:
-    """Build the application. Without arguments it uses the process settings and runs the
-    background jobs (liveness writes, offline sweep) for as long as it is served."""
+    """Build the application over its parts (`state`, else built here from `settings`).
+    Without arguments it uses the process settings and runs the background jobs
+    (liveness writes, offline sweep) for as long as it is served."""
     settings = settings or (state.settings if state else get_settings())
     owns_state = state is None
     run_background = owns_state if background is None else background
+    parts = state or Components.for_server(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = BackgroundRuntime(app.state.vsense)
+        runtime = BackgroundRuntime(parts)
         app.state.background = runtime  # /readyz reports the MQTT bridge
         undo_signals = on_stop_signal(runtime.stopping)
         if run_background:
@@ -88,7 +92,7 @@ def create_app(
         if run_background:
             await runtime.stop()
         if owns_state:
-            await app.state.vsense.engine.dispose()
+            await parts.engine.dispose()
 
     app = FastAPI(
         title="vsense",
@@ -102,22 +106,24 @@ def create_app(
         # would only cost time on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.vsense = state or AppState.build(settings)
+    install_parts(app, parts.route_parts())
 
     for router in (
         accounts_router,
+        me_router,
         devices_router,
         payloads_router,
         groups_router,
         users_router,
         gateway_router,
+        image_upload_router,
         images_router,
         webhooks_router,
         rules_router,
         alerts_router,
     ):
         app.include_router(router)
-    app.include_router(_operations_router())
+    app.include_router(_operations_router(parts))
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuardMiddleware,
@@ -129,11 +135,11 @@ def create_app(
         },
     )
     # Before the size guard: a device request is authenticated before its body is read.
-    app.add_middleware(DeviceGateMiddleware, state=app.state.vsense)
+    app.add_middleware(DeviceGateMiddleware, database=parts.database, device_auth=parts.device_auth)
     app.add_middleware(
         InFlightLimitMiddleware, limit=settings.max_requests_in_flight, exempt=_not_counted
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.vsense.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=parts.metrics)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(NoSniffMiddleware)
     if settings.trusted_proxies:
@@ -157,7 +163,7 @@ def _not_counted(scope: Scope) -> bool:
     )
 
 
-def _operations_router() -> APIRouter:
+def _operations_router(parts: Components) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -176,9 +182,8 @@ def _operations_router() -> APIRouter:
         },
     )
     async def readyz(request: Request) -> dict[str, str]:
-        state = state_of(request)
         try:
-            async with state.engine.connect() as connection:
+            async with parts.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
@@ -197,9 +202,8 @@ def _operations_router() -> APIRouter:
     async def metrics(request: Request) -> Response:
         """Open in development and tests; behind `metrics_token` when it is set; refused
         in production without one (the figures describe the fleet and its traffic)."""
-        state = state_of(request)
-        _check_metrics_access(request, state.settings)
-        body = generate_latest(state.metrics.registry)
+        _check_metrics_access(request, parts.settings)
+        body = generate_latest(parts.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

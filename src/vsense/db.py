@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from vsense.config import Settings
@@ -107,6 +109,55 @@ async def session_scope(
             await session.rollback()
             raise
         await session.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The engine of a process and its two kinds of sessions (writers, and readers for GET
+    requests and the hot read paths)."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> Database:
+        return cls(engine, create_sessionmaker(engine), create_sessionmaker(engine, read_only=True))
+
+    def write(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work of a job: committed on success, rolled back on error."""
+        return session_scope(self.sessionmaker)
+
+
+# After-commit callbacks: the one way for a unit of work to act once it is committed (wake
+# a dispatcher, wake a long poll). Kept in the session's `info`, keyed so that a callback
+# asked for twice in one transaction runs once; a rollback drops them.
+_ON_COMMIT = "vsense.on_commit"
+
+
+def on_commit(session: AsyncSession, key: Hashable, callback: Callable[[], None]) -> bool:
+    """Run `callback` after the session's transaction commits; False when `key` was
+    already asked for in this transaction (the first callback stands)."""
+    callbacks: dict[Hashable, Callable[[], None]] = session.sync_session.info.setdefault(
+        _ON_COMMIT, {}
+    )
+    if key in callbacks:
+        return False
+    callbacks[key] = callback
+    return True
+
+
+def _run_on_commit(session: Session) -> None:
+    for callback in session.info.pop(_ON_COMMIT, {}).values():
+        callback()
+
+
+def _drop_on_rollback(session: Session) -> None:
+    session.info.pop(_ON_COMMIT, None)
+
+
+event.listen(Session, "after_commit", _run_on_commit)
+event.listen(Session, "after_rollback", _drop_on_rollback)
 
 
 # SQLSTATE classes of a database that is away or overloaded rather than of a bad

@@ -11,17 +11,16 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from vsense.accounts import repository as accounts_repository
-from vsense.alerts import integration as alerts
 from vsense.alerts import repository as alerts_repository
-from vsense.db import session_scope
+from vsense.commands import repository as commands_repository
+from vsense.components import Components
 from vsense.gateway import repository as gateway_repository
-from vsense.gateway.liveness import sweep
 from vsense.gateway.mqtt import MqttBridge
 from vsense.images import tasks as image_tasks
 from vsense.kit.time import utcnow
-from vsense.state import AppState
+from vsense.payloads import repository as payloads_repository
 from vsense.webhooks import queue_repository as webhook_queue
-from vsense.webhooks.dispatcher import Dispatcher, close_sender
+from vsense.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("vsense.worker")
 RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
@@ -31,8 +30,8 @@ IMAGE_RETENTION_EVERY_S = 300.0
 class BackgroundRuntime:
     """Runs each job every so often until stopped; a failing round is logged and retried."""
 
-    def __init__(self, state: AppState) -> None:
-        self.state = state
+    def __init__(self, parts: Components) -> None:
+        self.parts = parts
         self._tasks: list[asyncio.Task[None]] = []
         self.mqtt: MqttBridge | None = None
         self.dispatcher: Dispatcher | None = None
@@ -42,46 +41,47 @@ class BackgroundRuntime:
         """The process was asked to stop: open long polls answer now (empty)."""
         if self.stop_asked is None:
             self.stop_asked = time.monotonic()
-        self.state.command_waiters.stop()
+        self.parts.commands.waiters.stop()
 
     async def flush_liveness(self) -> int:
-        return await self.state.liveness.flush(self.state)
+        return await self.parts.liveness.flush()
 
     async def sweep_once(self, now: datetime | None = None) -> list[uuid.UUID]:
-        async with session_scope(self.state.sessionmaker) as session:
-            return await sweep(session, self.state, now or utcnow())
+        async with self.parts.database.write() as session:
+            return await self.parts.liveness.sweep(session, now or utcnow())
 
     async def alert_sweep(self, now: datetime | None = None) -> int:
         """Evaluate the alert rules that time changes; returns the transitions."""
-        async with session_scope(self.state.sessionmaker) as session:
-            return await alerts.sweep(session, self.state, now or utcnow())
+        async with self.parts.database.write() as session:
+            return await self.parts.alerts.sweep(session, now or utcnow())
 
     async def fail_overdue_images(self, now: datetime | None = None) -> int:
         """Fail snapshot requests whose device did not upload in time."""
-        async with session_scope(self.state.sessionmaker) as session:
+        async with self.parts.database.write() as session:
             return await image_tasks.fail_overdue(session, now or utcnow())
 
     async def image_retention(self, now: datetime | None = None) -> int:
         """Delete images (and their requests) older than `image_retention`."""
-        async with session_scope(self.state.sessionmaker) as session:
-            return await image_tasks.apply_retention(session, self.state, now or utcnow())
+        async with self.parts.database.write() as session:
+            return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
         """Delete deliveries, payload logs, device commands and ended alerts that outlived
         their retention, and expired sessions, a chunk per transaction; returns the rows
         removed."""
         now = now or utcnow()
-        settings = self.state.settings
+        settings = self.parts.settings
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
-            (gateway_repository.purge_messages, settings.payload_retention),
-            (gateway_repository.purge_commands, settings.payload_retention),
+            (payloads_repository.purge_messages, settings.payload_retention),
+            (gateway_repository.purge_events, settings.payload_retention),
+            (commands_repository.purge_commands, settings.payload_retention),
             (alerts_repository.purge_alerts, settings.payload_retention),
             (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
-                async with session_scope(self.state.sessionmaker) as session:
+                async with self.parts.database.write() as session:
                     count = await purge(session, now - keep)
                 removed += count
                 if count == 0:
@@ -91,7 +91,7 @@ class BackgroundRuntime:
     def start(self, *, ingest: bool = True) -> None:
         """Start the jobs; `ingest=False` (a `vsense worker`) leaves out the liveness
         writes of a process that receives no device messages, and always dispatches."""
-        settings = self.state.settings
+        settings = self.parts.settings
         self._tasks = [
             asyncio.create_task(
                 self._every(settings.sweep_interval.total_seconds(), self.sweep_once)
@@ -114,10 +114,10 @@ class BackgroundRuntime:
                 )
             )
         if settings.webhook_dispatcher or not ingest:
-            self.dispatcher = Dispatcher(self.state)
+            self.dispatcher = self.parts.dispatcher()
             self._tasks.append(asyncio.create_task(self.dispatcher.run()))
         if ingest and settings.mqtt_url:
-            self.mqtt = MqttBridge(self.state)
+            self.mqtt = self.parts.mqtt_bridge()
             self._tasks.append(asyncio.create_task(self.mqtt.run()))
 
     async def stop(self) -> None:
@@ -126,7 +126,7 @@ class BackgroundRuntime:
         released; then the signs of life noted in memory are written."""
         self.stopping()
         assert self.stop_asked is not None
-        grace = self.state.settings.shutdown_grace.total_seconds()
+        grace = self.parts.settings.shutdown_grace.total_seconds()
         left = grace - (time.monotonic() - self.stop_asked)
         if self.dispatcher is not None:
             self.dispatcher.finish_within = max(0.0, left - 1.0)
@@ -140,7 +140,7 @@ class BackgroundRuntime:
             logger.exception("final liveness flush failed")
         if self.mqtt is not None:
             await self.mqtt.end_session()
-        await close_sender(self.state)
+        await self.parts.sender.close()
 
     @staticmethod
     async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import PersonalAccessToken, RefreshToken, RefreshTokenFamily, User
@@ -146,6 +146,21 @@ async def delete_personal_token(session: AsyncSession, user_id: int, token_id: i
         )
     )
     return bool(result.rowcount == 1)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user who logs in with this email (any case)."""
+    return await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+
+
+async def get_user_by_id(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """A user, its row locked until the transaction ends (PostgreSQL; SQLite's write
+    transaction runs alone anyway)."""
+    return await session.scalar(select(User).where(User.id == user_id).with_for_update())
 
 
 async def purge_expired_sessions(session: AsyncSession, before: datetime, limit: int = 5000) -> int:

@@ -5,20 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from vsense.accounts import service
+from vsense.accounts.deps import CallersDep, PrincipalDep
 from vsense.accounts.schemas import (
     LoginRequest,
     LoginResponse,
-    Me,
     RefreshRequest,
     Token,
     TokenCreate,
     TokenCreated,
 )
 from vsense.db import session_scope
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.deps import DatabaseDep, SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.schemas import Page
-from vsense.users import service as users_service
 
 router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
 # Answers that carry credentials are kept by no cache, shared or private (RFC 6749 5.1).
@@ -32,17 +31,25 @@ NO_STORE = "no-store"
     summary="Log in with email and password",
 )
 async def login(
-    body: LoginRequest, request: Request, response: Response, state: StateDep
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    callers: CallersDep,
+    database: DatabaseDep,
 ) -> LoginResponse:
     client_address = request.client.host if request.client else "unknown"
     # Two units of work: the password is checked in autocommit, the session opened in
     # a write transaction that never waits on argon2.
-    async with session_scope(state.read_sessionmaker, write=False) as session:
+    async with session_scope(database.read_sessionmaker, write=False) as session:
         user = await service.check_password(
-            session, state, email=body.email, password=body.password, client_address=client_address
+            session,
+            callers,
+            email=body.email,
+            password=body.password,
+            client_address=client_address,
         )
-    async with session_scope(state.sessionmaker) as session:
-        pair = await service.open_session(session, state, user)
+    async with database.write() as session:
+        pair = await service.open_session(session, callers, user)
     response.headers["Cache-Control"] = NO_STORE
     return LoginResponse(data=pair)
 
@@ -54,10 +61,10 @@ async def login(
     summary="Spend a refresh token for a new pair",
 )
 async def refresh(
-    body: RefreshRequest, response: Response, session: SessionDep, state: StateDep
+    body: RefreshRequest, response: Response, session: SessionDep, callers: CallersDep
 ) -> LoginResponse:
     response.headers["Cache-Control"] = NO_STORE
-    return LoginResponse(data=await service.refresh(session, state, body.refresh_token))
+    return LoginResponse(data=await service.refresh(session, callers, body.refresh_token))
 
 
 @router.post(
@@ -66,14 +73,9 @@ async def refresh(
     responses=error_responses(401, 403),
     summary="Revoke the caller's session",
 )
-async def logout(session: SessionDep, principal: PrincipalDep, state: StateDep) -> Response:
-    await service.logout(session, state, principal)
+async def logout(session: SessionDep, principal: PrincipalDep, callers: CallersDep) -> Response:
+    await service.logout(session, callers, principal)
     return Response(status_code=204)
-
-
-@router.get("/me", response_model=Me, responses=error_responses(401), summary="The caller")
-async def me(session: SessionDep, principal: PrincipalDep) -> Me:
-    return await users_service.describe_caller(session, principal)
 
 
 @router.get(
@@ -113,7 +115,7 @@ async def create_token(
     summary="Revoke a personal access token",
 )
 async def revoke_token(
-    token_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    token_id: IdPath, session: SessionDep, principal: PrincipalDep, callers: CallersDep
 ) -> Response:
-    await service.revoke_personal_token(session, state, principal, token_id)
+    await service.revoke_personal_token(session, callers, principal, token_id)
     return Response(status_code=204)

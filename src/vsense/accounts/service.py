@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts import repository
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import LoginUser, Token, TokenCreate, TokenPair
 from vsense.accounts.scopes import effective_scopes
-from vsense.db import session_scope
+from vsense.config import Settings
+from vsense.db import Database, on_commit
+from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest, verify_password
 from vsense.kit.errors import (
     Forbidden,
@@ -27,10 +28,9 @@ from vsense.kit.errors import (
 )
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import Page
+from vsense.kit.throttle import FailureThrottle
 from vsense.kit.time import utcnow
 from vsense.models import PersonalAccessToken, User
-from vsense.state import AppState
-from vsense.users import repository as users_repository
 
 ACCESS_PREFIX = "vsa_"  # marks our JWTs apart from opaque tokens at a glance
 PERSONAL_PREFIX = "vst_"
@@ -41,6 +41,34 @@ PERSONAL_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 AUTH_NAMESPACE = "bearer"
 
 
+class Callers:
+    """What a process keeps to know its callers: the signing key of access tokens, the
+    login throttles, and verified bearers reused for `auth_cache_ttl` seconds."""
+
+    def __init__(self, settings: Settings, signing_key: str) -> None:
+        self.settings = settings
+        self.signing_key = signing_key
+        self.throttle = FailureThrottle(window=settings.login_failure_window.total_seconds())
+        self.attempts = FailureThrottle(window=settings.login_attempt_window.total_seconds())
+        self.cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
+
+    def forget_user(self, user_id: int, session: AsyncSession | None = None) -> None:
+        """Drop every cached caller of a user: its role, tokens or sessions changed.
+
+        With the session of the change, the callers are dropped again once it commits:
+        a request of the same user verified between now and the commit read the old
+        rows, and must not keep them for the cache's lifetime.
+        """
+        namespace = ("user", user_id)
+        self.cache.invalidate(namespace)
+        if session is not None:
+            on_commit(
+                session,
+                ("callers", id(self), user_id),
+                lambda: self.cache.invalidate(namespace),
+            )
+
+
 class RefreshTokenReused(Unauthorized):
     """A spent refresh token came back: the family is revoked, and that must be kept."""
 
@@ -48,7 +76,7 @@ class RefreshTokenReused(Unauthorized):
 
 
 async def check_password(
-    session: AsyncSession, state: AppState, *, email: str, password: str, client_address: str
+    session: AsyncSession, callers: Callers, *, email: str, password: str, client_address: str
 ) -> User:
     """The user whose email and password these are. Throttled per email and per client
     address: failures over `login_failure_window`, and every attempt over
@@ -57,8 +85,8 @@ async def check_password(
     Run before the session's write transaction opens (`open_session`): argon2 takes tens
     of milliseconds, and on SQLite a writer holds the database's only write lock.
     """
-    settings = state.settings
-    throttle = state.login_throttle
+    settings = callers.settings
+    throttle = callers.throttle
     email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
     wait = max(
         throttle.retry_after(email_key, settings.login_max_failures_per_email),
@@ -68,7 +96,7 @@ async def check_password(
         raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
     # Every attempt counts, successful or not, before any work: argon2 costs the same
     # either way, and concurrent attempts count as soon as they arrive.
-    attempts = state.login_attempts
+    attempts = callers.attempts
     wait = max(
         attempts.retry_after(email_key, settings.login_max_attempts_per_email),
         attempts.retry_after(address_key, settings.login_max_attempts_per_address),
@@ -77,7 +105,7 @@ async def check_password(
         raise TooManyRequests("Too many logins; wait before trying again.", retry_after=wait)
     attempts.record(email_key)
     attempts.record(address_key)
-    user = await users_repository.get_user_by_email(session, email)
+    user = await repository.get_user_by_email(session, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
         throttle.record_failure(email_key)
         throttle.record_failure(address_key)
@@ -86,19 +114,19 @@ async def check_password(
     return user
 
 
-async def open_session(session: AsyncSession, state: AppState, verified: User) -> TokenPair:
+async def open_session(session: AsyncSession, callers: Callers, verified: User) -> TokenPair:
     """A new session for a user `check_password` verified, unless the user or its
     password changed in between. The user's row is locked, as a password change locks it
     before it ends the sessions: one of the two waits for the other, so a new session is
     either refused or ended, never missed."""
-    user = await users_repository.lock_user(session, verified.id)
+    user = await repository.lock_user(session, verified.id)
     if user is None or user.password_hash != verified.password_hash:
         raise Unauthorized(WRONG_CREDENTIALS)
     family = await repository.create_family(session, user.id)
-    return await _issue(session, state, user, family.id)
+    return await _issue(session, callers, user, family.id)
 
 
-async def refresh(session: AsyncSession, state: AppState, refresh_token: str) -> TokenPair:
+async def refresh(session: AsyncSession, callers: Callers, refresh_token: str) -> TokenPair:
     """Spend a refresh token for a new pair. A reused token revokes its whole family."""
     now = utcnow()
     found = await repository.get_refresh_token(session, token_digest(refresh_token))
@@ -111,30 +139,30 @@ async def refresh(session: AsyncSession, state: AppState, refresh_token: str) ->
         session, token.id, now
     ):
         await repository.revoke_family(session, family.id, "reuse", now)
-        forget_user(state, family.user_id, session)
+        callers.forget_user(family.user_id, session)
         raise RefreshTokenReused(
             "The refresh token was already used; the session is revoked, log in again."
         )
     if token.expires_at <= now:
         raise Unauthorized("The refresh token has expired; log in again.")
-    user = await users_repository.get_user_by_id(session, family.user_id)
+    user = await repository.get_user_by_id(session, family.user_id)
     if user is None:
         raise Unauthorized("The refresh token is invalid.")
-    return await _issue(session, state, user, family.id)
+    return await _issue(session, callers, user, family.id)
 
 
-async def logout(session: AsyncSession, state: AppState, principal: Principal) -> None:
+async def logout(session: AsyncSession, callers: Callers, principal: Principal) -> None:
     """End the caller's session: its refresh-token family and the access tokens of it."""
     if principal.family_id is None:
         raise Forbidden("Logout ends a login session; a personal access token is revoked instead.")
     await repository.revoke_family(session, principal.family_id, "logout", utcnow())
-    forget_user(state, principal.user_id, session)
+    callers.forget_user(principal.user_id, session)
 
 
 async def _issue(
-    session: AsyncSession, state: AppState, user: User, family_id: uuid.UUID
+    session: AsyncSession, callers: Callers, user: User, family_id: uuid.UUID
 ) -> TokenPair:
-    settings = state.settings
+    settings = callers.settings
     now = utcnow()
     refresh_token = new_token(REFRESH_PREFIX)
     await repository.add_refresh_token(
@@ -149,7 +177,7 @@ async def _issue(
         "iat": int(now.timestamp()),
         "exp": int((now + settings.access_token_ttl).timestamp()),
     }
-    access_token = ACCESS_PREFIX + jwt.encode(claims, state.signing_key, algorithm="HS256")
+    access_token = ACCESS_PREFIX + jwt.encode(claims, callers.signing_key, algorithm="HS256")
     return TokenPair(
         user=LoginUser(name=user.name, email=user.email, role=[user.role]),
         expires_in=int(settings.access_token_ttl.total_seconds()),
@@ -158,53 +186,35 @@ async def _issue(
     )
 
 
-async def authenticate(session: AsyncSession, state: AppState, bearer: str) -> Principal:
+async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> Principal:
     """The caller behind a bearer token, with scopes from the owner's current role.
 
     A verified caller is kept for `auth_cache_ttl` seconds under its user's namespace;
     every change to a user, its tokens or its sessions drops that namespace
     (`forget_user`), so this process never serves a stale role or a revoked token.
     """
-    user_id = state.auth_cache.get(AUTH_NAMESPACE, bearer)
-    cached = None if user_id is None else state.auth_cache.get(("user", user_id), bearer)
+    user_id = callers.cache.get(AUTH_NAMESPACE, bearer)
+    cached = None if user_id is None else callers.cache.get(("user", user_id), bearer)
     if cached is not None:
         principal, expires_at = cached
         if expires_at is None or expires_at > utcnow():
             return replace(principal, last_use_due=False)  # type: ignore[no-any-return]
     if bearer.startswith(ACCESS_PREFIX):
         principal, expires_at = await _authenticate_access(
-            session, state, bearer[len(ACCESS_PREFIX) :]
+            session, callers, bearer[len(ACCESS_PREFIX) :]
         )
     elif bearer.startswith(PERSONAL_PREFIX):
         principal, expires_at = await _authenticate_personal(session, bearer)
     else:
         raise Unauthorized("The bearer token is malformed.")
-    state.auth_cache.put(AUTH_NAMESPACE, bearer, principal.user_id)
-    state.auth_cache.put(("user", principal.user_id), bearer, (principal, expires_at))
+    callers.cache.put(AUTH_NAMESPACE, bearer, principal.user_id)
+    callers.cache.put(("user", principal.user_id), bearer, (principal, expires_at))
     return principal
-
-
-def forget_user(state: AppState, user_id: int, session: AsyncSession | None = None) -> None:
-    """Drop every cached caller of a user: its role, tokens or sessions changed.
-
-    With the session of the change, the callers are dropped again once it commits: a
-    request of the same user verified between now and the commit read the old rows,
-    and must not keep them for the cache's lifetime.
-    """
-    namespace = ("user", user_id)
-    state.auth_cache.invalidate(namespace)
-    if session is not None:
-        event.listen(
-            session.sync_session,
-            "after_commit",
-            lambda _: state.auth_cache.invalidate(namespace),
-            once=True,
-        )
 
 
 async def end_sessions(
     session: AsyncSession,
-    state: AppState | None,
+    callers: Callers | None,
     user_id: int,
     *,
     reason: str,
@@ -214,16 +224,19 @@ async def end_sessions(
     families, and with them the access tokens, which name their family and are refused
     once it is revoked. Personal access tokens are separate credentials and stay."""
     await repository.revoke_user_families(session, user_id, reason, utcnow(), keep=keep_family)
-    if state is not None:
-        forget_user(state, user_id, session)
+    if callers is not None:
+        callers.forget_user(user_id, session)
 
 
 async def _authenticate_access(
-    session: AsyncSession, state: AppState, raw: str
+    session: AsyncSession, callers: Callers, raw: str
 ) -> tuple[Principal, datetime | None]:
     try:
         claims: dict[str, Any] = jwt.decode(
-            raw, state.signing_key, algorithms=["HS256"], options={"require": ["exp", "sub", "fam"]}
+            raw,
+            callers.signing_key,
+            algorithms=["HS256"],
+            options={"require": ["exp", "sub", "fam"]},
         )
         user_id, family_id = int(claims["sub"]), uuid.UUID(claims["fam"])
     except jwt.ExpiredSignatureError as exc:
@@ -267,13 +280,13 @@ async def _authenticate_personal(
     return principal, expires_at
 
 
-async def record_personal_token_use(state: AppState, token_id: int) -> None:
+async def record_personal_token_use(database: Database, token_id: int) -> None:
     """Note when a personal token was last used, in a transaction of its own.
 
     Called after the response (at most once a minute per token), so that read
     requests stay read-only and no request waits on this write.
     """
-    async with session_scope(state.sessionmaker) as session:
+    async with database.write() as session:
         await repository.touch_personal_token(session, token_id, utcnow())
 
 
@@ -334,9 +347,9 @@ async def list_personal_tokens(
 
 
 async def revoke_personal_token(
-    session: AsyncSession, state: AppState, principal: Principal, token_id: int
+    session: AsyncSession, callers: Callers, principal: Principal, token_id: int
 ) -> None:
     require_scope(principal, "tokens:write")
     if not await repository.delete_personal_token(session, principal.user_id, token_id):
         raise NotFound("No such token.")
-    forget_user(state, principal.user_id, session)
+    callers.forget_user(principal.user_id, session)

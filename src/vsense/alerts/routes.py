@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Query, Response
+
+from vsense.accounts.deps import PrincipalDep
 from vsense.alerts import service
-from vsense.alerts.integration import emitter
+from vsense.alerts.integration import Alerts
 from vsense.alerts.schemas import AlertAck, AlertRule, AlertRuleCreate, AlertRuleUpdate, AlertView
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.deps import SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
+from vsense.kit.parts import part
 from vsense.kit.schemas import Page
 
 rules_router = APIRouter(prefix=f"{API_PREFIX}/alert-rules", tags=["alerts"])
 alerts_router = APIRouter(prefix=f"{API_PREFIX}/alerts", tags=["alerts"])
+AlertsDep = Annotated[Alerts, Depends(part(Alerts))]
 PageQuery = Query(None, description="1-based page number")
 PerPageQuery = Query(None, description="Items per page, at most 500")
 
@@ -56,10 +61,10 @@ async def update_rule(
     body: AlertRuleUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    alerts: AlertsDep,
 ) -> AlertRule:
     """Change the fields sent (admins)."""
-    return await service.update_rule(session, principal, emitter(state), rule_id, body)
+    return await service.update_rule(session, principal, alerts.emit, rule_id, body)
 
 
 @rules_router.patch(
@@ -70,18 +75,18 @@ async def patch_rule(
     body: AlertRuleUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    alerts: AlertsDep,
 ) -> AlertRule:
     """The same as PUT."""
-    return await service.update_rule(session, principal, emitter(state), rule_id, body)
+    return await service.update_rule(session, principal, alerts.emit, rule_id, body)
 
 
 @rules_router.delete("/{rule_id}", status_code=204, responses=error_responses(401, 403, 404))
 async def delete_rule(
-    rule_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    rule_id: IdPath, session: SessionDep, principal: PrincipalDep, alerts: AlertsDep
 ) -> Response:
     """Delete a rule (admins); its firing episodes end with a CLEARING."""
-    await service.delete_rule(session, principal, emitter(state), rule_id)
+    await service.delete_rule(session, principal, alerts.emit, rule_id)
     return Response(status_code=204)
 
 

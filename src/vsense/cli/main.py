@@ -171,15 +171,15 @@ def worker() -> None:
     many as needed beside `vsense serve --workers N` on one PostgreSQL."""
     import signal
 
-    from vsense.state import AppState
+    from vsense.components import Components
     from vsense.worker import BackgroundRuntime
 
     settings = _settings()
     _migrate(settings)
 
     async def run() -> None:
-        state = AppState.build(settings)
-        runtime = BackgroundRuntime(state)
+        parts = Components.for_worker(settings)
+        runtime = BackgroundRuntime(parts)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -190,7 +190,7 @@ def worker() -> None:
             await stop.wait()
         finally:
             await runtime.stop()
-            await state.engine.dispose()
+            await parts.engine.dispose()
 
     import uvloop  # the event loop `vsense serve` runs on too (uvicorn picks it)
 

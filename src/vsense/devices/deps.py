@@ -12,8 +12,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
+from vsense.accounts.deps import PrincipalDep, scoped_caller
 from vsense.accounts.principal import Principal
-from vsense.deps import PrincipalDep, SessionDep, scoped_caller
+from vsense.deps import SessionDep
 from vsense.devices import service
 from vsense.devices.types import (
     DeviceFilter,

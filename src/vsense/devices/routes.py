@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from vsense.accounts.deps import PrincipalDep
+from vsense.deps import CountsDep, SessionDep
+from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service
 from vsense.devices.deps import DeviceListingDep, DeviceReader, ReadableDevice
 from vsense.devices.schemas import (
@@ -39,12 +41,10 @@ async def list_devices(
     session: SessionDep,
     listing: DeviceListingDep,
     paging: PageParams,
-    state: StateDep,
+    counts: CountsDep,
 ) -> Response:
     return json_response(
-        await service.list_devices(
-            session, listing.caller, state.count_cache, listing.query, paging
-        )
+        await service.list_devices(session, listing.caller, counts, listing.query, paging)
     )
 
 
@@ -56,11 +56,9 @@ async def list_devices(
     summary="Onboard a device; its token is shown once",
 )
 async def onboard_device(
-    body: DeviceCreate, session: SessionDep, principal: PrincipalDep, state: StateDep
+    body: DeviceCreate, session: SessionDep, principal: PrincipalDep, counts: CountsDep
 ) -> Response:
-    return json_response(
-        await service.onboard_device(session, principal, state.count_cache, body), 201
-    )
+    return json_response(await service.onboard_device(session, principal, counts, body), 201)
 
 
 # The device's UUID is parsed in the handler, not by a dependency: a dependency would
@@ -95,12 +93,10 @@ async def update_device(
     body: DeviceUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    counts: CountsDep,
 ) -> Response:
     device = service.parse_device_uuid(device_uuid)
-    return json_response(
-        await service.update_device(session, principal, state.count_cache, device, body)
-    )
+    return json_response(await service.update_device(session, principal, counts, device, body))
 
 
 @router.patch(
@@ -114,9 +110,9 @@ async def patch_device(
     body: DeviceUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    counts: CountsDep,
 ) -> Response:
-    return await update_device(device_uuid, body, session, principal, state)
+    return await update_device(device_uuid, body, session, principal, counts)
 
 
 @router.delete(
@@ -126,9 +122,14 @@ async def patch_device(
     summary="Remove a device and its credentials",
 )
 async def delete_device(
-    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
+    device_uuid: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    counts: CountsDep,
+    device_auth: DeviceAuthDep,
 ) -> Response:
-    await service.delete_device(session, state, principal, service.parse_device_uuid(device_uuid))
+    device = service.parse_device_uuid(device_uuid)
+    await service.delete_device(session, counts, device_auth, principal, device)
     return Response(status_code=204)
 
 
@@ -140,10 +141,10 @@ async def delete_device(
     summary="Rotate the device token; the old one stops working",
 )
 async def rotate_credentials(
-    device_uuid: str, session: SessionDep, principal: PrincipalDep, state: StateDep
+    device_uuid: str, session: SessionDep, principal: PrincipalDep, device_auth: DeviceAuthDep
 ) -> DeviceCredentials:
     device = service.parse_device_uuid(device_uuid)
-    return await service.rotate_credentials(session, state, principal, device)
+    return await service.rotate_credentials(session, device_auth, principal, device)
 
 
 @router.get(

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.service import DEVICE_PREFIX, require_scope
+from vsense.device_auth.service import DeviceAuth
 from vsense.devices import repository
 from vsense.devices.schemas import DeviceCreate, DeviceCredentials, DeviceEvent, DeviceUpdate
 from vsense.devices.types import (
@@ -18,7 +19,6 @@ from vsense.devices.types import (
     OnboardedDevice,
     ReadableDeviceId,
 )
-from vsense.gateway.service import forget_device_tokens
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest
 from vsense.kit.errors import NotFound, Unprocessable, field_error
@@ -26,7 +26,6 @@ from vsense.kit.pagination import PageRequest, page_meta
 from vsense.kit.schemas import ListMeta, Page
 from vsense.kit.time import utcnow
 from vsense.models import Device
-from vsense.state import AppState
 
 READ_SCOPE = "devices:read"
 
@@ -201,22 +200,26 @@ async def onboard_device(
 
 
 async def delete_device(
-    session: AsyncSession, state: AppState, principal: Principal, device_uuid: uuid.UUID
+    session: AsyncSession,
+    count_cache: TTLCache,
+    device_auth: DeviceAuth,
+    principal: Principal,
+    device_uuid: uuid.UUID,
 ) -> None:
     device = await _changeable_device(session, principal, device_uuid)
     await repository.delete_device(session, device)
-    state.count_cache.invalidate(principal.organization_id)
-    forget_device_tokens(state)
+    count_cache.invalidate(principal.organization_id)
+    device_auth.forget()
 
 
 async def rotate_credentials(
-    session: AsyncSession, state: AppState, principal: Principal, device_uuid: uuid.UUID
+    session: AsyncSession, device_auth: DeviceAuth, principal: Principal, device_uuid: uuid.UUID
 ) -> DeviceCredentials:
     """A new device token; the old one stops working at once."""
     device = await _changeable_device(session, principal, device_uuid)
     token = new_token(DEVICE_PREFIX)
     await repository.replace_credential(session, device.uuid, token_digest(token))
-    forget_device_tokens(state)
+    device_auth.forget()
     return DeviceCredentials(uuid=str(device.uuid), device_token=token)
 
 

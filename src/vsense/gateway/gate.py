@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vsense.db import is_unavailable
-from vsense.gateway import service
+from vsense.db import Database, is_unavailable
+from vsense.device_auth.service import DeviceAuth
 from vsense.kit.errors import AppError, database_unavailable
 from vsense.kit.middleware import send_error
-from vsense.state import AppState
 
 DEVICE_API = "/device/v1/"
 
@@ -31,17 +30,18 @@ class DeviceGateMiddleware:
     """401 (or 503 while the database is away) for device requests without a valid
     device token, answered before the body is read."""
 
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
+    def __init__(self, app: ASGIApp, database: Database, device_auth: DeviceAuth) -> None:
         self.app = app
-        self.state = state
+        self.database = database
+        self.device_auth = device_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(DEVICE_API):
             await self.app(scope, receive, send)
             return
         try:
-            async with self.state.read_sessionmaker() as session:
-                await service.authenticate(session, authorization_of(scope), self.state)
+            async with self.database.read_sessionmaker() as session:
+                await self.device_auth.authenticate(session, authorization_of(scope))
         except AppError as error:
             await send_error(send, error)
             return

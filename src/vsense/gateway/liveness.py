@@ -1,10 +1,10 @@
 """Online and offline: signs of life written in batches, and the sweep for overdue devices.
 
 A keepalive from a device that is already online only moves its deadline; those writes
-are gathered in memory and written together (`LivenessRecorder.flush`), one statement
-for many devices, so that a large fleet keeping alive does not mean one row update per
-message. A device that comes back from offline is written at once, with its event, in
-the transaction of the message that brought it back. Losing a batch in a crash loses
+are gathered in memory and written together (`Liveness.flush`), one statement for many
+devices, so that a large fleet keeping alive does not mean one row update per message.
+A device that comes back from offline is written at once, with its event, in the
+transaction of the message that brought it back. Losing a batch in a crash loses
 nothing that matters: the device's next sign of life moves its deadline again.
 """
 
@@ -13,16 +13,15 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.db import session_scope
+from vsense.config import Settings
+from vsense.db import Database
+from vsense.device_auth.identity import DeviceIdentity
 from vsense.gateway import repository
-from vsense.webhooks.outbox import emit_status
-
-if TYPE_CHECKING:  # the state holds the recorder
-    from vsense.state import AppState
+from vsense.kit.time import utcnow
+from vsense.webhooks.outbox import Item, Outbox, status_items
 
 OFFLINE_FACTOR = 1.5
 SWEEP_BATCH = 5000
@@ -34,24 +33,52 @@ def deadline_after(seen: datetime, interval: int) -> datetime:
     return seen + timedelta(seconds=OFFLINE_FACTOR * interval)
 
 
-class LivenessRecorder:
-    """Signs of life of online devices, waiting to be written in one batch."""
+class Liveness:
+    """Devices' signs of life: batched for online devices, written at once (with the
+    `status` event) for devices coming back; and the sweep that finds overdue ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, database: Database, outbox: Outbox) -> None:
+        self.default_interval = settings.default_keepalive_interval
+        self.database = database
+        self.outbox = outbox
         # device -> (seen, interval); a later sign of life replaces an earlier one.
         self._pending: dict[uuid.UUID, tuple[datetime, int]] = {}
 
+    def interval(self, device: DeviceIdentity) -> int:
+        """The device's keepalive interval: its own, else its group's, else the default."""
+        return device.keepalive_interval or self.default_interval
+
     def note(self, device: uuid.UUID, seen: datetime, interval: int) -> None:
         self._pending[device] = (seen, interval)
+
+    def seen_online(self, device: DeviceIdentity) -> None:
+        """A sign of life of a device known to be online: joins the next batch."""
+        self.note(device.uuid, utcnow(), self.interval(device))
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self, state: AppState) -> int:
+    async def sign_of_life(
+        self, session: AsyncSession, device: DeviceIdentity, reason: str
+    ) -> list[Item]:
+        """Any message from a device keeps it online. Already online: batched. Coming
+        back: written now, with its status event, in the caller's transaction; the
+        `status` webhook event is returned for the caller to queue ahead of the events
+        of the message itself (one write to the outbox per message)."""
+        now = utcnow()
+        interval = self.interval(device)
+        if device.is_online or not await repository.set_online(
+            session, device.uuid, now, deadline_after(now, interval), reason
+        ):
+            self.note(device.uuid, now, interval)
+            return []
+        return status_items([device.uuid], "online", reason, now)
+
+    async def flush(self) -> int:
         """Write what was noted. Devices that went offline meanwhile (the sweep got there
-        first) come back online with an event (and its webhooks). Returns how many devices
-        were written."""
+        first) come back online with an event (and its webhooks). Returns how many
+        devices were written."""
         if not self._pending:
             return 0
         batch, self._pending = self._pending, {}
@@ -62,7 +89,7 @@ class LivenessRecorder:
             # at most one flush interval later than each device's own.
             by_moment[(latest, deadline_after(latest, interval))].append(device)
         try:
-            async with session_scope(state.sessionmaker) as session:
+            async with self.database.write() as session:
                 for (seen, deadline), devices in by_moment.items():
                     await repository.refresh_online(session, devices, seen, deadline)
                     back = [
@@ -70,7 +97,7 @@ class LivenessRecorder:
                         for device in await repository.offline_among(session, devices)
                         if await repository.set_online(session, device, seen, deadline, "keepalive")
                     ]
-                    await emit_status(session, state, back, "online", "keepalive", seen)
+                    await self.outbox.emit_status(session, back, "online", "keepalive", seen)
         except BaseException:
             # Put the batch back (newer notes win) so a failed write is retried.
             for device, value in batch.items():
@@ -78,12 +105,11 @@ class LivenessRecorder:
             raise
         return len(batch)
 
-
-async def sweep(session: AsyncSession, state: AppState, now: datetime) -> list[uuid.UUID]:
-    """Mark online devices past their deadline offline, with an event (and its webhooks)
-    each."""
-    devices = await repository.overdue(session, now, SWEEP_BATCH)
-    if devices:
-        await repository.set_offline(session, devices, now, KEEPALIVE_TIMEOUT)
-        await emit_status(session, state, devices, "offline", KEEPALIVE_TIMEOUT, now)
-    return devices
+    async def sweep(self, session: AsyncSession, now: datetime) -> list[uuid.UUID]:
+        """Mark online devices past their deadline offline, with an event (and its
+        webhooks) each."""
+        devices = await repository.overdue(session, now, SWEEP_BATCH)
+        if devices:
+            await repository.set_offline(session, devices, now, KEEPALIVE_TIMEOUT)
+            await self.outbox.emit_status(session, devices, "offline", KEEPALIVE_TIMEOUT, now)
+        return devices

@@ -39,11 +39,14 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from vsense.db import is_unavailable, session_scope
-from vsense.gateway import repository, service
+from vsense.commands.service import Commands
+from vsense.config import Settings
+from vsense.db import Database, is_unavailable
+from vsense.device_auth.service import DeviceAuth
 from vsense.gateway.schemas import CommandResult, Health
+from vsense.gateway.service import Gateway
 from vsense.kit.errors import AppError
-from vsense.state import AppState
+from vsense.kit.metrics import Metrics
 
 logger = logging.getLogger("vsense.mqtt")
 TOPICS = ("vsense/+/keepalive", "vsense/+/payloads", "vsense/+/commands/+/result")
@@ -71,12 +74,25 @@ def parse_topic(topic: str) -> tuple[uuid.UUID, str, str | None] | None:
 
 
 class MqttBridge:
-    def __init__(self, state: AppState) -> None:
-        if not state.settings.mqtt_url:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database: Database,
+        device_auth: DeviceAuth,
+        gateway: Gateway,
+        commands: Commands,
+        metrics: Metrics,
+    ) -> None:
+        if not settings.mqtt_url:
             raise ValueError("the MQTT bridge needs VSENSE_MQTT_URL")
-        self.state = state
-        self.metrics = state.metrics
-        self.url = urlsplit(state.settings.mqtt_url)
+        self.share_group = settings.mqtt_share_group
+        self.database = database
+        self.device_auth = device_auth
+        self.gateway = gateway
+        self.commands = commands
+        self.metrics = metrics
+        self.url = urlsplit(settings.mqtt_url)
         self.connected = asyncio.Event()
         # One session for the bridge's life: a reconnect resumes it (clean_start False),
         # and the broker resends what was not acknowledged.
@@ -88,7 +104,7 @@ class MqttBridge:
         # created, not kept for their next keepalive (which may be minutes away).
         self._heard: set[uuid.UUID] = set()
         self._pushes: set[asyncio.Task[None]] = set()
-        state.command_waiters.listeners.append(self._command_created)
+        commands.on_created(self._command_created)
 
     def _new_client(self, *, clean_start: bool, expiry: int = SESSION_EXPIRY) -> aiomqtt.Client:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -135,7 +151,7 @@ class MqttBridge:
             self._resume = True
             # Acknowledge by hand, after the commit (aiomqtt exposes no switch for it).
             client._client.manual_ack_set(True)
-            group = self.state.settings.mqtt_share_group
+            group = self.share_group
             for topic in TOPICS:
                 await client.subscribe(f"$share/{group}/{topic}", qos=1)
             self._client = client
@@ -200,20 +216,20 @@ class MqttBridge:
             return "invalid"
         commands: list[dict[str, Any]] = []
         try:
-            async with session_scope(self.state.sessionmaker) as session:
-                device = await repository.device_by_uuid(session, device_uuid)
+            async with self.database.write() as session:
+                device = await self.device_auth.by_uuid(session, device_uuid)
                 if device is None:
                     return "unknown_device"
                 self._heard.add(device_uuid)
                 if kind == "keepalive":
                     # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
                     health = Health.model_validate(body) if isinstance(body, dict) else None
-                    commands = await service.keepalive_in(session, self.state, device, health)
+                    commands = await self.gateway.keepalive_in(session, device, health)
                 elif kind == "payloads":
-                    await service.ingest(session, self.state, device, body)
+                    await self.gateway.ingest(session, device, body)
                 else:
                     result = CommandResult.model_validate(body)
-                    await service.complete_command(
+                    await self.gateway.command_result(
                         session, device, command_id or "", result.ok, result.error
                     )
         except AppError as exc:
@@ -245,8 +261,8 @@ class MqttBridge:
         """Hand a device the commands waiting for it, now (they are marked taken first,
         so a keepalive or poll elsewhere does not hand them out twice)."""
         try:
-            async with session_scope(self.state.sessionmaker) as session:
-                commands = await service.take_commands(session, device)
+            async with self.database.write() as session:
+                commands = await self.commands.take(session, device)
                 # Published before the commit: if the broker fails, they stay pending.
                 await self._publish(client, device, commands)
         except Exception:

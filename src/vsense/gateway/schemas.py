@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vsense.kit.schemas import RequestBody
-from vsense.models import DeviceCommand
 
 
 class Health(RequestBody):
@@ -37,13 +36,3 @@ class Accepted(BaseModel):
 class CommandResult(RequestBody):
     ok: bool
     error: str | None = Field(None, max_length=500)
-
-
-def command_json(command: DeviceCommand) -> dict[str, Any]:
-    """A command as a device receives it: `{"id", "type", "created", ...arguments}`."""
-    return {
-        **command.arguments,
-        "id": str(command.id),
-        "type": command.type,
-        "created": int(command.created.timestamp()),
-    }

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from vsense.accounts.deps import PrincipalDep, scoped_caller
 from vsense.accounts.principal import Principal
-from vsense.deps import PrincipalDep, SessionDep, StateDep, scoped_caller
+from vsense.deps import CountsDep, SessionDep
 from vsense.groups import service
 from vsense.groups.schemas import Group, GroupCreate, GroupUpdate
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
@@ -51,8 +52,8 @@ async def update_group(
 
 @router.delete("/{group_id}", status_code=204, responses=error_responses(401, 403, 404))
 async def delete_group(
-    group_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    group_id: IdPath, session: SessionDep, principal: PrincipalDep, counts: CountsDep
 ) -> Response:
     """Delete a group (admins); its devices are kept, without a group."""
-    await service.delete_group(session, principal, state.count_cache, group_id)
+    await service.delete_group(session, principal, counts, group_id)
     return Response(status_code=204)

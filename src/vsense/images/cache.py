@@ -66,8 +66,3 @@ class ReadyCache:
         self._requests.clear()
         self._bytes.clear()
         self._size = 0
-
-
-# One per process: entries are keyed by request id (a UUID) and content hash, so
-# databases and stores used side by side (tests) cannot be confused.
-ready_cache = ReadyCache()

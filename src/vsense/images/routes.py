@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from vsense.deps import PrincipalDep, SessionDep, StateDep
-from vsense.images import service
+from vsense.accounts.deps import PrincipalDep
+from vsense.commands.service import Commands
+from vsense.deps import SessionDep
+from vsense.device_auth.deps import DeviceDep
+from vsense.images import service, uploads
+from vsense.images.links import ImageKind
 from vsense.images.schemas import ImagePending, ImageRequested, ImageRequestList
+from vsense.images.snapshots import Snapshots
 from vsense.kit.http import API_PREFIX, error_responses, json_response
 from vsense.kit.origin import public_base_url
+from vsense.kit.parts import part
 from vsense.kit.schemas import ErrorBody
-from vsense.state import AppState
+from vsense.webhooks.outbox import Outbox
 
 router = APIRouter(prefix=API_PREFIX, tags=["images"])
+device_router = APIRouter(prefix="/device/v1", tags=["device"])
+SnapshotsDep = Annotated[Snapshots, Depends(part(Snapshots))]
+CommandsDep = Annotated[Commands, Depends(part(Commands))]
+OutboxDep = Annotated[Outbox, Depends(part(Outbox))]
 
 
-def _base_url(request: Request, state: AppState) -> str:
+def _base_url(request: Request, snapshots: Snapshots) -> str:
     """The base of the links answered (and sent in the `image` event): never a forged Host."""
-    return public_base_url(request, state.settings.public_url, state.settings.allowed_hosts)
+    settings = snapshots.settings
+    return public_base_url(request, settings.public_url, settings.allowed_hosts)
 
 
 @router.post(
@@ -33,15 +44,14 @@ async def request_image(
     request: Request,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
-) -> Response:
+    snapshots: SnapshotsDep,
+    commands: CommandsDep,
+) -> ImageRequested:
     """Answers at once; the links answer 202 until the device has uploaded (about 20 s
     on real hardware) and stay valid for `image_link_ttl` seconds from the request. A
     request while one is pending for the device returns the pending one."""
-    return json_response(
-        await service.request_image(
-            session, state, principal, device_uuid, _base_url(request, state)
-        )
+    return await service.request_image(
+        session, snapshots, commands, principal, device_uuid, _base_url(request, snapshots)
     )
 
 
@@ -56,21 +66,20 @@ async def list_images(
     request: Request,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    snapshots: SnapshotsDep,
     page: str | None = Query(None, description="1-based page number"),
     per_page: str | None = Query(None, description="Items per page, at most 500"),
 ) -> Response:
-    return json_response(
-        await service.list_images(
-            session,
-            state,
-            principal,
-            device_uuid,
-            _base_url(request, state),
-            page=page,
-            per_page=per_page,
-        )
+    found = await service.list_images(
+        session,
+        snapshots,
+        principal,
+        device_uuid,
+        _base_url(request, snapshots),
+        page=page,
+        per_page=per_page,
     )
+    return json_response(found.model_dump(mode="json", by_alias=True))
 
 
 @router.get(
@@ -94,7 +103,47 @@ async def image_link(
     token: str,
     name: str,
     session: SessionDep,
-    state: StateDep,
+    snapshots: SnapshotsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    return await service.serve_link(session, state, token, name, if_none_match)
+    answer = await service.serve_link(session, snapshots, token, name, if_none_match)
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        media_type=answer.media_type,
+        headers=answer.headers,
+    )
+
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in (uploads.JPEG, uploads.PNG)
+        },
+    }
+}
+
+
+@device_router.put(
+    "/images/{request_id}/{kind}",
+    status_code=204,
+    responses=error_responses(401, 404, 409, 413, 422),
+    openapi_extra=IMAGE_BODY,
+)
+async def upload_image(
+    request_id: str,
+    kind: ImageKind,
+    request: Request,
+    session: SessionDep,
+    device: DeviceDep,
+    snapshots: SnapshotsDep,
+    outbox: OutboxDep,
+) -> Response:
+    """One image of a `capture_image` command: `raw` or `annotated`, JPEG or PNG (told
+    from the bytes), at most `image_max_bytes`. Uploads for another device's request are
+    refused (404)."""
+    data = await request.body()
+    await uploads.store_upload(session, snapshots, outbox, device.uuid, request_id, kind, data)
+    return Response(status_code=204)

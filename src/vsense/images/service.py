@@ -8,28 +8,33 @@ The device uploads both images (`uploads.py`); the links answer 202 until then.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from fastapi import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.service import require_scope
+from vsense.commands.service import Commands
 from vsense.devices import repository as devices_repository
 from vsense.devices.service import parse_device_uuid
-from vsense.gateway.service import create_command
 from vsense.images import repository
-from vsense.images.cache import ReadyImages, ready_cache
-from vsense.images.links import KINDS, link_key, link_pair, verify
-from vsense.images.storage import image_store
+from vsense.images.cache import ReadyImages
+from vsense.images.links import KINDS, link_pair, verify
+from vsense.images.schemas import (
+    ImageRequested,
+    ImageRequestItem,
+    ImageRequestList,
+    ImageRequestMeta,
+)
+from vsense.images.snapshots import Snapshots
 from vsense.kit.errors import AppError, Conflict, Forbidden, NotFound
 from vsense.kit.pagination import page_meta, page_request
+from vsense.kit.schemas import ListMeta
 from vsense.kit.time import utcnow
 from vsense.models import ImageRequest
 from vsense.models.images import FAILED, PENDING, READY
-from vsense.state import AppState
 
 CAPTURE_COMMAND = "capture_image"
 RETRY_AFTER_S = 2  # what a pending link suggests; a device needs ~20 s on real hardware
@@ -46,19 +51,15 @@ class CaptureFailed(AppError):
         return {**super().body(), "status": FAILED}
 
 
-@lru_cache(maxsize=4)
-def _key(secret_key: str) -> bytes:
-    return link_key(secret_key)
+@dataclass(frozen=True, slots=True)
+class LinkAnswer:
+    """What a signed link answers once its image is there: the image (200), not
+    modified (304) or a redirect to the store (307)."""
 
-
-def links_key(state: AppState) -> bytes:
-    """The key of the image links of this server."""
-    return _key(state.signing_key)
-
-
-def public_base(state: AppState, request_base: str) -> str:
-    """The base URL of links: the configured public URL, else the request's own."""
-    return (state.settings.public_url or request_base).rstrip("/")
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    media_type: str | None = None
 
 
 def effective_status(request: ImageRequest, now: datetime) -> str:
@@ -80,11 +81,12 @@ async def _visible_device(session: AsyncSession, principal: Principal, raw: str)
 
 async def request_image(
     session: AsyncSession,
-    state: AppState,
+    snapshots: Snapshots,
+    commands: Commands,
     principal: Principal,
     device_uuid: str,
     request_base: str,
-) -> dict[str, Any]:
+) -> ImageRequested:
     """The seed's `{"data": [raw link, annotated link]}` plus `meta`; a pending request of
     the same device is reused rather than a second capture asked for."""
     row = await _visible_device(session, principal, device_uuid)
@@ -98,26 +100,30 @@ async def request_image(
         await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
         request = None
     if request is None:
-        request = await _new_request(session, state, device, request_base, now)
-    return {
-        "data": link_pair(
-            links_key(state), public_base(state, request_base), request.id, request.expires_at
+        request = await _new_request(session, snapshots, commands, device, request_base, now)
+    base = snapshots.public_base(request_base)
+    return ImageRequested(
+        data=link_pair(snapshots.link_key, base, request.id, request.expires_at),
+        meta=ImageRequestMeta(
+            request_id=str(request.id),
+            status=request.status,
+            expires_at=request.expires_at,
         ),
-        "meta": {
-            "request_id": str(request.id),
-            "status": request.status,
-            "expires_at": request.expires_at,
-        },
-    }
+    )
 
 
 async def _new_request(
-    session: AsyncSession, state: AppState, device: uuid.UUID, request_base: str, now: datetime
+    session: AsyncSession,
+    snapshots: Snapshots,
+    commands: Commands,
+    device: uuid.UUID,
+    request_base: str,
+    now: datetime,
 ) -> ImageRequest:
-    settings = state.settings
+    settings = snapshots.settings
     request_id = uuid.uuid4()
-    command = await create_command(
-        session, state, device, CAPTURE_COMMAND, {"request_id": str(request_id)}
+    command = await commands.create(
+        session, device, CAPTURE_COMMAND, {"request_id": str(request_id)}
     )
     request = ImageRequest(
         id=request_id,
@@ -127,7 +133,7 @@ async def _new_request(
         created=now,
         expires_at=now + settings.image_link_ttl,
         capture_deadline=now + settings.image_capture_timeout,
-        base_url=public_base(state, request_base)[:300],
+        base_url=snapshots.public_base(request_base)[:300],
     )
     await repository.add(session, request)
     return request
@@ -135,14 +141,14 @@ async def _new_request(
 
 async def list_images(
     session: AsyncSession,
-    state: AppState,
+    snapshots: Snapshots,
     principal: Principal,
     device_uuid: str,
     request_base: str,
     *,
     page: str | None,
     per_page: str | None,
-) -> dict[str, Any]:
+) -> ImageRequestList:
     """A device's snapshot requests, newest first, with their links while they are valid."""
     row = await _visible_device(session, principal, device_uuid)
     paging = page_request(page, per_page)
@@ -150,55 +156,57 @@ async def list_images(
         session, uuid.UUID(str(row.uuid)), offset=paging.offset, limit=paging.per_page
     )
     now = utcnow()
-    key, base = links_key(state), public_base(state, request_base)
+    key, base = snapshots.link_key, snapshots.public_base(request_base)
     items = []
     for request in requests:
         valid = request.expires_at > now
         status = effective_status(request, now)
         items.append(
-            {
-                "request_id": str(request.id),
-                "status": status if valid or status == FAILED else EXPIRED,
-                "created": request.created,
-                "expires_at": request.expires_at,
-                "ready_at": request.ready_at,
-                "error": request.error or ("timeout" if status == FAILED else None),
-                "links": link_pair(key, base, request.id, request.expires_at) if valid else [],
-            }
+            ImageRequestItem(
+                request_id=str(request.id),
+                status=status if valid or status == FAILED else EXPIRED,
+                created=request.created,
+                expires_at=request.expires_at,
+                ready_at=request.ready_at,
+                error=request.error or ("timeout" if status == FAILED else None),
+                links=link_pair(key, base, request.id, request.expires_at) if valid else [],
+            )
         )
-    return {"data": items, "meta": page_meta(paging, total, len(items))}
+    return ImageRequestList(
+        data=items, meta=ListMeta.model_validate(page_meta(paging, total, len(items)))
+    )
 
 
 async def serve_link(
-    session: AsyncSession, state: AppState, token: str, name: str, if_none_match: str | None
-) -> Response:
+    session: AsyncSession, snapshots: Snapshots, token: str, name: str, if_none_match: str | None
+) -> LinkAnswer:
     """What a signed link answers: 202 while pending, the image (or a redirect to it)
     once uploaded, 403 when expired or forged, 504 when the capture failed."""
     now = utcnow()
-    link = verify(links_key(state), token, name, now)
+    link = verify(snapshots.link_key, token, name, now)
     if link is None:
         raise Forbidden("The link has expired or its signature does not match.")
-    ready = ready_cache.request(link.request_id) or await _ready_or_answer(
-        session, link.request_id, link.kind, now
+    ready = snapshots.ready.request(link.request_id) or await _ready_or_answer(
+        session, snapshots, link.request_id, link.kind, now
     )
     sha256, media_type = ready.sha256[link.kind], ready.types[link.kind]
     remaining = max(1, int((link.expires_at - now).total_seconds()))
     headers = {"ETag": f'"{sha256}"', "Cache-Control": f"private, max-age={remaining}"}
     if if_none_match is not None and _matches(if_none_match, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    store = image_store(state.settings)
+        return LinkAnswer(304, headers)
+    store = snapshots.store
     key = f"{link.request_id}_{link.kind}"
-    if state.settings.image_s3_delivery == "redirect":
+    if snapshots.settings.image_s3_delivery == "redirect":
         location = store.presigned_url(key, remaining)
         if location is not None:
-            return Response(status_code=307, headers={**headers, "Location": location})
-    data = ready_cache.image(key, sha256)
+            return LinkAnswer(307, {**headers, "Location": location})
+    data = snapshots.ready.image(key, sha256)
     if data is None:
         data = await store.get(key)
         if data is None:
             raise NotFound("The image is no longer stored.")
-        ready_cache.remember_image(key, sha256, data)
-    return Response(data, media_type=media_type, headers=headers)
+        snapshots.ready.remember_image(key, sha256, data)
+    return LinkAnswer(200, headers, data, media_type)
 
 
 class _Pending(AppError):
@@ -216,7 +224,7 @@ class _Pending(AppError):
 
 
 async def _ready_or_answer(
-    session: AsyncSession, request_id: uuid.UUID, kind: str, now: datetime
+    session: AsyncSession, snapshots: Snapshots, request_id: uuid.UUID, kind: str, now: datetime
 ) -> ReadyImages:
     """The facts of the link's image from the database; raises the answer when the image
     is not there (404 gone, 504 failed, 202 pending)."""
@@ -237,7 +245,7 @@ async def _ready_or_answer(
         raise _Pending()
     found = ReadyImages(request.id, types, hashes)
     if request.status == READY:  # final from now on
-        ready_cache.remember_request(found)
+        snapshots.ready.remember_request(found)
     return found
 
 

@@ -169,26 +169,8 @@ class S3ImageStore:
         return deleted
 
 
-_stores: dict[tuple[Any, ...], ImageStore] = {}
-
-
-def image_store(settings: Settings) -> ImageStore:
-    """The process's store for these settings, made on first use and then reused."""
-    key = (
-        settings.image_storage,
-        settings.data_dir,
-        settings.image_s3_endpoint,
-        settings.image_s3_bucket,
-        settings.image_s3_prefix,
-        settings.image_s3_region,
-        settings.image_s3_access_key,
-        settings.image_s3_secret_key,
-    )
-    store = _stores.get(key)
-    if store is None:
-        if settings.image_storage == "s3":
-            store = S3ImageStore(settings)
-        else:
-            store = LocalImageStore(settings.data_dir / "images")
-        _stores[key] = store
-    return store
+def open_store(settings: Settings) -> ImageStore:
+    """The store the settings name: S3-compatible, or a local folder."""
+    if settings.image_storage == "s3":
+        return S3ImageStore(settings)
+    return LocalImageStore(settings.data_dir / "images")

@@ -7,9 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.images import repository
-from vsense.images.cache import ready_cache
-from vsense.images.storage import image_store
-from vsense.state import AppState
+from vsense.images.snapshots import Snapshots
 
 BATCH = 500
 TIMEOUT_ERROR = "timeout"
@@ -22,14 +20,14 @@ async def fail_overdue(session: AsyncSession, now: datetime) -> int:
     return len(await repository.fail(session, overdue, TIMEOUT_ERROR))
 
 
-async def apply_retention(session: AsyncSession, state: AppState, now: datetime) -> int:
+async def apply_retention(session: AsyncSession, snapshots: Snapshots, now: datetime) -> int:
     """Delete images and requests older than `image_retention`; the images deleted.
 
     The store is swept by the age of its objects rather than through the requests, so
     images whose request or device is gone (a deleted device, a crash between storing
     and recording) go too.
     """
-    cutoff = now - state.settings.image_retention
+    cutoff = now - snapshots.settings.image_retention
     if await repository.delete_created_before(session, cutoff):
-        ready_cache.clear()
-    return await image_store(state.settings).delete_older_than(cutoff)
+        snapshots.ready.clear()
+    return await snapshots.store.delete_older_than(cutoff)

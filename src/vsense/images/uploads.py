@@ -1,8 +1,4 @@
-"""Snapshots, device side: the uploads of a capture and its failure.
-
-Kept apart from `service.py` because the gateway calls it (a failed `capture_image`
-result) while `service.py` calls the gateway (to queue the command).
-"""
+"""Snapshots, device side: the uploads of a capture and its failure."""
 
 from __future__ import annotations
 
@@ -15,15 +11,15 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.commands.service import CommandOutcome
 from vsense.images import repository
-from vsense.images.links import ImageKind, link_key, link_pair
-from vsense.images.storage import image_store
+from vsense.images.links import ImageKind, link_pair
+from vsense.images.snapshots import Snapshots
 from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
 from vsense.kit.time import utcnow
 from vsense.models import ImageRequest
 from vsense.models.images import PENDING, READY
-from vsense.state import AppState
-from vsense.webhooks.outbox import emit
+from vsense.webhooks.outbox import Outbox
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -53,22 +49,23 @@ def media_type_of(data: bytes) -> str | None:
     return media_type if width > 0 and height > 0 else None
 
 
-def image_body(state: AppState, request: ImageRequest, timestamp: int) -> dict[str, Any]:
+def image_body(snapshots: Snapshots, request: ImageRequest, timestamp: int) -> dict[str, Any]:
     """The `image` webhook event (spec/delivery.md)."""
-    base = state.settings.public_url or request.base_url
+    base = snapshots.settings.public_url or request.base_url
     return {
         "stream_id": str(request.device_uuid),
         "type": "IMAGE",
         "timestamp": timestamp,
         "request_id": str(request.id),
-        "links": link_pair(link_key(state.signing_key), base, request.id, request.expires_at),
+        "links": link_pair(snapshots.link_key, base, request.id, request.expires_at),
         "expires_at": int(request.expires_at.timestamp()),
     }
 
 
 async def store_upload(
     session: AsyncSession,
-    state: AppState,
+    snapshots: Snapshots,
+    outbox: Outbox,
     device: uuid.UUID,
     request_id: str,
     kind: ImageKind,
@@ -81,8 +78,9 @@ async def store_upload(
         parsed = uuid.UUID(request_id)
     except ValueError:
         raise NotFound("No such image request for this device.") from None
-    if len(data) > state.settings.image_max_bytes:
-        raise PayloadTooLarge(f"An image may be at most {state.settings.image_max_bytes} bytes.")
+    max_bytes = snapshots.settings.image_max_bytes
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"An image may be at most {max_bytes} bytes.")
     media_type = media_type_of(data)
     if media_type is None:
         raise Unprocessable(
@@ -102,14 +100,18 @@ async def store_upload(
         raise Conflict("The request has failed or timed out; the upload is no longer wanted.")
     # Stored before it is recorded: a crash in between leaves a file that retention
     # removes, never a row that points at nothing.
-    await image_store(state.settings).put(f"{request.id}_{kind}", data, media_type)
+    await snapshots.store.put(f"{request.id}_{kind}", data, media_type)
     if await repository.record_upload(session, request, kind, media_type, sha256, len(data), now):
-        body = image_body(state, request, int(now.timestamp()))
-        await emit(session, state, device_uuid=device, event=IMAGE_EVENT, body=body)
+        body = image_body(snapshots, request, int(now.timestamp()))
+        await outbox.emit(session, device_uuid=device, event=IMAGE_EVENT, body=body)
 
 
-async def capture_failed(session: AsyncSession, command_id: uuid.UUID, error: str | None) -> None:
-    """The device answered a `capture_image` command with a failure: its request fails."""
-    request_id = await repository.pending_for_command(session, command_id)
+async def capture_result(session: AsyncSession, outcome: CommandOutcome) -> None:
+    """The device's result of a `capture_image` command: a failure fails its request."""
+    if outcome.ok:
+        return
+    request_id = await repository.pending_for_command(session, outcome.command_id)
     if request_id is not None:
-        await repository.fail(session, [request_id], error or "the device reported a failure")
+        await repository.fail(
+            session, [request_id], outcome.error or "the device reported a failure"
+        )

@@ -79,3 +79,7 @@ class TTLCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class CountCache(TTLCache):
+    """Device counts per organization (a list's total), reused for `count_cache_ttl`."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, or_, select
+from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import DeviceMetric, PayloadMessage
@@ -79,3 +79,59 @@ async def metric_buckets(
         .order_by(DeviceMetric.name, DeviceMetric.marker_id, bucket)
     )
     return [tuple(row) for row in (await session.execute(statement)).all()]
+
+
+# --- Writes: the payload log and its derived metrics, as devices send them ---------------
+
+
+async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert messages; their ids, in the order of `rows`."""
+    if not rows:
+        return []
+    result = await session.scalars(
+        insert(PayloadMessage).returning(PayloadMessage.id, sort_by_parameter_order=True),
+        rows,
+    )
+    return list(result.all())
+
+
+async def last_message_time(
+    session: AsyncSession, device: uuid.UUID, message_type: str
+) -> int | None:
+    """UNIX time of the device's latest stored message of a type, if any."""
+    latest = await session.scalar(
+        select(func.max(PayloadMessage.timestamp)).where(
+            PayloadMessage.device_uuid == device, PayloadMessage.type == message_type
+        )
+    )
+    return None if latest is None else int(latest.timestamp())
+
+
+async def add_metrics(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(DeviceMetric), rows)
+
+
+async def last_metric_value(
+    session: AsyncSession, device: uuid.UUID, name: str, marker_id: str | None, since_epoch: int
+) -> float | None:
+    """The latest value of a metric of a device's marker since a time, for running sums."""
+    return await session.scalar(
+        select(DeviceMetric.value)
+        .where(
+            DeviceMetric.device_uuid == device,
+            DeviceMetric.name == name,
+            DeviceMetric.marker_id == marker_id,
+            DeviceMetric.epoch >= since_epoch,
+        )
+        .order_by(DeviceMetric.epoch.desc(), DeviceMetric.id.desc())
+        .limit(1)
+    )
+
+
+async def purge_messages(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` messages received before `before` (their metrics go with
+    them); rows removed."""
+    old = select(PayloadMessage.id).where(PayloadMessage.received_at < before).limit(limit)
+    messages: Any = await session.execute(delete(PayloadMessage).where(PayloadMessage.id.in_(old)))
+    return int(messages.rowcount or 0)

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from vsense.deps import PrincipalDep, SessionDep
+from vsense.accounts.deps import PrincipalDep
+from vsense.deps import SessionDep
 from vsense.devices.deps import ReadableDevice
 from vsense.kit.http import API_PREFIX, error_responses, json_response
 from vsense.kit.pagination import PageParams

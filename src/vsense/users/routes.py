@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from vsense.accounts.deps import CallersDep, PrincipalDep, scoped_caller
 from vsense.accounts.principal import Principal
-from vsense.deps import PrincipalDep, SessionDep, StateDep, scoped_caller
+from vsense.accounts.schemas import Me
+from vsense.deps import SessionDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
 from vsense.kit.pagination import PageParams
 from vsense.kit.schemas import Page
@@ -15,6 +17,12 @@ from vsense.users import service
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
+me_router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
+
+
+@me_router.get("/me", response_model=Me, responses=error_responses(401), summary="The caller")
+async def me(session: SessionDep, principal: PrincipalDep) -> Me:
+    return await service.describe_caller(session, principal)
 
 
 @router.get("", response_model=Page[User], responses=error_responses(400, 401, 403))
@@ -47,16 +55,16 @@ async def update_user(
     body: UserUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    callers: CallersDep,
 ) -> User:
     """Change the fields that were sent; `groups` replaces the memberships."""
-    return await service.update_user(session, state, principal, user_id, body)
+    return await service.update_user(session, callers, principal, user_id, body)
 
 
 @router.delete("/{user_id}", status_code=204, responses=error_responses(401, 403, 404, 409))
 async def delete_user(
-    user_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    user_id: IdPath, session: SessionDep, principal: PrincipalDep, callers: CallersDep
 ) -> Response:
     """Remove a user; their sessions and tokens go with them."""
-    await service.delete_user(session, state, principal, user_id)
+    await service.delete_user(session, callers, principal, user_id)
     return Response(status_code=204)

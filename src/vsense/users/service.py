@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import GroupRef, Me, OrganizationRef
 from vsense.accounts.scopes import Role
-from vsense.accounts.service import end_sessions, forget_user, require_scope
+from vsense.accounts.service import Callers, end_sessions, require_scope
 from vsense.groups import repository as groups_repository
 from vsense.kit.crypto import hash_password
 from vsense.kit.errors import (
@@ -27,7 +27,6 @@ from vsense.kit.schemas import Page
 from vsense.kit.text import text_problem
 from vsense.models import Organization
 from vsense.models import User as UserRow
-from vsense.state import AppState
 from vsense.users import repository
 from vsense.users.schemas import User, UserCreate, UserUpdate
 
@@ -125,7 +124,7 @@ async def create_user(session: AsyncSession, principal: Principal, body: UserCre
 
 
 async def update_user(
-    session: AsyncSession, state: AppState, principal: Principal, user_id: int, body: UserUpdate
+    session: AsyncSession, callers: Callers, principal: Principal, user_id: int, body: UserUpdate
 ) -> User:
     require_scope(principal, "users:write")
     # Locked before the user is read, so that the rule and the change see the same rows.
@@ -152,7 +151,7 @@ async def update_user(
         # The session that changes its own user's password goes on; every other ends.
         own = user.id == principal.user_id
         await _change_password(
-            session, state, user, body.password, keep_family=principal.family_id if own else None
+            session, callers, user, body.password, keep_family=principal.family_id if own else None
         )
     if body.role is not None and changes_role:
         if admins is not None and admins <= 1:
@@ -162,13 +161,13 @@ async def update_user(
         group_ids = await _group_ids(session, principal.organization_id, body.groups)
         await groups_repository.set_user_groups(session, user.id, group_ids)
     await session.flush()
-    forget_user(state, user.id, session)
+    callers.forget_user(user.id, session)
     return (await _views(session, [user]))[0]
 
 
 async def _change_password(
     session: AsyncSession,
-    state: AppState | None,
+    callers: Callers | None,
     user: UserRow,
     password: str,
     *,
@@ -184,11 +183,11 @@ async def _change_password(
         )
     user.password_hash = await hash_password(password)
     await session.flush()  # locks the user's row first (see accounts.service.open_session)
-    await end_sessions(session, state, user.id, reason="password", keep_family=keep_family)
+    await end_sessions(session, callers, user.id, reason="password", keep_family=keep_family)
 
 
 async def delete_user(
-    session: AsyncSession, state: AppState, principal: Principal, user_id: int
+    session: AsyncSession, callers: Callers, principal: Principal, user_id: int
 ) -> None:
     require_scope(principal, "users:write")
     admins = await repository.lock_admins(session, principal.organization_id)
@@ -202,7 +201,7 @@ async def delete_user(
     if user.role == Role.ADMIN and admins <= 1:  # its deleter was demoted meanwhile
         raise Conflict(LAST_ADMIN)
     await repository.delete_user(session, user)
-    forget_user(state, user.id, session)
+    callers.forget_user(user.id, session)
 
 
 async def set_password(session: AsyncSession, user: UserRow, password: str) -> None:

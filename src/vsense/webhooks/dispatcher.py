@@ -26,17 +26,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
-from vsense.db import session_scope
+from vsense.db import Database, session_scope
+from vsense.kit.metrics import Metrics
 from vsense.kit.time import utcnow
-from vsense.state import AppState
 from vsense.webhooks import policy, queue_repository, repository
 from vsense.webhooks.breaker import Breaker
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, Prepared
-from vsense.webhooks.outbox import forget_targets
+from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.request import USER_AGENT, build_request
 from vsense.webhooks.sender import Sender
 from vsense.webhooks.ssrf import AddressPolicy
@@ -58,31 +59,54 @@ def lease_for(settings: Settings) -> timedelta:
     return (PER_DEVICE + 2) * settings.webhook_timeout + timedelta(seconds=10)
 
 
-async def sender_of(state: AppState) -> Sender:
-    """The process's webhook HTTP client (one keep-alive pool for every delivery).
+class SenderSlot:
+    """The process's webhook HTTP client (one keep-alive pool for every delivery),
+    started on first use.
 
     No per-host connection cap: the cap is per webhook (the dispatcher's), and several
     webhooks may share one receiving host."""
-    if state.webhook_sender is None:
-        settings = state.settings
-        sender = Sender(
-            AddressPolicy.of(settings),
-            user_agent=USER_AGENT,
-            limit=MAX_IN_FLIGHT,
-            limit_per_host=0,
-        )
-        state.webhook_sender = sender  # before the await: one sender per process
-        await sender.start()
-    started: Sender = state.webhook_sender
-    await started.start()  # idempotent; a concurrent first caller may still be starting it
-    return started
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sender: Sender | None = None
+
+    async def get(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(
+                AddressPolicy.of(self.settings),
+                user_agent=USER_AGENT,
+                limit=MAX_IN_FLIGHT,
+                limit_per_host=0,
+            )  # kept before the await: one sender per process
+        sender = self._sender
+        await sender.start()  # idempotent; a concurrent first caller may still be starting it
+        return sender
+
+    async def close(self) -> None:
+        """Close the client, if it was started."""
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            await sender.close()
 
 
-async def close_sender(state: AppState) -> None:
+class DispatchParts(Protocol):
+    """What a dispatcher uses of its process."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def database(self) -> Database: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def sender(self) -> SenderSlot: ...
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+async def close_sender(parts: DispatchParts) -> None:
     """Close the process's webhook HTTP client, if it was started."""
-    if state.webhook_sender is not None:
-        sender, state.webhook_sender = state.webhook_sender, None
-        await sender.close()
+    await parts.sender.close()
 
 
 @dataclass
@@ -95,7 +119,7 @@ class _Endpoint:
 class Dispatcher:
     """Delivers the queue of one database until cancelled."""
 
-    def __init__(self, state: AppState, *, batch: int = BATCH) -> None:
+    def __init__(self, state: DispatchParts, *, batch: int = BATCH) -> None:
         self.state = state
         self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
@@ -122,7 +146,7 @@ class Dispatcher:
         """Claim and send until cancelled; outcomes are written by a task of their own."""
         writer = asyncio.create_task(self._write_loop())
         listener = asyncio.create_task(
-            listen_for_wakeups(self.state.settings.resolved_database_url, self.state.webhook_wakeup)
+            listen_for_wakeups(self.state.settings.resolved_database_url, self.state.outbox.wakeup)
         )
         try:
             while True:
@@ -132,7 +156,7 @@ class Dispatcher:
                     logger.exception("claiming deliveries failed; trying again shortly")
                     claimed = 0
                 if claimed == 0:
-                    await self._wait(self.state.webhook_wakeup, POLL_INTERVAL)
+                    await self._wait(self.state.outbox.wakeup, POLL_INTERVAL)
                     await asyncio.sleep(COALESCE)  # what commits meanwhile joins this claim
         finally:
             listener.cancel()
@@ -184,7 +208,7 @@ class Dispatcher:
             if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now_mono)
         ]
         now = utcnow()
-        async with session_scope(self.state.sessionmaker) as session:
+        async with session_scope(self.state.database.sessionmaker) as session:
             await queue_repository.without_waiting_for_disk(session)
             claimed = await queue_repository.claim(
                 session,
@@ -243,7 +267,7 @@ class Dispatcher:
                 return policy.released(item, until, utcnow(), "circuit open")
             at = utcnow()
             request = build_request(item, int(at.timestamp()))
-            sent = await (await sender_of(self.state)).send(
+            sent = await (await self.state.sender.get()).send(
                 request.method,
                 request.url,
                 headers=request.headers,
@@ -296,16 +320,16 @@ class Dispatcher:
         try:
             deferrals, self._deferrals = self._deferrals, {}
             effects = policy.webhook_effects(batch, now, self.state.settings.webhook_disable_after)
-            async with session_scope(self.state.sessionmaker) as session:
+            async with session_scope(self.state.database.sessionmaker) as session:
                 gone, stale = await _write(session, batch, deferrals, effects, now)
         except BaseException:
             self._results = batch + self._results
             self._deferrals = {**deferrals, **self._deferrals}
             raise
         # Rows behind these (the same device's next ones) may be claimed now.
-        self.state.webhook_wakeup.set()
+        self.state.outbox.wakeup.set()
         if gone or stale:
-            forget_targets(self.state)  # no new deliveries to them from this process
+            self.state.outbox.forget_targets()  # no new deliveries to them from this process
             logger.warning("webhooks disabled: %s", sorted(set(gone) | set(stale)))
         return batch
 
@@ -346,11 +370,11 @@ async def _prepare(
     return [Prepared.of(c, events[c.event_id], webhooks[c.webhook_id], now) for c in claimed]
 
 
-async def send_now(state: AppState, delivery_ids: Sequence[int]) -> list[DeliveryOutcome]:
+async def send_now(state: DispatchParts, delivery_ids: Sequence[int]) -> list[DeliveryOutcome]:
     """Attempt deliveries this process leased itself (born leased: the `test` endpoint)
     at once, and write their outcomes; returns them."""
     dispatcher = Dispatcher(state)
-    async with session_scope(state.sessionmaker) as session:
+    async with session_scope(state.database.sessionmaker) as session:
         leased = await queue_repository.leased(session, delivery_ids)
         prepared = await _prepare(session, leased, utcnow())
     dispatcher.launch(prepared)

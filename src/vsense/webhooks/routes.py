@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from typing import Annotated
 
-from vsense.deps import PrincipalDep, SessionDep, StateDep
+from fastapi import APIRouter, Depends, Query, Response
+
+from vsense.accounts.deps import PrincipalDep
+from vsense.deps import SessionDep, SettingsDep
 from vsense.kit.http import API_PREFIX, IdPath, error_responses
+from vsense.kit.parts import part
 from vsense.webhooks import service
+from vsense.webhooks.dispatcher import DispatchParts
+from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.schemas import (
     DeliveryList,
     Queued,
@@ -22,6 +28,8 @@ from vsense.webhooks.schemas import (
 
 router = APIRouter(prefix=f"{API_PREFIX}/webhooks", tags=["webhooks"])
 DeviceQuery = Query(None, description="A device's UUID")
+OutboxDep = Annotated[Outbox, Depends(part(Outbox))]
+DispatchDep = Annotated[DispatchParts, Depends(part(DispatchParts))]
 
 
 @router.get("", response_model=WebhookList, responses=error_responses(400, 401, 403, 404))
@@ -42,11 +50,11 @@ async def create_webhook(
     body: WebhookCreate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    outbox: OutboxDep,
     device_uuid: str | None = Query(None, description="The device's UUID (or in the body)"),
 ) -> WebhookCreatedAnswer:
     """Attach a webhook to a device. The signing secret is in the answer, once."""
-    created = await service.create_webhook(session, state, principal, device_uuid, body)
+    created = await service.create_webhook(session, outbox, principal, device_uuid, body)
     return WebhookCreatedAnswer(data=created)
 
 
@@ -61,11 +69,13 @@ async def update_webhook(
     body: WebhookUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    outbox: OutboxDep,
     device_uuid: str | None = DeviceQuery,
 ) -> WebhookAnswer:
     """Change any fields; `status` 1 (or `active` true) re-enables a disabled webhook."""
-    updated = await service.update_webhook(session, state, principal, webhook_id, device_uuid, body)
+    updated = await service.update_webhook(
+        session, outbox, principal, webhook_id, device_uuid, body
+    )
     return WebhookAnswer(data=updated)
 
 
@@ -79,21 +89,21 @@ async def update_device_webhook(
     body: WebhookUpdate,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    outbox: OutboxDep,
     device_uuid: str | None = Query(None, description="The device's UUID (or in the body)"),
 ) -> WebhookAnswer:
     """The seed's update by device: the device's webhook of the body's `webhook_type`,
     or its only webhook (409 naming them when several match, 404 when none does)."""
-    updated = await service.update_device_webhook(session, state, principal, device_uuid, body)
+    updated = await service.update_device_webhook(session, outbox, principal, device_uuid, body)
     return WebhookAnswer(data=updated)
 
 
 @router.delete("/{webhook_id}", status_code=204, responses=error_responses(401, 403, 404))
 async def delete_webhook(
-    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep, outbox: OutboxDep
 ) -> Response:
     """Remove a webhook and its delivery log."""
-    await service.delete_webhook(session, state, principal, webhook_id)
+    await service.delete_webhook(session, outbox, principal, webhook_id)
     return Response(status_code=204)
 
 
@@ -101,10 +111,14 @@ async def delete_webhook(
     "/{webhook_id}/test", response_model=TestResult, responses=error_responses(401, 403, 404)
 )
 async def test_webhook(
-    webhook_id: IdPath, session: SessionDep, principal: PrincipalDep, state: StateDep
+    webhook_id: IdPath,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    dispatch: DispatchDep,
 ) -> TestResult:
     """Send a `test` event now; the answer is the attempt's outcome."""
-    delivery_ids = await service.queue_test(session, state, principal, webhook_id)
+    delivery_ids = await service.queue_test(session, settings, principal, webhook_id)
     # This route commits before it returns, on purpose: the answer is the
     # attempt's outcome, so the event is sent while the caller waits, and nothing is sent
     # from inside a transaction. The test event and its delivery (born leased to this
@@ -113,7 +127,7 @@ async def test_webhook(
     # transaction would keep every other writer of a SQLite database waiting for up to
     # the webhook timeout, and the dispatcher's session would not see the delivery.
     await session.commit()
-    return await service.send_test(state, delivery_ids)
+    return await service.send_test(dispatch, delivery_ids)
 
 
 @router.post(
@@ -158,10 +172,10 @@ async def redeliver(
     delivery_id: IdPath,
     session: SessionDep,
     principal: PrincipalDep,
-    state: StateDep,
+    outbox: OutboxDep,
 ) -> Queued:
     """Queue one delivery's event again (same `webhook-id`)."""
-    return await service.redeliver(session, state, principal, webhook_id, delivery_id)
+    return await service.redeliver(session, outbox, principal, webhook_id, delivery_id)
 
 
 @router.post(
@@ -171,7 +185,11 @@ async def redeliver(
     responses=error_responses(400, 401, 403, 404, 422),
 )
 async def replay(
-    webhook_id: IdPath, body: Replay, session: SessionDep, principal: PrincipalDep, state: StateDep
+    webhook_id: IdPath,
+    body: Replay,
+    session: SessionDep,
+    principal: PrincipalDep,
+    outbox: OutboxDep,
 ) -> Queued:
     """Queue again every event of a time window that went to this webhook."""
-    return await service.replay(session, state, principal, webhook_id, body)
+    return await service.replay(session, outbox, principal, webhook_id, body)

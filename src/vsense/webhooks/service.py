@@ -12,16 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.accounts.service import require_scope
+from vsense.config import Settings
 from vsense.devices.service import visible_device
 from vsense.kit.errors import BadRequest, Conflict, NotFound, Unprocessable, field_error
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.time import parse_instant, utcnow
 from vsense.models import Webhook as WebhookRow
-from vsense.state import AppState
-from vsense.webhooks import outbox, queue_repository, repository
-from vsense.webhooks.dispatcher import lease_for, send_now
+from vsense.webhooks import queue_repository, repository
+from vsense.webhooks.dispatcher import DispatchParts, lease_for, send_now
 from vsense.webhooks.domain import DeliveryStatus, NewEvent, WebhookStatus
 from vsense.webhooks.events import TEST, encode, events_of, new_message_id, test_body
+from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.schemas import (
     Attempt,
     Delivery,
@@ -65,8 +66,8 @@ def view(webhook: WebhookRow) -> Webhook:
     )
 
 
-def _check_url(state: AppState, url: str) -> None:
-    refusal = check_url(url, AddressPolicy.of(state.settings))
+def _check_url(settings: Settings, url: str) -> None:
+    refusal = check_url(url, AddressPolicy.of(settings))
     if refusal:
         raise Unprocessable("The webhook is invalid.", errors=[field_error("url", refusal)])
 
@@ -113,7 +114,7 @@ async def _device_of(
 
 async def create_webhook(
     session: AsyncSession,
-    state: AppState,
+    outbox: Outbox,
     principal: Principal,
     device_uuid: str | None,
     body: WebhookCreate,
@@ -122,7 +123,7 @@ async def create_webhook(
     device = await _device_of(session, principal, device_uuid, body.device_uuid)
     if device is None:
         raise BadRequest("`device_uuid` is required, in the query or in the body.")
-    _check_url(state, body.url)
+    _check_url(outbox.settings, body.url)
     method = body.method or default_method(body.webhook_type, body.actions)
     _check_method(method, body.webhook_type, body.actions)
     webhook = WebhookRow(
@@ -138,13 +139,13 @@ async def create_webhook(
         secret=new_secret(),
     )
     await repository.add_webhook(session, webhook)
-    outbox.forget_targets(state)
+    outbox.forget_targets()
     return WebhookCreated(**view(webhook).model_dump(), secret=webhook.secret)
 
 
 async def update_webhook(
     session: AsyncSession,
-    state: AppState,
+    outbox: Outbox,
     principal: Principal,
     webhook_id: int,
     device_uuid: str | None,
@@ -155,12 +156,12 @@ async def update_webhook(
     webhook = await _visible(session, principal, webhook_id)
     if device is not None and device != uuid.UUID(str(webhook.device_uuid)):
         raise NotFound("No such webhook for this device.")
-    return await _apply(session, state, webhook, body)
+    return await _apply(session, outbox, webhook, body)
 
 
 async def update_device_webhook(
     session: AsyncSession,
-    state: AppState,
+    outbox: Outbox,
     principal: Principal,
     device_uuid: str | None,
     body: WebhookUpdate,
@@ -174,7 +175,7 @@ async def update_device_webhook(
     webhooks = await repository.list_webhooks(session, principal, device)
     chosen = [w for w in webhooks if body.webhook_type in (None, w.webhook_type)]
     if len(chosen) == 1:
-        return await _apply(session, state, chosen[0], body)
+        return await _apply(session, outbox, chosen[0], body)
     kind = f"`{body.webhook_type}` " if body.webhook_type else ""
     if not chosen:
         where = f" (its webhooks: {_ids(webhooks)})" if webhooks else ""
@@ -197,12 +198,12 @@ def _named(webhooks: Sequence[WebhookRow]) -> list[dict[str, Any]]:
 
 
 async def _apply(
-    session: AsyncSession, state: AppState, webhook: WebhookRow, body: WebhookUpdate
+    session: AsyncSession, outbox: Outbox, webhook: WebhookRow, body: WebhookUpdate
 ) -> Webhook:
     """Change the fields that were sent."""
     sent = body.model_dump(exclude_unset=True)
     if sent.get("url") is not None:
-        _check_url(state, sent["url"])
+        _check_url(outbox.settings, sent["url"])
     webhook_type = sent.get("webhook_type") or webhook.webhook_type
     actions = sent["actions"] if sent.get("actions") is not None else webhook.actions
     method = sent.get("method") or webhook.method
@@ -225,16 +226,16 @@ async def _apply(
         webhook.status = body.status
     webhook.updated = utcnow()
     await session.flush()
-    outbox.forget_targets(state)
+    outbox.forget_targets()
     return view(webhook)
 
 
 async def delete_webhook(
-    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int
+    session: AsyncSession, outbox: Outbox, principal: Principal, webhook_id: int
 ) -> None:
     require_scope(principal, WRITE_SCOPE)
     await repository.delete_webhook(session, await _visible(session, principal, webhook_id))
-    outbox.forget_targets(state)
+    outbox.forget_targets()
 
 
 async def rotate_secret(
@@ -294,7 +295,7 @@ async def list_deliveries(
 
 
 async def redeliver(
-    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int, delivery_id: int
+    session: AsyncSession, outbox: Outbox, principal: Principal, webhook_id: int, delivery_id: int
 ) -> Queued:
     """Queue one delivery's event again to its webhook (a new delivery, same `webhook-id`)."""
     require_scope(principal, WRITE_SCOPE)
@@ -305,12 +306,12 @@ async def redeliver(
     ids = await repository.requeue(
         session, webhook.id, [(delivery.event_id, delivery.device_uuid)], utcnow()
     )
-    await outbox.wake_after_commit(session, state)
+    await outbox.wake_after_commit(session)
     return Queued(queued=len(ids), delivery_ids=ids)
 
 
 async def replay(
-    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int, body: Replay
+    session: AsyncSession, outbox: Outbox, principal: Principal, webhook_id: int, body: Replay
 ) -> Queued:
     """Queue again every event of a time window that went (or was due) to the webhook."""
     require_scope(principal, WRITE_SCOPE)
@@ -323,12 +324,12 @@ async def replay(
     if len(events) > MAX_REPLAY:
         raise BadRequest(f"At most {MAX_REPLAY} events per replay; narrow the window.")
     ids = await repository.requeue(session, webhook.id, events, utcnow())
-    await outbox.wake_after_commit(session, state)
+    await outbox.wake_after_commit(session)
     return Queued(queued=len(ids), delivery_ids=ids)
 
 
 async def queue_test(
-    session: AsyncSession, state: AppState, principal: Principal, webhook_id: int
+    session: AsyncSession, settings: Settings, principal: Principal, webhook_id: int
 ) -> list[int]:
     """Write a `test` event and its delivery, born leased to this process (which sends it
     itself once the caller has committed: `send_test`). The attempt is then in the
@@ -346,13 +347,13 @@ async def queue_test(
         webhook_ids=[webhook.id],
     )
     return await queue_repository.enqueue(
-        session, [event], now, lease_until=now + lease_for(state.settings)
+        session, [event], now, lease_until=now + lease_for(settings)
     )
 
 
-async def send_test(state: AppState, delivery_ids: list[int]) -> TestResult:
+async def send_test(parts: DispatchParts, delivery_ids: list[int]) -> TestResult:
     """Send the committed test delivery now; its outcome."""
-    (outcome,) = await send_now(state, delivery_ids)
+    (outcome,) = await send_now(parts, delivery_ids)
     return TestResult(
         delivery_id=outcome.delivery_id,
         status=outcome.status,

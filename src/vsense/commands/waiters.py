@@ -1,4 +1,4 @@
-"""Wake-ups for devices waiting on a long poll."""
+"""Wake-ups for devices waiting on a long poll (in this process)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""All SQL of device commands."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.models import DeviceCommand
+
+TAKE_AT_ONCE = 20
+
+
+async def add_command(session: AsyncSession, command: DeviceCommand) -> None:
+    session.add(command)
+    await session.flush()
+
+
+async def has_pending_commands(session: AsyncSession, device: uuid.UUID, now: datetime) -> bool:
+    found = await session.scalar(
+        select(DeviceCommand.id)
+        .where(
+            DeviceCommand.device_uuid == device,
+            DeviceCommand.taken_at.is_(None),
+            DeviceCommand.expires_at > now,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def take_pending_commands(
+    session: AsyncSession, device: uuid.UUID, now: datetime
+) -> Sequence[DeviceCommand]:
+    """Pending, unexpired commands of a device, marked as taken."""
+    statement = (
+        select(DeviceCommand)
+        .where(
+            DeviceCommand.device_uuid == device,
+            DeviceCommand.taken_at.is_(None),
+            DeviceCommand.expires_at > now,
+        )
+        .order_by(DeviceCommand.created)
+        .limit(TAKE_AT_ONCE)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    commands = (await session.scalars(statement)).all()
+    if commands:
+        await session.execute(
+            update(DeviceCommand)
+            .where(DeviceCommand.id.in_([c.id for c in commands]))
+            .values(taken_at=now)
+        )
+    return commands
+
+
+async def complete_command(
+    session: AsyncSession,
+    device: uuid.UUID,
+    command_id: uuid.UUID,
+    now: datetime,
+    ok: bool,
+    error: str | None,
+) -> str | None:
+    """Record a command's result; its type, or None when the device has no such command."""
+    kind: str | None = await session.scalar(
+        update(DeviceCommand)
+        .where(DeviceCommand.id == command_id, DeviceCommand.device_uuid == device)
+        .values(completed_at=now, ok=ok, error=error)
+        .returning(DeviceCommand.type)
+    )
+    return kind
+
+
+async def purge_commands(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` commands that expired before `before` (taken, answered or
+    not); rows removed."""
+    old = select(DeviceCommand.id).where(DeviceCommand.expires_at < before).limit(limit)
+    removed: Any = await session.execute(delete(DeviceCommand).where(DeviceCommand.id.in_(old)))
+    return int(removed.rowcount or 0)

@@ -1,0 +1,120 @@
+"""Device commands: create, hand out, complete, and wait for them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.commands import repository
+from vsense.commands.waiters import CommandWaiters
+from vsense.config import Settings
+from vsense.db import on_commit
+from vsense.kit.errors import NotFound
+from vsense.kit.time import utcnow
+from vsense.models import DeviceCommand
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """A device's result of one of its commands."""
+
+    command_id: uuid.UUID
+    device: uuid.UUID
+    type: str
+    ok: bool
+    error: str | None
+
+
+# What a domain does with the results of its commands, in the result's transaction.
+ResultHandler = Callable[[AsyncSession, CommandOutcome], Awaitable[None]]
+
+
+def command_json(command: DeviceCommand) -> dict[str, Any]:
+    """A command as a device receives it: `{"id", "type", "created", ...arguments}`."""
+    return {
+        **command.arguments,
+        "id": str(command.id),
+        "type": command.type,
+        "created": int(command.created.timestamp()),
+    }
+
+
+class Commands:
+    """The commands of a process's devices, and the wake-ups of those waiting for them.
+
+    A command created here wakes its device's long poll (and the MQTT push) once it is
+    committed; commands created by other processes are found by the polls' own reads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.ttl = settings.command_ttl
+        self.waiters = CommandWaiters()
+        self._on_result: dict[str, list[ResultHandler]] = {}
+
+    def on_result(self, command_type: str, handler: ResultHandler) -> None:
+        """Have `handler` told of every result of commands of this type."""
+        self._on_result.setdefault(command_type, []).append(handler)
+
+    def on_created(self, listener: Callable[[uuid.UUID], None]) -> None:
+        """Have `listener` told of each device that has a new committed command."""
+        self.waiters.listeners.append(listener)
+
+    async def create(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        command_type: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> DeviceCommand:
+        """Queue a command for a device (it takes it on its next keepalive or long poll)."""
+        now = utcnow()
+        command = DeviceCommand(
+            id=uuid.uuid4(),
+            device_uuid=device,
+            type=command_type,
+            arguments=arguments or {},
+            created=now,
+            expires_at=now + self.ttl,
+        )
+        await repository.add_command(session, command)
+        # Woken once the command is committed: a poll woken before would not see it yet.
+        on_commit(session, ("commands", device), lambda: self.waiters.wake(device))
+        return command
+
+    async def pending(self, session: AsyncSession, device: uuid.UUID) -> bool:
+        """Whether the device has commands to take (a read)."""
+        return await repository.has_pending_commands(session, device, utcnow())
+
+    async def take(self, session: AsyncSession, device: uuid.UUID) -> list[dict[str, Any]]:
+        """A device's pending commands, marked taken, as the device receives them."""
+        taken = await repository.take_pending_commands(session, device, utcnow())
+        return [command_json(c) for c in taken]
+
+    async def wait(self, device: uuid.UUID, seconds: float) -> None:
+        """Until a command for the device is committed in this process, or `seconds`."""
+        await self.waiters.wait(device, seconds)
+
+    async def complete(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        command_id: str,
+        ok: bool,
+        error: str | None,
+    ) -> None:
+        """Record a command's result (404 when the device has no such command) and tell
+        the domain that asked for it."""
+        try:
+            parsed = uuid.UUID(command_id)
+        except ValueError:
+            raise NotFound("No such command.") from None
+        kind = await repository.complete_command(session, device, parsed, utcnow(), ok, error)
+        if kind is None:
+            raise NotFound("No such command for this device.")
+        outcome = CommandOutcome(parsed, device, kind, ok, error)
+        for handler in self._on_result.get(kind, []):
+            await handler(session, outcome)

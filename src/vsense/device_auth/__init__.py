@@ -1,0 +1,1 @@
+"""Device authentication: the device behind a device token, for every device route."""

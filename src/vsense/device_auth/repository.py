@@ -1,0 +1,38 @@
+"""All SQL of device authentication: the device behind a token hash, or a UUID."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.device_auth.identity import DeviceIdentity
+from vsense.models import Device, DeviceCredential, Group
+
+
+def _identity_statement() -> Any:
+    return select(
+        Device.uuid,
+        Device.organization_id,
+        Device.is_online,
+        func.coalesce(Device.keepalive_interval, Group.keepalive_interval),
+    ).outerjoin(Group, Group.id == Device.group_id)
+
+
+async def device_for_token_hash(session: AsyncSession, token_hash: str) -> DeviceIdentity | None:
+    row = (
+        await session.execute(
+            _identity_statement()
+            .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
+            .where(DeviceCredential.token_hash == token_hash)
+        )
+    ).first()
+    return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
+
+
+async def device_by_uuid(session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
+    """A device by its UUID (the MQTT bridge, where the broker authenticated it)."""
+    row = (await session.execute(_identity_statement().where(Device.uuid == device))).first()
+    return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])

@@ -1,0 +1,54 @@
+"""The device behind a device token; a user or API token opens nothing here."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.accounts.service import DEVICE_PREFIX
+from vsense.config import Settings
+from vsense.device_auth import repository
+from vsense.device_auth.identity import DeviceIdentity
+from vsense.kit.cache import TTLCache
+from vsense.kit.crypto import token_digest
+from vsense.kit.errors import Unauthorized
+
+DEVICE_TOKENS = "device-tokens"  # namespace of the identity cache
+
+
+def bearer(header: str | None) -> str:
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(DEVICE_PREFIX):
+        raise Unauthorized("A device token is required (Authorization: Bearer vsd_...).")
+    return token
+
+
+class DeviceAuth:
+    """Device tokens to devices, a verified identity reused for `auth_cache_ttl` seconds:
+    a rotation or removal in this process drops it at once (`forget`), other processes
+    within that time. Its `is_online` may be stale; that is safe, because a batched sign
+    of life finds devices that went offline and brings them back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
+
+    async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:
+        token_hash = token_digest(bearer(header))
+        cached = self._cache.get(DEVICE_TOKENS, token_hash)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        identity = await repository.device_for_token_hash(session, token_hash)
+        if identity is None:
+            raise Unauthorized("The device token is invalid or has been rotated.")
+        self._cache.put(DEVICE_TOKENS, token_hash, identity)
+        return identity
+
+    async def by_uuid(self, session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
+        """A device the transport authenticated itself (the MQTT broker)."""
+        return await repository.device_by_uuid(session, device)
+
+    def forget(self) -> None:
+        """Drop every cached device identity (a token was rotated or a device removed)."""
+        self._cache.invalidate(DEVICE_TOKENS)

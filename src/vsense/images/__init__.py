@@ -1,0 +1,1 @@
+"""Snapshots: asking a device for images, its uploads, the signed links that serve them."""

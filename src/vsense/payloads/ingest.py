@@ -1,0 +1,185 @@
+"""The payload log, device side: keep a device's validated messages with their derived
+metrics (the 30-s rule of parking devices, running occupancy), and queue their events.
+
+The gateway hands a checked batch (`batches.py`) here once it knows the device;
+integrators read the log through `service.py`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.config import Settings
+from vsense.kit.metrics import Metrics
+from vsense.payloads import repository
+from vsense.payloads.batches import Batch
+from vsense.payloads.metrics import derive_metrics, next_occupancy
+from vsense.payloads.schemas import ValidatedMessage
+from vsense.webhooks.events import PAYLOAD, payload_body
+from vsense.webhooks.outbox import Item, Outbox
+
+# What else reads a stored batch's metric rows in its transaction (the alert rules,
+# wired by the composition root): (session, device, rows, time received).
+AfterStore = Callable[
+    [AsyncSession, uuid.UUID, Sequence[Mapping[str, Any]], datetime], Awaitable[object]
+]
+VPM_TYPE = "VPM"
+VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
+
+
+class PayloadLog:
+    """Devices' messages into the payload log. Remembers, per process, each parking
+    device's last kept time (read from the log for a device not seen yet)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        outbox: Outbox,
+        after_store: AfterStore | None = None,
+    ) -> None:
+        self.accept_unknown_types = settings.accept_unknown_payload_types
+        self.metrics = metrics
+        self.outbox = outbox
+        self.after_store = after_store
+        # device -> timestamp of its last stored VPM message (the 30 s rule)
+        self._last_vpm: dict[uuid.UUID, int] = {}
+
+    def forget(self) -> None:
+        """Forget the remembered times (as a new process would start)."""
+        self._last_vpm.clear()
+
+    async def record(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        batch: Batch,
+        *,
+        after: Sequence[Item] = (),
+    ) -> int:
+        """Keep the valid messages of a batch with their metrics, and queue their
+        `payload` events (behind the events `after`, the device's own status change),
+        then hand their metrics to `after_store` (the alert rules), in the caller's
+        transaction; how many were kept."""
+        kept = await self._drop_excess_vpm(session, device, batch.valid)
+        metric_rows = await self._store(session, device, kept, batch.received_at)
+        await self.outbox.emit_many(
+            session,
+            [
+                *after,
+                *(
+                    (
+                        device,
+                        PAYLOAD,
+                        payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
+                    )
+                    for m in kept
+                ),
+            ],
+        )
+        if self.after_store is not None:
+            await self.after_store(session, device, metric_rows, batch.received_at)
+        return len(kept)
+
+    async def _drop_excess_vpm(
+        self, session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage]
+    ) -> list[ValidatedMessage]:
+        """Parking devices send at most one message per 30 s (spec/devices.md); the excess
+        is dropped and counted."""
+        kept: list[ValidatedMessage] = []
+        for message in messages:
+            if message.type != VPM_TYPE:
+                kept.append(message)
+                continue
+            last = self._last_vpm.get(device)
+            if last is None:
+                last = await repository.last_message_time(session, device, VPM_TYPE)
+            if last is not None and last <= message.timestamp < last + VPM_MIN_SPACING:
+                self.metrics.payloads_dropped.labels(VPM_TYPE, "rate_limited").inc()
+                continue
+            self._last_vpm[device] = max(message.timestamp, last or 0)
+            kept.append(message)
+        return kept
+
+    @staticmethod
+    async def _store(
+        session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Store messages and their metrics; returns the metric rows (alert rules read them)."""
+        ids = await repository.add_messages(
+            session,
+            [
+                {
+                    "device_uuid": device,
+                    "type": m.type,
+                    "version": m.version,
+                    "timestamp": datetime.fromtimestamp(m.timestamp, UTC),
+                    "received_at": now,
+                    "payload": m.payload,
+                }
+                for m in messages
+            ],
+        )
+        rows: list[dict[str, Any]] = []
+        for message_id, message in zip(ids, messages, strict=True):
+            for metric in derive_metrics(message):
+                rows.append(
+                    {
+                        "device_uuid": device,
+                        "message_id": message_id,
+                        "epoch": message.timestamp,
+                        "name": metric.name,
+                        "value": metric.value,
+                        "marker_id": metric.marker_id,
+                        "marker_name": metric.marker_name,
+                    }
+                )
+                if metric.name == "net":
+                    rows.append(
+                        {
+                            **rows[-1],
+                            "name": "occupancy",
+                            "value": await _running_occupancy(
+                                session,
+                                device,
+                                metric.marker_id,
+                                message.timestamp,
+                                metric.value,
+                                rows,
+                            ),
+                        }
+                    )
+        await repository.add_metrics(session, rows)
+        return rows
+
+
+async def _running_occupancy(
+    session: AsyncSession,
+    device: uuid.UUID,
+    marker_id: str | None,
+    epoch: int,
+    net: float,
+    pending: list[dict[str, Any]],
+) -> float:
+    """A line's occupancy: the sum of `net` since the day began (UTC), never below 0."""
+    day_start = epoch - epoch % 86400
+    previous = next(
+        (
+            row["value"]
+            for row in reversed(pending[:-1])
+            if row["name"] == "occupancy"
+            and row["marker_id"] == marker_id
+            and row["epoch"] >= day_start
+        ),
+        None,
+    )
+    if previous is None:
+        previous = await repository.last_metric_value(
+            session, device, "occupancy", marker_id, day_start
+        )
+    return next_occupancy(previous or 0.0, net)
