@@ -21,6 +21,7 @@ from vsense.alerts.engine import (
     on_tick,
     on_value,
     total,
+    unmoved,
 )
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -190,3 +191,12 @@ def test_offline_fires_after_for_s_and_clears_when_back() -> None:
 def test_device_totals() -> None:
     assert total("count", [3, 4]) == 7
     assert total("dwell_s", [30, 400, 12]) == 400
+
+
+def test_a_batch_that_moves_nothing_is_told_without_stepping() -> None:
+    assert unmoved(ABOVE, Standing(), [50, 100, 99])
+    assert not unmoved(ABOVE, Standing(), [50, 101])
+    assert unmoved(ABOVE, Standing(firing=True), [95, 90, 200])
+    assert not unmoved(ABOVE, Standing(firing=True), [95, 89])
+    assert not unmoved(ABOVE, Standing(pending_since=T0, last_value=120), [50])
+    assert not unmoved(RuleSpec(FROZEN, for_s=60), Standing(), [1])

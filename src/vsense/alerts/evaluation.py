@@ -34,6 +34,7 @@ from vsense.alerts.engine import (
     on_value,
     state_name,
     total,
+    unmoved,
 )
 from vsense.alerts.events import alert_body, rule_summary
 from vsense.alerts.repository import RuleView, StateRow, Watched
@@ -192,11 +193,12 @@ def _marker_values(
         return []
     if rule.reference_marker:
         wanted = rule.reference_marker
+        lowered = wanted.lower()
         return [
             (row["marker_id"], row["marker_name"], float(row["value"]))
             for row in named
             if row["marker_id"] is not None
-            and (row["marker_id"].lower() == wanted.lower() or row["marker_name"] == wanted)
+            and (row["marker_name"] == wanted or row["marker_id"].lower() == lowered)
         ]
     own = [row for row in named if row["marker_id"] is None]
     if own:
@@ -224,6 +226,8 @@ def _messages(rows: Iterable[Mapping[str, Any]]) -> list[Message]:
 
 def _fold(rule: RuleSpec, values: list[tuple[float, datetime]]) -> Evolve:
     def evolve(standing: Standing) -> tuple[Standing, list[Step]]:
+        if unmoved(rule, standing, [value for value, _ in values]):
+            return standing, []
         steps: list[Step] = []
         for value, at in values:
             step = on_value(rule, standing, value, at)
