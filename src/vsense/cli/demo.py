@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_network
@@ -37,6 +39,7 @@ from vsense.users import service as users_service
 DEMO_ORGANIZATION = "Demo"
 DEMO_EMAIL = "demo@vsense.local"
 DEMO_TYPES = ["VPM", "VYD", "VCZ", "VCB", "VCW"]
+DEMO_SAMPLE = 10  # recent payloads a demo rule's level is taken from
 DEMO_CAPTURE_DELAY = 3.0  # seconds a demo sensor takes to answer a snapshot request
 
 
@@ -189,40 +192,68 @@ DEMO_METRICS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], float]]] = {
 
 
 async def create_rules(client: AsyncClient, devices: list[Device]) -> None:
-    """One rule per application type, on one sensor of the type, with its threshold at the
-    value the sensor reports first: the day's traffic crosses it both ways within
-    minutes, so the receiver soon prints a FIRING and its CLEARING."""
+    """One rule per application type, on the busiest sensor of the type, with one level
+    for firing and clearing at the middle of what that sensor reported so far: the
+    traffic crosses it both ways within minutes, so the receiver soon prints a FIRING
+    and its CLEARING.
+
+    Counting sensors (VCZ, VCB, VCW) send a count per period, noisy from one message to
+    the next: the rule fires on a count above the median of the first counts and clears
+    on one at or below it. Spot sensors (VPM, VYD) send a message when spots change,
+    one step at a time: the rule fires once the occupied spots are back at (or above)
+    the last number seen and clears on the next step below it.
+    """
     async for old in client.alert_rules.list_all():
         await client.alert_rules.delete(old.id)
     for app_type, (metric, read) in DEMO_METRICS.items():
-        device = next((d for d in devices if d.app_type == app_type), None)
-        if device is None:
+        candidates = [d for d in devices if d.app_type == app_type]
+        if not candidates:
             continue
-        value = await _first_value(client, device.uuid, read)
-        # Fires above `trigger`, clears below `clearing` (one apart: the hysteresis).
-        trigger = max(1, round(value))
-        clearing = trigger - 1 if trigger > 1 else trigger
+        seen = {d.uuid: await _recent_payloads(client, d.uuid) for d in candidates}
+        device = max(candidates, key=lambda d: _busyness(app_type, seen[d.uuid], read))
+        values = [float(read(items)) for items in seen[device.uuid]] or [0.0]
+        if app_type in SPOT_TYPES:
+            level = values[0] - 0.5  # the newest first
+        else:
+            level = math.floor(statistics.median(values)) + 0.5
+        level = max(0.5, level)
         rule = await client.alert_rules.create(
-            name=f"demo {app_type} {metric} above {trigger}",
+            name=f"demo {app_type} {metric} above {level:g}",
             device_uuid=device.uuid,
             metric=metric,
             rule="GREATER_THAN",
-            trigger_value=trigger,
-            clearing_value=clearing,
+            trigger_value=level,
+            clearing_value=level,
             severity="info",
         )
         typer.echo(f"  alerts: rule {rule.name!r} on {device.name}")
 
 
-async def _first_value(
-    client: AsyncClient, device: str, read: Callable[[list[dict[str, Any]]], float]
+SPOT_TYPES = ("VPM", "VYD")
+
+
+def _busyness(
+    app_type: str,
+    payloads: list[list[dict[str, Any]]],
+    read: Callable[[list[dict[str, Any]]], float],
 ) -> float:
+    """How much a sensor's metric moves: spots it watches, or the counts it reported."""
+    if not payloads:
+        return -1.0
+    if app_type in SPOT_TYPES:
+        return float(sum(1 for item in payloads[0] if not item["deactivated"]))
+    return float(sum(read(items) for items in payloads))
+
+
+async def _recent_payloads(client: AsyncClient, device: str) -> list[list[dict[str, Any]]]:
+    """The payloads a sensor sent so far (the newest first, a few), once it sent one."""
     for _ in range(600):
-        found = (await client.payloads.list(device, per_page=1)).data
-        if found and isinstance(found[0].payload, list):
-            return float(read(found[0].payload))
+        found = (await client.payloads.list(device, per_page=DEMO_SAMPLE)).data
+        payloads = [p.payload for p in found if isinstance(p.payload, list)]
+        if payloads:
+            return payloads
         await asyncio.sleep(0.1)
-    return 0.0
+    return []
 
 
 async def run_demo(settings: Settings, *, host: str, port: int, devices: int, rate: float) -> None:
