@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import delete
 
 from tests.factories import PASSWORD, Api, vcz
+from tests.gateway.test_gateway import Sensor, sensor
 from tests.receiver import Receiver, running_receiver
-from tests.test_gateway import Sensor, sensor
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.factories import Api
-from tests.test_images import ask, camera, path_of, picture, s3_endpoint, storage_settings
+from tests.images.test_images import ask, camera, path_of, picture, s3_endpoint, storage_settings
 from vsense.components import Components
 from vsense.config import Settings
 

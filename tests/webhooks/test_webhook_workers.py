@@ -19,8 +19,8 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 
 from tests.factories import Api
-from tests.test_gateway import sensor
-from tests.test_webhooks import hook
+from tests.gateway.test_gateway import sensor
+from tests.webhooks.test_webhooks import hook
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope

@@ -16,8 +16,8 @@ from sqlalchemy import delete, func, select, update
 from standardwebhooks import Webhook as StandardWebhook
 
 from tests.factories import Api, Caller, vcz
+from tests.gateway.test_gateway import sensor
 from tests.receiver import Receiver, running_receiver
-from tests.test_gateway import sensor
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from tests.client_fixtures import Account, FakeDevice, LiveApi, shared_live_api
+from tests.client.live_api import Account, FakeDevice, LiveApi, shared_live_api
 from tests.conftest import BACKENDS
 from tests.factories import unique
 from vsense.client import (

@@ -25,7 +25,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.client_fixtures import Account, FakeDevice, LiveApi, shared_live_api
+from tests.client.live_api import Account, FakeDevice, LiveApi, shared_live_api
 from tests.conftest import BACKENDS
 from tests.factories import unique
 from tests.live_server import free_port
