@@ -7,7 +7,6 @@ organization of their own (organizations are the platform's isolation unit).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,16 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.environment import BACKENDS, POSTGRES_URL, TEST_SECRET
 from tests.factories import Api
 from vsense.app import create_app
 from vsense.components import Components
 from vsense.config import Settings, load_settings
 from vsense.db import create_engine
 from vsense.migrate import upgrade_async
-
-POSTGRES_URL = os.environ.get("VSENSE_TEST_DATABASE_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
 async def _reset_postgres(url: str) -> None:

@@ -22,10 +22,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import BACKENDS, POSTGRES_URL
+from tests.environment import BACKENDS, fresh_postgres_database
 from tests.live_server import LiveServer, command, start_server
 
 MAX_EXAMPLES = int(os.environ.get("VSENSE_SCHEMATHESIS_EXAMPLES", "25"))
@@ -37,17 +35,6 @@ CHECKS = [
 ]
 
 
-async def _fresh_postgres_database(name: str) -> str:
-    assert POSTGRES_URL
-    admin_url = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await engine.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -55,7 +42,7 @@ def live(
     data_dir: Path = tmp_path_factory.mktemp("schemathesis")
     database_url = None
     if request.param == "postgresql":
-        database_url = asyncio.run(_fresh_postgres_database("vsense_schemathesis"))
+        database_url = asyncio.run(fresh_postgres_database("schemathesis"))
     server = start_server(data_dir, database_url)
     try:
         command(server.env, "admin", "create-org", "Fuzz")

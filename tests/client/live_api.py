@@ -1,8 +1,8 @@
 """A live `vsense serve` shared by the SDK and CLI tests, and helpers that populate it.
 
 One server per backend for the whole test process (SQLite always, PostgreSQL when
-VSENSE_TEST_DATABASE_URL is set, on a database of its own). Each test works in an
-organization of its own, created straight in the server's database.
+VSENSE_TEST_DATABASE_URL is set, on a database of its own beside the test database). Each
+test works in an organization of its own, created straight in the server's database.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from unittest import mock
 
 import httpx
 from argon2 import PasswordHasher
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import POSTGRES_URL
+from tests.environment import fresh_postgres_database
 from tests.factories import PASSWORD, unique, vcz
 from tests.live_server import LiveServer, start_server
 from vsense.config import Settings, load_settings
@@ -35,7 +33,6 @@ from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.kit import crypto
 from vsense.users import service as users_service
 
-POSTGRES_DATABASE = "vsense_client_tests"
 # Settings of the shared server: webhooks may call the tests' receivers on loopback, and
 # every test logs in from the one loopback address.
 SERVER_ENVIRONMENT = {
@@ -98,17 +95,6 @@ async def _create_organization(settings: Settings, account: Account, role: str) 
         await engine.dispose()
 
 
-async def _fresh_postgres_database(name: str) -> str:
-    assert POSTGRES_URL
-    admin_url = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await engine.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
@@ -136,7 +122,7 @@ def shared_live_api(backend: str, root: Path) -> LiveApi:
         data_dir.mkdir(parents=True, exist_ok=True)
         database_url = None
         if backend == "postgresql":
-            database_url = run_async(_fresh_postgres_database(POSTGRES_DATABASE))
+            database_url = run_async(fresh_postgres_database("client"))
         with _environment(SERVER_ENVIRONMENT):
             server = start_server(data_dir, database_url)
         atexit.register(server.stop)

@@ -25,8 +25,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.client.live_api import Account, FakeDevice, LiveApi, shared_live_api
-from tests.conftest import BACKENDS
+from tests.client.live_api import Account, FakeDevice, LiveApi
 from tests.factories import unique
 from tests.live_server import free_port
 from vsense.cli.main import app
@@ -42,22 +41,6 @@ CLIENT_VARIABLES = (
     "VSENSE_DEBUG",
     "VSENSE_WEBHOOK_SECRET",
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LiveApi:
-    return shared_live_api(request.param, tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def sqlite_live(tmp_path_factory: pytest.TempPathFactory) -> LiveApi:
-    """The SQLite server, for behaviours of the commands that do not depend on the database."""
-    return shared_live_api("sqlite", tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def account(live: LiveApi) -> Account:
-    return live.organization()
 
 
 @dataclass

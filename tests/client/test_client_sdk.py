@@ -24,8 +24,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from tests.client.live_api import Account, FakeDevice, LiveApi, shared_live_api
-from tests.conftest import BACKENDS
+from tests.client.live_api import Account, FakeDevice, LiveApi
 from tests.factories import unique
 from vsense.client import (
     APIConnectionError,
@@ -53,22 +52,6 @@ from vsense.client.models import Device
 from vsense.client.resources import images as images_resource
 
 SDK = Client | AsyncClient
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LiveApi:
-    return shared_live_api(request.param, tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def sqlite_live(tmp_path_factory: pytest.TempPathFactory) -> LiveApi:
-    """The SQLite server, for behaviours that do not depend on the database."""
-    return shared_live_api("sqlite", tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def account(live: LiveApi) -> Account:
-    return live.organization()
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import TEST_SECRET
+from tests.environment import TEST_SECRET
 from tests.factories import Api, Caller
 from vsense.config import Settings, load_settings
 from vsense.db import create_engine, create_sessionmaker, session_scope

@@ -9,35 +9,15 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.factories import ZONE, Api, Caller, vcz
+from tests.factories import ZONE, Api, sensor, vcz
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.worker import BackgroundRuntime
 
 LINE = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
-
-
-class Sensor:
-    """A device as the tests drive it: its token and its HTTP calls."""
-
-    def __init__(self, client: httpx.AsyncClient, onboarded: dict[str, Any]) -> None:
-        self.client = client
-        self.uuid = onboarded["uuid"]
-        self.headers = {"Authorization": f"Bearer {onboarded['device_token']}"}
-
-    async def keepalive(self, health: dict[str, Any] | None = None) -> httpx.Response:
-        return await self.client.post("/device/v1/keepalive", headers=self.headers, json=health)
-
-    async def send(self, body: Any) -> httpx.Response:
-        return await self.client.post("/device/v1/payloads", headers=self.headers, json=body)
-
-
-async def sensor(admin: Caller, **fields: Any) -> Sensor:
-    return Sensor(admin.client, await admin.device(**fields))
 
 
 def vcb(entered: int, left: int, timestamp: int) -> dict[str, Any]:

@@ -8,11 +8,9 @@ import httpx
 import pytest
 
 from tests.factories import Api
-from tests.images.test_images import ask, camera, path_of, picture, s3_endpoint, storage_settings
+from tests.images.helpers import ask, camera, path_of, picture, storage_settings
 from vsense.components import Components
 from vsense.config import Settings
-
-__all__ = ["s3_endpoint"]  # the session's S3 server, a fixture
 
 
 @pytest.fixture(params=["redirect", "stream"])

@@ -23,8 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from tests.factories import PASSWORD, Api, vcz
-from tests.gateway.test_gateway import Sensor, sensor
+from tests.factories import PASSWORD, Api, Sensor, sensor, vcz
 from tests.receiver import Receiver, running_receiver
 from vsense.components import Components
 from vsense.config import Settings

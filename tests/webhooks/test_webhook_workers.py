@@ -18,9 +18,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import delete, func, select
 
-from tests.factories import Api
-from tests.gateway.test_gateway import sensor
-from tests.webhooks.test_webhooks import hook
+from tests.factories import Api, sensor
+from tests.webhooks.helpers import hook
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope

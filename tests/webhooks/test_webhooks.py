@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from standardwebhooks import Webhook as StandardWebhook
 
-from tests.factories import Api, Caller, vcz
-from tests.gateway.test_gateway import sensor
+from tests.factories import Api, sensor, vcz
 from tests.receiver import Receiver, running_receiver
+from tests.webhooks.helpers import hook
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
@@ -49,15 +49,6 @@ async def no_leftover_webhooks(state: Components) -> AsyncIterator[None]:
 async def receiver() -> AsyncIterator[Receiver]:
     async with running_receiver() as running:
         yield running
-
-
-async def hook(admin: Caller, device: str, url: str, **fields: Any) -> dict[str, Any]:
-    response = await admin.post(
-        "/api/v1/webhooks", params={"device_uuid": device}, json={"url": url, **fields}
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["error"] == []
-    return dict(response.json()["data"])
 
 
 async def deliver(state: Components) -> list[Any]:
