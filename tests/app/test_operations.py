@@ -94,6 +94,7 @@ async def failed_logins(client: httpx.AsyncClient, forwarded_for: list[str]) -> 
     return statuses
 
 
+@pytest.mark.live
 async def test_x_forwarded_for_of_a_local_peer_is_not_believed_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,6 +36,7 @@ def vsense(
     )
 
 
+@pytest.mark.live
 def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
     assert vsense(["db", "upgrade"], tmp_path).returncode == 0
     created = vsense(["admin", "create-org", "Acme"], tmp_path)
@@ -79,6 +80,7 @@ def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
     assert admin.returncode == 0, admin.stderr
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -108,6 +110,7 @@ def test_create_user_refuses_bad_input_with_a_clear_message(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.live
 def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
     env = {**os.environ, "VSENSE_DATA_DIR": str(tmp_path), "VSENSE_ENVIRONMENT": "production"}
     env.pop("VSENSE_SECRET_KEY", None)
@@ -171,6 +174,7 @@ async def test_update_user_changes_the_owners_credentials_and_ends_their_session
         await state.engine.dispose()
 
 
+@pytest.mark.live
 def test_update_user_refuses_what_it_cannot_do_with_a_clear_message(tmp_path: Path) -> None:
     vsense(["admin", "create-org", "Acme"], tmp_path)
     args = ["--org", "Acme", "--role", "admin", "--password", "a long enough password"]

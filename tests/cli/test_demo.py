@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.live_server import free_port
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 
 def test_demo_brings_a_simulated_fleet_online(tmp_path: Path) -> None:

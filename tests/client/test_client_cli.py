@@ -633,6 +633,7 @@ def test_the_entry_point_exits_non_zero_with_one_line_and_no_traceback(local: Cl
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
+@pytest.mark.live
 def test_shell_completion_is_offered() -> None:
     script = Path(sys.executable).parent / "vsense"  # the installed entry point
     result = subprocess.run(

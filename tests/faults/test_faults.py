@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -29,6 +28,7 @@ import orjson
 import pytest
 from sqlalchemy.engine.url import make_url
 
+from tests.environment import BROKER, POSTGRES_URL
 from tests.factories import Api, vcz
 from tests.live_server import LiveServer, start_server
 from vsense.app import create_app
@@ -218,17 +218,7 @@ async def test_sigterm_answers_open_long_polls_and_stops_within_the_grace(
 
 # -- the database goes away -----------------------------------------------------------
 
-POSTGRES_URL = os.environ.get("VSENSE_TEST_DATABASE_URL")
-BROKER = "mqtt://127.0.0.1:1883"
 OUTAGE_SECONDS = 3.0
-
-
-def broker_is_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 1883), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class PostgresOutage:
@@ -287,8 +277,7 @@ class SqliteLock:
 
 @pytest.fixture
 async def postgres_outage() -> AsyncIterator[PostgresOutage]:
-    if not POSTGRES_URL:
-        pytest.skip("VSENSE_TEST_DATABASE_URL names no PostgreSQL")
+    assert POSTGRES_URL, "a test taking postgres_outage is marked postgres"
     outage = PostgresOutage(POSTGRES_URL)
     await outage.create()
     try:
@@ -298,6 +287,7 @@ async def postgres_outage() -> AsyncIterator[PostgresOutage]:
         await outage.drop()
 
 
+@pytest.mark.postgres
 async def test_a_device_message_during_an_outage_is_answered_503_with_retry_after(
     postgres_outage: PostgresOutage, tmp_path: Path
 ) -> None:
@@ -405,17 +395,17 @@ async def eventually_true(check: Callable[[], Awaitable[bool]], seconds: float) 
     return True
 
 
-needs_broker = pytest.mark.skipif(not broker_is_up(), reason="no MQTT broker on 127.0.0.1:1883")
-
-
-@needs_broker
+@pytest.mark.live
+@pytest.mark.mqtt
+@pytest.mark.postgres
 async def test_nothing_acknowledged_is_lost_when_postgresql_goes_away(
     postgres_outage: PostgresOutage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await devices_send_through(postgres_outage, postgres_outage.url, tmp_path, monkeypatch)
 
 
-@needs_broker
+@pytest.mark.live
+@pytest.mark.mqtt
 async def test_nothing_acknowledged_is_lost_when_the_embedded_database_is_locked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

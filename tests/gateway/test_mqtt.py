@@ -77,6 +77,7 @@ def test_topics_are_parsed_strictly() -> None:
         assert parse_topic(topic) is None
 
 
+@pytest.mark.mqtt
 async def test_keepalive_over_mqtt_brings_the_device_online(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
@@ -92,6 +93,7 @@ async def test_keepalive_over_mqtt_brings_the_device_online(
     assert counted(bridge, "accepted") == 1
 
 
+@pytest.mark.mqtt
 async def test_payloads_over_mqtt_are_stored(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
@@ -108,6 +110,7 @@ async def test_payloads_over_mqtt_are_stored(
     assert log["data"][0]["payload"][0]["count"] == 7
 
 
+@pytest.mark.mqtt
 async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
@@ -125,6 +128,7 @@ async def test_unknown_devices_and_bad_messages_are_dropped_and_counted(
     assert log["meta"]["total"] == 0
 
 
+@pytest.mark.mqtt
 async def test_pending_commands_are_published_to_the_device(
     api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
@@ -152,6 +156,7 @@ async def _accepted_at_least(bridge: MqttBridge, count: int) -> bool:
     return counted(bridge, "accepted") >= count
 
 
+@pytest.mark.mqtt
 async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_keepalive(
     api: Api, state: Components, bridge: MqttBridge, device_client: aiomqtt.Client
 ) -> None:
@@ -199,6 +204,7 @@ async def stored_counts(admin: Caller, device: str) -> list[int]:
     return sorted(entry["payload"][0]["count"] for entry in log["data"])
 
 
+@pytest.mark.mqtt
 @pytest.mark.faults
 async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client, monkeypatch: pytest.MonkeyPatch
@@ -232,6 +238,7 @@ async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back
     await eventually(both, 20)
 
 
+@pytest.mark.mqtt
 @pytest.mark.faults
 async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     api: Api, bridge: MqttBridge, device_client: aiomqtt.Client, monkeypatch: pytest.MonkeyPatch
@@ -258,6 +265,7 @@ async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     assert bridge_failures(bridge, "error") == mqtt_module.MAX_ATTEMPTS
 
 
+@pytest.mark.mqtt
 @pytest.mark.faults
 async def test_readiness_reports_a_bridge_without_its_broker(
     api: Api, state: Components, bridge: MqttBridge

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,25 +16,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.environment import BROKER
 from tests.live_server import LiveServer, command, start_server
 from vsense.simulator import mqtt as simulator_mqtt
 from vsense.simulator.command import simulate_command
 from vsense.simulator.fleet import FleetStats, run_fleet
 from vsense.simulator.mqtt import Broker, MqttTransport
 
-BROKER = "mqtt://127.0.0.1:1883"
 PASSWORD = "simulator password"
-
-
-def broker_is_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 1883), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not broker_is_up(), reason="no MQTT broker on 127.0.0.1:1883")
 
 
 @pytest.fixture
@@ -120,6 +108,7 @@ async def command_round_trip(
     return results
 
 
+@pytest.mark.mqtt
 @pytest.mark.parametrize("per_device", [False, True], ids=["pooled", "per-device"])
 def test_a_fleet_sends_keepalives_and_payloads_over_mqtt(
     server: LiveServer, per_device: bool
@@ -240,6 +229,7 @@ class CuttableProxy:
             self.server.close()
 
 
+@pytest.mark.mqtt
 def test_the_transport_reconnects_and_counts_what_it_gives_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -154,6 +154,8 @@ async def _delivery_totals(state: Components, webhook_id: int) -> tuple[dict[str
     return statuses, int(reclaims or 0)
 
 
+@pytest.mark.live
+@pytest.mark.slow
 async def test_a_worker_killed_mid_batch_loses_nothing(
     api: Api, database_settings: Settings
 ) -> None:
@@ -194,6 +196,8 @@ async def _until_written(state: Components, webhook_id: int) -> None:
     raise AssertionError(f"outcomes not written: {statuses}")
 
 
+@pytest.mark.live
+@pytest.mark.slow
 async def test_two_workers_share_the_queue_without_sending_twice(
     api: Api, database_settings: Settings
 ) -> None:
@@ -216,6 +220,7 @@ async def test_two_workers_share_the_queue_without_sending_twice(
 
 
 @pytest.mark.faults
+@pytest.mark.slow
 async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
     api: Api, state: Components
 ) -> None:
