@@ -290,6 +290,7 @@ async def test_changing_ones_own_password_keeps_the_session_that_did_it(api: Api
     assert (await other_session.get("/api/v1/me")).status_code == 401
 
 
+@pytest.mark.slow
 async def test_passwords_are_hashed_and_verified_off_the_event_loop_in_a_bounded_pool(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,6 +92,7 @@ def run_operation(operation: Any, server: LiveServer, headers: dict[str, str]) -
     check()
 
 
+@pytest.mark.slow
 def test_api_conforms_to_its_openapi_document(live: tuple[LiveServer, dict[str, str]]) -> None:
     server, headers = live
     schema = schemathesis.openapi.from_url(f"{server.base_url}/api/v1/openapi.json")

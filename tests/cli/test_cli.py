@@ -36,6 +36,7 @@ def vsense(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.live
 def test_db_upgrade_then_create_org_and_users(tmp_path: Path) -> None:
     assert vsense(["db", "upgrade"], tmp_path).returncode == 0
@@ -135,6 +136,8 @@ async def test_first_start_creates_one_admin_once(tmp_path: Path) -> None:
     assert await ensure_first_admin(settings) is None
 
 
+@pytest.mark.slow
+@pytest.mark.live
 async def test_update_user_changes_the_owners_credentials_and_ends_their_sessions(
     tmp_path: Path,
 ) -> None:
@@ -174,6 +177,7 @@ async def test_update_user_changes_the_owners_credentials_and_ends_their_session
         await state.engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.live
 def test_update_user_refuses_what_it_cannot_do_with_a_clear_message(tmp_path: Path) -> None:
     vsense(["admin", "create-org", "Acme"], tmp_path)

@@ -395,6 +395,7 @@ async def eventually_true(check: Callable[[], Awaitable[bool]], seconds: float) 
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.live
 @pytest.mark.mqtt
 @pytest.mark.postgres
@@ -404,6 +405,7 @@ async def test_nothing_acknowledged_is_lost_when_postgresql_goes_away(
     await devices_send_through(postgres_outage, postgres_outage.url, tmp_path, monkeypatch)
 
 
+@pytest.mark.slow
 @pytest.mark.live
 @pytest.mark.mqtt
 async def test_nothing_acknowledged_is_lost_when_the_embedded_database_is_locked(

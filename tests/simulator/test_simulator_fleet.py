@@ -400,6 +400,7 @@ async def test_a_refused_admin_token_stops_the_fleet(platform: FakePlatform) -> 
         await run_fleet(api_addr=platform.url, token="vst_wrong", devices=1, types=["VPM"])
 
 
+@pytest.mark.slow
 async def test_two_thousand_devices_run_without_errors(platform: FakePlatform) -> None:
     # FakePlatform runs a thread per connection in this process, so it and the fleet
     # share one interpreter lock: a small pool goes faster here than the default 64.

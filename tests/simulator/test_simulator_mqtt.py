@@ -108,6 +108,7 @@ async def command_round_trip(
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.mqtt
 @pytest.mark.parametrize("per_device", [False, True], ids=["pooled", "per-device"])
 def test_a_fleet_sends_keepalives_and_payloads_over_mqtt(
@@ -229,6 +230,7 @@ class CuttableProxy:
             self.server.close()
 
 
+@pytest.mark.slow
 @pytest.mark.mqtt
 def test_the_transport_reconnects_and_counts_what_it_gives_up(
     monkeypatch: pytest.MonkeyPatch,
