@@ -144,7 +144,7 @@ def test_a_fleet_sends_keepalives_and_payloads_over_mqtt(
     results = asyncio.run(scenario())
 
     # The capture's request id is made up: the server refuses its upload (HTTP, 404) and
-    # the device reports the failure (tests/test_images.py covers real snapshots).
+    # the device reports the failure (tests/images/test_images.py covers real snapshots).
     assert results["reboot"] == {"ok": True}
     assert results["capture_image"]["ok"] is False
     assert "HTTP 404" in str(results["capture_image"]["error"])
