@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import inspect
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,7 +23,15 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from tests.client.live_api import Account, FakeDevice, LiveApi
+from tests.client.helpers import (
+    SDK,
+    call,
+    close,
+    collect,
+    online_device,
+    same_kind,
+)
+from tests.client.live_api import Account, LiveApi
 from tests.factories import unique
 from vsense.client import (
     APIConnectionError,
@@ -50,56 +57,6 @@ from vsense.client import (
 )
 from vsense.client.models import Device
 from vsense.client.resources import images as images_resource
-
-SDK = Client | AsyncClient
-
-
-@pytest.fixture(params=["sync", "async"])
-async def sdk(
-    request: pytest.FixtureRequest, live: LiveApi, account: Account
-) -> AsyncIterator[SDK]:
-    """An admin's client of either kind, logged in by email and password on first use."""
-    if request.param == "sync":
-        with Client(base_url=live.base_url, email=account.email, password=account.password) as c:
-            yield c
-    else:
-        async with AsyncClient(
-            base_url=live.base_url, email=account.email, password=account.password
-        ) as client:
-            yield client
-
-
-async def call(value: Any) -> Any:
-    """The result of an SDK call of either client."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def collect(items: Any) -> list[Any]:
-    """Every item of a `list_all` iterator of either client."""
-    if hasattr(items, "__aiter__"):
-        return [item async for item in items]
-    return list(items)
-
-
-def make(kind: str, **options: Any) -> SDK:
-    """A client of `kind` (`sync` or `async`)."""
-    return AsyncClient(**options) if kind == "async" else Client(**options)
-
-
-def same_kind(sdk: SDK, **options: Any) -> SDK:
-    """Another client of the same kind as `sdk`."""
-    return make("async" if isinstance(sdk, AsyncClient) else "sync", **options)
-
-
-async def close(client: SDK) -> None:
-    await call(client.close())
-
-
-async def online_device(sdk: SDK, live: LiveApi, **fields: Any) -> tuple[Device, FakeDevice]:
-    created = await call(sdk.devices.create(name=unique("Gate"), app_type="VCZ", **fields))
-    device = FakeDevice(live.base_url, created.uuid, created.device_token)
-    device.keepalive()
-    return created, device
 
 
 async def test_login_then_me_names_the_caller(sdk: SDK, account: Account) -> None:
