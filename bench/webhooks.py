@@ -57,6 +57,7 @@ from harness import (
     HOST,
     LOOPBACK_HOSTS,
     REPO_ROOT,
+    announce_code_under_test,
     append_markdown,
     base_env,
     command_line,
@@ -954,6 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.serve is not None:
         serve(options.serve, options.hang)
         return 0
+    announce_code_under_test()
     return asyncio.run(guarded(options))
 
 
