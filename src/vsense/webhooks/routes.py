@@ -58,9 +58,14 @@ async def create_webhook(
     return WebhookCreatedAnswer(data=created)
 
 
-@router.api_route(
+# One decorator per method, so that each operation of the OpenAPI document has its own id.
+@router.put(
     "/{webhook_id}",
-    methods=["PUT", "PATCH"],
+    response_model=WebhookAnswer,
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+@router.patch(
+    "/{webhook_id}",
     response_model=WebhookAnswer,
     responses=error_responses(400, 401, 403, 404, 422),
 )
@@ -79,11 +84,11 @@ async def update_webhook(
     return WebhookAnswer(data=updated)
 
 
-@router.api_route(
-    "",
-    methods=["PUT", "PATCH"],
-    response_model=WebhookAnswer,
-    responses=error_responses(400, 401, 403, 404, 409, 422),
+@router.put(
+    "", response_model=WebhookAnswer, responses=error_responses(400, 401, 403, 404, 409, 422)
+)
+@router.patch(
+    "", response_model=WebhookAnswer, responses=error_responses(400, 401, 403, 404, 409, 422)
 )
 async def update_device_webhook(
     body: WebhookUpdate,
