@@ -11,6 +11,8 @@ clients (aiohttp) then post, each request with the token of the next device in t
   (a) `POST /device/v1/keepalive` with a health body            -> keepalives/s
   (b) `POST /device/v1/payloads`, one VCZ message per request     -> messages/s
   (c) `POST /device/v1/payloads`, batches of `--batch` messages   -> messages/s
+  (e) (c) again with `--rules` (1,000) active alert rules over the payload devices
+      -> messages/s, and its cost against (c) in the same run (target: at most 15 %)
   (d) keepalives for `--sustain` s with the flush (1 s) and the sweep (15 s) running
       -> keepalives/s over the window and in its worst 10 s; afterwards every keepalive
       device must be online (`GET /api/v1/devices?is_online=Online`), and none may have
@@ -107,6 +109,9 @@ TARGET_SINGLE_RPS = 2_000.0
 TARGET_BATCH_MPS = 20_000.0
 TARGET_KEEPALIVES = 1_700.0
 TARGET_SUSTAIN_SECONDS = 300.0
+# Batched ingest with active alert rules may cost at most this share of the throughput
+# without them (scenario (e) against (c), same run).
+MAX_RULES_COST = 0.15
 MQTT_NOTE = "MQTT ingest is not part of this benchmark yet; all device traffic here is HTTP."
 
 KINDS = ("keepalive", "single", "batch")
@@ -508,6 +513,7 @@ class Options:
     postgres_database: str
     postgres_workers: list[int]
     server_env: dict[str, str]
+    rules: int
     markdown: Path | None
 
 
@@ -660,6 +666,35 @@ async def run_scenarios(
             )
         )
 
+        # (e) the batches of (c) again, with alert rules over the fleet
+        if options.rules:
+            await add_rules(admin_session, base_url, fleet.payload, options.rules)
+            # Creating the rules takes long enough for the sweep to mark the payload
+            # devices offline; (c) found them online, and so must (e).
+            primed = await prime(base_url, fleet.payload, options.clients)
+            if primed:
+                report.notes.append(f"x{workers} priming payload devices: {primed[0]}")
+            with_rules = await payload_scenario(
+                f"e {options.batch} messages/request, {options.rules:,} rules",
+                kinds["batch"],
+                base_url,
+                admin_session,
+                fleet.payload,
+                options,
+                workers,
+                report,
+            )
+            report.rows.append(with_rules)
+            without = report.rows[-2]
+            cost = 1 - with_rules.per_second / without.per_second if without.per_second else 0
+            met = cost <= MAX_RULES_COST and not with_rules.check_failed
+            report.notes.append(
+                f"x{workers} alert rules: (e) {with_rules.per_second:,.0f} messages/s with "
+                f"{options.rules:,} active rules against (c) {without.per_second:,.0f} without, "
+                f"in the same run: cost {cost:.1%} (target <= {MAX_RULES_COST:.0%}) -> "
+                f"{'MET' if met else 'MISSED'}"
+            )
+
         # (d) sustained keepalives, flush and sweep running
         errors += await prime(base_url, fleet.keepalive, options.clients)
         if errors:
@@ -706,6 +741,30 @@ async def run_scenarios(
         )
         report.rows.append(row)
         print_row(row)
+
+
+async def add_rules(
+    session: aiohttp.ClientSession, base_url: str, devices: Sequence[DeviceSlot], count: int
+) -> None:
+    """`count` active rules over the payload devices (through the API, once per database):
+    nine in ten GREATER_THAN the bench's count of 3 by far (they never fire), one in ten
+    LESS_THAN 5 (it fires at the first message and stays firing)."""
+    url = f"{base_url}/api/v1/alert-rules"
+    existing = await total_of(session, f"{url}?per_page=1")
+    for n in range(existing, count):
+        below = n % 10 == 9
+        body = {
+            "name": f"bench rule {n}",
+            "device_uuid": devices[n % len(devices)].uuid,
+            "metric": "count",
+            "reference_marker": "Z-0",
+            "rule": "LESS_THAN" if below else "GREATER_THAN",
+            "trigger_value": 5 if below else 1000,
+            "clearing_value": 10 if below else 900,
+        }
+        async with session.post(url, json=body) as response:
+            if response.status != 201:
+                raise RuntimeError(f"rule answered {response.status}: {await response.text()}")
 
 
 async def run_backend(
@@ -988,6 +1047,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         metavar="KEY=VALUE",
         help="extra environment of the server, e.g. VSENSE_SWEEP_INTERVAL=5 (repeatable)",
     )
+    parser.add_argument(
+        "--rules", type=int, default=1000, help="alert rules of scenario (e); 0 leaves it out"
+    )
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -1019,6 +1081,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         postgres_database=args.postgres_database,
         postgres_workers=[int(w) for w in args.postgres_workers.split(",")],
         server_env=env,
+        rules=args.rules,
         markdown=args.markdown,
     )
 

@@ -35,7 +35,9 @@ from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.kit import crypto
 from vsense.users import service as users_service
 
-POSTGRES_DATABASE = "vsense_client_tests"
+# A database of its own beside the test database, named after it, so that test runs
+# against different databases never share (or drop) each other's.
+POSTGRES_DATABASE = (POSTGRES_URL or "/test").rsplit("/", 1)[1].split("?")[0] + "_client"
 # Settings of the shared server: webhooks may call the tests' receivers on loopback, and
 # every test logs in from the one loopback address.
 SERVER_ENVIRONMENT = {

@@ -69,6 +69,16 @@ def test_demo_brings_a_simulated_fleet_online(tmp_path: Path) -> None:
             time.sleep(1)
         assert len(hooks) == 12
         assert "payload" in delivered
+        assert all("alert" in hook["actions"] for hook in hooks)
+        # One alert rule per application type, each on a sensor of its type.
+        rules: list[dict[str, object]] = []
+        while time.monotonic() < deadline + 60 and len(rules) < 5:
+            rules = httpx.get(f"{base}/alert-rules", headers=headers).json()["data"]
+            time.sleep(0.5)
+        types = {device["uuid"]: device["app_type"] for device in online}
+        assert sorted(str(types[str(rule["device_uuid"])]) for rule in rules) == sorted(
+            ["VPM", "VYD", "VCZ", "VCB", "VCW"]
+        )
     finally:
         process.terminate()
         try:

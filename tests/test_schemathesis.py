@@ -55,7 +55,10 @@ def live(
     data_dir: Path = tmp_path_factory.mktemp("schemathesis")
     database_url = None
     if request.param == "postgresql":
-        database_url = asyncio.run(_fresh_postgres_database("vsense_schemathesis"))
+        # Named after the test database, so that runs on other databases never share it.
+        assert POSTGRES_URL
+        name = POSTGRES_URL.rsplit("/", 1)[1].split("?")[0] + "_schemathesis"
+        database_url = asyncio.run(_fresh_postgres_database(name))
     server = start_server(data_dir, database_url)
     try:
         command(server.env, "admin", "create-org", "Fuzz")

@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vsense import __version__
 from vsense.accounts.routes import router as accounts_router
+from vsense.alerts.routes import alerts_router, rules_router
 from vsense.components import Components
 from vsense.config import Settings, get_settings
 from vsense.db import is_unavailable
@@ -118,6 +119,8 @@ def create_app(
         image_upload_router,
         images_router,
         webhooks_router,
+        rules_router,
+        alerts_router,
     ):
         app.include_router(router)
     app.include_router(_operations_router(parts))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vsense.accounts.service import Callers
+from vsense.alerts.integration import Alerts
 from vsense.commands.service import Commands
 from vsense.config import Settings
 from vsense.db import Database, create_engine
@@ -46,6 +47,7 @@ class Components:
     liveness: Liveness  # batched signs of life, the offline sweep
     commands: Commands  # device commands and their waiters
     payloads: PayloadLog  # the payload log and its derived metrics
+    alerts: Alerts  # alert rules evaluated at ingest and in the sweep
     snapshots: Snapshots  # link key, image store, ready cache
     gateway: Gateway  # the device protocol over the parts above
     sender: SenderSlot  # the dispatcher's HTTP client
@@ -61,7 +63,8 @@ class Components:
         device_auth = DeviceAuth(settings)
         liveness = Liveness(settings, database, outbox)
         commands = Commands(settings)
-        payloads = PayloadLog(settings, metrics, outbox)
+        alerts = Alerts(outbox)
+        payloads = PayloadLog(settings, metrics, outbox, after_store=alerts.after_store)
         commands.on_result(CAPTURE_COMMAND, uploads.capture_result)
         return cls(
             settings=settings,
@@ -74,6 +77,7 @@ class Components:
             liveness=liveness,
             commands=commands,
             payloads=payloads,
+            alerts=alerts,
             snapshots=Snapshots.build(settings, signing_key),
             gateway=Gateway(
                 database=database,
@@ -115,6 +119,7 @@ class Components:
             CountCache: self.counts,
             DeviceAuth: self.device_auth,
             Outbox: self.outbox,
+            Alerts: self.alerts,
             Commands: self.commands,
             Snapshots: self.snapshots,
             Gateway: self.gateway,

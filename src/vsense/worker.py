@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from vsense.accounts import repository as accounts_repository
+from vsense.alerts import repository as alerts_repository
 from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.gateway import repository as gateway_repository
@@ -49,6 +50,11 @@ class BackgroundRuntime:
         async with self.parts.database.write() as session:
             return await self.parts.liveness.sweep(session, now or utcnow())
 
+    async def alert_sweep(self, now: datetime | None = None) -> int:
+        """Evaluate the alert rules that time changes; returns the transitions."""
+        async with self.parts.database.write() as session:
+            return await self.parts.alerts.sweep(session, now or utcnow())
+
     async def fail_overdue_images(self, now: datetime | None = None) -> int:
         """Fail snapshot requests whose device did not upload in time."""
         async with self.parts.database.write() as session:
@@ -60,8 +66,8 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
     async def purge_once(self, now: datetime | None = None) -> int:
-        """Delete deliveries, payload logs and device commands that outlived their
-        retention, and expired sessions, a chunk per transaction; returns the rows
+        """Delete deliveries, payload logs, device commands and ended alerts that outlived
+        their retention, and expired sessions, a chunk per transaction; returns the rows
         removed."""
         now = now or utcnow()
         settings = self.parts.settings
@@ -71,6 +77,7 @@ class BackgroundRuntime:
             (payloads_repository.purge_messages, settings.payload_retention),
             (gateway_repository.purge_events, settings.payload_retention),
             (commands_repository.purge_commands, settings.payload_retention),
+            (alerts_repository.purge_alerts, settings.payload_retention),
             (accounts_repository.purge_expired_sessions, timedelta(0)),
         ):
             while True:
@@ -92,6 +99,9 @@ class BackgroundRuntime:
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
             asyncio.create_task(
                 self._every(settings.sweep_interval.total_seconds(), self.fail_overdue_images)
+            ),
+            asyncio.create_task(
+                self._every(settings.sweep_interval.total_seconds(), self.alert_sweep)
             ),
             asyncio.create_task(self._every(IMAGE_RETENTION_EVERY_S, self.image_retention)),
         ]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_network
+from typing import Any
 
 import typer
 import uvicorn
@@ -81,7 +83,14 @@ async def prepare_account(settings: Settings) -> DemoAccount:
                 principal,
                 TokenCreate(
                     name="demo fleet",
-                    scopes=["devices:read", "devices:write", "webhooks:read", "webhooks:write"],
+                    scopes=[
+                        "devices:read",
+                        "devices:write",
+                        "webhooks:read",
+                        "webhooks:write",
+                        "alerts:read",
+                        "alerts:write",
+                    ],
                 ),
             )
     finally:
@@ -112,6 +121,11 @@ vsense demo is running: the API at {api}, a dozen simulated sensors reporting to
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["uuid"])')
     curl -s -X POST -H "Authorization: Bearer $TOKEN" "{api}/devices/$UUID/image"
     curl -s -H "Authorization: Bearer $TOKEN" "{api}/devices/$UUID/images"
+
+  One alert rule per application type fires and clears within minutes; the demo's
+  receiver prints each FIRING and CLEARING. See the rules and the alerts:
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/alert-rules'
+    curl -s -H "Authorization: Bearer $TOKEN" '{api}/alerts?state=firing'
 
   The demo's webhook receiver prints what reaches it; see each webhook's delivery log:
     curl -s -H "Authorization: Bearer $TOKEN" '{api}/webhooks'
@@ -146,13 +160,69 @@ async def wire_webhooks(base: str, token: str, devices: int, receiver: DemoRecei
             await asyncio.sleep(0.1)
         for device in found:
             created = await client.webhooks.create(
-                device_uuid=device.uuid, url=receiver.url, actions="payload,status,image"
+                device_uuid=device.uuid, url=receiver.url, actions="payload,status,image,alert"
             )
             receiver.secrets[device.uuid] = created.secret
-    typer.echo(
-        f"  webhooks: {len(found)} sensors forward their messages, status changes and "
-        f"snapshots to {receiver.url} (signed; the receiver checks every signature)"
-    )
+        typer.echo(
+            f"  webhooks: {len(found)} sensors forward their messages, status changes, "
+            f"snapshots and alerts to {receiver.url} (signed; the receiver checks every "
+            "signature)"
+        )
+        await create_rules(client, found)
+
+
+# The metric each type's demo rule watches, and how to read its device total from a
+# payload as the sensor sent it.
+DEMO_METRICS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], float]]] = {
+    "VPM": (
+        "occupied",
+        lambda items: sum(1 for i in items if i["is_active"] and not i["deactivated"]),
+    ),
+    "VYD": (
+        "occupied",
+        lambda items: sum(1 for i in items if i["is_active"] and not i["deactivated"]),
+    ),
+    "VCZ": ("count", lambda items: sum(i["count"] for i in items)),
+    "VCB": ("in", lambda items: sum(i["in"] for i in items)),
+    "VCW": ("count", lambda items: sum(i["count"] for i in items)),
+}
+
+
+async def create_rules(client: AsyncClient, devices: list[Device]) -> None:
+    """One rule per application type, on one sensor of the type, with its threshold at the
+    value the sensor reports first: the day's traffic crosses it both ways within
+    minutes, so the receiver soon prints a FIRING and its CLEARING."""
+    async for old in client.alert_rules.list_all():
+        await client.alert_rules.delete(old.id)
+    for app_type, (metric, read) in DEMO_METRICS.items():
+        device = next((d for d in devices if d.app_type == app_type), None)
+        if device is None:
+            continue
+        value = await _first_value(client, device.uuid, read)
+        # Fires above `trigger`, clears below `clearing` (one apart: the hysteresis).
+        trigger = max(1, round(value))
+        clearing = trigger - 1 if trigger > 1 else trigger
+        rule = await client.alert_rules.create(
+            name=f"demo {app_type} {metric} above {trigger}",
+            device_uuid=device.uuid,
+            metric=metric,
+            rule="GREATER_THAN",
+            trigger_value=trigger,
+            clearing_value=clearing,
+            severity="info",
+        )
+        typer.echo(f"  alerts: rule {rule.name!r} on {device.name}")
+
+
+async def _first_value(
+    client: AsyncClient, device: str, read: Callable[[list[dict[str, Any]]], float]
+) -> float:
+    for _ in range(600):
+        found = (await client.payloads.list(device, per_page=1)).data
+        if found and isinstance(found[0].payload, list):
+            return float(read(found[0].payload))
+        await asyncio.sleep(0.1)
+    return 0.0
 
 
 async def run_demo(settings: Settings, *, host: str, port: int, devices: int, rate: float) -> None:

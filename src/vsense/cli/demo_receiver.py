@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -57,6 +58,12 @@ class DemoReceiver:
             self.bad_signatures += 1
             self.echo(f"  webhook: REFUSED a call for {device or '?'}: {exc}")
             return web.Response(status=401, text="bad signature")
+        alerts = event.get("alert")
+        if isinstance(alerts, list):
+            self.counts["ALERT"] += 1
+            for alert in alerts:
+                self.echo(f"  webhook: ALERT {_alert_line(alert)}, signature valid")
+            return web.Response(text="ok")
         kind = str(event.get("type") or "KEEPALIVE")
         self.counts[kind] += 1
         if self.counts[kind] == 1 or kind == "IMAGE" or event.get("status") == "offline":
@@ -72,6 +79,18 @@ class DemoReceiver:
             else (f"{self.bad_signatures} refused")
         )
         return f"{received} received ({kinds or 'none yet'}), {checked}"
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    rule = alert.get("rule_summary") or {}
+    marker = alert.get("reference_marker") or {}
+    where = f" at {marker.get('name')}" if marker else ""
+    return (
+        f"{alert.get('type')} {alert.get('state')} {alert.get('app_type')} "
+        f"{str(alert.get('deviceUuid'))[:8]}{where}: {rule.get('rule')} "
+        f"{rule.get('trigger_value')}/{rule.get('clearing_value')}, value "
+        f"{alert.get('actual_value')}"
+    )
 
 
 def _short(event: dict[str, object], limit: int = 160) -> str:

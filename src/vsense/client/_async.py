@@ -24,6 +24,7 @@ from vsense.client._base import (
 )
 from vsense.client.errors import AuthenticationError, MissingCredentialsError
 from vsense.client.models import Login
+from vsense.client.resources.alerts import AsyncAlertRules, AsyncAlerts
 from vsense.client.resources.devices import AsyncDevices
 from vsense.client.resources.groups import AsyncGroups
 from vsense.client.resources.images import AsyncImages
@@ -101,6 +102,16 @@ class AsyncClient(BaseClient):
     def webhooks(self) -> AsyncWebhooks:
         """Webhooks, their deliveries, and signature verification for receivers."""
         return AsyncWebhooks(self)
+
+    @cached_property
+    def alert_rules(self) -> AsyncAlertRules:
+        """Alert rules: thresholds with hysteresis and durations, and time rules."""
+        return AsyncAlertRules(self)
+
+    @cached_property
+    def alerts(self) -> AsyncAlerts:
+        """Alerts the rules raised: history, filters, acknowledgement."""
+        return AsyncAlerts(self)
 
     @cached_property
     def groups(self) -> AsyncGroups:

@@ -25,6 +25,7 @@ from vsense.client._base import (
 )
 from vsense.client.errors import AuthenticationError, MissingCredentialsError
 from vsense.client.models import Login
+from vsense.client.resources.alerts import AlertRules, Alerts
 from vsense.client.resources.devices import Devices
 from vsense.client.resources.groups import Groups
 from vsense.client.resources.images import Images
@@ -102,6 +103,16 @@ class Client(BaseClient):
     def webhooks(self) -> Webhooks:
         """Webhooks, their deliveries, and signature verification for receivers."""
         return Webhooks(self)
+
+    @cached_property
+    def alert_rules(self) -> AlertRules:
+        """Alert rules: thresholds with hysteresis and durations, and time rules."""
+        return AlertRules(self)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """Alerts the rules raised: history, filters, acknowledgement."""
+        return Alerts(self)
 
     @cached_property
     def groups(self) -> Groups:

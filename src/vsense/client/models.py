@@ -374,3 +374,53 @@ class Queued(APIModel):
 
     queued: int
     delivery_ids: list[int] = Field(default_factory=list)
+
+
+# Alerts
+
+
+class AlertRule(APIModel):
+    """A rule: its scope (a device, a group or an app type), what it watches, its kind."""
+
+    id: int
+    name: str
+    device_uuid: str | None = None
+    group: str | None = None
+    group_id: int | None = None
+    app_type: str | None = None
+    metric: str | None = None
+    reference_marker: str | None = None
+    rule: str
+    trigger_value: float | None = None
+    clearing_value: float | None = None
+    for_s: int | None = None
+    clear_for_s: int | None = None
+    severity: str = "warning"
+    enabled: bool = True
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+class Alert(APIModel):
+    """One alert episode: its FIRING and, once it ended, its CLEARING."""
+
+    uuid: str
+    state: str
+    rule_id: int
+    rule_name: str = ""
+    rule_summary: dict[str, Any] = Field(default_factory=dict)
+    severity: str = ""
+    device_uuid: str
+    app_type: str | None = None
+    metric: str | None = None
+    reference_marker: dict[str, Any] | None = None
+    fired_at: datetime
+    fired_state: str = ""
+    fired_value: float | None = None
+    clearing_uuid: str | None = None
+    cleared_at: datetime | None = None
+    cleared_state: str | None = None
+    cleared_value: float | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_note: str | None = None

@@ -1,6 +1,7 @@
 """ORM models, one file per table family, all re-exported here."""
 
 from vsense.models.accounts import Group, Organization, User, user_groups
+from vsense.models.alerts import Alert, AlertRule, AlertState
 from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
 from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
@@ -9,6 +10,9 @@ from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshToken
 from vsense.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 __all__ = [
+    "Alert",
+    "AlertRule",
+    "AlertState",
     "Base",
     "Device",
     "DeviceCommand",

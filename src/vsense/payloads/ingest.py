@@ -8,7 +8,7 @@ integrators read the log through `service.py`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,11 @@ from vsense.payloads.schemas import ValidatedMessage
 from vsense.webhooks.events import PAYLOAD, payload_body
 from vsense.webhooks.outbox import Item, Outbox
 
+# What else reads a stored batch's metric rows in its transaction (the alert rules,
+# wired by the composition root): (session, device, rows, time received).
+AfterStore = Callable[
+    [AsyncSession, uuid.UUID, Sequence[Mapping[str, Any]], datetime], Awaitable[object]
+]
 VPM_TYPE = "VPM"
 VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
 
@@ -31,10 +36,17 @@ class PayloadLog:
     """Devices' messages into the payload log. Remembers, per process, each parking
     device's last kept time (read from the log for a device not seen yet)."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        outbox: Outbox,
+        after_store: AfterStore | None = None,
+    ) -> None:
         self.accept_unknown_types = settings.accept_unknown_payload_types
         self.metrics = metrics
         self.outbox = outbox
+        self.after_store = after_store
         # device -> timestamp of its last stored VPM message (the 30 s rule)
         self._last_vpm: dict[uuid.UUID, int] = {}
 
@@ -52,9 +64,10 @@ class PayloadLog:
     ) -> int:
         """Keep the valid messages of a batch with their metrics, and queue their
         `payload` events (behind the events `after`, the device's own status change),
-        in the caller's transaction; how many were kept."""
+        then hand their metrics to `after_store` (the alert rules), in the caller's
+        transaction; how many were kept."""
         kept = await self._drop_excess_vpm(session, device, batch.valid)
-        await self._store(session, device, kept, batch.received_at)
+        metric_rows = await self._store(session, device, kept, batch.received_at)
         await self.outbox.emit_many(
             session,
             [
@@ -69,6 +82,8 @@ class PayloadLog:
                 ),
             ],
         )
+        if self.after_store is not None:
+            await self.after_store(session, device, metric_rows, batch.received_at)
         return len(kept)
 
     async def _drop_excess_vpm(
@@ -94,7 +109,8 @@ class PayloadLog:
     @staticmethod
     async def _store(
         session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage], now: datetime
-    ) -> None:
+    ) -> list[dict[str, Any]]:
+        """Store messages and their metrics; returns the metric rows (alert rules read them)."""
         ids = await repository.add_messages(
             session,
             [
@@ -139,6 +155,7 @@ class PayloadLog:
                         }
                     )
         await repository.add_metrics(session, rows)
+        return rows
 
 
 async def _running_occupancy(

@@ -1,0 +1,1 @@
+"""Alert rules, their per-(rule, device, marker) state, evaluation and history."""

@@ -1,0 +1,37 @@
+"""Where alerts meet the rest of a process: the part that evaluates, over the outbox it
+emits through. Ingest calls it once per stored batch, the sweep once per round."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense.alerts import evaluation
+from vsense.alerts.evaluation import Emit
+from vsense.webhooks.outbox import Outbox
+
+
+class Alerts:
+    """Alert evaluation over this process's outbox. It holds no state of its own: every
+    rule and state is read from the database in the caller's transaction."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.emit: Emit = outbox.emit_many
+
+    async def after_store(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        metric_rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> int:
+        """Ingest's call, once per stored batch, in its transaction."""
+        return await evaluation.evaluate_values(session, self.emit, device, metric_rows, now)
+
+    async def sweep(self, session: AsyncSession, now: datetime) -> int:
+        """The sweep's job: time rules, pending durations, devices out of scope."""
+        return await evaluation.sweep(session, self.emit, now)
