@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo serve test lint typecheck install clean
+.PHONY: demo serve test test-fast lint typecheck install clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ lint: install  ## style, formatting and the import contracts of pyproject.toml
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check, then the whole test suite
+test: lint typecheck  ## lint, type-check, then the whole test suite (what CI runs)
 	$(BIN)/pytest
+
+# The development loop: no live servers or processes, no broker, no fault suite, nothing
+# slow; a single folder runs with `make test-fast TESTS=tests/devices`.
+TESTS ?=
+test-fast: install  ## the fast part of the suite, without lint and type-check
+	$(BIN)/pytest -m "not slow and not live and not mqtt and not faults" $(TESTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -48,6 +48,7 @@ from harness import (
     REQUEST_TIMEOUT,
     AsgiMessage,
     Measurement,
+    announce_code_under_test,
     answer_lifespan,
     append_markdown,
     base_env,
@@ -534,6 +535,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    announce_code_under_test()
     reports = event_loop_runner(run(options))
     return 1 if any(m.errors for r in reports for m in r.rows) else 0
 

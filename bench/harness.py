@@ -208,10 +208,31 @@ async def served(
         log.close()
 
 
+# A source tree (the `src` of another commit, say) that the subprocesses import `vsense`
+# from instead of the installed one, so that one benchmark script measures either code.
+SERVER_PYTHONPATH_ENV = "BENCH_SERVER_PYTHONPATH"
+
+
 def base_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VSENSE_")}
+    code = os.environ.get(SERVER_PYTHONPATH_ENV)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def announce_code_under_test() -> str:
+    """Print (and return) where the subprocesses import `vsense` from."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import vsense; print(vsense.__file__)"],
+        env=base_env({}),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(f"vsense under test: {found}", flush=True)
+    return found
 
 
 def server_env(data_dir: Path, database_url: str | None, extra: dict[str, str]) -> dict[str, str]:

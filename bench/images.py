@@ -52,6 +52,7 @@ from harness import (
     LOOPBACK_HOSTS,
     REQUEST_TIMEOUT,
     Measurement,
+    announce_code_under_test,
     answer_lifespan,
     append_markdown,
     base_env,
@@ -490,6 +491,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    announce_code_under_test()
     with contextlib.suppress(KeyboardInterrupt):
         reports = event_loop_runner(run(options))
         failed = any(r.ready.errors or r.serving.errors for r in reports)

@@ -57,6 +57,8 @@ from harness import (
     HOST,
     LOOPBACK_HOSTS,
     REPO_ROOT,
+    SERVER_PYTHONPATH_ENV,
+    announce_code_under_test,
     append_markdown,
     base_env,
     command_line,
@@ -65,6 +67,7 @@ from harness import (
     log_tail,
     percentile,
     recreate_postgres_database,
+    run_command,
     stop_process,
     wait_listening,
 )
@@ -861,7 +864,15 @@ async def run(options: argparse.Namespace) -> int:
         secret_key=SECRET_KEY,
         webhook_allow_private=True,
     )
-    await upgrade_async(settings)
+    if os.environ.get(SERVER_PYTHONPATH_ENV):
+        # The workers run another commit's code: it migrates the database to its own head.
+        migrate_env = base_env(
+            {"VSENSE_DATABASE_URL": database_url, "VSENSE_DATA_DIR": str(work / "data")}
+        )
+        migrate = (sys.executable, "-m", "vsense.cli", "db", "upgrade")
+        await run_command(migrate, migrate_env, work / "migrate.log")
+    else:
+        await upgrade_async(settings)
     state = Components.for_server(settings)
     port = free_port()
     receiver = await asyncio.create_subprocess_exec(
@@ -954,6 +965,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.serve is not None:
         serve(options.serve, options.hang)
         return 0
+    announce_code_under_test()
     return asyncio.run(guarded(options))
 
 

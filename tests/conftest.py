@@ -3,11 +3,15 @@
 Every test that takes `client` or `state` runs on SQLite, and also on PostgreSQL when
 VSENSE_TEST_DATABASE_URL is set. Tests isolate themselves by working in an
 organization of their own (organizations are the platform's isolation unit).
+
+Markers (pyproject.toml): `postgres` is set here on every test parametrized with the
+postgresql backend, and `live` on every test that uses a fixture starting a real
+`vsense serve`; `mqtt`, `slow` and `faults` are written on the tests. A test marked
+`mqtt` (or `postgres`) without its service is skipped, except in CI, where it fails.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +22,14 @@ from sqlalchemy import text
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.environment import (
+    BACKENDS,
+    BROKER,
+    POSTGRES_URL,
+    TEST_SECRET,
+    broker_is_up,
+    in_ci,
+)
 from tests.factories import Api
 from vsense.app import create_app
 from vsense.components import Components
@@ -25,9 +37,30 @@ from vsense.config import Settings, load_settings
 from vsense.db import create_engine
 from vsense.migrate import upgrade_async
 
-POSTGRES_URL = os.environ.get("VSENSE_TEST_DATABASE_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+# Fixtures that start a real `vsense serve`: a test using one, directly or through another
+# fixture, is marked `live`.
+LIVE_SERVER_FIXTURES = frozenset({"live", "sqlite_live", "server", "sqlite_server", "grace_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgresql" in callspec.params.values():
+            item.add_marker(pytest.mark.postgres)
+        if LIVE_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    missing = []
+    if item.get_closest_marker("mqtt") and not broker_is_up():
+        missing.append(f"no MQTT broker at {BROKER}")
+    if item.get_closest_marker("postgres") and not POSTGRES_URL:
+        missing.append("VSENSE_TEST_DATABASE_URL names no PostgreSQL")
+    if missing and in_ci():
+        pytest.fail(f"{'; '.join(missing)} (CI provides both)", pytrace=False)
+    if missing:
+        pytest.skip("; ".join(missing))
 
 
 async def _reset_postgres(url: str) -> None:

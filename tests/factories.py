@@ -127,6 +127,25 @@ class Api:
         return Caller(self.client, "", token, "", "")
 
 
+class Sensor:
+    """A device as the tests drive it over HTTP: its token and its calls."""
+
+    def __init__(self, client: httpx.AsyncClient, onboarded: dict[str, Any]) -> None:
+        self.client = client
+        self.uuid = onboarded["uuid"]
+        self.headers = {"Authorization": f"Bearer {onboarded['device_token']}"}
+
+    async def keepalive(self, health: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.client.post("/device/v1/keepalive", headers=self.headers, json=health)
+
+    async def send(self, body: Any) -> httpx.Response:
+        return await self.client.post("/device/v1/payloads", headers=self.headers, json=body)
+
+
+async def sensor(admin: Caller, **fields: Any) -> Sensor:
+    return Sensor(admin.client, await admin.device(**fields))
+
+
 def vcz(count: int, timestamp: int | None = None) -> dict[str, Any]:
     """A valid VCZ message: one zone counting `count` people."""
     now = int(time.time()) if timestamp is None else timestamp
