@@ -192,10 +192,10 @@ DEMO_METRICS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], float]]] = {
 
 
 async def create_rules(client: AsyncClient, devices: list[Device]) -> None:
-    """One rule per application type, on the busiest sensor of the type, with one level
-    for firing and clearing at the middle of what that sensor reported so far: the
-    traffic crosses it both ways within minutes, so the receiver soon prints a FIRING
-    and its CLEARING.
+    """One rule per application type, on the sensor of the type whose metric moves most,
+    with one level for firing and clearing at the middle of what that sensor reported
+    so far: the traffic crosses it both ways within minutes, so the receiver soon prints
+    a FIRING and its CLEARING.
 
     Counting sensors (VCZ, VCB, VCW) send a count per period, noisy from one message to
     the next: the rule fires on a count above the median of the first counts and clears
@@ -237,12 +237,17 @@ def _busyness(
     payloads: list[list[dict[str, Any]]],
     read: Callable[[list[dict[str, Any]]], float],
 ) -> float:
-    """How much a sensor's metric moves: spots it watches, or the counts it reported."""
+    """How fast a sensor's metric crosses a level both ways: the more spots a spot sensor
+    watches, the more often its number moves; the smaller the counts of a counting sensor
+    (as long as it counts something), the more its noise outweighs the day's slow drift."""
     if not payloads:
-        return -1.0
+        return -math.inf
     if app_type in SPOT_TYPES:
         return float(sum(1 for item in payloads[0] if not item["deactivated"]))
-    return float(sum(read(items) for items in payloads))
+    values = [float(read(items)) for items in payloads]
+    median = statistics.median(values)
+    # A sensor that mostly counts nothing comes last, the one counting more first.
+    return -median if median >= 1 else -1e9 + sum(values)
 
 
 async def _recent_payloads(client: AsyncClient, device: str) -> list[list[dict[str, Any]]]:
