@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -17,6 +17,9 @@ from vsense.cli.client.context import global_options_callback
 from vsense.config import ConfigurationError, Settings, get_settings
 from vsense.kit.errors import AppError
 from vsense.simulator.command import simulate_command
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 
@@ -73,6 +76,21 @@ def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     except SQLAlchemyError as exc:
         fail(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     raise AssertionError("unreachable: fail() exits")
+
+
+def _run_in_session(work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
+    """`_run` for an action that is one transaction: committed when `work` returns."""
+    from vsense.db import create_engine, create_sessionmaker, session_scope
+
+    async def action(settings: Settings) -> T:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return _run(action)
 
 
 def _migrate(settings: Settings) -> None:
@@ -213,18 +231,12 @@ def db_upgrade() -> None:
 @admin_app.command("create-org")
 def create_org(name: Annotated[str, typer.Argument(help="Organization name.")]) -> None:
     """Create an organization."""
-    from vsense.db import create_engine, create_sessionmaker, session_scope
     from vsense.users import service
 
-    async def action(settings: Settings) -> Any:
-        engine = create_engine(settings)
-        try:
-            async with session_scope(create_sessionmaker(engine)) as session:
-                return await service.create_organization(session, name)
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> Any:
+        return await service.create_organization(session, name)
 
-    organization = _run(action)
+    organization = _run_in_session(work)
     typer.echo(f"created organization {organization.name!r} (id {organization.id})")
 
 
@@ -240,7 +252,6 @@ def create_user(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Create a user in an organization (the only way to create an owner)."""
-    from vsense.db import create_engine, create_sessionmaker, session_scope
     from vsense.users import service
 
     if password_stdin:
@@ -249,23 +260,18 @@ def create_user(
         fail("give --password or --password-stdin")
     assert password is not None
 
-    async def action(settings: Settings) -> Any:
-        engine = create_engine(settings)
-        try:
-            async with session_scope(create_sessionmaker(engine)) as session:
-                return await service.create_user_in(
-                    session,
-                    organization_name=org,
-                    email=email,
-                    password=password,
-                    role=role,
-                    name=name,
-                )
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> Any:
+        return await service.create_user_in(
+            session,
+            organization_name=org,
+            email=email,
+            password=password,
+            role=role,
+            name=name,
+        )
 
     try:
-        user = _run(action)
+        user = _run_in_session(work)
     except ValueError as exc:  # the body model's own checks (email, password)
         fail(_invalid_input(exc))
         return
@@ -285,7 +291,6 @@ def update_user(
 ) -> None:
     """Change a user's email, password, role or name; the only way to change the platform
     owner's. A new password ends the user's sessions."""
-    from vsense.db import create_engine, create_sessionmaker, session_scope
     from vsense.users import service
 
     if password_stdin:
@@ -295,23 +300,18 @@ def update_user(
     if new_email is None and password is None and role is None and name is None:
         fail("nothing to change: give --new-email, --password, --role or --name")
 
-    async def action(settings: Settings) -> Any:
-        engine = create_engine(settings)
-        try:
-            async with session_scope(create_sessionmaker(engine)) as session:
-                return await service.update_user_in(
-                    session,
-                    email=email,
-                    new_email=new_email,
-                    password=password,
-                    role=role,
-                    name=name,
-                )
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> Any:
+        return await service.update_user_in(
+            session,
+            email=email,
+            new_email=new_email,
+            password=password,
+            role=role,
+            name=name,
+        )
 
     try:
-        user = _run(action)
+        user = _run_in_session(work)
     except ValueError as exc:  # the body model's own checks (email, password)
         fail(_invalid_input(exc))
         return
