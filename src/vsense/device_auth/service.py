@@ -34,11 +34,17 @@ class DeviceAuth:
     def __init__(self, settings: Settings) -> None:
         self._cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
 
+    def cached(self, header: str | None) -> DeviceIdentity | None:
+        """The identity verified for this header within `auth_cache_ttl`, without the
+        database (401 for a missing or malformed header)."""
+        found: DeviceIdentity | None = self._cache.get(DEVICE_TOKENS, token_digest(bearer(header)))
+        return found
+
     async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:
-        token_hash = token_digest(bearer(header))
-        cached = self._cache.get(DEVICE_TOKENS, token_hash)
+        cached = self.cached(header)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
+        token_hash = token_digest(bearer(header))
         identity = await repository.device_for_token_hash(session, token_hash)
         if identity is None:
             raise Unauthorized("The device token is invalid or has been rotated.")

@@ -40,8 +40,10 @@ class DeviceGateMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            async with self.database.read_sessionmaker() as session:
-                await self.device_auth.authenticate(session, authorization_of(scope))
+            header = authorization_of(scope)
+            if self.device_auth.cached(header) is None:  # a session only on a cache miss
+                async with self.database.read_sessionmaker() as session:
+                    await self.device_auth.authenticate(session, header)
         except AppError as error:
             await send_error(send, error)
             return
