@@ -142,11 +142,15 @@ async def _take_turn(session: AsyncSession) -> bool:
     """One process at a time changes the partitions; the others skip this round."""
     await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     return bool(
-        await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": MAINTENANCE_LOCK})
+        await session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": MAINTENANCE_LOCK}
+        )
     )
 
 
-async def create_ahead(session: AsyncSession, today: date, days_ahead: int = DAYS_AHEAD) -> list[str]:
+async def create_ahead(
+    session: AsyncSession, today: date, days_ahead: int = DAYS_AHEAD
+) -> list[str]:
     """Add the missing partitions from `today` to `days_ahead` days after it; their names."""
     if not await _take_turn(session):
         return []

@@ -204,5 +204,7 @@ class BackgroundRuntime:
                 logger.exception("background job %s failed; retrying next round", job)
 
 
-async def _purge_default(history: partitions.History, session: AsyncSession, before: datetime) -> int:
+async def _purge_default(
+    history: partitions.History, session: AsyncSession, before: datetime
+) -> int:
     return await partitions.purge_default(session, history, before)

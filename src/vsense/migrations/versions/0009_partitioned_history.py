@@ -120,9 +120,10 @@ def _make_partitions(history: History, days: set[date]) -> None:
     op.execute(f"CREATE TABLE {history.table}_default PARTITION OF {history.table} DEFAULT")
     for day in sorted(days):
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = start + timedelta(days=1)
         op.execute(
             f"CREATE TABLE {partition_name(history.table, day)} PARTITION OF {history.table} "
-            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
         )
 
 
