@@ -152,7 +152,8 @@ async def latest_page(url: str, data_dir: Path, calls: int) -> list[tuple[str, l
 
     settings = load_settings(data_dir=data_dir, database_url=url, environment="development")
     engine = create_engine(settings)
-    sessionmaker = create_sessionmaker(engine)
+    # As a GET request has it (`deps.get_session`): a read session in autocommit.
+    sessionmaker = create_sessionmaker(engine, read_only=True)
     connection = await connect(url)
     try:
         devices = [row[0] for row in await connection.fetch("SELECT uuid FROM devices")]
@@ -160,7 +161,7 @@ async def latest_page(url: str, data_dir: Path, calls: int) -> list[tuple[str, l
         targets = [rng.choice(devices) for _ in range(calls)]
 
         async def through_repository(device: uuid.UUID) -> object:
-            async with session_scope(sessionmaker, write=False) as session:
+            async with sessionmaker() as session:
                 return await repository.list_messages(
                     session, device, since=None, until=None, message_type=None, offset=0, limit=PAGE
                 )
