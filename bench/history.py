@@ -1,10 +1,10 @@
-"""The partitioned payload log on PostgreSQL at scale: a device's latest page, and a
-day's retention by dropping its partition against a chunked DELETE.
+"""The partitioned payload log on PostgreSQL at scale: a device's latest page, and
+retention by dropping a week's partition against a chunked DELETE.
 
     .venv/bin/python bench/history.py --rows 50000000 --days 90 --devices 2000
 
 Builds a database of its own (`bench_history_log`), migrates it, seeds the devices,
-then fills one day partition at a time server-side (`INSERT ... SELECT
+then fills one week partition at a time server-side (`INSERT ... SELECT
 generate_series`, the partition made apart and then attached, so that its indexes are
 built once), `--rows` rows spread over the `--days` days before today. `--reuse` keeps
 a database filled by an earlier run. Then:
@@ -13,10 +13,10 @@ a database filled by an earlier run. Then:
   own repository query (`payloads.repository.list_messages`, SQLAlchemy over asyncpg),
   next to the same two statements sent bare through asyncpg (the lean reference) and
   `SELECT 1` (the round-trip ceiling);
-- retention of the oldest day: the worker's `drop_before` (detach and drop the
+- retention of the oldest week: the worker's `drop_before` (detach and drop the
   partition), next to the chunked DELETE that retention ran before partitioning
-  (5,000 rows a transaction) of the same day, on a plain copy of the `--flat-days`
-  oldest days with the indexes the plain table had.
+  (5,000 rows a transaction) of the same rows, on a plain copy of that week and
+  `--flat-days` days more, with the indexes the plain table had.
 
 The database is dropped at the end unless `--keep`.
 """
@@ -24,10 +24,12 @@ The database is dropped at the end unless `--keep`.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from harness import (
 from vsense.config import load_settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
 from vsense.migrate import upgrade_async
-from vsense.partitions import day_of, partition_name
+from vsense.partitions import SPAN, day_of, partition_name, weeks_between
 
 DATABASE = "bench_history_log"
 PAGE = 50
@@ -84,14 +86,19 @@ async def fill(url: str, data_dir: Path, rows: int, days: int, devices: int) -> 
         await connection.execute("ALTER TABLE bench_device ADD PRIMARY KEY (n)")
         per_day = rows // days
         today = datetime.now(UTC).date()
+        first = today - timedelta(days=days)
         started = time.perf_counter()
-        for index in range(days):
-            day = today - timedelta(days=days - index)
-            await fill_day(connection, day, index * per_day, per_day, devices)
-            done = (index + 1) * per_day
+        done = 0
+        for week in weeks_between(first, today - timedelta(days=1)):
+            week_days = [
+                day for day in (week + timedelta(days=n) for n in range(7)) if first <= day < today
+            ]
+            await fill_week(connection, week, week_days, done, per_day, devices)
+            done += per_day * len(week_days)
             elapsed = time.perf_counter() - started
             print(
-                f"  {day}: {done:,} rows in {elapsed:,.0f} s ({done / elapsed:,.0f} rows/s)",
+                f"  week of {week}: {done:,} rows in {elapsed:,.0f} s "
+                f"({done / elapsed:,.0f} rows/s)",
                 flush=True,
             )
         await connection.execute(
@@ -105,52 +112,100 @@ async def fill(url: str, data_dir: Path, rows: int, days: int, devices: int) -> 
         await connection.close()
 
 
-async def fill_day(
-    connection: asyncpg.Connection, day: date, first_id: int, count: int, devices: int
+async def fill_week(
+    connection: asyncpg.Connection,
+    week: date,
+    days: Sequence[date],
+    first_id: int,
+    per_day: int,
+    devices: int,
 ) -> None:
-    """One day's messages, evenly spread over the day and the devices, into a table made
-    apart and then attached (its indexes built once, after the rows)."""
-    name = partition_name("payload_messages", day)
-    start, end = day_start(day), day_start(day + timedelta(days=1))
-    step_us = 86_400_000_000 // count
-    await connection.execute(f"DROP TABLE IF EXISTS {name}")
-    await connection.execute(f"CREATE TABLE {name} (LIKE payload_messages INCLUDING DEFAULTS)")
-    await connection.execute(
-        f"INSERT INTO {name} (id, device_uuid, type, version, timestamp, received_at, payload) "
-        "SELECT $1::bigint + i + 1, d.uuid, 'VCZ', 1, t.at - interval '1 second', t.at, "
-        """('{"zones": [{"id": "z1", "name": "Hall", "count": ' || i % 17 || '}]}')::json """
-        "FROM generate_series(0, $2 - 1) AS i "
-        "CROSS JOIN LATERAL "
-        "(SELECT $3::timestamptz + (i::bigint * $4::bigint) * interval '1 microsecond' AS at) t "
-        "JOIN bench_device d ON d.n = i % $5",
-        first_id,
-        count,
-        start,
-        step_us,
-        devices,
-    )
-    await connection.execute(
-        f"ALTER TABLE payload_messages ATTACH PARTITION {name} "
-        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-    )
+    """A week's messages, `per_day` on each of `days`, evenly spread over each day and the
+    devices. A week without a partition yet gets a table made apart and then attached
+    (its indexes built once, after the rows); the current week's partition, which the
+    migration made, is filled in place."""
+    name = partition_name("payload_messages", week)
+    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+    if not exists:
+        await connection.execute(f"CREATE TABLE {name} (LIKE payload_messages INCLUDING DEFAULTS)")
+    step_us = 86_400_000_000 // per_day
+    for n, day in enumerate(days):
+        await connection.execute(
+            f"INSERT INTO {name} (id, device_uuid, type, version, timestamp, received_at, "
+            "payload) SELECT $1::bigint + i + 1, d.uuid, 'VCZ', 1, t.at - interval '1 second', "
+            """t.at, ('{"zones": [{"id": "z1", "name": "Hall", "count": ' || i % 17 || '}]}')"""
+            "::json FROM generate_series(0, $2 - 1) AS i "
+            "CROSS JOIN LATERAL (SELECT $3::timestamptz "
+            "+ (i::bigint * $4::bigint) * interval '1 microsecond' AS at) t "
+            "JOIN bench_device d ON d.n = i % $5",
+            first_id + n * per_day,
+            per_day,
+            day_start(day),
+            step_us,
+            devices,
+        )
+    if not exists:
+        start, end = day_start(week), day_start(week + SPAN)
+        await connection.execute(
+            f"ALTER TABLE payload_messages ATTACH PARTITION {name} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+
+
+def backends_cpu_ms(pids: Sequence[int]) -> float:
+    """CPU time (user + system) the database's server processes have used, in ms: on a
+    machine shared with other work the wall time of a query grows with the load, its CPU
+    time much less."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Timing:
+    latencies_ms: list[float]
+    client_cpu_ms: float  # per call, this process
+    server_cpu_ms: float  # per call, PostgreSQL's backends of the bench database
 
 
 async def timed(
-    calls: int, call: Callable[[uuid.UUID], Awaitable[object]], targets: Sequence[uuid.UUID]
-) -> list[float]:
+    connection: asyncpg.Connection,
+    calls: int,
+    call: Callable[[uuid.UUID], Awaitable[object]],
+    targets: Sequence[uuid.UUID],
+) -> Timing:
+    pids = [
+        row[0]
+        for row in await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
     latencies = []
+    server, client = backends_cpu_ms(pids), time.process_time()
     for n in range(calls):
         began = time.perf_counter()
         await call(targets[n % len(targets)])
         latencies.append((time.perf_counter() - began) * 1000)
-    return latencies
+    return Timing(
+        latencies,
+        (time.process_time() - client) * 1000 / calls,
+        (backends_cpu_ms(pids) - server) / calls,
+    )
 
 
-async def latest_page(url: str, data_dir: Path, calls: int) -> list[tuple[str, list[float]]]:
+async def latest_page(url: str, data_dir: Path, calls: int) -> list[tuple[str, Timing]]:
     """p50/p99 of one device's latest page: the repository, the bare SQL, SELECT 1."""
     from vsense.payloads import repository
 
-    settings = load_settings(data_dir=data_dir, database_url=url, environment="development")
+    # One connection, used call after call, so that its server process is measured.
+    settings = load_settings(
+        data_dir=data_dir, database_url=url, environment="development", database_pool_size=1
+    )
     engine = create_engine(settings)
     # As a GET request has it (`deps.get_session`): a read session in autocommit.
     sessionmaker = create_sessionmaker(engine, read_only=True)
@@ -190,8 +245,9 @@ async def latest_page(url: str, data_dir: Path, calls: int) -> list[tuple[str, l
             ("repository list_messages (count + page)", through_repository),
         ]
         for label, call in candidates:
-            await timed(min(50, calls), call, targets[::-1])  # warm the caches and plans
-            results.append((label, await timed(calls, call, targets)))
+            # Warm the caches and plans (and open the engine's connection).
+            await timed(connection, min(50, calls), call, targets[::-1])
+            results.append((label, await timed(connection, calls, call, targets)))
         return results
     finally:
         await connection.close()
@@ -225,7 +281,7 @@ async def retention(url: str, data_dir: Path, flat_days: int) -> list[tuple[str,
         await connection.execute(
             "INSERT INTO payload_messages_flat SELECT * FROM payload_messages "
             "WHERE received_at < $1 ORDER BY id",
-            day_start(day + timedelta(days=flat_days)),
+            day_end + timedelta(days=flat_days),
         )
         await connection.execute("ALTER TABLE payload_messages_flat ADD PRIMARY KEY (id)")
         await connection.execute(
@@ -257,9 +313,13 @@ async def retention(url: str, data_dir: Path, flat_days: int) -> list[tuple[str,
         assert dropped == [partition_name("payload_messages", day)], dropped
         await connection.execute("DROP TABLE payload_messages_flat")
         return [
-            (f"detach + drop the day's partition ({day_rows:,} rows)", dropped_seconds, day_rows),
             (
-                f"chunked DELETE of the same day ({deleted:,} rows) from a plain table of "
+                f"detach + drop the oldest week's partition ({day_rows:,} rows)",
+                dropped_seconds,
+                day_rows,
+            ),
+            (
+                f"chunked DELETE of the same rows ({deleted:,}) from a plain table of "
                 f"{flat_rows:,} rows",
                 chunked,
                 deleted,
@@ -307,15 +367,21 @@ async def run(args: argparse.Namespace) -> None:
             f"with indexes; {args.devices:,} devices (~{stored // args.devices:,} each)\n"
         )
         print(
-            f"| latest page ({args.calls} calls, random devices) | p50 ms | p99 ms | p99 / ref. |"
+            f"| latest page ({args.calls} calls, random devices) | p50 ms | p99 ms | "
+            "p99 / ref. | server CPU ms/call | client CPU ms/call |"
         )
-        print("|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         results = await latest_page(url, data_dir, args.calls)
-        reference = percentile(results[1][1], 0.99)
-        for label, latencies in results:
-            p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-            print(f"| {label} | {p50:.2f} | {p99:.2f} | {p99 / reference:.2f} |", flush=True)
-        print("\n| a day's retention | seconds | rows/s |")
+        reference = percentile(results[1][1].latencies_ms, 0.99)
+        for label, timing in results:
+            p50 = percentile(timing.latencies_ms, 0.5)
+            p99 = percentile(timing.latencies_ms, 0.99)
+            print(
+                f"| {label} | {p50:.2f} | {p99:.2f} | {p99 / reference:.2f} | "
+                f"{timing.server_cpu_ms:.2f} | {timing.client_cpu_ms:.2f} |",
+                flush=True,
+            )
+        print("\n| retention of the oldest partition | seconds | rows/s |")
         print("|---|---|---|")
         for label, seconds, rows in await retention(url, data_dir, args.flat_days):
             print(f"| {label} | {seconds:.3f} | {rows / seconds:,.0f} |", flush=True)
@@ -332,7 +398,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=1000, help="latest-page calls per candidate")
-    parser.add_argument("--flat-days", type=int, default=3, help="days in the plain copy")
+    parser.add_argument(
+        "--flat-days", type=int, default=3, help="days beyond the oldest week in the plain copy"
+    )
     parser.add_argument("--data-dir", default=".bench-history", help="the bench's data folder")
     parser.add_argument("--reuse", action="store_true", help="measure an already filled database")
     parser.add_argument("--keep", action="store_true", help="leave the database in place")

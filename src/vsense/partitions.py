@@ -1,13 +1,19 @@
-"""Day partitions of the history tables on PostgreSQL: made ahead, dropped whole.
+"""Week partitions of the history tables on PostgreSQL: made ahead, dropped whole.
 
 The payload log, its derived metrics and the device status events grow with every
 message for as long as the fleet runs. On PostgreSQL each is a table partitioned by
-RANGE on its time of arrival (one partition per UTC day, `payload_messages_p20261129`),
-so retention detaches and drops a whole day in one short statement instead of deleting
-it row by row (no dead rows to vacuum, no index churn), and the newest day's indexes
-are the only ones inserts touch. A `_default` partition takes any row no day partition
-covers (a clock far off, a day not made yet), so a write never fails for want of a
-partition; retention deletes its old rows in chunks.
+RANGE on its time of arrival, one partition per ISO week (UTC, from Monday; named after
+its Monday: `payload_messages_p20261123`), so retention detaches and drops a whole week
+in one short statement instead of deleting it row by row (no dead rows to vacuum, no
+index churn), and the newest week's indexes are the only ones inserts touch. A
+`_default` partition takes any row no week partition covers (a clock far off, a week not
+made yet), so a write never fails for want of a partition; retention deletes its old
+rows in chunks.
+
+Why weeks and not days: a device's latest page is ordered by the message's own time, not
+by arrival, so it reads every partition (a merge of one index scan per partition), and
+its cost grows with their number: with 90 days kept, 97 day partitions made the page
+some 10 times dearer than 15 week partitions (`docs/benchmarks.md`).
 
 SQLite has no partitions: there the same tables are plain and retention deletes in
 chunks (`payloads/repository.py`, `gateway/repository.py`).
@@ -41,8 +47,8 @@ HISTORY = (
     History("device_metrics", "received_at"),
     History("device_events", "created"),
 )
-DAY = timedelta(days=1)
-# Partitions made ahead of today, so that a day's first write never waits for one.
+SPAN = timedelta(days=7)  # what one partition covers: an ISO week
+# Partitions made ahead of today, so that a week's first write never waits for one.
 DAYS_AHEAD = 7
 # A partition DDL waits at most this long for its lock, then gives up until the next
 # round, rather than queue every reader of the table behind it.
@@ -55,8 +61,14 @@ PARTITION_NAME = re.compile(
 )
 
 
+def week_of(day: date) -> date:
+    """The Monday of a day's ISO week: the start of the partition that holds it."""
+    return day - timedelta(days=day.weekday())
+
+
 def partition_name(table: str, day: date) -> str:
-    return f"{table}_p{day:%Y%m%d}"
+    """The name of the partition that holds `day` (named after its week's Monday)."""
+    return f"{table}_p{week_of(day):%Y%m%d}"
 
 
 def default_partition(table: str) -> str:
@@ -74,7 +86,7 @@ def _bound(day: date) -> str:
 
 
 def create_partition_sql(history: History, day: date) -> list[str]:
-    """Statements that add the partition of one day.
+    """Statements that add the partition of the week of `day`.
 
     The table is made apart and then attached: ATTACH takes a lock that lets reads and
     writes of the other partitions go on (CREATE ... PARTITION OF would lock the whole
@@ -83,7 +95,7 @@ def create_partition_sql(history: History, day: date) -> list[str]:
     """
     name = partition_name(history.table, day)
     default = default_partition(history.table)
-    start, end = _bound(day), _bound(day + DAY)
+    start, end = _bound(week_of(day)), _bound(week_of(day) + SPAN)
     return [
         f"CREATE TABLE {name} (LIKE {history.table} INCLUDING DEFAULTS)",
         f"WITH moved AS (DELETE FROM {default} WHERE {history.key} >= {start} "
@@ -97,15 +109,16 @@ def drop_partition_sql(history: History, day: date) -> list[str]:
     return [f"ALTER TABLE {history.table} DETACH PARTITION {name}", f"DROP TABLE {name}"]
 
 
-def days_between(first: date, last: date) -> Iterable[date]:
-    day = first
-    while day <= last:
-        yield day
-        day += DAY
+def weeks_between(first: date, last: date) -> Iterable[date]:
+    """The Mondays of the weeks from the one of `first` to the one of `last`."""
+    week = week_of(first)
+    while week <= last:
+        yield week
+        week += SPAN
 
 
 def day_of(partition: str) -> date | None:
-    """The day a partition made here covers (None for the default partition)."""
+    """The first day a partition made here covers (None for the default partition)."""
     match = PARTITION_NAME.match(partition)
     if match is None or match["day"] == "default":
         return None
@@ -157,22 +170,22 @@ async def create_ahead(
     created: list[str] = []
     for history in HISTORY:
         existing = await _partitions(session, history.table)
-        for day in days_between(today, today + timedelta(days=days_ahead)):
-            if day not in existing:
-                for statement in create_partition_sql(history, day):
+        for week in weeks_between(today, today + timedelta(days=days_ahead)):
+            if week not in existing:
+                for statement in create_partition_sql(history, week):
                     await session.execute(text(statement))
-                created.append(partition_name(history.table, day))
+                created.append(partition_name(history.table, week))
     return created
 
 
 async def drop_before(session: AsyncSession, before: datetime, history: History) -> list[str]:
-    """Detach and drop the partitions of `history` whose whole day is before `before`
-    (a day goes once its last moment is past retention); their names."""
+    """Detach and drop the partitions of `history` whose whole week is before `before`
+    (a week goes once its last moment is past retention); their names."""
     if not await _take_turn(session):
         return []
     dropped: list[str] = []
     for day, name in sorted((await _partitions(session, history.table)).items()):
-        if datetime.combine(day + DAY, time(), UTC) > before:
+        if datetime.combine(day + SPAN, time(), UTC) > before:
             break
         for statement in drop_partition_sql(history, day):
             await session.execute(text(statement))

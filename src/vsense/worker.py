@@ -1,5 +1,5 @@
 """Background work of a server process: batched liveness writes, the offline sweep, the
-webhook dispatcher, retention, the history's day partitions (PostgreSQL), and the MQTT
+webhook dispatcher, retention, the history's week partitions (PostgreSQL), and the MQTT
 bridge when a broker is configured."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class BackgroundRuntime:
             return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
     async def maintain_partitions(self, now: datetime | None = None) -> list[str]:
-        """Make the history's day partitions of today and the coming days (PostgreSQL;
+        """Make the history's week partitions of today and the coming days (PostgreSQL;
         SQLite has none); returns the partitions made."""
         if self.parts.settings.is_embedded_database:
             return []
@@ -84,8 +84,8 @@ class BackgroundRuntime:
         return made
 
     async def drop_old_partitions(self, now: datetime | None = None) -> list[str]:
-        """Retention of the history on PostgreSQL: detach and drop each day partition
-        whose whole day is older than `payload_retention`; returns the partitions dropped."""
+        """Retention of the history on PostgreSQL: detach and drop each week partition
+        whose whole week is older than `payload_retention`; returns the partitions dropped."""
         before = (now or utcnow()) - self.parts.settings.payload_retention
         dropped: list[str] = []
         for history in partitions.HISTORY:
@@ -99,7 +99,7 @@ class BackgroundRuntime:
         """Delete deliveries, payload logs, device commands and ended alerts that outlived
         their retention, and expired sessions, a chunk per transaction; returns the rows
         removed. On PostgreSQL the payload log, its metrics and the status events go by
-        whole days instead (`drop_old_partitions`), and only their default partitions
+        whole weeks instead (`drop_old_partitions`), and only their default partitions
         are deleted from in chunks."""
         now = now or utcnow()
         settings = self.parts.settings
@@ -141,7 +141,7 @@ class BackgroundRuntime:
             ),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
             # At once, then with retention: a process started after a long stop makes
-            # today's partition before its first write would fall into the default one.
+            # this week's partition before its first write would fall into the default one.
             asyncio.create_task(
                 self._every(RETENTION_INTERVAL, self.maintain_partitions, first=0.0)
             ),

@@ -27,7 +27,7 @@ from vsense.kit.time import utcnow
 from vsense.kit.types import UTCDateTime
 from vsense.migrate import alembic_config, upgrade_async
 from vsense.models import Device, Organization
-from vsense.partitions import DAYS_AHEAD, HISTORY, partition_name
+from vsense.partitions import DAYS_AHEAD, HISTORY, SPAN, partition_name, week_of, weeks_between
 from vsense.worker import BackgroundRuntime
 
 # The tables as every revision has them (the models describe only the newest).
@@ -273,10 +273,11 @@ async def test_the_job_makes_the_coming_days_and_moves_in_what_the_default_caugh
 
     made = await runtime.maintain_partitions(later)
 
-    days = [(later + timedelta(days=n)).date() for n in range(DAYS_AHEAD + 1)]
-    assert sorted(made) == sorted(partition_name(h.table, day) for h in HISTORY for day in days)
+    weeks = list(weeks_between(later.date(), later.date() + timedelta(days=DAYS_AHEAD)))
+    assert len(weeks) == 2  # this week, and the next one, which the coming days reach
+    assert sorted(made) == sorted(partition_name(h.table, week) for h in HISTORY for week in weeks)
     for history in HISTORY:
-        assert {partition_name(history.table, day) for day in days} <= await _partition_days(
+        assert {partition_name(history.table, week) for week in weeks} <= await _partition_days(
             engine, history.table
         )
     moved = (later + timedelta(days=2)).date()
@@ -295,23 +296,23 @@ async def test_retention_drops_whole_days_past_it_on_postgresql(
 ) -> None:
     runtime, engine = postgres_runtime
     retention = runtime.parts.settings.payload_retention
-    today = datetime.combine(utcnow().date(), datetime.min.time(), UTC)
+    this_week = datetime.combine(week_of(utcnow().date()), datetime.min.time(), UTC)
     device = await _device(engine)
-    gone = await _add_history(engine, device, today + timedelta(hours=1), with_metric_time=True)
+    gone = await _add_history(engine, device, this_week + timedelta(hours=1), with_metric_time=True)
     kept = await _add_history(
-        engine, device, today + timedelta(days=1, hours=1), with_metric_time=True
+        engine, device, this_week + SPAN + timedelta(hours=1), with_metric_time=True
     )
 
-    # The first day is past retention from the start of the second on; the second is not.
-    dropped = await runtime.drop_old_partitions(today + timedelta(days=1) + retention)
+    # This week is past retention from the start of the next on; the next one is not.
+    dropped = await runtime.drop_old_partitions(this_week + SPAN + retention)
 
-    assert sorted(dropped) == sorted(partition_name(h.table, today.date()) for h in HISTORY)
+    assert sorted(dropped) == sorted(partition_name(h.table, this_week.date()) for h in HISTORY)
     left = await _history(engine)
     assert {i for i, _ in left["messages"]} == {kept[0]}
     assert {i for i, _ in left["metrics"]} == {kept[1]}
     assert {i for i, _ in left["events"]} == {kept[2]}
     for history in HISTORY:
-        assert partition_name(history.table, today.date()) not in await _partition_days(
+        assert partition_name(history.table, this_week.date()) not in await _partition_days(
             engine, history.table
         )
     assert gone[0] not in await _partition_of_each_row(engine, "payload_messages")

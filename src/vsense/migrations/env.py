@@ -26,7 +26,7 @@ def _include_object(
 
 
 def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    # The day partitions of the history tables (PostgreSQL) are rows of data, made and
+    # The week partitions of the history tables (PostgreSQL) are rows of data, made and
     # dropped by the background jobs; the models describe the partitioned tables.
     return not (type_ == "table" and is_partition(name))
 

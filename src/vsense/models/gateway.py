@@ -19,7 +19,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 class PayloadMessage(Base):
     """One accepted device message, stored as received.
 
-    On PostgreSQL the table is partitioned by day of `received_at` (`vsense.partitions`,
+    On PostgreSQL the table is partitioned by week of `received_at` (`vsense.partitions`,
     migration 0009) and its primary key is `(id, received_at)`, as a partitioned table's
     key must hold the partition key; `id` comes from one sequence and stays unique, and
     it alone identifies a row here (SQLite auto-increments a single-column key only).
@@ -44,9 +44,9 @@ class DeviceMetric(Base):
 
     `epoch` repeats the time as UNIX seconds so that bucketing is integer arithmetic,
     the same on both databases. `received_at` repeats the message's: on PostgreSQL the
-    table is partitioned by it like the log, so a message's metrics are in the same day
+    table is partitioned by it like the log, so a message's metrics are in the same week
     and retention drops them together. `message_id` is not a foreign key: one into a
-    partitioned table would make dropping a day scan this one for rows pointing into it.
+    partitioned table would make dropping a week scan this one for rows pointing into it.
     """
 
     __tablename__ = "device_metrics"
@@ -68,7 +68,7 @@ class DeviceMetric(Base):
 class DeviceEvent(Base):
     """A status transition: online or offline, with its reason.
 
-    Partitioned by day of `created` on PostgreSQL, with `(id, created)` as its key there
+    Partitioned by week of `created` on PostgreSQL, with `(id, created)` as its key there
     (see `PayloadMessage`).
     """
 

@@ -1,20 +1,20 @@
-"""partitioned history: the payload log, its metrics and status events by day
+"""partitioned history: the payload log, its metrics and status events by week
 
 On PostgreSQL `payload_messages`, `device_metrics` and `device_events` become tables
 partitioned by RANGE on their time of arrival (`received_at`, `created`), one partition
-per UTC day and a default one (see `vsense.partitions`). Each table is renamed, the
-partitioned one created in its place with the same columns, sequence, indexes and
-foreign keys, the partitions of every day that holds rows made (and those of the next
+per ISO week (UTC) and a default one (see `vsense.partitions`). Each table is renamed,
+the partitioned one created in its place with the same columns, sequence, indexes and
+foreign keys, the partitions of every week that holds rows made (and those of the coming
 days), the rows copied, and the old table dropped. The copy runs in the migration's
 transaction: on a large log, run `vsense db upgrade` in a maintenance window.
 
 A primary key of a partitioned table must hold the partition key, so on PostgreSQL it
 becomes `(id, received_at)` / `(id, created)`; ids still come from one sequence and
 stay unique. A foreign key to such a table would have to name both columns, and
-dropping a day would then have to prove that nothing still points into it (a scan of
+dropping a week would then have to prove that nothing still points into it (a scan of
 the referencing table). So `device_metrics.message_id` no longer references
 `payload_messages` on either database: a metric row now carries its message's
-`received_at`, lands in the same day, and goes with it. SQLite keeps plain tables; its
+`received_at`, lands in the same week, and goes with it. SQLite keeps plain tables; its
 retention deletes a message's metrics with it (`payloads/repository.py`).
 
 Revision ID: 0009
@@ -29,7 +29,15 @@ import sqlalchemy as sa
 from alembic import op
 
 import vsense.kit.types
-from vsense.partitions import DAYS_AHEAD, HISTORY, History, days_between, partition_name
+from vsense.partitions import (
+    DAYS_AHEAD,
+    HISTORY,
+    SPAN,
+    History,
+    partition_name,
+    week_of,
+    weeks_between,
+)
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -116,11 +124,11 @@ def _days_of(table: str, key: str) -> list[date]:
     return [row[0] for row in rows]
 
 
-def _make_partitions(history: History, days: set[date]) -> None:
+def _make_partitions(history: History, weeks: set[date]) -> None:
     op.execute(f"CREATE TABLE {history.table}_default PARTITION OF {history.table} DEFAULT")
-    for day in sorted(days):
+    for day in sorted(weeks):
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        end = start + timedelta(days=1)
+        end = start + SPAN
         op.execute(
             f"CREATE TABLE {partition_name(history.table, day)} PARTITION OF {history.table} "
             f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
@@ -129,10 +137,10 @@ def _make_partitions(history: History, days: set[date]) -> None:
 
 def _partition_on_postgresql() -> None:
     today = datetime.now(UTC).date()
-    ahead = set(days_between(today, today + timedelta(days=DAYS_AHEAD)))
+    ahead = set(weeks_between(today, today + timedelta(days=DAYS_AHEAD)))
     messages, metrics, events = HISTORY
-    message_days = set(_days_of("payload_messages", "received_at")) | ahead
-    event_days = set(_days_of("device_events", "created")) | ahead
+    message_days = {week_of(day) for day in _days_of("payload_messages", "received_at")} | ahead
+    event_days = {week_of(day) for day in _days_of("device_events", "created")} | ahead
 
     old_messages = _set_aside("payload_messages")
     op.execute(
