@@ -267,13 +267,13 @@ async def retention(url: str, data_dir: Path, flat_days: int) -> list[tuple[str,
             "WHERE inhparent = 'payload_messages'::regclass"
         )
         day = min(d for (name,) in names if (d := day_of(name)) is not None)
-        day_end = day_start(day + timedelta(days=1))
+        day_end = day_start(day + SPAN)
         day_rows = int(
             await connection.fetchval(
                 f"SELECT count(*) FROM {partition_name('payload_messages', day)}"
             )
         )
-        print(f"  a plain copy of {flat_days} days ...", flush=True)
+        print(f"  a plain copy of the oldest week and {flat_days} days more ...", flush=True)
         await connection.execute("DROP TABLE IF EXISTS payload_messages_flat")
         await connection.execute(
             "CREATE TABLE payload_messages_flat (LIKE payload_messages INCLUDING DEFAULTS)"
