@@ -77,7 +77,7 @@ def default_partition(table: str) -> str:
 
 def is_partition(name: str | None) -> bool:
     """Whether a table name is one of the partitions made here (schema comparison
-    leaves them out: the models describe the partitioned tables, not their days)."""
+    leaves them out: the models describe the partitioned tables, not their weeks)."""
     return bool(name and PARTITION_NAME.match(name))
 
 
@@ -90,7 +90,7 @@ def create_partition_sql(history: History, day: date) -> list[str]:
 
     The table is made apart and then attached: ATTACH takes a lock that lets reads and
     writes of the other partitions go on (CREATE ... PARTITION OF would lock the whole
-    table). Rows of that day that went to the default partition meanwhile move in first,
+    table). Rows of that week that went to the default partition meanwhile move in first,
     since the default partition must not keep rows a new partition covers.
     """
     name = partition_name(history.table, day)
