@@ -53,7 +53,7 @@ from vsense.gateway.mqtt_batch import (
     Publish,
     parse_topic,
 )
-from vsense.gateway.mqtt_push import DROPPED_TOPIC, BrokerDrops, CommandPush
+from vsense.gateway.mqtt_push import SYS_TOPICS, BrokerDrops, CommandPush
 from vsense.gateway.service import CommandJson, Gateway
 from vsense.kit.metrics import Metrics
 
@@ -75,6 +75,7 @@ class _Subscriber:
         self.client: aiomqtt.Client | None = None  # set while connected and subscribed
         self._resume = False
         self._backoff = FIRST_BACKOFF
+        self.handled = 0  # messages handed to the batch handler
 
     def _new_client(self, *, clean_start: bool, expiry: int = SESSION_EXPIRY) -> aiomqtt.Client:
         bridge = self.bridge
@@ -126,7 +127,7 @@ class _Subscriber:
             for topic in TOPICS:
                 await client.subscribe(f"$share/{bridge.share_group}/{topic}", qos=1)
             if self.watch_drops:
-                await client.subscribe(DROPPED_TOPIC, qos=0)
+                await client.subscribe(SYS_TOPICS, qos=0)
             self.client = client
             self._backoff = FIRST_BACKOFF
             bridge.subscriber_up()
@@ -135,12 +136,13 @@ class _Subscriber:
                 batch: list[Incoming] = []
                 for message in received:
                     topic = str(message.topic)
-                    if topic == DROPPED_TOPIC:
-                        bridge.drops.reported(message.payload)
+                    if topic.startswith("$SYS/"):
+                        bridge.drops.report(topic, message.payload)
                     else:
                         batch.append(Incoming(topic, message.payload))
                 if batch:
                     await bridge.handler.handle(batch, self.publisher(client))
+                    self.handled += len(batch)
                 for message in received:  # `$SYS` reports (QoS 0) need none
                     client._client.ack(message.mid, message.qos)
 

@@ -168,9 +168,22 @@ class BatchHandler:
         to_publish: list[tuple[uuid.UUID, list[CommandJson]]] = []
         async with self.database.write() as session:
             known = await self._devices(session, messages)
+            # Which devices keeping alive have commands waiting, in one read for all.
+            keeping_alive = {
+                message.parsed[0]
+                for message in messages
+                if message.parsed is not None
+                and message.parsed[1] == "keepalive"
+                and message.parsed[0] in known
+            }
+            waiting = (
+                await self.gateway.commands.pending_among(session, keeping_alive)
+                if keeping_alive
+                else set()
+            )
             for message in messages:
                 try:
-                    commands = await self._apply(session, message, known)
+                    commands = await self._apply(session, message, known, waiting)
                 except Refused as refused:
                     outcomes.append(refused.outcome)
                     continue
@@ -190,7 +203,7 @@ class BatchHandler:
                 outcomes.append("accepted")
             # Handed to the broker before they are marked taken (the commit).
             await asyncio.gather(*(publish(device, sent) for device, sent in to_publish))
-        self.marked.update(known)
+        await self._mark(known)
         return outcomes
 
     async def _one_until_done(
@@ -229,6 +242,7 @@ class BatchHandler:
         self.metrics.mqtt_messages.labels(outcome).inc()
 
     async def _alone(self, message: Incoming, publish: Publish) -> str:
+        known: dict[uuid.UUID, DeviceIdentity] = {}
         try:
             async with self.database.write() as session:
                 known = await self._devices(session, [message])
@@ -247,27 +261,46 @@ class BatchHandler:
         except ValueError as exc:  # a body the models refused
             logger.info("MQTT message on %s refused: %s", message.topic, exc)
             return "invalid"
-        self.marked.update(known)
+        await self._mark(known)
         return "accepted"
 
     async def _devices(
         self, session: AsyncSession, messages: Sequence[Incoming]
     ) -> dict[uuid.UUID, DeviceIdentity]:
-        """The known devices of the messages, in one read; those not yet recorded as
-        speaking MQTT are recorded so."""
+        """The known devices of the messages, in one read."""
         wanted = {message.parsed[0] for message in messages if message.parsed is not None}
         if not wanted:
             return {}
-        known = await self.device_auth.by_uuids(session, wanted)
-        new = [device for device in known if device not in self.marked]
-        if new:
-            await repository.mark_speaks_mqtt(session, new)
-        return known
+        return await self.device_auth.by_uuids(session, wanted)
+
+    async def _mark(self, known: dict[uuid.UUID, DeviceIdentity]) -> None:
+        """Record the devices heard for the first time by this process as speaking MQTT.
+
+        After the batch's commit, in a short transaction of its own: in the batch's,
+        the devices' rows would stay locked until it commits, and the other subscribers'
+        batches marking the same devices would wait for it. If the process stops in
+        between, the device's next message marks it.
+        """
+        new = sorted(device for device in known if device not in self.marked)
+        if not new:
+            return
+        try:
+            async with self.database.write() as session:
+                await repository.mark_speaks_mqtt(session, new)
+        except Exception:
+            logger.warning("recording %d devices as speaking MQTT failed", len(new), exc_info=True)
+            return
+        self.marked.update(new)
 
     async def _apply(
-        self, session: AsyncSession, message: Incoming, known: dict[uuid.UUID, DeviceIdentity]
+        self,
+        session: AsyncSession,
+        message: Incoming,
+        known: dict[uuid.UUID, DeviceIdentity],
+        waiting: set[uuid.UUID] | None = None,
     ) -> list[CommandJson]:
-        """What one message does, in the caller's transaction; the commands to publish."""
+        """What one message does, in the caller's transaction; the commands to publish.
+        `waiting`: the devices with commands waiting, when the caller read them."""
         if message.parsed is None:
             raise Refused("bad_topic")
         device_uuid, kind, command_id = message.parsed
@@ -281,7 +314,11 @@ class BatchHandler:
         if kind == "keepalive":
             # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
             health = Health.model_validate(body) if isinstance(body, dict) else None
-            return await self.gateway.keepalive_in(session, device, health)
+            if waiting is None:
+                return await self.gateway.keepalive_in(session, device, health)
+            return await self.gateway.keepalive_known(
+                session, device, health, waiting=device_uuid in waiting
+            )
         if kind == "payloads":
             await self.gateway.ingest(session, device, body)
             return []

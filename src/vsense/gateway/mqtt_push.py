@@ -30,10 +30,14 @@ logger = logging.getLogger("vsense.mqtt")
 # acknowledged them; None while no connection to the broker is up.
 Publisher = Callable[[], Callable[[uuid.UUID, list[CommandJson]], Awaitable[None]] | None]
 
-# The broker's count of messages it dropped (queue full, or a client it could not send
-# to), published by Mosquitto every `sys_interval` seconds.
+# The broker's count of messages it dropped (a client's queue full, or a client it could
+# not send to), published by Mosquitto every `sys_interval` seconds (10 by default), as
+# a retained message, once it is above zero; the other counters of the same branch come
+# at every interval and tell that the broker does report.
+SYS_TOPICS = "$SYS/broker/publish/messages/+"
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 DROPS_RECENT_S = 120.0  # drops newer than this make the bridge not ready
+RETAINED_WITHIN_S = 5.0  # a first report this soon after subscribing is the retained one
 
 
 class CommandPush:
@@ -86,15 +90,33 @@ class BrokerDrops:
         self.total: int | None = None  # as the broker last reported it
         self.last_increase: float | None = None  # monotonic time drops last went up
         self.recent = 0  # messages dropped between the last two reports that differed
+        self._zero_since: float | None = None  # reporting, and no drop reported yet
 
-    def reported(self, raw: bytes | bytearray | str) -> None:
-        """A `$SYS` report of the dropped count."""
+    def report(self, topic: str, raw: bytes | bytearray | str) -> None:
+        """A `$SYS` report of the branch the bridge follows."""
+        if topic == DROPPED_TOPIC:
+            self._dropped(raw)
+        elif self.total is None and self._zero_since is None:
+            # The broker reports, and said nothing of drops: none since it started.
+            self._zero_since = time.monotonic()
+            self.metrics.mqtt_broker_dropped.set(0)
+
+    def _dropped(self, raw: bytes | bytearray | str) -> None:
         try:
             value = int(raw if isinstance(raw, str) else bytes(raw).decode())
         except ValueError:
             return
-        if self.total is not None and value > self.total:
-            self.recent = value - self.total
+        previous = self.total
+        # The first drops after a time of none are a rise (a report right after
+        # subscribing is the retained count: where the broker stood).
+        if (
+            previous is None
+            and self._zero_since is not None
+            and time.monotonic() - self._zero_since > RETAINED_WITHIN_S
+        ):
+            previous = 0
+        if previous is not None and value > previous:
+            self.recent = value - previous
             self.last_increase = time.monotonic()
             logger.error(
                 "the MQTT broker dropped %d messages (%d since it started): raise its "
