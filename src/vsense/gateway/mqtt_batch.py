@@ -122,10 +122,17 @@ class BatchHandler:
         # Devices recorded as speaking MQTT (so that any process pushes their commands);
         # written once per device and process.
         self.marked: set[uuid.UUID] = set()
+        self._heard: set[uuid.UUID] = set()  # heard in committed batches, to be marked
 
     async def handle(self, messages: Sequence[Incoming], publish: Publish) -> None:
         """Handle messages until each is committed, refused, or given up."""
         self.metrics.mqtt_batch_size.observe(len(messages))
+        try:
+            await self._handle(messages, publish)
+        finally:
+            await self._mark()
+
+    async def _handle(self, messages: Sequence[Incoming], publish: Publish) -> None:
         if len(messages) == 1:
             await self._one_until_done(messages[0], publish)
             return
@@ -203,7 +210,7 @@ class BatchHandler:
                 outcomes.append("accepted")
             # Handed to the broker before they are marked taken (the commit).
             await asyncio.gather(*(publish(device, sent) for device, sent in to_publish))
-        await self._mark(known)
+        self._heard.update(known)
         return outcomes
 
     async def _one_until_done(
@@ -261,7 +268,7 @@ class BatchHandler:
         except ValueError as exc:  # a body the models refused
             logger.info("MQTT message on %s refused: %s", message.topic, exc)
             return "invalid"
-        await self._mark(known)
+        self._heard.update(known)
         return "accepted"
 
     async def _devices(
@@ -273,7 +280,7 @@ class BatchHandler:
             return {}
         return await self.device_auth.by_uuids(session, wanted)
 
-    async def _mark(self, known: dict[uuid.UUID, DeviceIdentity]) -> None:
+    async def _mark(self) -> None:
         """Record the devices heard for the first time by this process as speaking MQTT.
 
         After the batch's commit, in a short transaction of its own: in the batch's,
@@ -281,7 +288,8 @@ class BatchHandler:
         batches marking the same devices would wait for it. If the process stops in
         between, the device's next message marks it.
         """
-        new = sorted(device for device in known if device not in self.marked)
+        new = sorted(self._heard - self.marked)
+        self._heard.clear()
         if not new:
             return
         try:
