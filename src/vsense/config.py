@@ -243,7 +243,7 @@ class Settings(BaseSettings):
         "each handles its own batches, so that one slow commit does not hold up the rest.",
     )
     mqtt_batch_size: int = Field(
-        200,
+        100,
         ge=1,
         le=5000,
         description="Most messages the MQTT bridge handles in one transaction (each is "
