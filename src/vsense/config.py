@@ -241,6 +241,36 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
+    mqtt_subscribers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Connections each server process opens to the MQTT broker as members of "
+        "the share group: the broker spreads the devices' messages over all of them, and "
+        "each handles its own batches, so that one slow commit does not hold up the rest.",
+    )
+    mqtt_batch_size: int = Field(
+        100,
+        ge=1,
+        le=5000,
+        description="Most messages the MQTT bridge handles in one transaction (each is "
+        "acknowledged once that transaction commits).",
+    )
+    mqtt_batch_wait: Duration = Field(
+        timedelta(milliseconds=5),
+        ge=timedelta(0),
+        le=timedelta(seconds=1),
+        description="Seconds the MQTT bridge waits for more messages before it commits a "
+        "batch that is not full.",
+    )
+    mqtt_receive_maximum: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="Messages the broker may have in flight (sent, not yet acknowledged) to "
+        "each bridge connection (MQTT 5 receive maximum): at least the batch size, so that "
+        "a batch can fill while the previous one commits.",
+    )
     shutdown_grace: Duration = Field(
         timedelta(seconds=10),
         ge=timedelta(0),
