@@ -98,9 +98,16 @@ async def device_page(
     # `get_device` has checked that the caller may read it.
     readable = ReadableDeviceId(uuid.UUID(device.uuid))
     events = await devices.list_events(session, readable, page_request("1", "20"))
-    hooks = await webhooks.list_webhooks(session, principal, device.uuid)
-    device_alerts = await alerts.list_alerts(
-        session, principal, device_uuid=device.uuid, per_page="10"
+    # Each section only for a caller with its permission, as the API would answer.
+    hooks = (
+        await webhooks.list_webhooks(session, principal, device.uuid)
+        if user.can(webhooks.READ_SCOPE)
+        else None
+    )
+    device_alerts = (
+        (await alerts.list_alerts(session, principal, device_uuid=device.uuid, per_page="10")).data
+        if user.can(alerts.READ_SCOPE)
+        else None
     )
     return render(
         request,
@@ -110,7 +117,7 @@ async def device_page(
         device=device,
         events=events.data,
         webhooks=hooks,
-        alerts=device_alerts.data,
+        alerts=device_alerts,
         groups=await _group_choices(session, user) if user.can("devices:write") else [],
         saved=saved,
     )
