@@ -1,13 +1,11 @@
 // The console's only script of its own: charts (uPlot) drawn from the JSON the server
-// put beside them, and copy buttons. Runs again on every htmx swap.
+// put on them (`data-series`), and copy buttons. Runs again on every htmx swap.
 (function () {
   "use strict";
 
   function drawChart(el) {
     if (el.dataset.drawn || typeof uPlot === "undefined") return;
-    var source = document.getElementById(el.dataset.source);
-    if (!source) return;
-    var series = JSON.parse(source.textContent);
+    var series = JSON.parse(el.dataset.series);
     var width = Math.max(280, el.clientWidth || 600);
     var options = {
       width: width,
