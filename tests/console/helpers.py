@@ -7,10 +7,14 @@ Offline within its keepalive allowance (1.5 x 10 s) plus a second.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
+import contextlib
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from tests.client.live_api import (
 from tests.environment import fresh_postgres_database, in_ci
 from tests.factories import PASSWORD, unique
 from tests.live_server import start_server
+from tests.receiver import Receiver, running_receiver
 from vsense.config import load_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -136,6 +141,29 @@ class ApiUser:
 
     def close(self) -> None:
         self.http.close()
+
+
+@contextlib.contextmanager
+def receiver_in_thread() -> Iterator[Receiver]:
+    """The tests' webhook receiver (`tests/receiver.py`), on an event loop of its own,
+    for sync tests."""
+    loop = asyncio.new_event_loop()
+    ready: concurrent.futures.Future[Receiver] = concurrent.futures.Future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with running_receiver() as receiver:
+            ready.set_result(receiver)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
 
 
 def log_in(page: Page, base_url: str, account: Account) -> None:

@@ -92,6 +92,16 @@ def redirect(url: str, request: Request) -> Response:
     return Response(status_code=303, headers={"Location": url, **SECURITY_HEADERS})
 
 
+def flash(request: Request, message: str, *, trigger: str | None = None) -> Response:
+    """A message in the page's flash area, answering an htmx request; `trigger` names
+    an event that makes the parts of the page it concerns reload."""
+    response = render(request, "_flash.html", message=message, details=[])
+    response.headers.update({"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
+    if trigger:
+        response.headers["HX-Trigger"] = trigger
+    return response
+
+
 def error_answer(request: Request, status_code: int, message: str, details: list[str]) -> Response:
     if is_htmx(request):
         response = render(
