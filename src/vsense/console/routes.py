@@ -6,10 +6,17 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from vsense.console import auth, device, device_live, fleet, webhooks
+from vsense.console import alerts, auth, device, device_live, fleet, webhooks
 from vsense.console.render import CONSOLE, STATIC_DIR
 
-ROUTERS = (auth.router, fleet.router, device.router, device_live.router, webhooks.router)
+ROUTERS = (
+    auth.router,
+    fleet.router,
+    device.router,
+    device_live.router,
+    webhooks.router,
+    alerts.router,
+)
 
 
 def install_console(app: FastAPI) -> None:
