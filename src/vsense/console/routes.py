@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from vsense.console import alerts, auth, device, device_live, fleet, webhooks
+from vsense.console import admin, alerts, auth, device, device_live, fleet, webhooks
 from vsense.console.render import CONSOLE, STATIC_DIR
 
 ROUTERS = (
@@ -16,6 +16,7 @@ ROUTERS = (
     device_live.router,
     webhooks.router,
     alerts.router,
+    admin.router,
 )
 
 
