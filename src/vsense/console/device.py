@@ -38,7 +38,7 @@ def mqtt_host(mqtt_url: str | None, request: Request) -> str:
 
 
 async def _group_choices(session: SessionDep, user: ConsoleUserDep) -> list[Any]:
-    return (await groups.list_groups(session, user.principal, page_request("1", "500"))).data
+    return await groups.group_choices(session, user.principal)
 
 
 @router.get("/devices/new")

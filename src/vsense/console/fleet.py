@@ -141,12 +141,12 @@ async def fleet_page(
 ) -> Response:
     query = _query(search, group, status, sort, page, per_page)
     context = await _fleet(session, user, counts, query)
-    group_page = await groups.list_groups(session, user.principal, page_request("1", "500"))
+    choices = await groups.group_choices(session, user.principal)
     return render(
         request,
         "fleet.html",
         user=user,
-        groups=group_page.data,
+        groups=choices,
         per_page_choices=PER_PAGE_CHOICES,
         **context,
     )
