@@ -248,6 +248,12 @@ async def run(options: Options, work_dir: Path) -> tuple[str, list[Measurement],
                 cookies,
                 {},
             ),
+            (
+                "device activity fragment (history, webhooks, alerts)",
+                itertools.cycle(f"/console/devices/{d}/activity" for d in devices),
+                cookies,
+                {},
+            ),
         ]
         for label, paths, jar, headers in scenarios:
             measurement = Measurement("vsense", 1, label, options.duration)

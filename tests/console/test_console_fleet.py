@@ -107,6 +107,6 @@ def test_a_standard_user_sees_only_its_groups_devices(
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("alert")).to_contain_text("No such device.")
     expect(page.locator("body")).not_to_contain_text("theirs-1")
-    for fragment in ("metrics", "payloads", "snapshot"):
+    for fragment in ("activity", "metrics", "payloads", "snapshot"):
         answer = page.goto(f"{live.base_url}/console/devices/{other.uuid}/{fragment}")
         assert answer is not None and answer.status == 404

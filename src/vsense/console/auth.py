@@ -95,6 +95,7 @@ async def logout(
     """Revokes the session's refresh-token family, as the API's logout does."""
     async with database.write() as session:
         await accounts.logout(session, callers, user.principal)
+    request.state.console_cookies = None  # a pair refreshed on the way in is revoked too
     response = redirect(f"{CONSOLE}/login", request)
     clear_session_cookies(response, request)
     return response

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 
 from vsense.accounts import service as accounts
 from vsense.accounts.deps import CallersDep
@@ -24,7 +24,6 @@ from vsense.console.sessions import (
     ConsoleSessions,
     CookiePair,
     LoginRequired,
-    set_session_cookies,
 )
 from vsense.db import session_scope
 from vsense.deps import READ_METHODS, DatabaseDep
@@ -54,7 +53,6 @@ class ConsoleUser:
 
 async def console_user(
     request: Request,
-    response: Response,
     callers: CallersDep,
     database: DatabaseDep,
     sessions: ConsoleSessionsDep,
@@ -64,7 +62,9 @@ async def console_user(
     principal = await _authenticate(database, callers, request.cookies.get(ACCESS_COOKIE))
     if principal is None:
         pair = await _refresh(database, callers, sessions, request.cookies.get(REFRESH_COOKIE))
-        set_session_cookies(response, request, sessions, pair)
+        # Set on whatever the route answers, errors included (`render.ConsoleRoute`): the
+        # old refresh token is spent, and sent again later it would revoke the session.
+        request.state.console_cookies = (sessions, pair)
         principal = await _authenticate(database, callers, pair.access_token)
     if principal is None or principal.family_id is None:
         raise LoginRequired("Log in to use the console.")

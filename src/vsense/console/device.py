@@ -4,7 +4,6 @@ fragments of `device_live`."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +17,6 @@ from vsense.deps import CountsDep, SessionDep, SettingsDep
 from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service as devices
 from vsense.devices.schemas import DeviceCreate, DeviceUpdate
-from vsense.devices.types import ReadableDeviceId
 from vsense.groups import service as groups
 from vsense.kit.origin import public_base_url
 from vsense.kit.pagination import page_request
@@ -95,31 +93,46 @@ async def device_page(
 ) -> Response:
     principal = user.principal
     device = await devices.get_device(session, principal, devices.parse_device_uuid(device_uuid))
-    # `get_device` has checked that the caller may read it.
-    readable = ReadableDeviceId(uuid.UUID(device.uuid))
-    events = await devices.list_events(session, readable, page_request("1", "20"))
-    # Each section only for a caller with its permission, as the API would answer.
-    hooks = (
-        await webhooks.list_webhooks(session, principal, device.uuid)
-        if user.can(webhooks.READ_SCOPE)
-        else None
-    )
-    device_alerts = (
-        (await alerts.list_alerts(session, principal, device_uuid=device.uuid, per_page="10")).data
-        if user.can(alerts.READ_SCOPE)
-        else None
-    )
     return render(
         request,
         "device.html",
         user=user,
         nav="fleet",
         device=device,
+        groups=await _group_choices(session, user) if user.can("devices:write") else [],
+        saved=saved,
+    )
+
+
+@router.get("/devices/{device_uuid}/activity")
+async def activity_fragment(
+    request: Request, device_uuid: str, user: ConsoleUserDep, session: SessionDep
+) -> Response:
+    """The status history, webhooks and alerts: loaded after the page's first paint."""
+    principal = user.principal
+    readable = await devices.visible_device(session, principal, device_uuid)
+    events = await devices.list_events(session, readable, page_request("1", "20"))
+    # Each section only for a caller with its permission, as the API would answer.
+    hooks = (
+        await webhooks.list_webhooks(session, principal, str(readable))
+        if user.can(webhooks.READ_SCOPE)
+        else None
+    )
+    device_alerts = (
+        (
+            await alerts.list_alerts(session, principal, device_uuid=str(readable), per_page="10")
+        ).data
+        if user.can(alerts.READ_SCOPE)
+        else None
+    )
+    return render(
+        request,
+        "_activity.html",
+        user=user,
+        device_uuid=str(readable),
         events=events.data,
         webhooks=hooks,
         alerts=device_alerts,
-        groups=await _group_choices(session, user) if user.can("devices:write") else [],
-        saved=saved,
     )
 
 

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from vsense.console.sessions import LoginRequired
+from vsense.console.sessions import LoginRequired, set_session_cookies
 from vsense.kit.errors import AppError
 from vsense.kit.time import isoformat, utcnow
 
@@ -131,6 +131,13 @@ class ConsoleRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            response = await answer(request)
+            refreshed = getattr(request.state, "console_cookies", None)
+            if refreshed is not None:
+                set_session_cookies(response, request, *refreshed)
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 response = await handler(request)
             except LoginRequired:
