@@ -17,14 +17,16 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return console_server(request.param, tmp_path_factory.getbasetemp())
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is started it holds an event
+# loop in this thread, and the async tests of another module could not run theirs.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     require_chromium()
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = launch_chromium(playwright)
     yield chromium

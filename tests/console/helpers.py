@@ -89,7 +89,8 @@ def console_server(backend: str, root: Path) -> LiveApi:
         if backend == "postgresql":
             database_url = run_async(fresh_postgres_database("console"))
         with _environment(CONSOLE_ENVIRONMENT):
-            server = start_server(data_dir, database_url)
+            # Migrating a fresh database takes long on a busy machine.
+            server = start_server(data_dir, database_url, wait=180)
         atexit.register(server.stop)
         overrides: dict[str, Any] = {"data_dir": data_dir, "environment": "test"}
         if database_url:
