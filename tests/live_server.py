@@ -44,7 +44,9 @@ def command(env: dict[str, str], *args: str) -> None:
     )
 
 
-def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
+def start_server(
+    data_dir: Path, database_url: str | None = None, *, wait: float = 60
+) -> LiveServer:
     env = {
         **os.environ,
         "VSENSE_DATA_DIR": str(data_dir),
@@ -69,7 +71,7 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
         env=env,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", process, env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"vsense serve exited with {process.returncode}")
@@ -80,7 +82,7 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
             pass
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError("vsense serve did not answer within 60 s")
+    raise RuntimeError(f"vsense serve did not answer within {wait:.0f} s")
 
 
 SIMULATOR_PASSWORD = "simulator password"

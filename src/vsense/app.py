@@ -24,6 +24,7 @@ from vsense.accounts.routes import router as accounts_router
 from vsense.alerts.routes import alerts_router, rules_router
 from vsense.components import Components
 from vsense.config import Settings, get_settings
+from vsense.console.routes import install_console
 from vsense.db import is_unavailable
 from vsense.devices.routes import router as devices_router
 from vsense.gateway.gate import DEVICE_API, DeviceGateMiddleware
@@ -124,6 +125,7 @@ def create_app(
     ):
         app.include_router(router)
     app.include_router(_operations_router(parts))
+    install_console(app)
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuardMiddleware,
