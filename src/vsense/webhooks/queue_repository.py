@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.webhooks.breaker import Breaker
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, EventBody, NewEvent
 
 CHUNK = 2000
@@ -151,10 +152,13 @@ async def claim(
     over every endpoint with work instead of filling up with one backlog.
 
     A delivery waits while another delivery of the same device to the same webhook is
-    leased by someone (sent in event order while the endpoint is healthy). A claim of a
-    delivery whose earlier lease ran out is counted in `reclaims`: its worker vanished,
-    and the receiver may see it twice.
+    leased by someone (sent in event order while the endpoint is healthy), and while its
+    webhook's breaker is open (whichever process opened it). A claim of a delivery whose
+    earlier lease ran out is counted in `reclaims`: its worker vanished, and the receiver
+    may see it twice.
     """
+    # Endpoints whose breaker is open: few rows of a small partial index.
+    tripped = select(Webhook.id).where(Webhook.breaker_open_until > now)
     # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
     # their other deliveries out is one hash look-up per row.
     busy = (
@@ -171,6 +175,7 @@ async def claim(
             busy.c.webhook_id == WebhookDelivery.webhook_id,
             busy.c.device_uuid == WebhookDelivery.device_uuid,
         ),
+        WebhookDelivery.webhook_id.not_in(tripped),
     )
     skipped = list(skip_webhooks)
     if skipped:
@@ -245,6 +250,71 @@ async def defer(
     if device is not None:
         where.append(WebhookDelivery.device_uuid == device)
     await session.execute(update(WebhookDelivery).where(*where).values(next_attempt_at=until))
+
+
+async def breakers_for_update(
+    session: AsyncSession, webhook_ids: Sequence[int]
+) -> dict[int, Breaker]:
+    """The shared breakers of `webhook_ids`, locked until the transaction ends (in id
+    order, the order every dispatcher takes them), so that two processes' outcomes of
+    one endpoint are counted one after the other."""
+    if not webhook_ids:
+        return {}
+    query = (
+        select(
+            Webhook.id,
+            Webhook.breaker_failures,
+            Webhook.breaker_open_until,
+            Webhook.breaker_open_seconds,
+        )
+        .where(Webhook.id.in_(sorted(webhook_ids)))
+        .order_by(Webhook.id)
+    )
+    if _is_postgres(session):
+        query = query.with_for_update()
+    rows = await session.execute(query)
+    return {w: Breaker(failures, until, seconds) for w, failures, until, seconds in rows}
+
+
+async def save_breakers(session: AsyncSession, breakers: dict[int, Breaker]) -> None:
+    """Write breakers back (after `breakers_for_update` in the same transaction)."""
+    if not breakers:
+        return
+    await session.execute(
+        update(Webhook.__table__)  # type: ignore[arg-type]
+        .where(Webhook.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+        .values(
+            breaker_failures=bindparam("b_failures"),
+            breaker_open_until=bindparam("b_until"),
+            breaker_open_seconds=bindparam("b_seconds"),
+        ),
+        [
+            {
+                "b_id": webhook_id,
+                "b_failures": b.failures,
+                "b_until": b.open_until,
+                "b_seconds": b.open_seconds,
+            }
+            for webhook_id, b in sorted(breakers.items())
+        ],
+    )
+
+
+async def note_recovered(session: AsyncSession, webhook_ids: Sequence[int]) -> None:
+    """A success: end the webhooks' runs of failures and close their breakers (only rows
+    that have either, so a healthy batch writes nothing)."""
+    if not webhook_ids:
+        return
+    await session.execute(
+        update(Webhook)
+        .where(
+            Webhook.id.in_(sorted(webhook_ids)),
+            or_(Webhook.failing_since.is_not(None), Webhook.breaker_failures > 0),
+        )
+        .values(
+            failing_since=None, breaker_failures=0, breaker_open_until=None, breaker_open_seconds=0
+        )
+    )
 
 
 async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:
