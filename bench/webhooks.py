@@ -1,4 +1,5 @@
-"""Benchmark of webhook delivery (outbox + `vsense worker`) on PostgreSQL, next to a ceiling.
+"""Benchmark of webhook delivery (outbox + `vsense worker`) next to a ceiling and a lean
+reference, on PostgreSQL (default) or SQLite (`--backend sqlite`).
 
 A receiver (aiohttp.web on uvloop, a subprocess of its own) answers `/ok/{n}` with 200 at
 once and holds `/hang/{n}` longer than the webhook timeout; it notes the arrival time
@@ -17,15 +18,20 @@ webhook per device; real `vsense worker` processes deliver them. Scenarios:
   4 isolation   (3) plus 11 endpoints per 100 healthy (10 % of all endpoints) that
                 hang: the healthy endpoints' latency, and its change from (3)
 
-Run from the repository root (PostgreSQL on 127.0.0.1, trust auth):
+After (1), (3) and (4) the same scenario runs again with the lean reference instead of
+the worker (rows 1L, 3L, 4L; `bench/webhooks_lean.py`: one prepared claim statement,
+aiohttp sends, batched outcome writes, nothing else), and vsense's figure is printed as
+a ratio to it. Run from the repository root (PostgreSQL on 127.0.0.1, trust auth):
 
     .venv/bin/python bench/webhooks.py --markdown docs/benchmarks.md
+    .venv/bin/python bench/webhooks.py --backend sqlite --markdown docs/benchmarks.md
 
-The database `vsense_bench_webhooks` is recreated at each run and left in place. Every
-healthy delivery must arrive and be `succeeded` in `webhook_deliveries`; the exit code is
-1 when one did not, or when a worker logged an error. Each scenario also reports the CPU
-of each party (from /proc) and what PostgreSQL was executing (pg_stat_activity sampled
-every 10 ms); `--profile` samples the worker with py-spy during (1) and (3).
+The PostgreSQL database `vsense_bench_webhooks` is recreated at each run and left in
+place (SQLite: a file in a temporary folder, removed). Every healthy delivery must arrive
+and be `succeeded` in `webhook_deliveries`; the exit code is 1 when one did not, or when
+a worker logged an error. Each scenario also reports the CPU of each party (from /proc)
+and what PostgreSQL was executing (pg_stat_activity sampled every 10 ms); `--profile`
+samples the worker with py-spy during (1) and (3).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -245,6 +252,10 @@ class Bench:
     worker_logs: list[Path] = field(default_factory=list)
 
     @property
+    def sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
     def receiver_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
@@ -308,9 +319,14 @@ class Bench:
         for table in ("webhook_attempts", "webhook_deliveries", "webhook_events"):
             await self.sql(f"DELETE FROM {table}")
         await self.sql("UPDATE webhooks SET failing_since = NULL, status = 1")
-        await self.sql(
-            "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events", autocommit=True
-        )
+        if self.sqlite:
+            await self.sql("VACUUM", autocommit=True)
+            await self.sql("ANALYZE")
+        else:
+            await self.sql(
+                "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events",
+                autocommit=True,
+            )
         async with self.http.post(f"{self.receiver_url}/_reset") as response:
             response.raise_for_status()
 
@@ -351,6 +367,8 @@ class Bench:
             await asyncio.sleep(0.1)
 
     async def postgres_pids(self) -> list[int]:
+        if self.sqlite:
+            return []  # in the worker's process
         rows = await self.sql(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
@@ -486,6 +504,9 @@ def statement_line(seen: Counter[str]) -> str:
 
 @contextlib.asynccontextmanager
 async def sampling(bench: Bench, row: Row) -> AsyncIterator[None]:
+    if bench.sqlite:  # no server to sample
+        yield
+        return
     stop = asyncio.Event()
     task = asyncio.create_task(sample_statements(bench, stop))
     try:
@@ -516,8 +537,13 @@ def latencies(
 
 
 async def event_times(bench: Bench) -> dict[str, float]:
-    rows = await bench.sql("SELECT msg_id, created FROM webhook_events")
-    return {msg_id: created.timestamp() for msg_id, created in rows}
+    from sqlalchemy import select
+
+    from vsense.models import WebhookEvent
+
+    async with bench.state.engine.connect() as connection:  # typed: aware datetimes
+        rows = await connection.execute(select(WebhookEvent.msg_id, WebhookEvent.created))
+        return {msg_id: created.timestamp() for msg_id, created in rows}
 
 
 def check_outcomes(row: Row, counts: Counter[tuple[str, str]], expected: int, arrived: int) -> None:
@@ -543,7 +569,7 @@ async def throughput(
     for start in range(0, count, 500):
         await bench.emit([devices[n % len(devices)] for n in range(start, min(start + 500, count))])
     queued = time.perf_counter() - queued
-    await bench.sql("ANALYZE webhook_deliveries, webhook_events", autocommit=True)
+    await bench.sql("ANALYZE" if bench.sqlite else "ANALYZE webhook_deliveries, webhook_events")
     name = "1L lean reference" if lean else "1 throughput"
     row = Row(f"{name}: drain {count:,} pre-queued", count)
     async with bench.workers(lean) as workers:
@@ -815,7 +841,7 @@ def setup_lines(options: argparse.Namespace, version: str, hanging: int, code: s
     return [
         f"Command: `{command_line()}`",
         f"Code: {code}",
-        f"Machine: {os.cpu_count()} CPUs (nproc), shared by PostgreSQL {version}, the "
+        f"Machine: {os.cpu_count()} CPUs (nproc), shared by {version}, the "
         f"worker{'s' if options.workers > 1 else ''}, the receiver and the load generator "
         "(and whatever else runs on it)",
         f"Setup: {options.endpoints} healthy endpoints (a device and a payload webhook each), "
@@ -902,10 +928,15 @@ async def run(options: argparse.Namespace) -> int:
     from vsense.config import load_settings
     from vsense.migrate import upgrade_async
 
-    url = make_url(options.postgres_url).set(database=options.postgres_database)
-    database_url = url.render_as_string(hide_password=False)
-    version = await recreate_postgres_database(database_url)
     work = Path(tempfile.mkdtemp(prefix="vsense-bench-webhooks-"))
+    if options.backend == "sqlite":
+        (work / "data").mkdir()
+        database_url = f"sqlite+aiosqlite:///{work / 'data' / 'vsense.db'}"
+        version = f"SQLite {sqlite3.sqlite_version}"
+    else:
+        url = make_url(options.postgres_url).set(database=options.postgres_database)
+        database_url = url.render_as_string(hide_password=False)
+        version = "PostgreSQL " + await recreate_postgres_database(database_url)
     settings = load_settings(
         database_url=database_url,
         data_dir=work / "data",
@@ -937,7 +968,7 @@ async def run(options: argparse.Namespace) -> int:
             bench = Bench(options, work, database_url, state, http, receiver, port)
             await wait_listening(port, receiver)
             await bench.seed(options.endpoints, hanging)
-            print(f"PostgreSQL {version}; {options.workers} worker(s); receiver on {port}")
+            print(f"{version}; {options.workers} worker(s); receiver on {port}")
             wanted = options.scenarios
             folded = work / "throughput.folded" if options.profile else None
             spied = work / "latency.folded" if options.profile else None
@@ -1016,6 +1047,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="lean",
         action="store_false",
         help="leave out the lean reference (bench/webhooks_lean.py) after each scenario",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the database (sqlite: a file in a temporary folder)",
     )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
     parser.add_argument("--postgres-database", default=DATABASE, help="recreated at each run")

@@ -168,8 +168,9 @@ class Lean:
             self.ready.clear()
             await asyncio.sleep(0.005)
             batch, self.results = self.results, []
-            await self.write(batch)
-            self.wakeup.set()
+            if batch:  # taken by the write before
+                await self.write(batch)
+                self.wakeup.set()
 
 
 async def postgres(dsn: str, seconds: float, started: Callable[[], None]) -> None:
