@@ -44,6 +44,7 @@ FINISHED_ROW = text(f"webhook_deliveries.status <> '{DeliveryStatus.PENDING}'")
 
 # Core tables for the batched statements (executemany by bound id, not ORM bulk mode).
 Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+Webhooks: Table = Webhook.__table__  # type: ignore[assignment]
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -281,8 +282,8 @@ async def save_breakers(session: AsyncSession, breakers: dict[int, Breaker]) -> 
     if not breakers:
         return
     await session.execute(
-        update(Webhook.__table__)  # type: ignore[arg-type]
-        .where(Webhook.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+        update(Webhooks)
+        .where(Webhooks.c.id == bindparam("b_id"))
         .values(
             breaker_failures=bindparam("b_failures"),
             breaker_open_until=bindparam("b_until"),
