@@ -139,6 +139,31 @@ async def test_a_success_after_the_breaker_closes_resets_it(
     assert await _breaker(api.state, created["id"]) == (0, None)
 
 
+async def test_once_open_time_has_passed_one_delivery_probes_the_endpoint(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/probe", ("hang", HANG)))
+    await device.send([vcz(n) for n in range(6)])
+    await Dispatcher(api.state).run_once()
+    async with session_scope(api.state.sessionmaker) as session:
+        await session.execute(
+            update(Webhook)
+            .where(Webhook.id == created["id"])
+            .values(breaker_open_until=utcnow() - timedelta(seconds=1))
+        )
+    await _make_due(api.state, created["id"])
+
+    dispatcher = Dispatcher(api.state)
+    assert await dispatcher.claim_round() == 1  # not the device's next eight
+    assert await dispatcher.claim_round() == 0  # nor another while the probe is out
+    (outcome,) = await dispatcher.drain()
+    assert outcome.error is not None and outcome.error.startswith("timeout")
+    failures, open_until = await _breaker(api.state, created["id"])
+    assert failures == 2 and open_until is not None and open_until > utcnow()
+
+
 async def test_more_failures_in_a_row_than_the_threshold_open_it_without_a_timeout(
     api: Api, receiver: Receiver, other_process: Components
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Table,
+    and_,
     bindparam,
     case,
     delete,
@@ -154,12 +155,17 @@ async def claim(
 
     A delivery waits while another delivery of the same device to the same webhook is
     leased by someone (sent in event order while the endpoint is healthy), and while its
-    webhook's breaker is open (whichever process opened it). A claim of a delivery whose
+    webhook's breaker is open (whichever process opened it); once it has closed again,
+    one delivery of the webhook at a time is claimed until one succeeds (the probe of a
+    half-open breaker). A claim of a delivery whose
     earlier lease ran out is counted in `reclaims`: its worker vanished, and the receiver
     may see it twice.
     """
-    # Endpoints whose breaker is open: few rows of a small partial index.
+    # Endpoints whose breaker is open, and those whose breaker closed again without a
+    # success since (half-open: one delivery at a time probes them): few rows of a small
+    # partial index.
     tripped = select(Webhook.id).where(Webhook.breaker_open_until > now)
+    probing = select(Webhook.id).where(Webhook.breaker_open_until <= now)
     # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
     # their other deliveries out is one hash look-up per row.
     busy = (
@@ -177,6 +183,10 @@ async def claim(
             busy.c.device_uuid == WebhookDelivery.device_uuid,
         ),
         WebhookDelivery.webhook_id.not_in(tripped),
+        ~and_(
+            WebhookDelivery.webhook_id.in_(probing),
+            WebhookDelivery.webhook_id.in_(select(busy.c.webhook_id)),
+        ),
     )
     skipped = list(skip_webhooks)
     if skipped:
@@ -189,6 +199,7 @@ async def claim(
     scanned = due.subquery("scanned")
     ranked = select(
         scanned.c.id,
+        scanned.c.webhook_id,
         func.row_number()
         .over(partition_by=scanned.c.webhook_id, order_by=scanned.c.id)
         .label("webhook_rank"),
@@ -198,7 +209,10 @@ async def claim(
     ).subquery("ranked")
     chosen: Any = (
         select(ranked.c.id)
-        .where(ranked.c.webhook_rank <= per_webhook, ranked.c.device_rank <= per_device)
+        .where(
+            ranked.c.webhook_rank <= case((ranked.c.webhook_id.in_(probing), 1), else_=per_webhook),
+            ranked.c.device_rank <= per_device,
+        )
         .order_by(ranked.c.id)
         .limit(limit)
     )
