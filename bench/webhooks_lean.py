@@ -201,7 +201,7 @@ async def postgres(dsn: str, seconds: float, started: Callable[[], None]) -> Non
 
 def _stamp(moment: datetime) -> str:
     # SQLAlchemy's SQLite datetime storage: naive UTC, ISO with a space.
-    return moment.replace(tzinfo=None).isoformat(sep=" ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def sqlite(path: str, seconds: float, started: Callable[[], None]) -> None:
