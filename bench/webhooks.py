@@ -320,7 +320,6 @@ class Bench:
             await self.sql(f"DELETE FROM {table}")
         await self.sql("UPDATE webhooks SET failing_since = NULL, status = 1")
         if self.sqlite:
-            await self.sql("VACUUM", autocommit=True)
             await self.sql("ANALYZE")
         else:
             await self.sql(
