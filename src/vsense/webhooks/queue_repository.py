@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Table,
     and_,
     bindparam,
@@ -157,10 +158,41 @@ async def claim(
     leased by someone (sent in event order while the endpoint is healthy), and while its
     webhook's breaker is open (whichever process opened it); once it has closed again,
     one delivery of the webhook at a time is claimed until one succeeds (the probe of a
-    half-open breaker). A claim of a delivery whose
-    earlier lease ran out is counted in `reclaims`: its worker vanished, and the receiver
-    may see it twice.
+    half-open breaker). A claim of a delivery whose earlier lease ran out is counted in
+    `reclaims`: its worker vanished, and the receiver may see it twice.
     """
+    postgres = _is_postgres(session)
+    if postgres:
+        # Claims take turns (so each sees the leases of the one before).
+        await session.execute(_CLAIM_LOCK)
+    connection = await session.connection()
+    rows = await connection.execute(
+        _claim_statement(postgres),
+        {
+            "now": now,
+            "lease_until": now + lease,
+            "scan": limit * SCAN_FACTOR,
+            "take": limit,
+            "per_webhook": per_webhook,
+            "per_device": per_device,
+            "skip": list(skip_webhooks),
+        },
+    )
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: c.delivery_id)
+    return claimed
+
+
+_CLAIM_LOCK = select(func.pg_advisory_xact_lock(CLAIM_LOCK))
+_CLAIMS: dict[bool, Any] = {}
+
+
+def _claim_statement(postgres: bool) -> Any:
+    """The claim, built once per dialect (building it is most of a claim's CPU when the
+    queue is short); everything that varies is a bound parameter."""
+    if postgres in _CLAIMS:
+        return _CLAIMS[postgres]
+    now = bindparam("now", type_=WebhookDelivery.next_attempt_at.type)
     # Endpoints whose breaker is open, and those whose breaker closed again without a
     # success since (half-open: one delivery at a time probes them): few rows of a small
     # partial index.
@@ -174,27 +206,27 @@ async def claim(
         .distinct()
         .cte("busy")
     )
-    due = select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.device_uuid).where(
-        PENDING_ROW,
-        WebhookDelivery.next_attempt_at <= now,
-        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        ~exists().where(
-            busy.c.webhook_id == WebhookDelivery.webhook_id,
-            busy.c.device_uuid == WebhookDelivery.device_uuid,
-        ),
-        WebhookDelivery.webhook_id.not_in(tripped),
-        ~and_(
-            WebhookDelivery.webhook_id.in_(probing),
-            WebhookDelivery.webhook_id.in_(select(busy.c.webhook_id)),
-        ),
-    )
-    skipped = list(skip_webhooks)
-    if skipped:
-        due = due.where(WebhookDelivery.webhook_id.not_in(skipped))
     # The oldest due rows, a few times what one claim takes, then ranked per webhook and
     # per device.
-    due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(
-        limit * SCAN_FACTOR
+    due = (
+        select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.device_uuid)
+        .where(
+            PENDING_ROW,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+            ~exists().where(
+                busy.c.webhook_id == WebhookDelivery.webhook_id,
+                busy.c.device_uuid == WebhookDelivery.device_uuid,
+            ),
+            WebhookDelivery.webhook_id.not_in(tripped),
+            ~and_(
+                WebhookDelivery.webhook_id.in_(probing),
+                WebhookDelivery.webhook_id.in_(select(busy.c.webhook_id)),
+            ),
+            WebhookDelivery.webhook_id.not_in(bindparam("skip", expanding=True)),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(bindparam("scan", type_=Integer))
     )
     scanned = due.subquery("scanned")
     ranked = select(
@@ -207,29 +239,28 @@ async def claim(
         .over(partition_by=(scanned.c.webhook_id, scanned.c.device_uuid), order_by=scanned.c.id)
         .label("device_rank"),
     ).subquery("ranked")
+    per_webhook = bindparam("per_webhook", type_=Integer)
     chosen: Any = (
         select(ranked.c.id)
         .where(
             ranked.c.webhook_rank <= case((ranked.c.webhook_id.in_(probing), 1), else_=per_webhook),
-            ranked.c.device_rank <= per_device,
+            ranked.c.device_rank <= bindparam("per_device", type_=Integer),
         )
         .order_by(ranked.c.id)
-        .limit(limit)
+        .limit(bindparam("take", type_=Integer))
     )
-    if _is_postgres(session):
-        # Claims take turns (so each sees the leases of the one before), and lock only the
-        # rows they take; a row some other statement holds is left for the next claim.
-        await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+    if postgres:
+        # Lock only the rows taken; a row some other statement holds is left for the next.
         chosen = (
             select(WebhookDelivery.id)
             .where(WebhookDelivery.id.in_(chosen.scalar_subquery()))
             .with_for_update(skip_locked=True)
         )
-    rows = await session.execute(
+    statement = (
         update(Deliveries)
         .where(Deliveries.c.id.in_(chosen.scalar_subquery()))
         .values(
-            lease_until=now + lease,
+            lease_until=bindparam("lease_until", type_=Deliveries.c.lease_until.type),
             reclaims=Deliveries.c.reclaims
             + case((Deliveries.c.lease_until.is_not(None), 1), else_=0),
         )
@@ -241,9 +272,8 @@ async def claim(
             Deliveries.c.attempts,
         )
     )
-    claimed = [Claimed(*row) for row in rows]
-    claimed.sort(key=lambda c: c.delivery_id)
-    return claimed
+    _CLAIMS[postgres] = statement
+    return statement
 
 
 async def defer(
