@@ -21,6 +21,7 @@ from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook, WebhookDelivery
+from vsense.webhooks import queue_repository
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 
 TIMEOUT = timedelta(seconds=1)
@@ -213,3 +214,25 @@ async def test_healthy_deliveries_go_out_while_a_hanging_one_is_outstanding(
     assert hanging_attempts == 0
     assert len(receiver.to("/hang")) == 1  # the rest of its device's queue waits behind it
     assert len({r.headers["webhook-id"] for r in receiver.to("/fine")}) == 10
+
+
+async def test_a_claim_leaves_out_the_endpoints_it_is_told_to_skip(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    full, other = await sensor(admin), await sensor(admin)
+    skipped = await hook(admin, full.uuid, receiver.on("/full"))
+    taken = await hook(admin, other.uuid, receiver.on("/other"))
+    await full.send(vcz(1))
+    await other.send(vcz(1))
+    async with session_scope(api.state.sessionmaker) as session:
+        claimed = await queue_repository.claim(
+            session,
+            utcnow(),
+            timedelta(seconds=60),
+            10,
+            per_webhook=16,
+            per_device=8,
+            skip_webhooks=[skipped["id"]],
+        )
+    assert [c.webhook_id for c in claimed] == [taken["id"]]
