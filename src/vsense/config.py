@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         description="`postgresql+asyncpg://...` or `sqlite+aiosqlite:///...`; "
         "unset means a SQLite file in the data folder.",
     )
+    hosts: int = Field(
+        1,
+        ge=1,
+        description="How many hosts run vsense server processes on this database. Above 1, "
+        "what one host keeps on its own disk is refused at start-up: the embedded database "
+        "and the local image store (a link served by another host would find no image).",
+    )
     database_pool_size: int = Field(
         32,
         ge=1,
@@ -308,6 +315,23 @@ class Settings(BaseSettings):
     def _s3_needs_a_bucket(self) -> Settings:
         if self.image_storage == "s3" and not self.image_s3_bucket:
             raise ValueError("VSENSE_IMAGE_STORAGE=s3 needs VSENSE_IMAGE_S3_BUCKET")
+        return self
+
+    @model_validator(mode="after")
+    def _several_hosts_share_their_stores(self) -> Settings:
+        if self.hosts == 1:
+            return self
+        if self.is_embedded_database:
+            raise ConfigurationError(
+                f"VSENSE_HOSTS={self.hosts}: servers on several hosts need one PostgreSQL "
+                "(VSENSE_DATABASE_URL=postgresql+asyncpg://...), not the embedded database."
+            )
+        if self.image_storage == "local":
+            raise ConfigurationError(
+                f"VSENSE_HOSTS={self.hosts}: the local image store keeps each image on the "
+                "disk of the host that received it, where the others cannot serve it; set "
+                "VSENSE_IMAGE_STORAGE=s3 and VSENSE_IMAGE_S3_BUCKET."
+            )
         return self
 
     @classmethod

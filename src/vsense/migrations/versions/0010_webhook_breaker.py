@@ -1,7 +1,7 @@
 """webhook breaker shared in the database
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-29 20:10:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import vsense.kit.types
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
