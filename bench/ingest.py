@@ -60,6 +60,8 @@ from harness import (
     BACKEND_LABELS,
     BACKENDS,
     DEFAULT_POSTGRES_URL,
+    FLEET_GROUP,
+    FLEET_PREFIX,
     HOST,
     LOOPBACK_HOSTS,
     REQUEST_TIMEOUT,
@@ -70,12 +72,16 @@ from harness import (
     base_env,
     command_line,
     event_loop_runner,
+    fleet_token,
+    fleet_uuid,
     free_port,
     log_problems,
     machine_facts,
+    profiled,
     recreate_postgres_database,
     run_command,
     seed,
+    seed_fleet,
     served,
     server_env,
     vsense_executable,
@@ -171,6 +177,22 @@ class Fleet:
     payload: list[DeviceSlot]
 
 
+class LargeFleet(Sequence[DeviceSlot]):
+    """The seeded fleet of scenario (d) (`harness.seed_fleet`): each device's slot made
+    when it is used, so that a million devices cost no memory in the load generator."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        return DeviceSlot.of(str(fleet_uuid(index)), fleet_token(index))
+
+
 def zone_of(device_uuid: str) -> str:
     """A device's one counting zone: a real UUID string, stable per device."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"vsense-bench-zone/{device_uuid}"))
@@ -264,6 +286,8 @@ class IngestReport:
     setup_seconds: float = 0.0
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The lean reference's row of each scenario, by its letter (a, b, c, d).
+    lean: dict[str, Row] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- load
@@ -467,7 +491,7 @@ async def analyze(data_dir: Path, database_url: str | None) -> str | None:
 
 
 async def offline_events_since(
-    data_dir: Path, database_url: str | None, group: str, since: datetime
+    data_dir: Path, database_url: str | None, group: str, since: datetime, prefix: str = ""
 ) -> int:
     """Offline transitions of a group's devices since a time (the sweep's work)."""
     from sqlalchemy import func, select
@@ -488,6 +512,7 @@ async def offline_events_since(
                     Group.name == group,
                     DeviceEvent.status == "offline",
                     DeviceEvent.created >= since,
+                    Device.name.startswith(prefix),
                 )
             )
     finally:
@@ -515,6 +540,25 @@ class Options:
     server_env: dict[str, str]
     rules: int
     markdown: Path | None
+    fleet: int = 0
+    silent: int = 0
+    lean: bool = True
+    profile: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """Where py-spy writes the server's profile of each scenario (`--profile DIR`)."""
+
+    pid: int
+    folder: Path | None
+    prefix: str
+
+    def of(self, label: str) -> Any:
+        output = None
+        if self.folder is not None:
+            output = self.folder / f"{self.prefix}-{label.split(' ')[0]}.txt"
+        return profiled(self.pid, output)
 
 
 async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[str, Row]:
@@ -573,6 +617,7 @@ async def payload_scenario(
     options: Options,
     workers: int,
     report: IngestReport,
+    profile: ServerProfile | None = None,
 ) -> Row:
     """A payload run, then: did the sampled devices store exactly what was accepted?"""
     sample = sample_indexes(len(devices))
@@ -580,16 +625,17 @@ async def payload_scenario(
     before = await stored_totals(admin_session, base_url, sampled)
     measurement = Measurement("vsense", workers, label, options.duration)
     print(f"  vsense x{workers} {label}", flush=True)
-    accepted = await post_load(
-        base_url + workload.path,
-        workload,
-        devices,
-        clients=options.clients,
-        warmup=options.warmup,
-        duration=options.duration,
-        measurement=measurement,
-        check_answers=True,
-    )
+    async with profile.of(label) if profile else contextlib.nullcontext():
+        accepted = await post_load(
+            base_url + workload.path,
+            workload,
+            devices,
+            clients=options.clients,
+            warmup=options.warmup,
+            duration=options.duration,
+            measurement=measurement,
+            check_answers=True,
+        )
     after = await stored_totals(admin_session, base_url, sampled)
     row = Row(measurement, workload.kind, workload.messages)
     mismatches = [
@@ -616,6 +662,7 @@ async def run_scenarios(
     workers: int,
     report: IngestReport,
     database: tuple[Path, str | None],
+    profile: ServerProfile,
 ) -> None:
     import aiohttp
 
@@ -626,16 +673,17 @@ async def run_scenarios(
         label = "a keepalive"
         print(f"  vsense x{workers} {label}", flush=True)
         measurement = Measurement("vsense", workers, label, options.duration)
-        await post_load(
-            base_url + KEEPALIVE_PATH,
-            kinds["keepalive"],
-            fleet.keepalive,
-            clients=options.clients,
-            warmup=options.warmup,
-            duration=options.duration,
-            measurement=measurement,
-            check_answers=True,
-        )
+        async with profile.of(label):
+            await post_load(
+                base_url + KEEPALIVE_PATH,
+                kinds["keepalive"],
+                fleet.keepalive,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=options.duration,
+                measurement=measurement,
+                check_answers=True,
+            )
         row = Row(measurement, "keepalive", 1)
         report.rows.append(row)
         print_row(row)
@@ -651,6 +699,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
         )
         report.rows.append(
@@ -663,6 +712,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
         )
 
@@ -683,6 +733,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
             report.rows.append(with_rules)
             without = report.rows[-2]
@@ -701,25 +752,43 @@ async def run_scenarios(
             report.notes.append(
                 f"x{workers} priming keepalives: {len(errors)} errors, first: {errors[0]}"
             )
+        if not options.sustain:
+            return
         label = f"d keepalive {options.sustain:g} s"
         print(f"  vsense x{workers} {label}", flush=True)
         started = datetime.now(UTC)
         measurement = Measurement("vsense", workers, label, options.sustain)
         completions: list[float] = []
-        await post_load(
-            base_url + KEEPALIVE_PATH,
-            kinds["keepalive"],
-            fleet.keepalive,
-            clients=options.clients,
-            warmup=options.warmup,
-            duration=options.sustain,
-            measurement=measurement,
-            check_answers=True,
-            completions=completions,
-        )
+        devices = sustain_devices(options, fleet)
+        async with profile.of(label):
+            await post_load(
+                base_url + KEEPALIVE_PATH,
+                kinds["keepalive"],
+                devices,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=options.sustain,
+                measurement=measurement,
+                check_answers=True,
+                completions=completions,
+            )
         row = Row(measurement, "keepalive", 1)
         row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
         await asyncio.sleep(SETTLE_SECONDS)
+        if options.fleet:
+            flapped = await offline_events_since(*database, FLEET_GROUP, started, FLEET_PREFIX)
+            swept = await offline_events_since(*database, FLEET_GROUP, started, "SILENT")
+            row.check = f"flapped {flapped}, swept {swept:,}"
+            row.check_failed = flapped > 0
+            report.notes.append(
+                f"x{workers} {label}: {options.fleet:,} seeded devices (interval 600 s), each "
+                f"keepalive from the next one in turn ({len(completions):,} in the window); "
+                f"{flapped} offline transitions of keeping-alive devices; the sweep marked "
+                f"{swept:,} of {options.silent:,} silent devices offline during it"
+            )
+            report.rows.append(row)
+            print_row(row)
+            return
         devices_url = f"{base_url}/api/v1/devices?per_page=1"
         online = await total_of(
             admin_session, f"{devices_url}&group={KEEPALIVE_GROUP}&is_online=Online"
@@ -786,7 +855,30 @@ async def run_backend(
     token = await seed(data_dir, database_url, 0)
     admin = {"Authorization": f"Bearer {token}"}
     report = IngestReport(backend, version)
-    fleet: Fleet | None = None
+    port = free_port()
+    command = [
+        vsense_executable(), "serve", "--host", HOST, "--port", str(port),
+        "--workers", "1", "--log-level", "warning",
+    ]  # fmt: skip
+    async with served(command, env, port, work_dir / f"{backend}-onboard.log") as base_url:
+        fleet = await onboard(base_url, admin, options)
+    if options.fleet:
+        await seed_fleet(data_dir, database_url, options.fleet, options.silent, options.sustain)
+    autovacuum = await analyze(data_dir, database_url)
+    if autovacuum is not None:
+        report.notes.append(
+            f"PostgreSQL autovacuum: {autovacuum} (VACUUM ANALYZE ran once after seeding)"
+        )
+    report.setup_seconds = time.perf_counter() - started
+    print(
+        f"  onboarded {len(fleet.keepalive):,} + {len(fleet.payload):,} devices through the "
+        f"API, seeded {options.fleet:,} + {options.silent:,} fleet devices; ready in "
+        f"{report.setup_seconds:.1f} s",
+        flush=True,
+    )
+    database = (data_dir, database_url)
+    if options.lean:
+        await run_lean(options, fleet, work_dir, report, database)
     for workers in workers_list:
         port = free_port()
         command = [
@@ -794,25 +886,11 @@ async def run_backend(
             "--workers", str(workers), "--log-level", "warning",
         ]  # fmt: skip
         log_path = work_dir / f"{backend}-{workers}w.log"
-        async with served(command, env, port, log_path) as base_url:
-            if fleet is None:
-                fleet = await onboard(base_url, admin, options)
-                autovacuum = await analyze(data_dir, database_url)
-                if autovacuum is not None:
-                    report.notes.append(
-                        f"PostgreSQL autovacuum: {autovacuum} (VACUUM ANALYZE ran once after "
-                        "onboarding)"
-                    )
-                report.setup_seconds = time.perf_counter() - started
-                print(
-                    f"  onboarded {len(fleet.keepalive):,} + {len(fleet.payload):,} devices "
-                    f"through the API; ready in {report.setup_seconds:.1f} s",
-                    flush=True,
-                )
+        pids: list[int] = []
+        async with served(command, env, port, log_path, pids) as base_url:
             report.rows += [ceilings[workers][kind] for kind in KINDS]
-            await run_scenarios(
-                base_url, admin, fleet, options, workers, report, (data_dir, database_url)
-            )
+            profile = ServerProfile(pids[0], options.profile, f"{backend}-{workers}w")
+            await run_scenarios(base_url, admin, fleet, options, workers, report, database, profile)
         problems = log_problems(log_path)
         if problems:
             report.notes.append(
@@ -820,6 +898,82 @@ async def run_backend(
                 f"first: {problems[0][:200]}"
             )
     return report
+
+
+def lean_database_url(database: tuple[Path, str | None]) -> str:
+    data_dir, database_url = database
+    if database_url:
+        return database_url.replace("postgresql+asyncpg://", "postgresql://")
+    from vsense.config import load_settings
+
+    return load_settings(data_dir=data_dir).resolved_database_url.replace(
+        "sqlite+aiosqlite:///", "sqlite:///"
+    )
+
+
+async def run_lean(
+    options: Options,
+    fleet: Fleet,
+    work_dir: Path,
+    report: IngestReport,
+    database: tuple[Path, str | None],
+) -> None:
+    """The lean reference (`ingest_lean.py`) over the same database, fleet, bodies and
+    clients, one uvicorn worker: a, b, c and d as vsense runs them."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "ingest_lean:app", "--app-dir", "bench",
+        "--host", HOST, "--port", str(port), "--workers", "1",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    env = base_env({"BENCH_LEAN_DATABASE_URL": lean_database_url(database)})
+    kinds = workloads(options.batch)
+    plan: list[tuple[str, Workload, Sequence[DeviceSlot], float]] = [
+        ("a keepalive", kinds["keepalive"], fleet.keepalive, options.duration),
+        ("b 1 message/request", kinds["single"], fleet.payload, options.duration),
+        (f"c {options.batch} messages/request", kinds["batch"], fleet.payload, options.duration),
+    ]
+    if options.sustain:
+        plan.append(
+            (
+                f"d keepalive {options.sustain:g} s",
+                kinds["keepalive"],
+                sustain_devices(options, fleet),
+                options.sustain,
+            )
+        )
+    log_path = work_dir / "lean.log"
+    async with served(command, env, port, log_path) as base_url:
+        await prime(base_url, fleet.keepalive, options.clients)
+        for label, workload, devices, duration in plan:
+            print(f"  lean x1 {label}", flush=True)
+            measurement = Measurement("lean", 1, label, duration)
+            completions: list[float] = []
+            await post_load(
+                base_url + workload.path,
+                workload,
+                devices,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=duration,
+                measurement=measurement,
+                check_answers=True,
+                completions=completions,
+            )
+            row = Row(measurement, workload.kind, workload.messages)
+            if label.startswith("d "):
+                row.worst_window = worst_window(completions, duration, WORST_WINDOW)
+            report.lean[label[0]] = row
+            report.rows.append(row)
+            print_row(row)
+    problems = log_problems(log_path)
+    if problems:
+        report.notes.append(f"lean log has {len(problems)} error lines, first: {problems[0][:200]}")
+
+
+def sustain_devices(options: Options, fleet: Fleet) -> Sequence[DeviceSlot]:
+    """Scenario (d)'s devices: the large seeded fleet, else the onboarded keepalive ones."""
+    return LargeFleet(options.fleet) if options.fleet else fleet.keepalive
 
 
 # --------------------------------------------------------------------------- output
@@ -833,10 +987,12 @@ COLUMNS = (
     "p50 ms",
     "p99 ms",
     "errors",
-    "ratio",
+    "vs ceiling",
+    "lean req/s",
+    "vs lean",
     "check",
 )
-LEFT_COLUMNS = {0, 1, 9}
+LEFT_COLUMNS = {0, 1, 11}
 
 
 def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> list[list[str]]:
@@ -845,6 +1001,8 @@ def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> lis
         m = row.measurement
         ceiling = ceilings.get(m.workers, {}).get(row.kind)
         ratio = m.rps / ceiling.measurement.rps if ceiling and ceiling.measurement.rps else math.nan
+        lean = report.lean.get(m.scenario[:1]) if m.server == "vsense" else None
+        lean_rps = lean.measurement.rps if lean else math.nan
         rows.append(
             [
                 f"{m.server} x{m.workers}",
@@ -856,6 +1014,8 @@ def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> lis
                 f"{m.percentile(0.99):.1f}",
                 str(m.errors),
                 f"{ratio:.2f}",
+                "-" if lean is None else f"{lean_rps:,.0f}",
+                "-" if lean is None else f"{m.rps / lean_rps:.2f}" if lean_rps else "nan",
                 row.check,
             ]
         )
@@ -1050,6 +1210,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--rules", type=int, default=1000, help="alert rules of scenario (e); 0 leaves it out"
     )
+    parser.add_argument(
+        "--fleet",
+        type=int,
+        default=1_000_000,
+        help="devices seeded for (d), each keepalive from the next one (0: the onboarded ones)",
+    )
+    parser.add_argument(
+        "--silent",
+        type=int,
+        default=None,
+        help="silent fleet devices whose deadlines fall during (d) (default: 1 %% of --fleet)",
+    )
+    parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for py-spy profiles of the server, one per scenario (collapsed stacks)",
+    )
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -1083,6 +1261,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         server_env=env,
         rules=args.rules,
         markdown=args.markdown,
+        fleet=args.fleet,
+        silent=args.fleet // 100 if args.silent is None else args.silent,
+        lean=not args.no_lean,
+        profile=args.profile,
     )
 
 
