@@ -3,7 +3,9 @@
     .venv/bin/python bench/profile_summary.py PROFILE.txt [--top 25] [--match vsense/]
 
 Prints the share of samples by function on top of the stack (self) and by function
-anywhere on it (inclusive), the idle event loop's waiting left out of neither.
+anywhere on it (inclusive). Only the main thread's stacks count (and the idle process,
+shown as the process alone): py-spy also reports each parked SQLAlchemy greenlet (a
+request waiting for the database) as a stack of its own, which is waiting, not work.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def summarize(path: Path, top: int, match: str | None) -> list[str]:
         if not found:
             continue
         count = int(found["count"])
-        frames = [frame_name(f) for f in found["stack"].split(";") if f]
+        raw = [f for f in found["stack"].split(";") if f]
+        if len(raw) > 1 and "<module>" not in raw[1]:
+            continue  # a parked greenlet, not the thread
+        frames = [frame_name(f) for f in raw]
         if not frames:
             continue
         total += count
