@@ -86,6 +86,15 @@ class Measurement:
     errors: int = 0
     first_error: str | None = None
     response_bytes: int = 0
+    # Requests answered over the whole run (warm-up included) and the CPU seconds the
+    # server's processes used meanwhile: CPU per request, which the machine's other
+    # load changes far less than it changes requests per second.
+    answered: int = 0
+    server_cpu: float = math.nan
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return 1e6 * self.server_cpu / self.answered if self.answered else math.nan
 
     @property
     def rps(self) -> float:
@@ -589,3 +598,22 @@ async def profiled(pid: int | None, output: Path | None) -> AsyncIterator[None]:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants that are
+    alive (uvicorn's workers); NaN when /proc cannot tell."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    try:
+        while todo:
+            current = todo.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(child) for child in children]
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    return total

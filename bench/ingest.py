@@ -1,22 +1,28 @@
-"""Benchmark of device ingest (`POST /device/v1/...`) on the real server, next to a ceiling.
+"""Benchmark of device ingest (`POST /device/v1/...`) on the real server, next to a ceiling
+and a lean same-stack reference measured in the same run.
 
 For each backend (SQLite; PostgreSQL with 1 and 2 workers) it migrates a fresh database,
 creates an organization, an admin and a personal access token directly in the database
 (`harness.seed`), starts `vsense serve` as a subprocess and onboards devices through
 the API (`POST /api/v1/devices`, which returns each device's token once): keepalive
 devices in group `site-01`, VCZ payload devices in group `site-02`, all with a short
-keepalive interval so that the offline sweep has real deadlines to enforce. 32 keep-alive
-clients (aiohttp) then post, each request with the token of the next device in turn:
+keepalive interval so that the offline sweep has real deadlines to enforce. It then
+seeds a large fleet (`--fleet`, 1,000,000 by default, `harness.seed_fleet`) at the
+default 10-minute interval, with 1 % of silent devices whose deadlines fall during (d).
+32 keep-alive clients (aiohttp) then post, each request with the token of the next
+device in turn:
 
   (a) `POST /device/v1/keepalive` with a health body            -> keepalives/s
   (b) `POST /device/v1/payloads`, one VCZ message per request     -> messages/s
   (c) `POST /device/v1/payloads`, batches of `--batch` messages   -> messages/s
   (e) (c) again with `--rules` (1,000) active alert rules over the payload devices
       -> messages/s, and its cost against (c) in the same run (target: at most 15 %)
-  (d) keepalives for `--sustain` s with the flush (1 s) and the sweep (15 s) running
-      -> keepalives/s over the window and in its worst 10 s; afterwards every keepalive
-      device must be online (`GET /api/v1/devices?is_online=Online`), and none may have
-      been swept offline during the window (device events, counted in the database).
+  (d) keepalives for `--sustain` s (the target: 300) with the flush (1 s) and the sweep
+      (15 s) running, each from the next device of the large fleet (so every one is a
+      device not seen for minutes, as in a real fleet) -> keepalives/s over the window
+      and in its worst 10 s; no keeping-alive device may go offline during the window,
+      and the sweep must take the silent ones offline (device events in the database).
+      With `--fleet 0`, (d) uses the onboarded keepalive devices as before.
 
 Every answer's status is checked (200 for keepalives, 202 and `accepted` = messages sent
 for payloads). After (b) and (c), `GET /api/v1/devices/{uuid}/payloads` on a sample of
@@ -24,12 +30,19 @@ devices must show exactly the messages the clients had accepted for them.
 
 The ceiling is a bare ASGI app (`ceiling_app` below) that reads the body and answers a
 fixed small JSON, served by uvicorn with the same options and loaded by the same clients
-with the same bodies, in the same run; `ratio` is req/s of a scenario divided by req/s of
-the ceiling with the same body and number of workers. MQTT ingest is not measured yet.
+with the same bodies, in the same run; `vs ceiling` is req/s of a scenario divided by
+req/s of the ceiling with the same body and number of workers. The lean reference
+(`ingest_lean.py`: FastAPI, one dependency, the driver's prepared statements, orjson)
+does the same device work over the same database and fleet, one uvicorn worker, before
+vsense is started; `vs lean` is vsense's req/s over the lean app's in the same scenario.
+`CPU µs/req` is the server's CPU time (its processes, /proc) over the run divided by the
+requests answered: the figure the machine's other load moves least. `--profile DIR`
+records a py-spy profile of the server per scenario (`profile_summary.py` reads them).
+MQTT ingest is not measured here.
 
 Run from the repository root:
 
-    .venv/bin/python bench/ingest.py --duration 10 --sustain 60 --markdown docs/benchmarks.md
+    .venv/bin/python bench/ingest.py --duration 10 --sustain 300 --markdown docs/benchmarks.md
 
 All traffic goes to 127.0.0.1. The PostgreSQL database (`vsense_ingest` by default) is
 dropped and recreated at the start and left in place afterwards.
@@ -71,6 +84,7 @@ from harness import (
     append_markdown,
     base_env,
     command_line,
+    cpu_seconds,
     event_loop_runner,
     fleet_token,
     fleet_uuid,
@@ -320,9 +334,11 @@ async def post_load(
     measurement: Measurement,
     check_answers: bool,
     completions: list[float] | None = None,
+    server_pid: int | None = None,
 ) -> Counter[int]:
     """`clients` loops on one keep-alive session, each request with the next device's token
-    and body. Returns messages accepted per device index (warm-up included)."""
+    and body. Returns messages accepted per device index (warm-up included). With
+    `server_pid`, the server's CPU time over the run goes into the measurement."""
     import aiohttp
 
     bodies = workload.bodies(devices)
@@ -330,6 +346,7 @@ async def post_load(
     turn = itertools.count()
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    cpu_before = cpu_seconds(server_pid) if server_pid else math.nan
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         measure_from = time.perf_counter() + warmup
         measure_until = measure_from + duration
@@ -351,6 +368,7 @@ async def post_load(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = f"{type(exc).__name__}: {exc}"
                 finished = time.perf_counter()
+                measurement.answered += 1
                 if error is not None:
                     measurement.record_error(error)  # warm-up errors count too
                 elif measure_from <= finished <= measure_until:
@@ -359,6 +377,8 @@ async def post_load(
                         completions.append(finished - measure_from)
 
         await asyncio.gather(*(client() for _ in range(clients)))
+    if server_pid:
+        measurement.server_cpu = cpu_seconds(server_pid) - cpu_before
     return accepted
 
 
@@ -570,7 +590,9 @@ async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[st
     ]  # fmt: skip
     sizes = {"keepalive": options.keepalive_devices, "single": options.payload_devices}
     rows: dict[str, Row] = {}
-    async with served(command, base_env({}), port, work_dir / f"ceiling-{workers}w.log") as url:
+    pids: list[int] = []
+    log_path = work_dir / f"ceiling-{workers}w.log"
+    async with served(command, base_env({}), port, log_path, pids) as url:
         for kind, workload in workloads(options.batch).items():
             fake = [
                 DeviceSlot.of(str(uuid.uuid4()), "vsd_ceiling")
@@ -587,6 +609,7 @@ async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[st
                 duration=options.duration,
                 measurement=measurement,
                 check_answers=False,
+                server_pid=pids[0],
             )
             rows[kind] = Row(measurement, kind, workload.messages)
             print(
@@ -635,6 +658,7 @@ async def payload_scenario(
             duration=options.duration,
             measurement=measurement,
             check_answers=True,
+            server_pid=profile.pid if profile else None,
         )
     after = await stored_totals(admin_session, base_url, sampled)
     row = Row(measurement, workload.kind, workload.messages)
@@ -683,6 +707,7 @@ async def run_scenarios(
                 duration=options.duration,
                 measurement=measurement,
                 check_answers=True,
+                server_pid=profile.pid,
             )
         row = Row(measurement, "keepalive", 1)
         report.rows.append(row)
@@ -771,6 +796,7 @@ async def run_scenarios(
                 measurement=measurement,
                 check_answers=True,
                 completions=completions,
+                server_pid=profile.pid,
             )
         row = Row(measurement, "keepalive", 1)
         row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
@@ -943,7 +969,8 @@ async def run_lean(
             )
         )
     log_path = work_dir / "lean.log"
-    async with served(command, env, port, log_path) as base_url:
+    pids: list[int] = []
+    async with served(command, env, port, log_path, pids) as base_url:
         await prime(base_url, fleet.keepalive, options.clients)
         for label, workload, devices, duration in plan:
             print(f"  lean x1 {label}", flush=True)
@@ -959,6 +986,7 @@ async def run_lean(
                 measurement=measurement,
                 check_answers=True,
                 completions=completions,
+                server_pid=pids[0],
             )
             row = Row(measurement, workload.kind, workload.messages)
             if label.startswith("d "):
@@ -987,12 +1015,13 @@ COLUMNS = (
     "p50 ms",
     "p99 ms",
     "errors",
+    "CPU µs/req",
     "vs ceiling",
     "lean req/s",
     "vs lean",
     "check",
 )
-LEFT_COLUMNS = {0, 1, 11}
+LEFT_COLUMNS = {0, 1, 12}
 
 
 def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> list[list[str]]:
@@ -1013,6 +1042,7 @@ def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> lis
                 f"{m.percentile(0.50):.1f}",
                 f"{m.percentile(0.99):.1f}",
                 str(m.errors),
+                f"{m.cpu_per_request_us:,.0f}",
                 f"{ratio:.2f}",
                 "-" if lean is None else f"{lean_rps:,.0f}",
                 "-" if lean is None else f"{m.rps / lean_rps:.2f}" if lean_rps else "nan",
@@ -1119,9 +1149,11 @@ def write_markdown(
         f"- Load: {options.clients} clients (aiohttp, keep-alive), each request with the device "
         f"token of the next device in turn; {options.duration:g} s per scenario, (d) "
         f"{options.sustain:g} s, after {options.warmup:g} s warm-up. msg/s = req/s x messages "
-        "per request (keepalives for (a) and (d)); ratio = req/s / req/s of the ceiling with "
-        "the same body and workers; the ceiling is a bare ASGI app reading the body and "
-        "answering a fixed small JSON (`bench/ingest.py:ceiling_app`).",
+        "per request (keepalives for (a) and (d)); vs ceiling = req/s / req/s of the ceiling "
+        "with the same body and workers; the ceiling is a bare ASGI app reading the body and "
+        "answering a fixed small JSON (`bench/ingest.py:ceiling_app`); vs lean = req/s / req/s "
+        "of the lean reference (`bench/ingest_lean.py`) in the same scenario; CPU µs/req = "
+        "the server's CPU time over the run / requests answered.",
         f"- Fleet: {options.keepalive_devices:,} keepalive devices and "
         f"{options.payload_devices:,} VCZ payload devices, onboarded through "
         f"`POST /api/v1/devices`, keepalive interval {options.keepalive_interval} s (offline "

@@ -34,7 +34,7 @@ import orjson
 from fastapi import Depends, FastAPI, Request, Response
 
 DATABASE_URL = os.environ.get("BENCH_LEAN_DATABASE_URL", "")
-POOL_SIZE = 16
+POOL_SIZE = int(os.environ.get("BENCH_LEAN_POOL_SIZE", "16"))
 FLUSH_SECONDS = 1.0
 OFFLINE_AFTER = timedelta(seconds=900)  # 1.5 x the default interval
 

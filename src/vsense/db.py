@@ -156,7 +156,12 @@ class GroupCommit:
         self.max_in_flight = in_flight
         self.max_group = max_group
         self._waiting: list[_Unit[Any]] = []
-        self._leaders: set[asyncio.Task[None]] = set()
+        # Leaders running: counted by the leaders themselves, so that one that has just
+        # found nothing more to take is no longer counted by the next `run` (a task's
+        # done-callback would come one turn of the loop too late, and a unit handed over
+        # in that turn would wait for a leader that has left).
+        self._leading = 0
+        self._leaders: set[asyncio.Task[None]] = set()  # held, so none is collected
         self.groups = 0  # group transactions committed (for tests and benchmarks)
 
     async def run(self, work: Work[T]) -> T:
@@ -164,13 +169,20 @@ class GroupCommit:
         committed, or its error (or the COMMIT's)."""
         answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Unit(work, answer))
-        if len(self._leaders) < self.max_in_flight:
+        if self._leading < self.max_in_flight:
+            self._leading += 1
             leader = asyncio.create_task(self._lead())
             self._leaders.add(leader)
             leader.add_done_callback(self._leaders.discard)
         return await answer
 
     async def _lead(self) -> None:
+        try:
+            await self._take_turns()
+        finally:
+            self._leading -= 1  # with no await since the queue was found empty
+
+    async def _take_turns(self) -> None:
         while self._waiting:
             group = self._waiting[: self.max_group]
             del self._waiting[: self.max_group]
