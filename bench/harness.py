@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import math
 import os
 import platform
@@ -334,6 +335,9 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
     engine = create_engine(settings)
     rng = random.Random(20_000)
     token = new_token(PERSONAL_PREFIX)
+    password_hash = hash_password(secrets_password())
+    if inspect.isawaitable(password_hash):  # older code (BENCH_SERVER_PYTHONPATH) is sync
+        password_hash = await password_hash
     try:
         async with engine.begin() as connection:
             organization_id = (
@@ -348,7 +352,7 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
                         organization_id=organization_id,
                         email="admin@bench.example",
                         name="Bench admin",
-                        password_hash=await hash_password(secrets_password()),
+                        password_hash=password_hash,
                         role="admin",
                     )
                     .returning(User.id)
