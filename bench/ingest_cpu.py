@@ -182,5 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def remove_data_dirs() -> None:
+    """The temporary data folders of this process's runs (SQLite files, keys)."""
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob("vsense-cpu-*"):
+        if folder.stat().st_mtime >= STARTED:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+STARTED = time.time()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        remove_data_dirs()
