@@ -109,6 +109,7 @@ async def run(options: argparse.Namespace) -> None:
 
     print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
     data_dir = Path(tempfile.mkdtemp(prefix="vsense-cpu-"))
+    DATA_DIRS.append(data_dir)
     url = options.database_url
     if url:
         await recreate_postgres_database(url)
@@ -182,16 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+DATA_DIRS: list[Path] = []
+
+
 def remove_data_dirs() -> None:
-    """The temporary data folders of this process's runs (SQLite files, keys)."""
+    """The temporary data folder of this run (SQLite files, keys)."""
     import shutil
 
-    for folder in Path(tempfile.gettempdir()).glob("vsense-cpu-*"):
-        if folder.stat().st_mtime >= STARTED:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-STARTED = time.time()
+    for folder in DATA_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
