@@ -81,3 +81,39 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
         time.sleep(0.2)
     server.stop()
     raise RuntimeError("vsense serve did not answer within 60 s")
+
+
+SIMULATOR_PASSWORD = "simulator password"
+
+
+def integrator_token(server: LiveServer) -> str:
+    """An organization, its admin and a token that onboards and reads devices."""
+    command(server.env, "admin", "create-org", "Sim")
+    command(
+        server.env,
+        "admin",
+        "create-user",
+        "--org",
+        "Sim",
+        "--email",
+        "sim@example.com",
+        "--role",
+        "admin",
+        "--password",
+        SIMULATOR_PASSWORD,
+    )
+    login = httpx.post(
+        f"{server.base_url}/api/v1/login",
+        json={"email": "sim@example.com", "password": SIMULATOR_PASSWORD},
+    )
+    assert login.status_code == 200, login.text
+    access = login.json()["data"]["access_token"]
+    created = httpx.post(
+        f"{server.base_url}/api/v1/tokens",
+        json={"name": "simulator", "scopes": ["devices:read", "devices:write"]},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    data = body.get("data", body)
+    return str(data["token"])

@@ -173,11 +173,12 @@ def _operations_router(parts: Components) -> APIRouter:
     @router.get(
         "/readyz",
         summary="Readiness: the database answers, and the MQTT bridge (when configured) is "
-        "connected",
+        "connected and its broker drops no messages",
         responses={
             503: {
                 "model": ErrorBody,
-                "description": "The database is unreachable, or the MQTT bridge is not connected",
+                "description": "The database is unreachable, the MQTT bridge is not connected, "
+                "or its broker dropped messages in the last two minutes",
             }
         },
     )
@@ -191,6 +192,12 @@ def _operations_router(parts: Components) -> APIRouter:
         bridge = runtime.mqtt if runtime is not None else None
         if bridge is not None and not bridge.connected.is_set():
             raise ServiceUnavailable("The MQTT bridge is not connected to its broker.")
+        if bridge is not None and bridge.drops.dropping():
+            raise ServiceUnavailable(
+                f"The MQTT broker dropped {bridge.drops.recent} messages lately "
+                f"({bridge.drops.total} since it started): its queues are too small for "
+                "the traffic, or the bridge too slow."
+            )
         return {"status": "ready"}
 
     @router.get(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from vsense.config import load_settings
 from vsense.db import create_engine
 from vsense.models import Base
+from vsense.partitions import is_partition
 
 target_metadata = Base.metadata
 
@@ -24,6 +25,12 @@ def _include_object(
     return not (type_ == "index" and name in UNCOMPARED_INDEXES)
 
 
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    # The week partitions of the history tables (PostgreSQL) are rows of data, made and
+    # dropped by the background jobs; the models describe the partitioned tables.
+    return not (type_ == "table" and is_partition(name))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -31,6 +38,7 @@ def _configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         include_object=_include_object,
+        include_name=_include_name,
     )
 
 
