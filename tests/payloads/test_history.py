@@ -79,10 +79,25 @@ async def _device(engine: AsyncEngine) -> uuid.UUID:
         organization = Organization(name=f"history-{uuid.uuid4().hex[:8]}")
         session.add(organization)
         await session.flush()
-        device = Device(organization_id=organization.id, name="Hall")
-        session.add(device)
-        await session.flush()
-        return device.uuid
+        # Only the columns a device has at revision 0008: later migrations add others.
+        device = uuid.uuid4()
+        now = utcnow()
+        values = {
+            "uuid": device,
+            "organization_id": organization.id,
+            "name": "Hall",
+            "client_identifier": "",
+            "geo_city": "",
+            "geo_country": "",
+            "is_online": False,
+            "refreshed": now,
+            "created": now,
+            "updated": now,
+        }
+        columns = Device.__table__.c
+        table = sa.table("devices", *(sa.column(name, columns[name].type) for name in values))
+        await session.execute(sa.insert(table).values(values))
+        return device
 
 
 async def _add_history(
