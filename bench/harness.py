@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import inspect
 import math
 import os
 import platform
@@ -85,6 +87,15 @@ class Measurement:
     errors: int = 0
     first_error: str | None = None
     response_bytes: int = 0
+    # Requests answered over the whole run (warm-up included) and the CPU seconds the
+    # server's processes used meanwhile: CPU per request, which the machine's other
+    # load changes far less than it changes requests per second.
+    answered: int = 0
+    server_cpu: float = math.nan
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return 1e6 * self.server_cpu / self.answered if self.answered else math.nan
 
     @property
     def rps(self) -> float:
@@ -170,9 +181,14 @@ async def run_command(command: Sequence[str], env: dict[str, str], log_path: Pat
 
 @contextlib.asynccontextmanager
 async def served(
-    command: Sequence[str], env: dict[str, str], port: int, log_path: Path
+    command: Sequence[str],
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    pids: list[int] | None = None,
 ) -> AsyncIterator[str]:
-    """Run a server subprocess until the block ends; yields its base URL once /healthz is 200."""
+    """Run a server subprocess until the block ends; yields its base URL once /healthz is
+    200. Its process id is appended to `pids` (for a profiler) when given."""
     import aiohttp
 
     base_url = f"http://{HOST}:{port}"
@@ -185,6 +201,8 @@ async def served(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    if pids is not None:
+        pids.append(process.pid)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         async with aiohttp.ClientSession() as session:
@@ -317,6 +335,9 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
     engine = create_engine(settings)
     rng = random.Random(20_000)
     token = new_token(PERSONAL_PREFIX)
+    password_hash = hash_password(secrets_password())
+    if inspect.isawaitable(password_hash):  # older code (BENCH_SERVER_PYTHONPATH) is sync
+        password_hash = await password_hash
     try:
         async with engine.begin() as connection:
             organization_id = (
@@ -331,7 +352,7 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
                         organization_id=organization_id,
                         email="admin@bench.example",
                         name="Bench admin",
-                        password_hash=await hash_password(secrets_password()),
+                        password_hash=password_hash,
                         role="admin",
                     )
                     .returning(User.id)
@@ -440,3 +461,163 @@ async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("the receiver did not start listening")
+
+
+# --------------------------------------------------------------------------- a large fleet
+
+FLEET_GROUP = "fleet"
+FLEET_PREFIX = "FLEET"
+SILENT_PREFIX = "SILENT"
+
+
+def fleet_token(n: int) -> str:
+    """The device token of fleet device `n`: derived, so that a client of a million
+    devices keeps no list of tokens."""
+    return "vsd_fleet_" + hashlib.sha256(f"vsense-bench-fleet/{n}".encode()).hexdigest()[:40]
+
+
+def fleet_uuid(n: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"vsense-bench-fleet/{n}")
+
+
+async def seed_fleet(
+    data_dir: Path, database_url: str | None, count: int, silent: int, window: float
+) -> None:
+    """`count` online devices of group `fleet` at the default keepalive interval (600 s),
+    each last seen at a random moment of the past interval (so none is due in the next
+    five minutes), and `silent` more that stopped keeping alive: their deadlines fall
+    over the next `window` seconds, for the sweep to find. Tokens: `fleet_token(n)`;
+    silent devices have none in use. Written straight into the database (COPY on
+    PostgreSQL): onboarding a million devices through the API would take an hour."""
+    from sqlalchemy import insert, select
+
+    from vsense.config import load_settings
+    from vsense.db import create_engine
+    from vsense.kit.crypto import token_digest
+    from vsense.models import Device, DeviceCredential, Group, Organization
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    interval = int(settings.default_keepalive_interval)
+    engine = create_engine(settings)
+    rng = random.Random(1_000_000)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        async with engine.begin() as connection:
+            organization_id = (
+                await connection.execute(select(Organization.id).order_by(Organization.id))
+            ).scalar_one()
+            group_id = (
+                await connection.execute(
+                    insert(Group)
+                    .values(organization_id=organization_id, name=FLEET_GROUP)
+                    .returning(Group.id)
+                )
+            ).scalar_one()
+
+            def device(n: int) -> tuple[Any, ...]:
+                quiet = n >= count
+                if quiet:
+                    deadline = now + timedelta(seconds=rng.uniform(0, window))
+                    seen = deadline - timedelta(seconds=1.5 * interval)
+                else:
+                    seen = now - timedelta(seconds=rng.uniform(0, interval))
+                    deadline = seen + timedelta(seconds=1.5 * interval)
+                name = f"{SILENT_PREFIX if quiet else FLEET_PREFIX}-{n:07d}"
+                return (fleet_uuid(n), organization_id, group_id, name, name, "VCZ", True,
+                        seen, seen, deadline, now, now)  # fmt: skip
+
+            columns = ("uuid", "organization_id", "group_id", "name", "client_identifier",
+                       "app_type", "is_online", "refreshed", "last_seen", "offline_after",
+                       "created", "updated")  # fmt: skip
+            total = count + silent
+            if engine.dialect.name == "postgresql":
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert raw is not None
+                for start in range(0, total, 100_000):
+                    stop = min(total, start + 100_000)
+                    await raw.copy_records_to_table(
+                        "devices",
+                        records=[(*device(n), "", "") for n in range(start, stop)],
+                        columns=[*columns, "geo_city", "geo_country"],
+                    )
+                    await raw.copy_records_to_table(
+                        "device_credentials",
+                        records=[
+                            (fleet_uuid(n), token_digest(fleet_token(n)), now)
+                            for n in range(start, min(stop, count))
+                        ],
+                        columns=["device_uuid", "token_hash", "created"],
+                    )
+            else:
+                for start in range(0, total, SEED_CHUNK):
+                    stop = min(total, start + SEED_CHUNK)
+                    await connection.execute(
+                        insert(Device),
+                        [dict(zip(columns, device(n), strict=True)) for n in range(start, stop)],
+                    )
+                    if start < count:
+                        await connection.execute(
+                            insert(DeviceCredential),
+                            [
+                                {
+                                    "device_uuid": fleet_uuid(n),
+                                    "token_hash": token_digest(fleet_token(n)),
+                                }
+                                for n in range(start, min(stop, count))
+                            ],
+                        )
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.exec_driver_sql("VACUUM ANALYZE")
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def profiled(pid: int | None, output: Path | None) -> AsyncIterator[None]:
+    """py-spy samples the server process (and its workers) while the block runs, into
+    `output` as collapsed stacks (`function (file:line);...  count` per line); nothing
+    when `output` is None."""
+    if pid is None or output is None:
+        yield
+        return
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.is_file():
+        raise SystemExit("--profile needs py-spy (pip install -e '.[dev]')")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "250",
+        "--format", "raw", "--nonblocking", "--output", str(output),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(0.5)  # py-spy attaches
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants that are
+    alive (uvicorn's workers); NaN when /proc cannot tell."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    try:
+        while todo:
+            current = todo.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(child) for child in children]
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    return total

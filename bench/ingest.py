@@ -1,22 +1,28 @@
-"""Benchmark of device ingest (`POST /device/v1/...`) on the real server, next to a ceiling.
+"""Benchmark of device ingest (`POST /device/v1/...`) on the real server, next to a ceiling
+and a lean same-stack reference measured in the same run.
 
 For each backend (SQLite; PostgreSQL with 1 and 2 workers) it migrates a fresh database,
 creates an organization, an admin and a personal access token directly in the database
 (`harness.seed`), starts `vsense serve` as a subprocess and onboards devices through
 the API (`POST /api/v1/devices`, which returns each device's token once): keepalive
 devices in group `site-01`, VCZ payload devices in group `site-02`, all with a short
-keepalive interval so that the offline sweep has real deadlines to enforce. 32 keep-alive
-clients (aiohttp) then post, each request with the token of the next device in turn:
+keepalive interval so that the offline sweep has real deadlines to enforce. It then
+seeds a large fleet (`--fleet`, 1,000,000 by default, `harness.seed_fleet`) at the
+default 10-minute interval, with 1 % of silent devices whose deadlines fall during (d).
+32 keep-alive clients (aiohttp) then post, each request with the token of the next
+device in turn:
 
   (a) `POST /device/v1/keepalive` with a health body            -> keepalives/s
   (b) `POST /device/v1/payloads`, one VCZ message per request     -> messages/s
   (c) `POST /device/v1/payloads`, batches of `--batch` messages   -> messages/s
   (e) (c) again with `--rules` (1,000) active alert rules over the payload devices
       -> messages/s, and its cost against (c) in the same run (target: at most 15 %)
-  (d) keepalives for `--sustain` s with the flush (1 s) and the sweep (15 s) running
-      -> keepalives/s over the window and in its worst 10 s; afterwards every keepalive
-      device must be online (`GET /api/v1/devices?is_online=Online`), and none may have
-      been swept offline during the window (device events, counted in the database).
+  (d) keepalives for `--sustain` s (the target: 300) with the flush (1 s) and the sweep
+      (15 s) running, each from the next device of the large fleet (so every one is a
+      device not seen for minutes, as in a real fleet) -> keepalives/s over the window
+      and in its worst 10 s; no keeping-alive device may go offline during the window,
+      and the sweep must take the silent ones offline (device events in the database).
+      With `--fleet 0`, (d) uses the onboarded keepalive devices as before.
 
 Every answer's status is checked (200 for keepalives, 202 and `accepted` = messages sent
 for payloads). After (b) and (c), `GET /api/v1/devices/{uuid}/payloads` on a sample of
@@ -24,12 +30,19 @@ devices must show exactly the messages the clients had accepted for them.
 
 The ceiling is a bare ASGI app (`ceiling_app` below) that reads the body and answers a
 fixed small JSON, served by uvicorn with the same options and loaded by the same clients
-with the same bodies, in the same run; `ratio` is req/s of a scenario divided by req/s of
-the ceiling with the same body and number of workers. MQTT ingest is not measured yet.
+with the same bodies, in the same run; `vs ceiling` is req/s of a scenario divided by
+req/s of the ceiling with the same body and number of workers. The lean reference
+(`ingest_lean.py`: FastAPI, one dependency, the driver's prepared statements, orjson)
+does the same device work over the same database and fleet, one uvicorn worker, before
+vsense is started; `vs lean` is vsense's req/s over the lean app's in the same scenario.
+`CPU µs/req` is the server's CPU time (its processes, /proc) over the run divided by the
+requests answered: the figure the machine's other load moves least. `--profile DIR`
+records a py-spy profile of the server per scenario (`profile_summary.py` reads them).
+MQTT ingest is not measured here.
 
 Run from the repository root:
 
-    .venv/bin/python bench/ingest.py --duration 10 --sustain 60 --markdown docs/benchmarks.md
+    .venv/bin/python bench/ingest.py --duration 10 --sustain 300 --markdown docs/benchmarks.md
 
 All traffic goes to 127.0.0.1. The PostgreSQL database (`vsense_ingest` by default) is
 dropped and recreated at the start and left in place afterwards.
@@ -60,6 +73,8 @@ from harness import (
     BACKEND_LABELS,
     BACKENDS,
     DEFAULT_POSTGRES_URL,
+    FLEET_GROUP,
+    FLEET_PREFIX,
     HOST,
     LOOPBACK_HOSTS,
     REQUEST_TIMEOUT,
@@ -69,13 +84,18 @@ from harness import (
     append_markdown,
     base_env,
     command_line,
+    cpu_seconds,
     event_loop_runner,
+    fleet_token,
+    fleet_uuid,
     free_port,
     log_problems,
     machine_facts,
+    profiled,
     recreate_postgres_database,
     run_command,
     seed,
+    seed_fleet,
     served,
     server_env,
     vsense_executable,
@@ -171,6 +191,22 @@ class Fleet:
     payload: list[DeviceSlot]
 
 
+class LargeFleet(Sequence[DeviceSlot]):
+    """The seeded fleet of scenario (d) (`harness.seed_fleet`): each device's slot made
+    when it is used, so that a million devices cost no memory in the load generator."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        return DeviceSlot.of(str(fleet_uuid(index)), fleet_token(index))
+
+
 def zone_of(device_uuid: str) -> str:
     """A device's one counting zone: a real UUID string, stable per device."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"vsense-bench-zone/{device_uuid}"))
@@ -264,6 +300,8 @@ class IngestReport:
     setup_seconds: float = 0.0
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The lean reference's row of each scenario, by its letter (a, b, c, d).
+    lean: dict[str, Row] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- load
@@ -296,9 +334,11 @@ async def post_load(
     measurement: Measurement,
     check_answers: bool,
     completions: list[float] | None = None,
+    server_pid: int | None = None,
 ) -> Counter[int]:
     """`clients` loops on one keep-alive session, each request with the next device's token
-    and body. Returns messages accepted per device index (warm-up included)."""
+    and body. Returns messages accepted per device index (warm-up included). With
+    `server_pid`, the server's CPU time over the run goes into the measurement."""
     import aiohttp
 
     bodies = workload.bodies(devices)
@@ -306,6 +346,7 @@ async def post_load(
     turn = itertools.count()
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    cpu_before = cpu_seconds(server_pid) if server_pid else math.nan
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         measure_from = time.perf_counter() + warmup
         measure_until = measure_from + duration
@@ -327,6 +368,7 @@ async def post_load(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = f"{type(exc).__name__}: {exc}"
                 finished = time.perf_counter()
+                measurement.answered += 1
                 if error is not None:
                     measurement.record_error(error)  # warm-up errors count too
                 elif measure_from <= finished <= measure_until:
@@ -335,6 +377,8 @@ async def post_load(
                         completions.append(finished - measure_from)
 
         await asyncio.gather(*(client() for _ in range(clients)))
+    if server_pid:
+        measurement.server_cpu = cpu_seconds(server_pid) - cpu_before
     return accepted
 
 
@@ -467,7 +511,7 @@ async def analyze(data_dir: Path, database_url: str | None) -> str | None:
 
 
 async def offline_events_since(
-    data_dir: Path, database_url: str | None, group: str, since: datetime
+    data_dir: Path, database_url: str | None, group: str, since: datetime, prefix: str = ""
 ) -> int:
     """Offline transitions of a group's devices since a time (the sweep's work)."""
     from sqlalchemy import func, select
@@ -488,6 +532,7 @@ async def offline_events_since(
                     Group.name == group,
                     DeviceEvent.status == "offline",
                     DeviceEvent.created >= since,
+                    Device.name.startswith(prefix),
                 )
             )
     finally:
@@ -515,6 +560,25 @@ class Options:
     server_env: dict[str, str]
     rules: int
     markdown: Path | None
+    fleet: int = 0
+    silent: int = 0
+    lean: bool = True
+    profile: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """Where py-spy writes the server's profile of each scenario (`--profile DIR`)."""
+
+    pid: int
+    folder: Path | None
+    prefix: str
+
+    def of(self, label: str) -> Any:
+        output = None
+        if self.folder is not None:
+            output = self.folder / f"{self.prefix}-{label.split(' ')[0]}.txt"
+        return profiled(self.pid, output)
 
 
 async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[str, Row]:
@@ -526,7 +590,9 @@ async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[st
     ]  # fmt: skip
     sizes = {"keepalive": options.keepalive_devices, "single": options.payload_devices}
     rows: dict[str, Row] = {}
-    async with served(command, base_env({}), port, work_dir / f"ceiling-{workers}w.log") as url:
+    pids: list[int] = []
+    log_path = work_dir / f"ceiling-{workers}w.log"
+    async with served(command, base_env({}), port, log_path, pids) as url:
         for kind, workload in workloads(options.batch).items():
             fake = [
                 DeviceSlot.of(str(uuid.uuid4()), "vsd_ceiling")
@@ -543,6 +609,7 @@ async def run_ceiling(options: Options, workers: int, work_dir: Path) -> dict[st
                 duration=options.duration,
                 measurement=measurement,
                 check_answers=False,
+                server_pid=pids[0],
             )
             rows[kind] = Row(measurement, kind, workload.messages)
             print(
@@ -573,6 +640,7 @@ async def payload_scenario(
     options: Options,
     workers: int,
     report: IngestReport,
+    profile: ServerProfile | None = None,
 ) -> Row:
     """A payload run, then: did the sampled devices store exactly what was accepted?"""
     sample = sample_indexes(len(devices))
@@ -580,16 +648,18 @@ async def payload_scenario(
     before = await stored_totals(admin_session, base_url, sampled)
     measurement = Measurement("vsense", workers, label, options.duration)
     print(f"  vsense x{workers} {label}", flush=True)
-    accepted = await post_load(
-        base_url + workload.path,
-        workload,
-        devices,
-        clients=options.clients,
-        warmup=options.warmup,
-        duration=options.duration,
-        measurement=measurement,
-        check_answers=True,
-    )
+    async with profile.of(label) if profile else contextlib.nullcontext():
+        accepted = await post_load(
+            base_url + workload.path,
+            workload,
+            devices,
+            clients=options.clients,
+            warmup=options.warmup,
+            duration=options.duration,
+            measurement=measurement,
+            check_answers=True,
+            server_pid=profile.pid if profile else None,
+        )
     after = await stored_totals(admin_session, base_url, sampled)
     row = Row(measurement, workload.kind, workload.messages)
     mismatches = [
@@ -616,6 +686,7 @@ async def run_scenarios(
     workers: int,
     report: IngestReport,
     database: tuple[Path, str | None],
+    profile: ServerProfile,
 ) -> None:
     import aiohttp
 
@@ -626,16 +697,18 @@ async def run_scenarios(
         label = "a keepalive"
         print(f"  vsense x{workers} {label}", flush=True)
         measurement = Measurement("vsense", workers, label, options.duration)
-        await post_load(
-            base_url + KEEPALIVE_PATH,
-            kinds["keepalive"],
-            fleet.keepalive,
-            clients=options.clients,
-            warmup=options.warmup,
-            duration=options.duration,
-            measurement=measurement,
-            check_answers=True,
-        )
+        async with profile.of(label):
+            await post_load(
+                base_url + KEEPALIVE_PATH,
+                kinds["keepalive"],
+                fleet.keepalive,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=options.duration,
+                measurement=measurement,
+                check_answers=True,
+                server_pid=profile.pid,
+            )
         row = Row(measurement, "keepalive", 1)
         report.rows.append(row)
         print_row(row)
@@ -651,6 +724,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
         )
         report.rows.append(
@@ -663,6 +737,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
         )
 
@@ -683,6 +758,7 @@ async def run_scenarios(
                 options,
                 workers,
                 report,
+                profile,
             )
             report.rows.append(with_rules)
             without = report.rows[-2]
@@ -701,25 +777,44 @@ async def run_scenarios(
             report.notes.append(
                 f"x{workers} priming keepalives: {len(errors)} errors, first: {errors[0]}"
             )
+        if not options.sustain:
+            return
         label = f"d keepalive {options.sustain:g} s"
         print(f"  vsense x{workers} {label}", flush=True)
         started = datetime.now(UTC)
         measurement = Measurement("vsense", workers, label, options.sustain)
         completions: list[float] = []
-        await post_load(
-            base_url + KEEPALIVE_PATH,
-            kinds["keepalive"],
-            fleet.keepalive,
-            clients=options.clients,
-            warmup=options.warmup,
-            duration=options.sustain,
-            measurement=measurement,
-            check_answers=True,
-            completions=completions,
-        )
+        devices = sustain_devices(options, fleet)
+        async with profile.of(label):
+            await post_load(
+                base_url + KEEPALIVE_PATH,
+                kinds["keepalive"],
+                devices,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=options.sustain,
+                measurement=measurement,
+                check_answers=True,
+                completions=completions,
+                server_pid=profile.pid,
+            )
         row = Row(measurement, "keepalive", 1)
         row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
         await asyncio.sleep(SETTLE_SECONDS)
+        if options.fleet:
+            flapped = await offline_events_since(*database, FLEET_GROUP, started, FLEET_PREFIX)
+            swept = await offline_events_since(*database, FLEET_GROUP, started, "SILENT")
+            row.check = f"flapped {flapped}, swept {swept:,}"
+            row.check_failed = flapped > 0
+            report.notes.append(
+                f"x{workers} {label}: {options.fleet:,} seeded devices (interval 600 s), each "
+                f"keepalive from the next one in turn ({len(completions):,} in the window); "
+                f"{flapped} offline transitions of keeping-alive devices; the sweep marked "
+                f"{swept:,} of {options.silent:,} silent devices offline during it"
+            )
+            report.rows.append(row)
+            print_row(row)
+            return
         devices_url = f"{base_url}/api/v1/devices?per_page=1"
         online = await total_of(
             admin_session, f"{devices_url}&group={KEEPALIVE_GROUP}&is_online=Online"
@@ -786,7 +881,30 @@ async def run_backend(
     token = await seed(data_dir, database_url, 0)
     admin = {"Authorization": f"Bearer {token}"}
     report = IngestReport(backend, version)
-    fleet: Fleet | None = None
+    port = free_port()
+    command = [
+        vsense_executable(), "serve", "--host", HOST, "--port", str(port),
+        "--workers", "1", "--log-level", "warning",
+    ]  # fmt: skip
+    async with served(command, env, port, work_dir / f"{backend}-onboard.log") as base_url:
+        fleet = await onboard(base_url, admin, options)
+    if options.fleet:
+        await seed_fleet(data_dir, database_url, options.fleet, options.silent, options.sustain)
+    autovacuum = await analyze(data_dir, database_url)
+    if autovacuum is not None:
+        report.notes.append(
+            f"PostgreSQL autovacuum: {autovacuum} (VACUUM ANALYZE ran once after seeding)"
+        )
+    report.setup_seconds = time.perf_counter() - started
+    print(
+        f"  onboarded {len(fleet.keepalive):,} + {len(fleet.payload):,} devices through the "
+        f"API, seeded {options.fleet:,} + {options.silent:,} fleet devices; ready in "
+        f"{report.setup_seconds:.1f} s",
+        flush=True,
+    )
+    database = (data_dir, database_url)
+    if options.lean:
+        await run_lean(options, fleet, work_dir, report, database)
     for workers in workers_list:
         port = free_port()
         command = [
@@ -794,25 +912,11 @@ async def run_backend(
             "--workers", str(workers), "--log-level", "warning",
         ]  # fmt: skip
         log_path = work_dir / f"{backend}-{workers}w.log"
-        async with served(command, env, port, log_path) as base_url:
-            if fleet is None:
-                fleet = await onboard(base_url, admin, options)
-                autovacuum = await analyze(data_dir, database_url)
-                if autovacuum is not None:
-                    report.notes.append(
-                        f"PostgreSQL autovacuum: {autovacuum} (VACUUM ANALYZE ran once after "
-                        "onboarding)"
-                    )
-                report.setup_seconds = time.perf_counter() - started
-                print(
-                    f"  onboarded {len(fleet.keepalive):,} + {len(fleet.payload):,} devices "
-                    f"through the API; ready in {report.setup_seconds:.1f} s",
-                    flush=True,
-                )
+        pids: list[int] = []
+        async with served(command, env, port, log_path, pids) as base_url:
             report.rows += [ceilings[workers][kind] for kind in KINDS]
-            await run_scenarios(
-                base_url, admin, fleet, options, workers, report, (data_dir, database_url)
-            )
+            profile = ServerProfile(pids[0], options.profile, f"{backend}-{workers}w")
+            await run_scenarios(base_url, admin, fleet, options, workers, report, database, profile)
         problems = log_problems(log_path)
         if problems:
             report.notes.append(
@@ -820,6 +924,84 @@ async def run_backend(
                 f"first: {problems[0][:200]}"
             )
     return report
+
+
+def lean_database_url(database: tuple[Path, str | None]) -> str:
+    data_dir, database_url = database
+    if database_url:
+        return database_url.replace("postgresql+asyncpg://", "postgresql://")
+    from vsense.config import load_settings
+
+    return load_settings(data_dir=data_dir).resolved_database_url.replace(
+        "sqlite+aiosqlite:///", "sqlite:///"
+    )
+
+
+async def run_lean(
+    options: Options,
+    fleet: Fleet,
+    work_dir: Path,
+    report: IngestReport,
+    database: tuple[Path, str | None],
+) -> None:
+    """The lean reference (`ingest_lean.py`) over the same database, fleet, bodies and
+    clients, one uvicorn worker: a, b, c and d as vsense runs them."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "ingest_lean:app", "--app-dir", "bench",
+        "--host", HOST, "--port", str(port), "--workers", "1",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    env = base_env({"BENCH_LEAN_DATABASE_URL": lean_database_url(database)})
+    kinds = workloads(options.batch)
+    plan: list[tuple[str, Workload, Sequence[DeviceSlot], float]] = [
+        ("a keepalive", kinds["keepalive"], fleet.keepalive, options.duration),
+        ("b 1 message/request", kinds["single"], fleet.payload, options.duration),
+        (f"c {options.batch} messages/request", kinds["batch"], fleet.payload, options.duration),
+    ]
+    if options.sustain:
+        plan.append(
+            (
+                f"d keepalive {options.sustain:g} s",
+                kinds["keepalive"],
+                sustain_devices(options, fleet),
+                options.sustain,
+            )
+        )
+    log_path = work_dir / "lean.log"
+    pids: list[int] = []
+    async with served(command, env, port, log_path, pids) as base_url:
+        await prime(base_url, fleet.keepalive, options.clients)
+        for label, workload, devices, duration in plan:
+            print(f"  lean x1 {label}", flush=True)
+            measurement = Measurement("lean", 1, label, duration)
+            completions: list[float] = []
+            await post_load(
+                base_url + workload.path,
+                workload,
+                devices,
+                clients=options.clients,
+                warmup=options.warmup,
+                duration=duration,
+                measurement=measurement,
+                check_answers=True,
+                completions=completions,
+                server_pid=pids[0],
+            )
+            row = Row(measurement, workload.kind, workload.messages)
+            if label.startswith("d "):
+                row.worst_window = worst_window(completions, duration, WORST_WINDOW)
+            report.lean[label[0]] = row
+            report.rows.append(row)
+            print_row(row)
+    problems = log_problems(log_path)
+    if problems:
+        report.notes.append(f"lean log has {len(problems)} error lines, first: {problems[0][:200]}")
+
+
+def sustain_devices(options: Options, fleet: Fleet) -> Sequence[DeviceSlot]:
+    """Scenario (d)'s devices: the large seeded fleet, else the onboarded keepalive ones."""
+    return LargeFleet(options.fleet) if options.fleet else fleet.keepalive
 
 
 # --------------------------------------------------------------------------- output
@@ -833,10 +1015,13 @@ COLUMNS = (
     "p50 ms",
     "p99 ms",
     "errors",
-    "ratio",
+    "CPU µs/req",
+    "vs ceiling",
+    "lean req/s",
+    "vs lean",
     "check",
 )
-LEFT_COLUMNS = {0, 1, 9}
+LEFT_COLUMNS = {0, 1, 12}
 
 
 def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> list[list[str]]:
@@ -845,6 +1030,8 @@ def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> lis
         m = row.measurement
         ceiling = ceilings.get(m.workers, {}).get(row.kind)
         ratio = m.rps / ceiling.measurement.rps if ceiling and ceiling.measurement.rps else math.nan
+        lean = report.lean.get(m.scenario[:1]) if m.server == "vsense" else None
+        lean_rps = lean.measurement.rps if lean else math.nan
         rows.append(
             [
                 f"{m.server} x{m.workers}",
@@ -855,7 +1042,10 @@ def table_rows(report: IngestReport, ceilings: dict[int, dict[str, Row]]) -> lis
                 f"{m.percentile(0.50):.1f}",
                 f"{m.percentile(0.99):.1f}",
                 str(m.errors),
+                f"{m.cpu_per_request_us:,.0f}",
                 f"{ratio:.2f}",
+                "-" if lean is None else f"{lean_rps:,.0f}",
+                "-" if lean is None else f"{m.rps / lean_rps:.2f}" if lean_rps else "nan",
                 row.check,
             ]
         )
@@ -959,9 +1149,11 @@ def write_markdown(
         f"- Load: {options.clients} clients (aiohttp, keep-alive), each request with the device "
         f"token of the next device in turn; {options.duration:g} s per scenario, (d) "
         f"{options.sustain:g} s, after {options.warmup:g} s warm-up. msg/s = req/s x messages "
-        "per request (keepalives for (a) and (d)); ratio = req/s / req/s of the ceiling with "
-        "the same body and workers; the ceiling is a bare ASGI app reading the body and "
-        "answering a fixed small JSON (`bench/ingest.py:ceiling_app`).",
+        "per request (keepalives for (a) and (d)); vs ceiling = req/s / req/s of the ceiling "
+        "with the same body and workers; the ceiling is a bare ASGI app reading the body and "
+        "answering a fixed small JSON (`bench/ingest.py:ceiling_app`); vs lean = req/s / req/s "
+        "of the lean reference (`bench/ingest_lean.py`) in the same scenario; CPU µs/req = "
+        "the server's CPU time over the run / requests answered.",
         f"- Fleet: {options.keepalive_devices:,} keepalive devices and "
         f"{options.payload_devices:,} VCZ payload devices, onboarded through "
         f"`POST /api/v1/devices`, keepalive interval {options.keepalive_interval} s (offline "
@@ -1050,6 +1242,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--rules", type=int, default=1000, help="alert rules of scenario (e); 0 leaves it out"
     )
+    parser.add_argument(
+        "--fleet",
+        type=int,
+        default=1_000_000,
+        help="devices seeded for (d), each keepalive from the next one (0: the onboarded ones)",
+    )
+    parser.add_argument(
+        "--silent",
+        type=int,
+        default=None,
+        help="silent fleet devices whose deadlines fall during (d) (default: 1 %% of --fleet)",
+    )
+    parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for py-spy profiles of the server, one per scenario (collapsed stacks)",
+    )
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -1083,6 +1293,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         server_env=env,
         rules=args.rules,
         markdown=args.markdown,
+        fleet=args.fleet,
+        silent=args.fleet // 100 if args.silent is None else args.silent,
+        lean=not args.no_lean,
+        profile=args.profile,
     )
 
 

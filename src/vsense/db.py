@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Hashable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -111,22 +112,171 @@ async def session_scope(
         await session.commit()
 
 
+T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[T]]
+
+# Units of work in one group transaction at most, and group transactions in flight at
+# once: SQLite has one writer, so one; PostgreSQL runs a few side by side, so that a
+# group is gathering while others execute or commit.
+MAX_GROUP = 64
+GROUPS_IN_FLIGHT = {"sqlite": 1, "postgresql": 4}
+
+
+@dataclass(slots=True)
+class _Unit(Generic[T]):
+    work: Work[T]
+    answer: asyncio.Future[T]
+
+
+class GroupCommit:
+    """Concurrent units of work of one process share one write transaction (group
+    commit): each is answered only once that transaction has committed, never before.
+
+    A request hands its unit of work (`run`); a leader task takes the units waiting,
+    runs them one after the other in one session, commits once, then answers each. While
+    it does, the next units gather for the next group, so a busy process pays one BEGIN,
+    one COMMIT and one connection per group instead of per request.
+
+    A unit that fails must not fail its group-mates, nor leave half of its work in their
+    commit: when any unit of a group raises, the group is rolled back and each unit runs
+    again alone, in its own transaction, as it would have without grouping (so a unit's
+    work must be safe to run again after a rollback). A failed COMMIT is not retried: it
+    answers every unit of the group with its error (a database that is away: 503), as it
+    would have answered the one request.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        in_flight: int,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.max_in_flight = in_flight
+        self.max_group = max_group
+        self._waiting: list[_Unit[Any]] = []
+        # Leaders running: counted by the leaders themselves, so that one that has just
+        # found nothing more to take is no longer counted by the next `run` (a task's
+        # done-callback would come one turn of the loop too late, and a unit handed over
+        # in that turn would wait for a leader that has left).
+        self._leading = 0
+        self._leaders: set[asyncio.Task[None]] = set()  # held, so none is collected
+        self.groups = 0  # group transactions committed (for tests and benchmarks)
+
+    async def run(self, work: Work[T]) -> T:
+        """Run `work` in a write transaction shared with concurrent units; its result once
+        committed, or its error (or the COMMIT's)."""
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Unit(work, answer))
+        if self._leading < self.max_in_flight:
+            self._leading += 1
+            leader = asyncio.create_task(self._lead())
+            self._leaders.add(leader)
+            leader.add_done_callback(self._leaders.discard)
+        return await answer
+
+    async def _lead(self) -> None:
+        try:
+            await self._take_turns()
+        finally:
+            self._leading -= 1  # with no await since the queue was found empty
+
+    async def _take_turns(self) -> None:
+        while self._waiting:
+            group = self._waiting[: self.max_group]
+            del self._waiting[: self.max_group]
+            # A request that went away before its turn (the client hung up) is not run.
+            group = [unit for unit in group if not unit.answer.done()]
+            try:
+                if len(group) == 1:
+                    await self._alone(group[0])
+                elif group:
+                    await self._together(group)
+            except BaseException as exc:  # the process is stopping: nobody waits forever
+                for unit in [*group, *self._waiting]:
+                    _answer(unit, error=exc)
+                self._waiting.clear()
+                raise
+
+    async def _together(self, group: list[_Unit[Any]]) -> None:
+        results: list[Any] = []
+        async with self.sessionmaker() as session:
+            try:
+                await begin_write(session)
+                for unit in group:
+                    results.append(await unit.work(session))
+            except Exception:
+                await session.rollback()
+                results = []
+            if results:
+                try:
+                    await session.commit()
+                except BaseException as exc:
+                    for unit in group:
+                        _answer(unit, error=exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+        if not results:  # a unit failed: each again on its own
+            for unit in group:
+                await self._alone(unit)
+            return
+        self.groups += 1
+        for unit, result in zip(group, results, strict=True):
+            _answer(unit, result=result)
+
+    async def _alone(self, unit: _Unit[Any]) -> None:
+        try:
+            async with session_scope(self.sessionmaker) as session:
+                result = await unit.work(session)
+        except Exception as exc:
+            _answer(unit, error=exc)
+            return
+        except BaseException as exc:
+            _answer(unit, error=exc)
+            raise
+        _answer(unit, result=result)
+
+
+def _answer(unit: _Unit[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if unit.answer.done():  # the request was cancelled meanwhile
+        return
+    if error is None:
+        unit.answer.set_result(result)
+    else:
+        unit.answer.set_exception(error)
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The engine of a process and its two kinds of sessions (writers, and readers for GET
-    requests and the hot read paths)."""
+    requests and the hot read paths), and the group commit of its device writes."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    group_commit: GroupCommit = field(compare=False)
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Database:
-        return cls(engine, create_sessionmaker(engine), create_sessionmaker(engine, read_only=True))
+        writers = create_sessionmaker(engine)
+        in_flight = GROUPS_IN_FLIGHT.get(engine.dialect.name, 1)
+        return cls(
+            engine,
+            writers,
+            create_sessionmaker(engine, read_only=True),
+            GroupCommit(writers, in_flight=in_flight),
+        )
 
     def write(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work of a job: committed on success, rolled back on error."""
         return session_scope(self.sessionmaker)
+
+    async def grouped(self, work: Work[T]) -> T:
+        """`work` in a write transaction shared with concurrent requests (`GroupCommit`):
+        its result once committed."""
+        return await self.group_commit.run(work)
 
 
 # After-commit callbacks: the one way for a unit of work to act once it is committed (wake
@@ -147,13 +297,28 @@ def on_commit(session: AsyncSession, key: Hashable, callback: Callable[[], None]
     return True
 
 
+# What a unit of work keeps for the rest of its transaction (values it wrote and will
+# remember once committed); dropped when the transaction ends either way.
+_TRANSACTION_STATE = "vsense.transaction"
+
+
+def transaction_state(session: AsyncSession) -> dict[Hashable, Any]:
+    """Scratch space of the session's current transaction, dropped at its commit or
+    rollback: what units of work sharing a transaction (`GroupCommit`) must see of each
+    other before it commits, and nothing after it rolled back."""
+    state: dict[Hashable, Any] = session.sync_session.info.setdefault(_TRANSACTION_STATE, {})
+    return state
+
+
 def _run_on_commit(session: Session) -> None:
     for callback in session.info.pop(_ON_COMMIT, {}).values():
         callback()
+    session.info.pop(_TRANSACTION_STATE, None)
 
 
 def _drop_on_rollback(session: Session) -> None:
     session.info.pop(_ON_COMMIT, None)
+    session.info.pop(_TRANSACTION_STATE, None)
 
 
 event.listen(Session, "after_commit", _run_on_commit)

@@ -9,14 +9,21 @@ free.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vsense.db import Database, is_unavailable
+from vsense.deps import DatabaseDep
+from vsense.device_auth.deps import AuthorizationHeader, DeviceAuthDep
+from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
 from vsense.kit.errors import AppError, database_unavailable
 from vsense.kit.middleware import send_error
 
 DEVICE_API = "/device/v1/"
+GATED_DEVICE = "vsense.device"  # the identity the gate verified, in the request's state
 
 
 def authorization_of(scope: Scope) -> str | None:
@@ -41,9 +48,10 @@ class DeviceGateMiddleware:
             return
         try:
             header = authorization_of(scope)
-            if self.device_auth.cached(header) is None:  # a session only on a cache miss
+            device = self.device_auth.cached(header)
+            if device is None:  # a session only on a cache miss
                 async with self.database.read_sessionmaker() as session:
-                    await self.device_auth.authenticate(session, header)
+                    device = await self.device_auth.authenticate(session, header)
         except AppError as error:
             await send_error(send, error)
             return
@@ -52,4 +60,26 @@ class DeviceGateMiddleware:
                 raise
             await send_error(send, database_unavailable())
             return
+        # The routes take the device from here (`gated_device`) instead of again from
+        # the token. `state` is the request's own copy of the application's state.
+        scope["state"] = {**scope.get("state", {}), GATED_DEVICE: device}
         await self.app(scope, receive, send)
+
+
+async def gated_device(
+    request: Request,
+    database: DatabaseDep,
+    device_auth: DeviceAuthDep,
+    authorization: AuthorizationHeader = None,
+) -> DeviceIdentity:
+    """The device the gate let in (a request that came another way is authenticated
+    here, in a read session): no write transaction is opened for it, so that the route
+    may hand its work to the group commit."""
+    device: DeviceIdentity | None = request.scope.get("state", {}).get(GATED_DEVICE)
+    if device is not None:
+        return device
+    async with database.read_sessionmaker() as session:
+        return await device_auth.authenticate(session, authorization)
+
+
+GatedDeviceDep = Annotated[DeviceIdentity, Depends(gated_device)]

@@ -68,8 +68,15 @@ class Liveness:
         of the message itself (one write to the outbox per message)."""
         now = utcnow()
         interval = self.interval(device)
-        if device.is_online or not await repository.set_online(
-            session, device.uuid, now, deadline_after(now, interval), reason
+        # A device noted since the last flush is online as far as this process knows,
+        # whatever its cached identity says (the identity may be seconds old); should the
+        # sweep have got there first, the flush brings it back with its event.
+        if (
+            device.is_online
+            or device.uuid in self._pending
+            or not await repository.set_online(
+                session, device.uuid, now, deadline_after(now, interval), reason
+            )
         ):
             self.note(device.uuid, now, interval)
             return []

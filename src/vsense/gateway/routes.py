@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from vsense.deps import SessionDep
+from vsense.deps import DatabaseDep, SessionDep
 from vsense.device_auth.deps import AuthorizationHeader, DeviceDep
+from vsense.gateway.gate import GatedDeviceDep
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
 from vsense.gateway.service import MAX_WAIT, Gateway
 from vsense.kit.http import error_responses, json_response
@@ -36,9 +38,9 @@ async def keepalive(
     responses=error_responses(400, 401, 413, 422),
 )
 async def payloads(
-    session: SessionDep,
-    device: DeviceDep,
+    device: GatedDeviceDep,
     gateway: GatewayDep,
+    database: DatabaseDep,
     messages: Annotated[
         Any,
         Body(
@@ -47,9 +49,17 @@ async def payloads(
     ],
 ) -> Response:
     """Application messages. A refused message is named by its index in the 422; the
-    accepted messages of the same batch are kept."""
-    accepted = await gateway.ingest(session, device, messages)
-    return json_response({"accepted": accepted}, 202)
+    accepted messages of the same batch are kept.
+
+    Checked here, then stored in a transaction shared with the process's concurrent
+    requests (group commit): answered 202 (or the 422 of the refused part) only once
+    that transaction has committed."""
+    batch = gateway.check(messages)
+    kept = 0
+    if batch.valid:
+        kept = await database.grouped(partial(gateway.store, device=device, batch=batch))
+    batch.raise_refusals(kept)
+    return json_response({"accepted": kept}, 202)
 
 
 @router.get("/commands", response_model=Commands, responses=error_responses(400, 401))

@@ -21,7 +21,7 @@ from vsense.gateway.liveness import Liveness
 from vsense.gateway.schemas import Health
 from vsense.kit.errors import BadRequest
 from vsense.kit.time import utcnow
-from vsense.payloads.batches import check_batch
+from vsense.payloads.batches import Batch, check_batch
 from vsense.payloads.ingest import PayloadLog
 from vsense.webhooks.events import KEEPALIVE, keepalive_body
 from vsense.webhooks.outbox import Outbox
@@ -129,13 +129,22 @@ class Gateway:
         """Validate and store a message or a batch, in the caller's transaction. Every
         accepted message is kept even when others of its batch are refused (422 naming
         each refused message by index)."""
-        batch = check_batch(body, accept_unknown_types=self.payloads.accept_unknown_types)
-        kept = 0
-        if batch.valid:
-            came_back = await self.liveness.sign_of_life(session, device, "payload")
-            kept = await self.payloads.record(session, device.uuid, batch, after=came_back)
+        batch = self.check(body)
+        kept = await self.store(session, device, batch) if batch.valid else 0
         batch.raise_refusals(kept)
         return kept
+
+    def check(self, body: Any) -> Batch:
+        """A message or a batch validated, before any database work: what may be kept
+        and what is refused (422 at once when the batch is empty or too long)."""
+        return check_batch(body, accept_unknown_types=self.payloads.accept_unknown_types)
+
+    async def store(self, session: AsyncSession, device: DeviceIdentity, batch: Batch) -> int:
+        """Keep a checked batch's valid messages in the caller's transaction (the device's
+        sign of life with them); how many were kept. Safe to run again after a rollback
+        (the group commit's fallback)."""
+        came_back = await self.liveness.sign_of_life(session, device, "payload")
+        return await self.payloads.record(session, device.uuid, batch, after=came_back)
 
     async def wait_for_commands(self, header: str | None, wait: float) -> list[CommandJson]:
         """The long poll: pending commands as soon as there are some, or [] after `wait`

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
+from vsense.db import on_commit, transaction_state
 from vsense.kit.metrics import Metrics
 from vsense.payloads import repository
 from vsense.payloads.batches import Batch
@@ -30,6 +31,7 @@ AfterStore = Callable[
 ]
 VPM_TYPE = "VPM"
 VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
+_LAST_VPM = "payloads.last_vpm"
 
 
 class PayloadLog:
@@ -92,17 +94,23 @@ class PayloadLog:
         """Parking devices send at most one message per 30 s (spec/devices.md); the excess
         is dropped and counted."""
         kept: list[ValidatedMessage] = []
+        # Times kept in this transaction are remembered only once it commits: a rolled
+        # back batch (or group of batches) must not make its retry look like an excess.
+        uncommitted: dict[uuid.UUID, int] = transaction_state(session).setdefault(
+            (_LAST_VPM, id(self)), {}
+        )
         for message in messages:
             if message.type != VPM_TYPE:
                 kept.append(message)
                 continue
-            last = self._last_vpm.get(device)
+            last = uncommitted.get(device, self._last_vpm.get(device))
             if last is None:
                 last = await repository.last_message_time(session, device, VPM_TYPE)
             if last is not None and last <= message.timestamp < last + VPM_MIN_SPACING:
                 self.metrics.payloads_dropped.labels(VPM_TYPE, "rate_limited").inc()
                 continue
-            self._last_vpm[device] = max(message.timestamp, last or 0)
+            uncommitted[device] = max(message.timestamp, last or 0)
+            on_commit(session, (_LAST_VPM, id(self)), lambda: self._last_vpm.update(uncommitted))
             kept.append(message)
         return kept
 

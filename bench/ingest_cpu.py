@@ -1,0 +1,201 @@
+"""CPU time per device request in one process: vsense, the lean reference and the bare
+ceiling called over ASGI with the same concurrent requests, no network in between.
+
+On a shared machine requests per second swing with the other load; the CPU time one
+process spends per request moves far less. This builds the app (`create_app(settings,
+background=False)`: no flush, sweep or dispatcher) over a fresh database, onboards
+devices through the API, then for each scenario sends `--requests` requests with
+`--concurrency` of them in flight at once (httpx over `ASGITransport`; the group commit
+sees them as concurrent) and reports the process's CPU time per request. The client's
+own CPU is in every figure alike; `server µs` subtracts the ceiling's (the same client
+against an app that answers at once), and `vs lean` divides the lean reference's server
+share by vsense's (1.0: as lean as the reference).
+
+    .venv/bin/python bench/ingest_cpu.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_x
+    BENCH_SERVER_PYTHONPATH=<old src> ...   (this script then imports that `vsense`)
+
+The database is dropped and recreated (PostgreSQL) or made in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+SERVER_PYTHONPATH = os.environ.get("BENCH_SERVER_PYTHONPATH")
+if SERVER_PYTHONPATH:
+    sys.path.insert(0, SERVER_PYTHONPATH)
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+
+from harness import recreate_postgres_database, seed  # noqa: E402
+from ingest import HEALTH_BODY, ceiling_app, vcz_message, zone_of  # noqa: E402
+
+
+async def onboard(client: httpx.AsyncClient, admin: str, count: int) -> list[tuple[str, str]]:
+    devices = []
+    for n in range(count):
+        answer = await client.post(
+            "/api/v1/devices",
+            json={"name": f"CPU-{n:04d}", "app_type": "VCZ", "keepalive_interval": 600},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert answer.status_code == 201, answer.text
+        document = answer.json()
+        devices.append((document["uuid"], document["device_token"]))
+    return devices
+
+
+def bodies(kind: str, devices: Sequence[tuple[str, str]]) -> list[bytes]:
+    now = int(time.time())
+    if kind == "keepalive":
+        return [HEALTH_BODY] * len(devices)
+    if kind == "single":
+        return [orjson.dumps(vcz_message(zone_of(d), now)) for d, _ in devices]
+    return [
+        orjson.dumps([vcz_message(zone_of(d), now - 60 * n) for n in range(100)])
+        for d, _ in devices
+    ]
+
+
+PATHS = {"keepalive": "/device/v1/keepalive", "single": "/device/v1/payloads"}
+STATUS = {"keepalive": 200, "single": 202, "batch": 202}
+
+
+async def load(
+    app: Any, kind: str, devices: Sequence[tuple[str, str]], requests: int, concurrency: int
+) -> tuple[float, float]:
+    """CPU seconds and wall seconds per request for `requests` requests."""
+    transport = httpx.ASGITransport(app=app)
+    path = PATHS.get(kind, "/device/v1/payloads")
+    payloads = bodies(kind, devices)
+    headers = [
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        for _, token in devices
+    ]
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        turn = itertools.count()
+
+        async def worker(total: int) -> None:
+            for _ in range(total):
+                index = next(turn) % len(devices)
+                answer = await client.post(path, content=payloads[index], headers=headers[index])
+                if answer.status_code != STATUS[kind]:
+                    raise RuntimeError(f"{kind}: {answer.status_code} {answer.text[:200]}")
+
+        await asyncio.gather(
+            *(worker(max(1, requests // 10 // concurrency)) for _ in range(concurrency))
+        )
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        done = requests // concurrency * concurrency
+        return (time.process_time() - cpu) / done, (time.perf_counter() - wall) / done
+
+
+async def run(options: argparse.Namespace) -> None:
+    import vsense
+    from vsense.app import create_app
+    from vsense.config import load_settings
+    from vsense.migrate import upgrade_async
+
+    print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="vsense-cpu-"))
+    DATA_DIRS.append(data_dir)
+    url = options.database_url
+    if url:
+        await recreate_postgres_database(url)
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=url,
+        environment="development",
+        secret_key="bench-cpu-secret-key-long-enough-0123456789",
+        database_pool_size=options.pool,
+    )
+    await upgrade_async(settings)
+    admin = await seed(data_dir, url, 0)
+    app = create_app(settings, background=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        devices = await onboard(client, admin, options.devices)
+    lean_url = (
+        url.replace("postgresql+asyncpg://", "postgresql://")
+        if url
+        else settings.resolved_database_url.replace("sqlite+aiosqlite:///", "sqlite:///")
+    )
+    os.environ["BENCH_LEAN_DATABASE_URL"] = lean_url
+    os.environ["BENCH_LEAN_POOL_SIZE"] = str(options.pool)
+    import ingest_lean
+
+    ingest_lean.store = ingest_lean.make_store(lean_url)
+    apps: dict[str, Callable[..., Any]] = {"ceiling": ceiling_app}
+    results: dict[tuple[str, str], tuple[float, float]] = {}
+    async with ingest_lean.lifespan(ingest_lean.app):
+        apps["lean"] = ingest_lean.app
+        apps["vsense"] = app
+        for _ in range(options.rounds):
+            for kind in ("keepalive", "single", "batch"):
+                requests = options.requests // (10 if kind == "batch" else 1)
+                for name, target in apps.items():
+                    cpu, wall = await load(target, kind, devices, requests, options.concurrency)
+                    best = results.get((name, kind))
+                    if best is None or cpu < best[0]:
+                        results[(name, kind)] = (cpu, wall)
+    print(
+        f"\nCPU per request, best of {options.rounds} rounds of {options.requests} requests, "
+        f"{options.concurrency} in flight ({'PostgreSQL' if url else 'SQLite'})"
+    )
+    print(f"{'scenario':<10} {'ceiling µs':>10} {'lean µs':>9} {'vsense µs':>10} "
+          f"{'lean server µs':>14} {'vsense server µs':>16} {'vs lean':>8}")  # fmt: skip
+    for kind in ("keepalive", "single", "batch"):
+        ceiling = results[("ceiling", kind)][0] * 1e6
+        lean = results[("lean", kind)][0] * 1e6
+        mine = results[("vsense", kind)][0] * 1e6
+        print(
+            f"{kind:<10} {ceiling:>10,.0f} {lean:>9,.0f} {mine:>10,.0f} {lean - ceiling:>14,.0f} "
+            f"{mine - ceiling:>16,.0f} {(lean - ceiling) / (mine - ceiling):>8.2f}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--database-url", help="PostgreSQL (dropped and recreated); else SQLite")
+    parser.add_argument("--devices", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=640)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--pool", type=int, default=8, help="connections of vsense and of the lean app each"
+    )
+    options = parser.parse_args(argv)
+    asyncio.run(run(options))
+    return 0
+
+
+DATA_DIRS: list[Path] = []
+
+
+def remove_data_dirs() -> None:
+    """The temporary data folder of this run (SQLite files, keys)."""
+    import shutil
+
+    for folder in DATA_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        remove_data_dirs()
