@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import BackgroundTasks, Depends, Query, Request
 
-from vsense.accounts.deps import PrincipalDep, scoped_caller
+from vsense.accounts.deps import PrincipalDep, caller_of, scoped_caller
 from vsense.accounts.principal import Principal
+from vsense.db import Database
 from vsense.deps import SessionDep
 from vsense.devices import service
 from vsense.devices.types import (
@@ -23,7 +24,10 @@ from vsense.devices.types import (
     DeviceSortKey,
     ReadableDeviceId,
 )
+from vsense.kit.cache import CountCache
 from vsense.kit.errors import BadRequest
+from vsense.kit.pagination import PAGE_DESCRIPTION, PER_PAGE_DESCRIPTION, PageRequest, page_request
+from vsense.kit.parts import part
 
 ONLINE_SPELLINGS = {
     "online": True,
@@ -63,14 +67,22 @@ def parse_is_online(raw: str | None) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class DeviceListing:
-    """Who asks for the device list, and for what."""
+    """Who asks for the device list, for what, and the parts that answer it."""
 
     caller: Principal
     query: DeviceListQuery
+    paging: PageRequest
+    database: Database
+    counts: CountCache
+
+
+_database_of = part(Database)
+_counts_of = part(CountCache)
 
 
 async def device_listing(
-    principal: PrincipalDep,
+    request: Request,
+    background: BackgroundTasks,
     sort: Annotated[
         str | None,
         Query(
@@ -87,15 +99,21 @@ async def device_listing(
     search: Annotated[
         str | None, Query(description="Case-insensitive substring of name or client_identifier")
     ] = None,
+    page: Annotated[str | None, Query(description=PAGE_DESCRIPTION)] = None,
+    per_page: Annotated[str | None, Query(description=PER_PAGE_DESCRIPTION)] = None,
 ) -> DeviceListing:
-    """The caller's permission first (403), then `sort`, then `is_online` (400).
+    """The caller (401), its permission (403), then `sort`, `is_online`, `page` and
+    `per_page` (400), in that order.
 
-    One dependency rather than a scoped caller and a query: each dependency costs
-    FastAPI some microseconds per request, and this is the busiest route.
+    The list's only dependency: the caller, the query, the page and the parts in one.
+    Each dependency FastAPI solves costs tens of microseconds per request, and this is
+    the busiest route; the route opens its read session itself.
     """
+    principal = await caller_of(request, background)
     service.require_read(principal)
     order = parse_sort(sort)
     online = parse_is_online(is_online)
+    paging = page_request(page, per_page)
     group = group or None
     without_group = group is not None and group.strip().lower() == NO_GROUP
     device_filter = DeviceFilter(
@@ -104,7 +122,13 @@ async def device_listing(
         is_online=online,
         search=search or None,
     )
-    return DeviceListing(principal, DeviceListQuery(filter=device_filter, order=order))
+    return DeviceListing(
+        principal,
+        DeviceListQuery(filter=device_filter, order=order),
+        paging,
+        await _database_of(request),
+        await _counts_of(request),
+    )
 
 
 async def readable_device(

@@ -37,15 +37,13 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
     responses=error_responses(400, 401, 403),
     summary="List the devices the caller may see",
 )
-async def list_devices(
-    session: SessionDep,
-    listing: DeviceListingDep,
-    paging: PageParams,
-    counts: CountsDep,
-) -> Response:
-    return json_response(
-        await service.list_devices(session, listing.caller, counts, listing.query, paging)
-    )
+async def list_devices(listing: DeviceListingDep) -> Response:
+    # A read: the session runs in autocommit, so there is nothing to commit here.
+    async with listing.database.read_sessionmaker() as session:
+        page = await service.list_devices(
+            session, listing.caller, listing.counts, listing.query, listing.paging
+        )
+    return json_response(page)
 
 
 @router.post(
