@@ -28,6 +28,8 @@ from typing import Any
 
 from harness import event_loop_runner
 
+POOL_SIZE = 8  # connections of each app: enough for 8 requests at a time
+
 SCENARIOS = {
     "a": ("first page", ""),
     "b": ("group + online", "group=site-07&is_online=Online"),
@@ -108,9 +110,7 @@ async def cpu_per_request(
     for _ in range(rounds):
         started = time.process_time()
         for _ in range(per_round // concurrency):
-            results = await asyncio.gather(
-                *(call(app, query, token) for _ in range(concurrency))
-            )
+            results = await asyncio.gather(*(call(app, query, token) for _ in range(concurrency)))
             for status, body in results:
                 if status != 200:
                     raise RuntimeError(f"{query!r} answered {status}: {body[:200]!r}")
@@ -123,13 +123,17 @@ def vsense_app(database_url: str, data_dir: Path) -> Any:
     from vsense.config import load_settings
 
     settings = load_settings(
-        database_url=database_url, data_dir=data_dir, environment="development"
+        database_url=database_url,
+        data_dir=data_dir,
+        environment="development",
+        database_pool_size=POOL_SIZE,
     )
     return create_app(settings, background=False)
 
 
 def lean_app(database_url: str) -> Any:
     os.environ["BENCH_LEAN_DATABASE_URL"] = database_url
+    os.environ["BENCH_LEAN_POOL_SIZE"] = str(POOL_SIZE)
     import lean_devices
 
     return lean_devices.app

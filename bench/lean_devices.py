@@ -30,7 +30,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
 DATABASE_URL_ENV = "BENCH_LEAN_DATABASE_URL"
-POOL_SIZE = 32
+POOL_SIZE = int(os.environ.get("BENCH_LEAN_POOL_SIZE", "32"))  # as vsense's default
 COUNT_TTL = 1.0  # vsense's default `count_cache_ttl`
 
 COLUMNS = (

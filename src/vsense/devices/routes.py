@@ -14,7 +14,7 @@ from vsense.accounts.deps import PrincipalDep
 from vsense.deps import CountsDep, SessionDep
 from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service
-from vsense.devices.deps import DeviceListingDep, DeviceReader, ReadableDevice
+from vsense.devices.deps import LIST_PARAMETERS, DeviceListingDep, DeviceReader, ReadableDevice
 from vsense.devices.schemas import (
     Device,
     DeviceCreate,
@@ -36,6 +36,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
     response_model=DeviceList,
     responses=error_responses(400, 401, 403),
     summary="List the devices the caller may see",
+    openapi_extra={"parameters": LIST_PARAMETERS},
 )
 async def list_devices(listing: DeviceListingDep) -> Response:
     # A read: the session runs in autocommit, so there is nothing to commit here.
