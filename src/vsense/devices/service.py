@@ -85,8 +85,10 @@ async def list_devices(
 # a row already seen at a known position (its sort key, `repository.Anchor`). The first
 # and last rows of each page served are remembered, with the counts and for as long
 # (`count_cache_ttl`, dropped by a write in this process), so that the same page again
-# and the next page are found on the index from there. Within that time the rows are the
-# ones the offset would give, as the total is the count it would give.
+# and the next page are found on the index from there. They are the rows the offset
+# gives, unless devices changed meanwhile in a way this process did not drop its caches
+# for (another process's writes, a status the gateway changed): the staleness the
+# total already allows, for as long.
 ANCHOR = "anchor"
 
 
