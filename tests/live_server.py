@@ -44,7 +44,9 @@ def command(env: dict[str, str], *args: str) -> None:
     )
 
 
-def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
+def start_server(
+    data_dir: Path, database_url: str | None = None, *, wait: float = 60
+) -> LiveServer:
     env = {
         **os.environ,
         "VSENSE_DATA_DIR": str(data_dir),
@@ -69,7 +71,7 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
         env=env,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", process, env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"vsense serve exited with {process.returncode}")
@@ -80,4 +82,40 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
             pass
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError("vsense serve did not answer within 60 s")
+    raise RuntimeError(f"vsense serve did not answer within {wait:.0f} s")
+
+
+SIMULATOR_PASSWORD = "simulator password"
+
+
+def integrator_token(server: LiveServer) -> str:
+    """An organization, its admin and a token that onboards and reads devices."""
+    command(server.env, "admin", "create-org", "Sim")
+    command(
+        server.env,
+        "admin",
+        "create-user",
+        "--org",
+        "Sim",
+        "--email",
+        "sim@example.com",
+        "--role",
+        "admin",
+        "--password",
+        SIMULATOR_PASSWORD,
+    )
+    login = httpx.post(
+        f"{server.base_url}/api/v1/login",
+        json={"email": "sim@example.com", "password": SIMULATOR_PASSWORD},
+    )
+    assert login.status_code == 200, login.text
+    access = login.json()["data"]["access_token"]
+    created = httpx.post(
+        f"{server.base_url}/api/v1/tokens",
+        json={"name": "simulator", "scopes": ["devices:read", "devices:write"]},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    data = body.get("data", body)
+    return str(data["token"])
