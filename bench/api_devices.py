@@ -237,6 +237,7 @@ class Options:
     postgres_workers: list[int]
     server_env: dict[str, str]
     markdown: Path | None
+    reuse: bool = False
 
 
 async def measure(
@@ -286,6 +287,66 @@ async def run_ceiling(
     return result
 
 
+async def new_bench_token(database_url: str) -> str:
+    """A new personal access token of the seeded admin, for a database seeded before."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from vsense.accounts.scopes import ALL_SCOPES
+    from vsense.accounts.service import PERSONAL_PREFIX
+    from vsense.kit.crypto import new_token, token_digest
+
+    token = new_token(PERSONAL_PREFIX)
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(
+            "INSERT INTO personal_access_tokens (user_id, name, token_hash, prefix, scopes, "
+            "created) SELECT id, 'bench', $1, $2, $3, now() FROM users "
+            "WHERE email = 'admin@bench.example'",
+            token_digest(token),
+            token[:8],
+            orjson.dumps(list(ALL_SCOPES)).decode(),
+        )
+    finally:
+        await connection.close()
+    return token
+
+
+async def run_lean(
+    options: Options,
+    headers: dict[str, str],
+    workers: int,
+    database_url: str,
+    work_dir: Path,
+    backend: str,
+) -> list[Measurement]:
+    """The lean reference (`lean_devices.py`) on the same database, every scenario."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "lean_devices:app", "--app-dir", "bench",
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    env = base_env({"BENCH_LEAN_DATABASE_URL": database_url})
+    log_path = work_dir / f"{backend}-lean-{workers}w.log"
+    results = []
+    async with served(command, env, port, log_path) as base_url:
+        for scenario in scenarios(options.devices):
+            label = f"{scenario.key} {scenario.title}"
+            summary = await preflight(base_url + scenario.path, headers)
+            print(f"  lean x{workers} {label}: {summary}", flush=True)
+            result = await measure(
+                base_url, headers, options, server="lean", workers=workers,
+                scenario=label, path=scenario.path,
+            )  # fmt: skip
+            results.append(result)
+            print(
+                f"    {result.rps:,.0f} req/s, p99 {result.percentile(0.99):.1f} ms, "
+                f"{result.errors} errors",
+                flush=True,
+            )
+    return results
+
+
 async def run_backend(
     backend: str, options: Options, work_dir: Path, ceilings: dict[int, Measurement]
 ) -> BackendReport:
@@ -296,7 +357,7 @@ async def run_backend(
     workers_list = [1]
     if backend == "postgresql":
         database_url = f"{options.postgres_url.rstrip('/')}/{options.postgres_database}"
-        version = "PostgreSQL " + await recreate_postgres_database(database_url)
+        version = "PostgreSQL"
         workers_list = options.postgres_workers
     env = server_env(data_dir, database_url, options.server_env)
     print(
@@ -304,12 +365,22 @@ async def run_backend(
         flush=True,
     )
     started = time.perf_counter()
-    await run_command([vsense_executable(), "db", "upgrade"], env, work_dir / f"{backend}-db.log")
-    token = await seed(data_dir, database_url, options.devices)
+    if backend == "postgresql" and options.reuse:
+        token = await new_bench_token(database_url)
+    else:
+        if backend == "postgresql":
+            version = "PostgreSQL " + await recreate_postgres_database(database_url)
+        await run_command(
+            [vsense_executable(), "db", "upgrade"], env, work_dir / f"{backend}-db.log"
+        )
+        token = await seed(data_dir, database_url, options.devices)
     report = BackendReport(backend, version, time.perf_counter() - started)
     print(f"  ready in {report.seed_seconds:.1f} s", flush=True)
     headers = {"Authorization": f"Bearer {token}"}
+    lean_url = database_url or f"sqlite:///{data_dir / 'vsense.db'}"
     for workers in workers_list:
+        report.rows.append(ceilings[workers])
+        report.rows += await run_lean(options, headers, workers, lean_url, work_dir, backend)
         port = free_port()
         command = [
             vsense_executable(), "serve", "--host", HOST, "--port", str(port),
@@ -317,7 +388,6 @@ async def run_backend(
         ]  # fmt: skip
         log_path = work_dir / f"{backend}-{workers}w.log"
         async with served(command, env, port, log_path) as base_url:
-            report.rows.append(ceilings[workers])
             for scenario in scenarios(options.devices):
                 label = f"{scenario.key} {scenario.title}"
                 try:
@@ -355,14 +425,33 @@ async def run_backend(
 
 # --------------------------------------------------------------------------- output
 
-COLUMNS = ("server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "resp KB", "ratio")
+COLUMNS = (
+    "server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "resp KB",
+    "/ ceiling", "/ lean",
+)  # fmt: skip
+TARGET_LEAN_RATIO = 0.65
+TARGET_DEEP_RATIO = 0.5
+
+
+def _lean_of(report: BackendReport, m: Measurement) -> Measurement | None:
+    return next(
+        (
+            other
+            for other in report.rows
+            if (other.server, other.workers, other.scenario) == ("lean", m.workers, m.scenario)
+        ),
+        None,
+    )
+
+
+def _ratio(numerator: Measurement, denominator: Measurement | None) -> float:
+    return numerator.rps / denominator.rps if denominator and denominator.rps else math.nan
 
 
 def table_rows(report: BackendReport, ceilings: dict[int, Measurement]) -> list[list[str]]:
     rows = []
     for m in report.rows:
-        ceiling = ceilings.get(m.workers)
-        ratio = m.rps / ceiling.rps if ceiling and ceiling.rps else math.nan
+        lean = _lean_of(report, m) if m.server == "vsense" else None
         rows.append(
             [
                 f"{m.server} x{m.workers}",
@@ -372,24 +461,47 @@ def table_rows(report: BackendReport, ceilings: dict[int, Measurement]) -> list[
                 f"{m.percentile(0.99):.1f}",
                 str(m.errors),
                 f"{m.response_bytes / 1024:.1f}",
-                f"{ratio:.2f}",
+                f"{_ratio(m, ceilings.get(m.workers)):.2f}",
+                f"{_ratio(m, lean):.2f}" if lean else "",
             ]
         )
     return rows
 
 
 def target_lines(report: BackendReport) -> list[str]:
-    if report.backend != "postgresql":
-        return []
+    """Scenario (b) against the absolute target (PostgreSQL) and the lean reference
+    (both backends), and the deep page (d) against the first page (a)."""
     lines = []
     for m in report.rows:
-        if m.server == "vsense" and m.scenario.startswith("b "):
+        if m.server != "vsense":
+            continue
+        if m.scenario.startswith("b "):
             p99 = m.percentile(0.99)
-            met = m.rps >= TARGET_RPS and p99 <= TARGET_P99_MS and m.errors == 0
+            lean_ratio = _ratio(m, _lean_of(report, m))
+            checks = [f"/ lean {lean_ratio:.2f} >= {TARGET_LEAN_RATIO}"]
+            met = lean_ratio >= TARGET_LEAN_RATIO and m.errors == 0
+            if report.backend == "postgresql":
+                checks.insert(0, f">= {TARGET_RPS:,.0f} req/s and p99 <= {TARGET_P99_MS:.0f} ms")
+                met = met and m.rps >= TARGET_RPS and p99 <= TARGET_P99_MS
             lines.append(
-                f"Target (b, PostgreSQL): >= {TARGET_RPS:,.0f} req/s and p99 <= "
-                f"{TARGET_P99_MS:.0f} ms; {m.workers} worker(s): {m.rps:,.0f} req/s, "
-                f"p99 {p99:.1f} ms -> {'MET' if met else 'MISSED'}"
+                f"Target (b, {BACKEND_LABELS[report.backend]}, {m.workers} worker(s)): "
+                f"{' and '.join(checks)}; {m.rps:,.0f} req/s, p99 {p99:.1f} ms "
+                f"-> {'MET' if met else 'MISSED'}"
+            )
+        if m.scenario.startswith("d "):
+            first = next(
+                (
+                    o
+                    for o in report.rows
+                    if (o.server, o.workers, o.scenario[:2]) == ("vsense", m.workers, "a ")
+                ),
+                None,
+            )
+            ratio = _ratio(m, first)
+            lines.append(
+                f"Target (d, {BACKEND_LABELS[report.backend]}, {m.workers} worker(s)): deep page "
+                f">= {TARGET_DEEP_RATIO} of the first page's rate; {ratio:.2f} "
+                f"-> {'MET' if ratio >= TARGET_DEEP_RATIO else 'MISSED'}"
             )
     return lines
 
@@ -446,8 +558,8 @@ def write_markdown(
         f"- Command: `{command_line()}`",
         f"- Machine: {machine_facts()}",
         f"- Load: {options.clients} clients (aiohttp, keep-alive), {options.duration:g} s per "
-        f"scenario after {options.warmup:g} s warm-up; ratio = req/s / ceiling req/s with the "
-        "same number of workers",
+        f"scenario after {options.warmup:g} s warm-up; `/ ceiling` and `/ lean` = req/s over the "
+        "ceiling's and over the lean reference's (same scenario) with the same number of workers",
         "",
     ]
     for report in reports:
@@ -509,6 +621,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="extra environment of the server, e.g. VSENSE_COUNT_CACHE_TTL=60 (repeatable)",
     )
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
+    parser.add_argument(
+        "--reuse-database",
+        action="store_true",
+        help="PostgreSQL: keep the database seeded by an earlier run (a new token only)",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(backends) - set(BACKENDS))
@@ -530,6 +647,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         postgres_workers=[int(w) for w in args.postgres_workers.split(",")],
         server_env=env,
         markdown=args.markdown,
+        reuse=args.reuse_database,
     )
 
 

@@ -153,9 +153,24 @@ async def onboard(base_url: str, admin: dict[str, str], count: int) -> list[Sens
 
 
 async def run_sensor(session: Any, base_url: str, sensor: Sensor, image: bytes) -> None:
+    """A simulated sensor; a failure is recorded as its error, and ends its part of the
+    run (its events are set, so that the run does not wait for it forever)."""
+    try:
+        await _sensor_loop(session, base_url, sensor, image)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        sensor.errors.append(f"sensor {sensor.uuid}: {type(exc).__name__}: {exc}")
+        sensor.online.set()
+        sensor.done.set()
+
+
+async def _sensor_loop(session: Any, base_url: str, sensor: Sensor, image: bytes) -> None:
     """Keepalive, then long polls; each capture is answered at once."""
     async with session.post(f"{base_url}/device/v1/keepalive", headers=sensor.headers) as r:
         await r.read()
+        if r.status != 200:
+            raise RuntimeError(f"keepalive answered HTTP {r.status}")
     sensor.online.set()
     while True:
         url = f"{base_url}/device/v1/commands?wait=25"
@@ -226,6 +241,8 @@ async def request_to_ready(
             except TimeoutError:
                 result.errors.append(f"{sensor.uuid}: no upload within 120 s")
                 return
+            if sensor.errors:
+                return  # counted with the sensors' errors below
             while True:
                 statuses = []
                 for link in links:

@@ -292,7 +292,8 @@ class Settings(BaseSettings):
     count_cache_ttl: Duration = Field(
         timedelta(seconds=1),
         ge=timedelta(0),
-        description="Seconds a device-list `total` may be reused before it is counted again.",
+        description="Seconds a device-list `total` (and the rows deep pages start from) may be "
+        "reused before it is counted again.",
     )
     auth_cache_ttl: Duration = Field(
         timedelta(seconds=5),

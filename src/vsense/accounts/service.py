@@ -186,6 +186,19 @@ async def _issue(
     )
 
 
+def cached_caller(callers: Callers, bearer: str) -> Principal | None:
+    """The caller `authenticate` verified for this bearer within `auth_cache_ttl`, if
+    still valid; None means it must be verified (which needs the database)."""
+    user_id = callers.cache.get(AUTH_NAMESPACE, bearer)
+    cached = None if user_id is None else callers.cache.get(("user", user_id), bearer)
+    if cached is None:
+        return None
+    principal, expires_at = cached
+    if expires_at is not None and expires_at <= utcnow():
+        return None
+    return replace(principal, last_use_due=False)  # type: ignore[no-any-return]
+
+
 async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> Principal:
     """The caller behind a bearer token, with scopes from the owner's current role.
 
@@ -193,12 +206,9 @@ async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> 
     every change to a user, its tokens or its sessions drops that namespace
     (`forget_user`), so this process never serves a stale role or a revoked token.
     """
-    user_id = callers.cache.get(AUTH_NAMESPACE, bearer)
-    cached = None if user_id is None else callers.cache.get(("user", user_id), bearer)
+    cached = cached_caller(callers, bearer)
     if cached is not None:
-        principal, expires_at = cached
-        if expires_at is None or expires_at > utcnow():
-            return replace(principal, last_use_due=False)  # type: ignore[no-any-return]
+        return cached
     if bearer.startswith(ACCESS_PREFIX):
         principal, expires_at = await _authenticate_access(
             session, callers, bearer[len(ACCESS_PREFIX) :]

@@ -14,7 +14,7 @@ from vsense.accounts.deps import PrincipalDep
 from vsense.deps import CountsDep, SessionDep
 from vsense.device_auth.deps import DeviceAuthDep
 from vsense.devices import service
-from vsense.devices.deps import DeviceListingDep, DeviceReader, ReadableDevice
+from vsense.devices.deps import LIST_PARAMETERS, DeviceListingDep, DeviceReader, ReadableDevice
 from vsense.devices.schemas import (
     Device,
     DeviceCreate,
@@ -36,16 +36,15 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
     response_model=DeviceList,
     responses=error_responses(400, 401, 403),
     summary="List the devices the caller may see",
+    openapi_extra={"parameters": LIST_PARAMETERS},
 )
-async def list_devices(
-    session: SessionDep,
-    listing: DeviceListingDep,
-    paging: PageParams,
-    counts: CountsDep,
-) -> Response:
-    return json_response(
-        await service.list_devices(session, listing.caller, counts, listing.query, paging)
-    )
+async def list_devices(listing: DeviceListingDep) -> Response:
+    # A read: the session runs in autocommit, so there is nothing to commit here.
+    async with listing.database.read_sessionmaker() as session:
+        page = await service.list_devices(
+            session, listing.caller, listing.counts, listing.query, listing.paging
+        )
+    return json_response(page)
 
 
 @router.post(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +16,7 @@ from vsense.devices.schemas import DeviceCreate, DeviceCredentials, DeviceEvent,
 from vsense.devices.types import (
     DeviceFilter,
     DeviceListQuery,
+    DeviceOrder,
     DevicePage,
     DeviceView,
     OnboardedDevice,
@@ -53,23 +56,67 @@ async def list_devices(
     """The seed's `{"data", "meta"}` page of the devices the caller may see."""
     require_read(principal)
     device_filter = query.filter
+    visibility = "org" if principal.sees_whole_organization else principal.user_id
+    anchors = (ANCHOR, visibility, device_filter, query.order)
+    offset = paging.offset
     rows = await repository.list_devices(
         session,
         principal,
         device_filter,
         query.order,
-        offset=paging.offset,
+        offset=offset,
         limit=paging.per_page,
+        anchor=_anchor(count_cache, principal.organization_id, anchors, offset),
     )
+    if rows:
+        _remember(count_cache, principal.organization_id, anchors, query.order, offset, rows)
     total = await _count(session, principal, device_filter, count_cache)
     if paging.offset == 0 and len(rows) < paging.per_page:
         total = len(rows)  # the first page holds everything: the count is exact for free
     elif rows and total < paging.offset + len(rows):
         total = paging.offset + len(rows)  # a cached count can lag behind new devices
     return DevicePage(
-        data=[DeviceView.from_row(row) for row in rows],
+        data=[DeviceView.from_driver_row(row) for row in rows],
         meta=page_meta(paging, total, len(rows)),
     )
+
+
+# Deep pages. An offset walks every row before the page; a page can instead start from
+# a row already seen at a known position (its sort key, `repository.Anchor`). The first
+# and last rows of each page served are remembered, with the counts and for as long
+# (`count_cache_ttl`, dropped by a write in this process), so that the same page again
+# and the next page are found on the index from there. They are the rows the offset
+# gives, unless devices changed meanwhile in a way this process did not drop its caches
+# for (another process's writes, a status the gateway changed): the staleness the
+# total already allows, for as long.
+ANCHOR = "anchor"
+
+
+def _anchor(
+    cache: TTLCache, organization_id: int, anchors: tuple[Any, ...], offset: int
+) -> repository.Anchor | None:
+    if offset == 0:
+        return None
+    for position in (offset, offset - 1):
+        key = cache.get(organization_id, (*anchors, position))
+        if key is not None:
+            return repository.Anchor(key, offset - position)
+    return None
+
+
+def _remember(
+    cache: TTLCache,
+    organization_id: int,
+    anchors: tuple[Any, ...],
+    order: DeviceOrder,
+    offset: int,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    first, last = repository.anchor_key(order, rows[0]), repository.anchor_key(order, rows[-1])
+    if first is None or last is None:
+        return
+    cache.put(organization_id, (*anchors, offset), first)
+    cache.put(organization_id, (*anchors, offset + len(rows) - 1), last)
 
 
 async def count_devices(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NewType
 
@@ -80,6 +80,24 @@ class DeviceView:
         return cls(
             str(device_uuid), name, client_identifier, refreshed, 1 if is_online else 0, *rest
         )
+
+    @classmethod
+    def from_driver_row(cls, row: Sequence[Any]) -> DeviceView:
+        """From a row the driver returned itself (`repository.list_devices`): SQLite's
+        text for UUIDs and times is read here, what SQLAlchemy's types do otherwise."""
+        (device_uuid, name, client_identifier, refreshed, is_online, city, country, group,
+         group_id, app_type, interval, created, last_seen, reason) = row  # fmt: skip
+        if isinstance(created, str):
+            device_uuid = uuid.UUID(device_uuid)
+            refreshed, created, last_seen = _utc(refreshed), _utc(created), _utc(last_seen)
+        return cls(
+            str(device_uuid), name, client_identifier, refreshed, 1 if is_online else 0,
+            city, country, group, group_id, app_type, interval, created, last_seen, reason,
+        )  # fmt: skip
+
+
+def _utc(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @dataclass

@@ -39,11 +39,13 @@ def page_request(page: str | None, per_page: str | None) -> PageRequest:
     )
 
 
+PAGE_DESCRIPTION = "1-based page number, default 1"
+PER_PAGE_DESCRIPTION = f"Items per page, default 25, at most {MAX_PER_PAGE}"
+
+
 async def page_params(
-    page: Annotated[str | None, Query(description="1-based page number, default 1")] = None,
-    per_page: Annotated[
-        str | None, Query(description=f"Items per page, default 25, at most {MAX_PER_PAGE}")
-    ] = None,
+    page: Annotated[str | None, Query(description=PAGE_DESCRIPTION)] = None,
+    per_page: Annotated[str | None, Query(description=PER_PAGE_DESCRIPTION)] = None,
 ) -> PageRequest:
     """The page a list route was asked for.
 
