@@ -3,6 +3,7 @@ bucketing, webhook health, form parsing, where a login may lead."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from vsense.console.auth import safe_next
@@ -11,7 +12,7 @@ from vsense.console.forms import name_values
 from vsense.console.render import ago
 from vsense.console.webhooks import health
 from vsense.payloads.schemas import MetricPoint
-from vsense.webhooks.schemas import Attempt, Delivery, DeliveryEvent, DeliveryList
+from vsense.webhooks.schemas import Attempt, Delivery, DeliveryEvent, DeliveryList, Webhook
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -79,15 +80,26 @@ def _log(*codes: int | None) -> DeliveryList:
     )  # fmt: skip
 
 
-def test_webhook_health_from_its_delivery_log() -> None:
-    healthy = health(_log(200, 500, 200))
+def _hook(breaker_open_until: datetime | None = None) -> Webhook:
+    return Webhook(
+        id=1, device_uuid=str(uuid.uuid4()), url="https://example.com/hook",
+        webhook_type="payload", status=1, actions="payload", events=["payload"],
+        method="POST", data={"headers": [], "params": []}, created=NOW, updated=NOW,
+        disabled_reason=None, breaker_open_until=breaker_open_until,
+    )  # fmt: skip
+
+
+def test_webhook_health_from_its_delivery_log_and_its_breaker() -> None:
+    healthy = health(_hook(), _log(200, 500, 200))
     assert healthy.last_success == NOW
     assert healthy.failure_rate is not None and round(healthy.failure_rate, 2) == 0.33
     assert not healthy.breaker_open
-    failing = health(_log(503, None, 500, 502, 503, 200))
+    # The breaker is the dispatchers' shared one, not guessed from the log.
+    failing = health(_hook(NOW + timedelta(seconds=30)), _log(None, 200))
     assert failing.breaker_open
-    assert failing.last_success == NOW - timedelta(minutes=5)
-    assert health(_log()).failure_rate is None
+    assert failing.last_success == NOW - timedelta(minutes=1)
+    assert not health(_hook(), _log(503, None, 500, 502, 503, 200)).breaker_open
+    assert health(_hook(), _log()).failure_rate is None
 
 
 def test_header_and_parameter_lines() -> None:

@@ -320,6 +320,7 @@ class Webhook(APIModel):
     created: datetime | None = None
     updated: datetime | None = None
     disabled_reason: str | None = None
+    breaker_open_until: datetime | None = None  # while the shared breaker holds it
 
 
 class WebhookCreated(Webhook):

@@ -1,9 +1,9 @@
 """The webhooks pages: every webhook with its health; create and edit with the seed's
 fields; Test with the attempt inline; the delivery log; redeliver, replay, rotate.
 
-Health is read from the delivery log the service answers: the last success, the share
-of failed attempts among the recent ones, and whether the latest attempts failed often
-enough in a row that the dispatcher's circuit breaker holds the endpoint's deliveries.
+Health is read from the delivery log the service answers (the last success, the share
+of failed attempts among the recent ones) and from the webhook itself (whether the
+circuit breaker that every dispatcher shares holds the endpoint's deliveries).
 """
 
 from __future__ import annotations
@@ -21,10 +21,15 @@ from vsense.deps import SessionDep, SettingsDep
 from vsense.kit.errors import NotFound
 from vsense.kit.parts import part
 from vsense.webhooks import service
-from vsense.webhooks.breaker import THRESHOLD
 from vsense.webhooks.dispatcher import DispatchParts
 from vsense.webhooks.outbox import Outbox
-from vsense.webhooks.schemas import DeliveryList, Replay, WebhookCreate, WebhookUpdate
+from vsense.webhooks.schemas import (
+    DeliveryList,
+    Replay,
+    Webhook,
+    WebhookCreate,
+    WebhookUpdate,
+)
 
 router = APIRouter(prefix=CONSOLE, route_class=ConsoleRoute, include_in_schema=False)
 OutboxDep = Annotated[Outbox, Depends(part(Outbox))]
@@ -42,18 +47,17 @@ class Health:
     breaker_open: bool
 
 
-def health(log: DeliveryList) -> Health:
+def health(hook: Webhook, log: DeliveryList) -> Health:
     attempts = sorted(
         (a for d in log.data for a in d.attempt_log), key=lambda a: a.attempted_at, reverse=True
     )
     failed = [a.error is not None or not (200 <= (a.status_code or 0) < 300) for a in attempts]
-    streak = next((i for i, f in enumerate(failed) if not f), len(failed))
     successes = [a.attempted_at for a, f in zip(attempts, failed, strict=True) if not f]
     return Health(
         last_success=successes[0] if successes else None,
         attempts=len(attempts),
         failure_rate=sum(failed) / len(failed) if failed else None,
-        breaker_open=streak >= THRESHOLD,
+        breaker_open=hook.breaker_open_until is not None,
     )
 
 
@@ -93,7 +97,7 @@ async def webhooks_page(request: Request, user: ConsoleUserDep, session: Session
         log = await service.list_deliveries(
             session, user.principal, hook.id, status=None, page="1", per_page=str(RECENT)
         )
-        rows.append((hook, health(log)))
+        rows.append((hook, health(hook, log)))
     return render(request, "webhooks.html", user=user, nav="webhooks", rows=rows)
 
 
@@ -155,7 +159,6 @@ async def deliveries_fragment(
         webhook_id=hook_id,
         log=log,
         status=status or "",
-        health=health(log),
     )
 
 

@@ -61,6 +61,11 @@ class Webhook(BaseModel):
     created: Timestamp
     updated: Timestamp
     disabled_reason: str | None
+    breaker_open_until: Timestamp | None = Field(
+        None,
+        description="While the endpoint's circuit breaker is open, when its deliveries may "
+        "be tried again; null when it is closed",
+    )
 
 
 class WebhookCreated(Webhook):

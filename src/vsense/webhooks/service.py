@@ -62,6 +62,11 @@ def view(webhook: WebhookRow) -> Webhook:
             "created": webhook.created,
             "updated": webhook.updated,
             "disabled_reason": webhook.disabled_reason,
+            "breaker_open_until": (
+                webhook.breaker_open_until
+                if webhook.breaker_open_until is not None and webhook.breaker_open_until > utcnow()
+                else None
+            ),
         }
     )
 
