@@ -44,7 +44,8 @@ def command(env: dict[str, str], *args: str) -> None:
     )
 
 
-def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
+def start_server(data_dir: Path, database_url: str | None = None, *args: str) -> LiveServer:
+    """`vsense serve` on a free port (`args` added to its command line), once it answers."""
     env = {
         **os.environ,
         "VSENSE_DATA_DIR": str(data_dir),
@@ -65,6 +66,7 @@ def start_server(data_dir: Path, database_url: str | None = None) -> LiveServer:
             str(port),
             "--log-level",
             "warning",
+            *args,
         ],
         env=env,
     )
