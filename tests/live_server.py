@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+STARTUP_SECONDS = 180
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -71,7 +73,9 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
         env=env,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", process, env)
-    deadline = time.monotonic() + 60
+    # Generous: on a loaded machine, importing, migrating and the first admin's password
+    # hash can take a minute before the server answers.
+    deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"vsense serve exited with {process.returncode}")
@@ -82,4 +86,4 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
             pass
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError("vsense serve did not answer within 60 s")
+    raise RuntimeError(f"vsense serve did not answer within {STARTUP_SECONDS} s")

@@ -46,7 +46,7 @@ async def organization_admin(server: LiveServer) -> dict[str, str]:
             )
     finally:
         await state.engine.dispose()
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         login = await client.post("/api/v1/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
@@ -75,6 +75,7 @@ class Traffic:
 
     acknowledged: dict[str, set[int]] = field(default_factory=dict)
     refusals: list[tuple[int, str]] = field(default_factory=list)
+    retry_later: int = 0  # 503 with Retry-After: the database was busy, send again
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     failovers: int = 0
 
@@ -101,6 +102,8 @@ async def send_over_http(
                     )
                     if answer.status_code == 202:
                         acknowledged.add(count)
+                    elif answer.status_code == 503 and answer.headers.get("retry-after"):
+                        traffic.retry_later += 1
                     else:
                         traffic.refusals.append((answer.status_code, answer.text))
                     await asyncio.sleep(0.05)
@@ -129,10 +132,12 @@ async def stored_counts(client: httpx.AsyncClient, admin: dict[str, str], device
     counts: list[int] = []
     page = 1
     while True:
-        answer = await client.get(
-            f"/api/v1/devices/{device}/payloads",
-            params={"per_page": 500, "page": page},
-            headers=admin,
+        answer = await until_not_busy(
+            lambda at=page: client.get(
+                f"/api/v1/devices/{device}/payloads",
+                params={"per_page": 500, "page": at},
+                headers=admin,
+            )
         )
         assert answer.status_code == 200, answer.text
         entries = answer.json()["data"]
@@ -149,3 +154,13 @@ async def eventually_true(check: Callable[[], Awaitable[bool]], seconds: float) 
             return False
         await asyncio.sleep(0.5)
     return True
+
+
+async def until_not_busy(ask: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """An API call, asked again while it is answered 503 with `Retry-After` (the
+    database is busy: a shared machine's connections may run out)."""
+    while True:
+        answer = await ask()
+        if answer.status_code != 503 or not answer.headers.get("retry-after"):
+            return answer
+        await asyncio.sleep(float(answer.headers["retry-after"]))
