@@ -9,6 +9,7 @@ one process by design, both are the same process, and the same rules hold.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from contextlib import asynccontextmanager
 import httpx
 from sqlalchemy import func, select
 
-from tests.factories import PASSWORD, Api, Caller, Sensor, vcz
+from tests.factories import PASSWORD, ZONE, Api, Caller, Sensor, vcz
 from vsense.accounts.service import CALLERS_TOPIC
 from vsense.changes import UNHEARD_HORIZON, ChangeFeed
 from vsense.components import Components
@@ -196,3 +197,27 @@ async def test_failed_logins_count_on_every_process(
             "/api/v1/login", json={"email": email, "password": "wrong-password"}
         )
         assert answer.status_code == 429
+
+
+def parking(timestamp: int) -> dict[str, object]:
+    """A VPM message (parking devices send at most one per 30 s)."""
+    spot = {"id": ZONE, "name": "P-0", "is_active": True, "deactivated": False}
+    return {
+        "type": "VPM",
+        "timestamp": timestamp,
+        "payload": [spot | {"cls": "car", "event_ts": timestamp}],
+    }
+
+
+async def test_the_30_s_rule_of_parking_devices_holds_across_processes(
+    api: Api, peer_client: httpx.AsyncClient
+) -> None:
+    admin = await api.organization()
+    onboarded = await admin.device(app_type="VPM")
+    here, there = Sensor(api.client, onboarded), Sensor(peer_client, onboarded)
+    start = int(time.time()) - 300
+    assert (await here.send(parking(start))).json() == {"accepted": 1}
+    assert (await there.send(parking(start + 35))).json() == {"accepted": 1}
+    # 50 s after the first, but 15 s after the one the other process stored.
+    assert (await here.send(parking(start + 50))).json() == {"accepted": 0}
+    assert (await here.send(parking(start + 70))).json() == {"accepted": 1}

@@ -21,6 +21,8 @@ from vsense.config import load_settings
 from vsense.db import session_scope
 from vsense.users import service as users_service
 
+PAUSE = 0.2  # seconds between two messages of a device
+
 
 async def organization_admin(server: LiveServer) -> dict[str, str]:
     """Headers of a new organization's admin, made in the server's database."""
@@ -106,7 +108,7 @@ async def send_over_http(
                         traffic.retry_later += 1
                     else:
                         traffic.refusals.append((answer.status_code, answer.text))
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(PAUSE)
             except httpx.TransportError:
                 if len(servers) == 1:
                     raise
@@ -124,7 +126,7 @@ async def send_over_mqtt(device: dict[str, str], traffic: Traffic, stop: asyncio
                 f"vsense/{device['uuid']}/payloads", orjson.dumps(vcz(count)), qos=1
             )
             acknowledged.add(count)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(PAUSE)
 
 
 async def stored_counts(client: httpx.AsyncClient, admin: dict[str, str], device: str) -> list[int]:

@@ -175,6 +175,7 @@ async def test_two_servers_and_two_workers_lose_nothing_and_disagree_on_nothing(
             assert revoked.status_code == 204
             revoked_at = time.monotonic()
             await asyncio.sleep(1.5)
+            killed_at = traffic.mark()
             second.process.send_signal(signal.SIGKILL)
             workers[0].send_signal(signal.SIGKILL)
             await asyncio.sleep(5)
@@ -202,7 +203,15 @@ async def test_two_servers_and_two_workers_lose_nothing_and_disagree_on_nothing(
                         return False
                 return True
 
-            assert await eventually_true(all_stored, 60), "acknowledged but not stored"
+            if not await eventually_true(all_stored, 120):
+                lost = {
+                    f"{index} {('http', 'http', 'mqtt', 'mqtt')[index]}": sorted(
+                        traffic.acknowledged[d["uuid"]]
+                        - set(await stored_counts(at_first, admin, d["uuid"]))
+                    )
+                    for index, d in enumerate(devices)
+                }
+                pytest.fail(f"acknowledged but not stored: {lost}; killed at {killed_at}")
             for device in devices:
                 stored = await stored_counts(at_first, admin, device["uuid"])
                 assert len(stored) == len(set(stored)), f"stored twice: {device['uuid']}"
