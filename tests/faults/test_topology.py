@@ -92,6 +92,13 @@ async def test_two_servers_and_two_workers_lose_nothing_and_disagree_on_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = await fresh_postgres_database(f"topology_{uuid.uuid4().hex[:6]}")
+    try:
+        await _run(url, tmp_path, monkeypatch)
+    finally:
+        await drop_database(url)
+
+
+async def _run(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VSENSE_MQTT_URL", BROKER)
     monkeypatch.setenv("VSENSE_MQTT_SHARE_GROUP", f"test-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("VSENSE_WEBHOOK_DISPATCHER", "false")  # the workers deliver
@@ -267,7 +274,6 @@ async def test_two_servers_and_two_workers_lose_nothing_and_disagree_on_nothing(
             second.process.kill()
         second.process.wait(timeout=10)
         first.stop()
-        await drop_database(url)
 
 
 async def drop_database(url: str) -> None:
