@@ -1,4 +1,5 @@
-"""Benchmark of webhook delivery (outbox + `vsense worker`) on PostgreSQL, next to a ceiling.
+"""Benchmark of webhook delivery (outbox + `vsense worker`) next to a ceiling and a lean
+reference, on PostgreSQL (default) or SQLite (`--backend sqlite`).
 
 A receiver (aiohttp.web on uvloop, a subprocess of its own) answers `/ok/{n}` with 200 at
 once and holds `/hang/{n}` longer than the webhook timeout; it notes the arrival time
@@ -17,15 +18,20 @@ webhook per device; real `vsense worker` processes deliver them. Scenarios:
   4 isolation   (3) plus 11 endpoints per 100 healthy (10 % of all endpoints) that
                 hang: the healthy endpoints' latency, and its change from (3)
 
-Run from the repository root (PostgreSQL on 127.0.0.1, trust auth):
+After (1), (3) and (4) the same scenario runs again with the lean reference instead of
+the worker (rows 1L, 3L, 4L; `bench/webhooks_lean.py`: one prepared claim statement,
+aiohttp sends, batched outcome writes, nothing else), and vsense's figure is printed as
+a ratio to it. Run from the repository root (PostgreSQL on 127.0.0.1, trust auth):
 
     .venv/bin/python bench/webhooks.py --markdown docs/benchmarks.md
+    .venv/bin/python bench/webhooks.py --backend sqlite --markdown docs/benchmarks.md
 
-The database `vsense_bench_webhooks` is recreated at each run and left in place. Every
-healthy delivery must arrive and be `succeeded` in `webhook_deliveries`; the exit code is
-1 when one did not, or when a worker logged an error. Each scenario also reports the CPU
-of each party (from /proc) and what PostgreSQL was executing (pg_stat_activity sampled
-every 10 ms); `--profile` samples the worker with py-spy during (1) and (3).
+The PostgreSQL database `vsense_bench_webhooks` is recreated at each run and left in
+place (SQLite: a file in a temporary folder, removed). Every healthy delivery must arrive
+and be `succeeded` in `webhook_deliveries`; the exit code is 1 when one did not, or when
+a worker logged an error. Each scenario also reports the CPU of each party (from /proc)
+and what PostgreSQL was executing (pg_stat_activity sampled every 10 ms); `--profile`
+samples the worker with py-spy during (1) and (3).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -245,6 +252,10 @@ class Bench:
     worker_logs: list[Path] = field(default_factory=list)
 
     @property
+    def sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
     def receiver_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
@@ -308,9 +319,13 @@ class Bench:
         for table in ("webhook_attempts", "webhook_deliveries", "webhook_events"):
             await self.sql(f"DELETE FROM {table}")
         await self.sql("UPDATE webhooks SET failing_since = NULL, status = 1")
-        await self.sql(
-            "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events", autocommit=True
-        )
+        if self.sqlite:
+            await self.sql("ANALYZE")
+        else:
+            await self.sql(
+                "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events",
+                autocommit=True,
+            )
         async with self.http.post(f"{self.receiver_url}/_reset") as response:
             response.raise_for_status()
 
@@ -351,6 +366,8 @@ class Bench:
             await asyncio.sleep(0.1)
 
     async def postgres_pids(self) -> list[int]:
+        if self.sqlite:
+            return []  # in the worker's process
         rows = await self.sql(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
@@ -358,8 +375,9 @@ class Bench:
         return [int(pid) for (pid,) in rows]
 
     @contextlib.asynccontextmanager
-    async def workers(self) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-        """`vsense worker` processes, ready when each has said so; stopped afterwards."""
+    async def workers(self, lean: bool = False) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+        """`vsense worker` processes (or, `lean`, as many lean claimers), ready when each
+        has said so; stopped afterwards."""
         env = base_env(
             {
                 "VSENSE_DATABASE_URL": self.database_url,
@@ -373,6 +391,9 @@ class Bench:
         )
         processes: list[asyncio.subprocess.Process] = []
         logs: list[Path] = []
+        command = ("-m", "vsense.cli", "worker")
+        if lean:
+            command = (str(LEAN), lean_url(self.database_url), f"{self.options.timeout:g}")
         try:
             for _ in range(self.options.workers):  # started together, so they start together
                 logs.append(self.work / f"worker-{len(self.worker_logs)}.log")
@@ -381,7 +402,7 @@ class Bench:
                     processes.append(
                         await asyncio.create_subprocess_exec(
                             sys.executable,
-                            *("-m", "vsense.cli", "worker"),
+                            *command,
                             env=env,
                             cwd=REPO_ROOT,
                             stdout=log,
@@ -398,7 +419,7 @@ class Bench:
     @staticmethod
     async def _ready(process: asyncio.subprocess.Process, log_path: Path) -> None:
         deadline = time.monotonic() + 60
-        while not log_says(log_path, b"vsense worker delivering"):
+        while not any(log_says(log_path, said) for said in READY):
             if process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start:\n{log_tail(log_path)}")
             await asyncio.sleep(0.05)
@@ -420,6 +441,20 @@ class Bench:
         d = [b - a for a, b in zip(start, end, strict=True)]
         # PostgreSQL backends opened during the window count whole: few, and short-lived.
         return Cpu(seconds, d[1], max(d[2], 0.0), d[3], d[4], d[5])
+
+
+LEAN = Path(__file__).with_name("webhooks_lean.py")
+READY = (b"vsense worker delivering", b"lean claimer delivering")
+
+
+def lean_url(database_url: str) -> str:
+    """The lean claimer's database: a libpq DSN, or `sqlite:///path`."""
+    from sqlalchemy.engine.url import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{url.database}"
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 STATEMENTS = (  # what a statement is, by how it starts
@@ -468,6 +503,9 @@ def statement_line(seen: Counter[str]) -> str:
 
 @contextlib.asynccontextmanager
 async def sampling(bench: Bench, row: Row) -> AsyncIterator[None]:
+    if bench.sqlite:  # no server to sample
+        yield
+        return
     stop = asyncio.Event()
     task = asyncio.create_task(sample_statements(bench, stop))
     try:
@@ -498,8 +536,13 @@ def latencies(
 
 
 async def event_times(bench: Bench) -> dict[str, float]:
-    rows = await bench.sql("SELECT msg_id, created FROM webhook_events")
-    return {msg_id: created.timestamp() for msg_id, created in rows}
+    from sqlalchemy import select
+
+    from vsense.models import WebhookEvent
+
+    async with bench.state.engine.connect() as connection:  # typed: aware datetimes
+        rows = await connection.execute(select(WebhookEvent.msg_id, WebhookEvent.created))
+        return {msg_id: created.timestamp() for msg_id, created in rows}
 
 
 def check_outcomes(row: Row, counts: Counter[tuple[str, str]], expected: int, arrived: int) -> None:
@@ -515,7 +558,9 @@ def check_outcomes(row: Row, counts: Counter[tuple[str, str]], expected: int, ar
 # --------------------------------------------------------------------------- scenarios
 
 
-async def throughput(bench: Bench, folded: Path | None) -> tuple[Row, list[Request]]:
+async def throughput(
+    bench: Bench, folded: Path | None, lean: bool = False
+) -> tuple[Row, list[Request]]:
     count = bench.options.events
     devices = [d for d, _ in bench.healthy]
     await bench.clear()
@@ -523,9 +568,10 @@ async def throughput(bench: Bench, folded: Path | None) -> tuple[Row, list[Reque
     for start in range(0, count, 500):
         await bench.emit([devices[n % len(devices)] for n in range(start, min(start + 500, count))])
     queued = time.perf_counter() - queued
-    await bench.sql("ANALYZE webhook_deliveries, webhook_events", autocommit=True)
-    row = Row(f"1 throughput: drain {count:,} pre-queued", count)
-    async with bench.workers() as workers:
+    await bench.sql("ANALYZE" if bench.sqlite else "ANALYZE webhook_deliveries, webhook_events")
+    name = "1L lean reference" if lean else "1 throughput"
+    row = Row(f"{name}: drain {count:,} pre-queued", count)
+    async with bench.workers(lean) as workers:
         pids = [w.pid for w in workers]
         spy = await start_profile(pids[0], folded) if folded else None
         before = await bench.cpu_snapshot(pids)
@@ -622,16 +668,17 @@ async def pace(
 
 
 async def offered_load(
-    bench: Bench, hanging: bool, baseline: Row | None, folded: Path | None
+    bench: Bench, hanging: bool, baseline: Row | None, folded: Path | None, lean: bool = False
 ) -> Row:
     """`--rate` events/s to the healthy endpoints (and as many per endpoint to the hanging
     ones) for WARMUP + `--duration` s; latency of the events after the warm-up."""
     options = bench.options
     targets = [d for d, _ in bench.healthy] + ([d for d, _ in bench.hanging] if hanging else [])
-    name = "4 isolation" if hanging else "3 latency"
+    name = ("4" if hanging else "3") + ("L lean" if lean else "")
+    name += " isolation" if hanging else " latency"
     row = Row(f"{name}: {options.rate:,.0f} events/s, {options.duration:g} s")
     await bench.clear()
-    async with bench.workers() as workers, sampling(bench, row):
+    async with bench.workers(lean) as workers, sampling(bench, row):
         pids = [w.pid for w in workers]
         spy = await start_profile(pids[0], folded) if folded else None
         measured_from = time.time() + WARMUP
@@ -671,7 +718,9 @@ async def offered_load(
             "to the healthy endpoints, so the queue grew for the whole window"
         )
     if not hanging:
-        row.target = f"p99 <= {TARGET_P99_MS:g} ms: {'met' if p99 <= TARGET_P99_MS else 'MISSED'}"
+        if not lean:
+            verdict = "met" if p99 <= TARGET_P99_MS else "MISSED"
+            row.target = f"p99 <= {TARGET_P99_MS:g} ms: {verdict}"
         return row
     hang_requests = sum(1 for _, _, p in records if p.startswith("/hang/"))
     stuck = {s: c for (k, s), c in counts.items() if k == "hanging"}
@@ -683,10 +732,12 @@ async def offered_load(
     if baseline is not None and baseline.latencies_ms:
         shift = p99 / percentile(baseline.latencies_ms, 0.99) - 1
         p50_shift = percentile(ms, 0.5) / percentile(baseline.latencies_ms, 0.5) - 1
-        verdict = "met" if abs(shift) < TARGET_SHIFT else "MISSED"
+        verdict = "met" if shift < TARGET_SHIFT else "MISSED"
         if saturated(baseline, options.rate):  # both p99s then measure a growing backlog
             verdict = "not measurable, (3) is saturated"
-        row.target = f"p99 {shift:+.0%} vs (3) (p50 {p50_shift:+.0%}): {verdict}"
+        against = "(3L)" if lean else "(3)"
+        row.target = f"p99 {shift:+.0%} vs {against} (p50 {p50_shift:+.0%})"
+        row.target += ": reference" if lean else f": {verdict}"
     return row
 
 
@@ -789,7 +840,7 @@ def setup_lines(options: argparse.Namespace, version: str, hanging: int, code: s
     return [
         f"Command: `{command_line()}`",
         f"Code: {code}",
-        f"Machine: {os.cpu_count()} CPUs (nproc), shared by PostgreSQL {version}, the "
+        f"Machine: {os.cpu_count()} CPUs (nproc), shared by {version}, the "
         f"worker{'s' if options.workers > 1 else ''}, the receiver and the load generator "
         "(and whatever else runs on it)",
         f"Setup: {options.endpoints} healthy endpoints (a device and a payload webhook each), "
@@ -830,6 +881,29 @@ def target_lines(rows: dict[str, Row]) -> list[str]:
         )
     if "isolation" in rows and "latency" in rows:
         lines.append(f"Target isolation, healthy p99 moves < 10 %: {rows['isolation'].target}")
+    lines += lean_lines(rows)
+    return lines
+
+
+def lean_lines(rows: dict[str, Row]) -> list[str]:
+    """vsense against the lean reference of the same run."""
+    lines = []
+    if "throughput" in rows and "throughput-lean" in rows:
+        ours, lean = rows["throughput"].sustained, rows["throughput-lean"].sustained
+        lines.append(
+            f"Drain against the lean reference: {ours:,.0f} / {lean:,.0f} deliveries/s "
+            f"sustained = {ours / lean if lean else 0:.2f}"
+        )
+    for key in ("latency", "isolation"):
+        if key in rows and f"{key}-lean" in rows:
+            ours_ms, lean_ms = rows[key].latencies_ms, rows[f"{key}-lean"].latencies_ms
+            if ours_ms and lean_ms:
+                ours_p99, lean_p99 = percentile(ours_ms, 0.99), percentile(lean_ms, 0.99)
+                lines.append(
+                    f"{key.capitalize()} against the lean reference: p99 {ours_p99:.1f} / "
+                    f"{lean_p99:.1f} ms = {ours_p99 / lean_p99:.2f} (p50 "
+                    f"{percentile(ours_ms, 0.5):.1f} / {percentile(lean_ms, 0.5):.1f} ms)"
+                )
     return lines
 
 
@@ -853,10 +927,15 @@ async def run(options: argparse.Namespace) -> int:
     from vsense.config import load_settings
     from vsense.migrate import upgrade_async
 
-    url = make_url(options.postgres_url).set(database=options.postgres_database)
-    database_url = url.render_as_string(hide_password=False)
-    version = await recreate_postgres_database(database_url)
     work = Path(tempfile.mkdtemp(prefix="vsense-bench-webhooks-"))
+    if options.backend == "sqlite":
+        (work / "data").mkdir()
+        database_url = f"sqlite+aiosqlite:///{work / 'data' / 'vsense.db'}"
+        version = f"SQLite {sqlite3.sqlite_version}"
+    else:
+        url = make_url(options.postgres_url).set(database=options.postgres_database)
+        database_url = url.render_as_string(hide_password=False)
+        version = "PostgreSQL " + await recreate_postgres_database(database_url)
     settings = load_settings(
         database_url=database_url,
         data_dir=work / "data",
@@ -888,25 +967,40 @@ async def run(options: argparse.Namespace) -> int:
             bench = Bench(options, work, database_url, state, http, receiver, port)
             await wait_listening(port, receiver)
             await bench.seed(options.endpoints, hanging)
-            print(f"PostgreSQL {version}; {options.workers} worker(s); receiver on {port}")
+            print(f"{version}; {options.workers} worker(s); receiver on {port}")
             wanted = options.scenarios
             folded = work / "throughput.folded" if options.profile else None
             spied = work / "latency.folded" if options.profile else None
+            lean = options.lean
             if "throughput" in wanted:
                 rows["throughput"], bodies = await throughput(bench, folded)
                 show(rows["throughput"])
+                if lean:
+                    rows["throughput-lean"], _ = await throughput(bench, None, lean=True)
+                    show(rows["throughput-lean"])
                 if "ceiling" in wanted:
                     rows["ceiling"] = await ceiling(bench, bodies)
                     show(rows["ceiling"])
-                    drain, bare = rows["throughput"], rows["ceiling"]
-                    drain.ratio = drain.sustained / bare.sustained if bare.sustained else 0.0
+                    bare = rows["ceiling"]
+                    for key in ("throughput", "throughput-lean"):
+                        if key in rows:
+                            drain = rows[key]
+                            drain.ratio = drain.sustained / bare.sustained if bare.sustained else 0
                     bare.ratio = 1.0
             if "latency" in wanted:
                 rows["latency"] = await offered_load(bench, False, None, spied)
                 show(rows["latency"])
+                if lean:
+                    rows["latency-lean"] = await offered_load(bench, False, None, None, True)
+                    show(rows["latency-lean"])
             if "isolation" in wanted:
                 rows["isolation"] = await offered_load(bench, True, rows.get("latency"), None)
                 show(rows["isolation"])
+                if lean:
+                    rows["isolation-lean"] = await offered_load(
+                        bench, True, rows.get("latency-lean"), None, True
+                    )
+                    show(rows["isolation-lean"])
             for label, path, key in (("(1)", folded, "throughput"), ("(3)", spied, "latency")):
                 if path is not None and key in rows:
                     profile += [f"{label} " + line for line in profile_lines(path)]
@@ -947,6 +1041,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated, of " + ",".join(SCENARIOS) + " (ceiling needs throughput)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in (1), (3)")
+    parser.add_argument(
+        "--no-lean",
+        dest="lean",
+        action="store_false",
+        help="leave out the lean reference (bench/webhooks_lean.py) after each scenario",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the database (sqlite: a file in a temporary folder)",
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
     parser.add_argument("--postgres-database", default=DATABASE, help="recreated at each run")
     parser.add_argument("--markdown", type=Path, help="append the results to this file")

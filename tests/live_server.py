@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+# Generous: on a loaded machine, importing, migrating and the first admin's password
+# hash can take a minute before the server answers.
 STARTUP_SECONDS = 180
 
 
@@ -46,8 +48,11 @@ def command(env: dict[str, str], *args: str) -> None:
     )
 
 
-def start_server(data_dir: Path, database_url: str | None = None, *args: str) -> LiveServer:
-    """`vsense serve` on a free port (`args` added to its command line), once it answers."""
+def start_server(
+    data_dir: Path, database_url: str | None = None, *args: str, wait: float = STARTUP_SECONDS
+) -> LiveServer:
+    """`vsense serve` on a free port (`args` added to its command line), once it answers
+    (within `wait` seconds)."""
     env = {
         **os.environ,
         "VSENSE_DATA_DIR": str(data_dir),
@@ -73,9 +78,7 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
         env=env,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", process, env)
-    # Generous: on a loaded machine, importing, migrating and the first admin's password
-    # hash can take a minute before the server answers.
-    deadline = time.monotonic() + STARTUP_SECONDS
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"vsense serve exited with {process.returncode}")
@@ -86,4 +89,40 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
             pass
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"vsense serve did not answer within {STARTUP_SECONDS} s")
+    raise RuntimeError(f"vsense serve did not answer within {wait:.0f} s")
+
+
+SIMULATOR_PASSWORD = "simulator password"
+
+
+def integrator_token(server: LiveServer) -> str:
+    """An organization, its admin and a token that onboards and reads devices."""
+    command(server.env, "admin", "create-org", "Sim")
+    command(
+        server.env,
+        "admin",
+        "create-user",
+        "--org",
+        "Sim",
+        "--email",
+        "sim@example.com",
+        "--role",
+        "admin",
+        "--password",
+        SIMULATOR_PASSWORD,
+    )
+    login = httpx.post(
+        f"{server.base_url}/api/v1/login",
+        json={"email": "sim@example.com", "password": SIMULATOR_PASSWORD},
+    )
+    assert login.status_code == 200, login.text
+    access = login.json()["data"]["access_token"]
+    created = httpx.post(
+        f"{server.base_url}/api/v1/tokens",
+        json={"name": "simulator", "scopes": ["devices:read", "devices:write"]},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    data = body.get("data", body)
+    return str(data["token"])

@@ -24,6 +24,7 @@ from vsense.accounts.routes import router as accounts_router
 from vsense.alerts.routes import alerts_router, rules_router
 from vsense.components import Components
 from vsense.config import Settings, get_settings
+from vsense.console.routes import install_console
 from vsense.db import is_unavailable
 from vsense.devices.routes import router as devices_router
 from vsense.gateway.gate import DEVICE_API, DeviceGateMiddleware
@@ -127,6 +128,7 @@ def create_app(
     ):
         app.include_router(router)
     app.include_router(_operations_router(parts))
+    install_console(app)
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuardMiddleware,
@@ -176,11 +178,12 @@ def _operations_router(parts: Components) -> APIRouter:
     @router.get(
         "/readyz",
         summary="Readiness: the database answers, and the MQTT bridge (when configured) is "
-        "connected",
+        "connected and its broker drops no messages",
         responses={
             503: {
                 "model": ErrorBody,
-                "description": "The database is unreachable, or the MQTT bridge is not connected",
+                "description": "The database is unreachable, the MQTT bridge is not connected, "
+                "or its broker dropped messages in the last two minutes",
             }
         },
     )
@@ -194,6 +197,12 @@ def _operations_router(parts: Components) -> APIRouter:
         bridge = runtime.mqtt if runtime is not None else None
         if bridge is not None and not bridge.connected.is_set():
             raise ServiceUnavailable("The MQTT bridge is not connected to its broker.")
+        if bridge is not None and bridge.drops.dropping():
+            raise ServiceUnavailable(
+                f"The MQTT broker dropped {bridge.drops.recent} messages lately "
+                f"({bridge.drops.total} since it started): its queues are too small for "
+                "the traffic, or the bridge too slow."
+            )
         return {"status": "ready"}
 
     @router.get(

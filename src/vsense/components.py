@@ -19,6 +19,7 @@ from vsense.alerts.integration import Alerts
 from vsense.changes import ChangeFeed
 from vsense.commands.service import Commands
 from vsense.config import Settings
+from vsense.console.sessions import ConsoleSessions
 from vsense.db import Database, create_engine
 from vsense.device_auth.service import DeviceAuth
 from vsense.gateway.liveness import Liveness
@@ -53,6 +54,7 @@ class Components:
     snapshots: Snapshots  # link key, image store, ready cache
     gateway: Gateway  # the device protocol over the parts above
     sender: SenderSlot  # the dispatcher's HTTP client
+    console: ConsoleSessions  # the console's CSRF key and recent refreshes
 
     @classmethod
     def for_server(cls, settings: Settings, engine: AsyncEngine | None = None) -> Components:
@@ -93,6 +95,7 @@ class Components:
                 webhook_source=settings.webhook_source,
             ),
             sender=SenderSlot(settings),
+            console=ConsoleSessions(signing_key, int(settings.refresh_token_ttl.total_seconds())),
         )
 
     @classmethod
@@ -129,6 +132,7 @@ class Components:
             Gateway: self.gateway,
             Metrics: self.metrics,
             DispatchParts: self,  # the `test` endpoint sends at once
+            ConsoleSessions: self.console,
         }
 
     def dispatcher(self) -> Dispatcher:

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         description="`postgresql+asyncpg://...` or `sqlite+aiosqlite:///...`; "
         "unset means a SQLite file in the data folder.",
     )
+    hosts: int = Field(
+        1,
+        ge=1,
+        description="How many hosts run vsense server processes on this database. Above 1, "
+        "what one host keeps on its own disk is refused at start-up: the embedded database "
+        "and the local image store (a link served by another host would find no image).",
+    )
     database_pool_size: int = Field(
         32,
         ge=1,
@@ -234,6 +241,36 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
+    mqtt_subscribers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Connections each server process opens to the MQTT broker as members of "
+        "the share group: the broker spreads the devices' messages over all of them, and "
+        "each handles its own batches, so that one slow commit does not hold up the rest.",
+    )
+    mqtt_batch_size: int = Field(
+        100,
+        ge=1,
+        le=5000,
+        description="Most messages the MQTT bridge handles in one transaction (each is "
+        "acknowledged once that transaction commits).",
+    )
+    mqtt_batch_wait: Duration = Field(
+        timedelta(milliseconds=5),
+        ge=timedelta(0),
+        le=timedelta(seconds=1),
+        description="Seconds the MQTT bridge waits for more messages before it commits a "
+        "batch that is not full.",
+    )
+    mqtt_receive_maximum: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="Messages the broker may have in flight (sent, not yet acknowledged) to "
+        "each bridge connection (MQTT 5 receive maximum): at least the batch size, so that "
+        "a batch can fill while the previous one commits.",
+    )
     shutdown_grace: Duration = Field(
         timedelta(seconds=10),
         ge=timedelta(0),
@@ -310,6 +347,23 @@ class Settings(BaseSettings):
     def _s3_needs_a_bucket(self) -> Settings:
         if self.image_storage == "s3" and not self.image_s3_bucket:
             raise ValueError("VSENSE_IMAGE_STORAGE=s3 needs VSENSE_IMAGE_S3_BUCKET")
+        return self
+
+    @model_validator(mode="after")
+    def _several_hosts_share_their_stores(self) -> Settings:
+        if self.hosts == 1:
+            return self
+        if self.is_embedded_database:
+            raise ConfigurationError(
+                f"VSENSE_HOSTS={self.hosts}: servers on several hosts need one PostgreSQL "
+                "(VSENSE_DATABASE_URL=postgresql+asyncpg://...), not the embedded database."
+            )
+        if self.image_storage == "local":
+            raise ConfigurationError(
+                f"VSENSE_HOSTS={self.hosts}: the local image store keeps each image on the "
+                "disk of the host that received it, where the others cannot serve it; set "
+                "VSENSE_IMAGE_STORAGE=s3 and VSENSE_IMAGE_S3_BUCKET."
+            )
         return self
 
     @classmethod

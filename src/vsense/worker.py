@@ -1,15 +1,20 @@
 """Background work of a server process: batched liveness writes, the offline sweep, the
-webhook dispatcher, retention, and the MQTT bridge when a broker is configured."""
+webhook dispatcher, retention, the history's week partitions (PostgreSQL), and the MQTT
+bridge when a broker is configured."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vsense import partitions
 from vsense.accounts import repository as accounts_repository
 from vsense.accounts import throttle_repository
 from vsense.alerts import repository as alerts_repository
@@ -24,6 +29,8 @@ from vsense.webhooks import queue_repository as webhook_queue
 from vsense.webhooks.dispatcher import Dispatcher
 
 logger = logging.getLogger("vsense.worker")
+# A chunked delete of a retention pass: (session, older than) -> rows removed.
+Purge = Callable[[AsyncSession, datetime], Awaitable[int]]
 RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
 IMAGE_RETENTION_EVERY_S = 300.0
 THROTTLE_KEEP = timedelta(days=1)  # shared counters older than this count nothing
@@ -67,17 +74,53 @@ class BackgroundRuntime:
         async with self.parts.database.write() as session:
             return await image_tasks.apply_retention(session, self.parts.snapshots, now or utcnow())
 
+    async def maintain_partitions(self, now: datetime | None = None) -> list[str]:
+        """Make the history's week partitions of today and the coming days (PostgreSQL;
+        SQLite has none); returns the partitions made."""
+        if self.parts.settings.is_embedded_database:
+            return []
+        async with self.parts.database.write() as session:
+            made = await partitions.create_ahead(session, (now or utcnow()).date())
+        if made:
+            logger.info("made history partitions %s", ", ".join(made))
+        return made
+
+    async def drop_old_partitions(self, now: datetime | None = None) -> list[str]:
+        """Retention of the history on PostgreSQL: detach and drop each week partition
+        whose whole week is older than `payload_retention`; returns the partitions dropped."""
+        before = (now or utcnow()) - self.parts.settings.payload_retention
+        dropped: list[str] = []
+        for history in partitions.HISTORY:
+            async with self.parts.database.write() as session:
+                dropped += await partitions.drop_before(session, before, history)
+        if dropped:
+            logger.info("dropped history partitions %s", ", ".join(dropped))
+        return dropped
+
     async def purge_once(self, now: datetime | None = None) -> int:
         """Delete deliveries, payload logs, device commands and ended alerts that outlived
         their retention, and expired sessions, a chunk per transaction; returns the rows
-        removed."""
+        removed. On PostgreSQL the payload log, its metrics and the status events go by
+        whole weeks instead (`drop_old_partitions`), and only their default partitions
+        are deleted from in chunks."""
         now = now or utcnow()
         settings = self.parts.settings
+        history: list[tuple[Purge, timedelta]]
+        if settings.is_embedded_database:
+            history = [
+                (payloads_repository.purge_messages, settings.payload_retention),
+                (gateway_repository.purge_events, settings.payload_retention),
+            ]
+        else:
+            await self.drop_old_partitions(now)
+            history = [
+                (functools.partial(_purge_default, table), settings.payload_retention)
+                for table in partitions.HISTORY
+            ]
         removed = 0
         for purge, keep in (
             (webhook_queue.purge, settings.delivery_retention),
-            (payloads_repository.purge_messages, settings.payload_retention),
-            (gateway_repository.purge_events, settings.payload_retention),
+            *history,
             (commands_repository.purge_commands, settings.payload_retention),
             (alerts_repository.purge_alerts, settings.payload_retention),
             (accounts_repository.purge_expired_sessions, timedelta(0)),
@@ -101,6 +144,11 @@ class BackgroundRuntime:
                 self._every(settings.sweep_interval.total_seconds(), self.sweep_once)
             ),
             asyncio.create_task(self._every(RETENTION_INTERVAL, self.purge_once)),
+            # At once, then with retention: a process started after a long stop makes
+            # this week's partition before its first write would fall into the default one.
+            asyncio.create_task(
+                self._every(RETENTION_INTERVAL, self.maintain_partitions, first=0.0)
+            ),
             asyncio.create_task(
                 self._every(settings.sweep_interval.total_seconds(), self.fail_overdue_images)
             ),
@@ -147,10 +195,20 @@ class BackgroundRuntime:
         await self.parts.sender.close()
 
     @staticmethod
-    async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        seconds: float, job: Callable[[], Awaitable[object]], *, first: float | None = None
+    ) -> None:
+        wait = seconds if first is None else first
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(wait)
+            wait = seconds
             try:
                 await job()
             except Exception:
                 logger.exception("background job %s failed; retrying next round", job)
+
+
+async def _purge_default(
+    history: partitions.History, session: AsyncSession, before: datetime
+) -> int:
+    return await partitions.purge_default(session, history, before)

@@ -101,3 +101,20 @@ async def test_an_embedded_database_readable_by_others_is_made_private(tmp_path:
     engine = create_engine(settings)
     await engine.dispose()
     assert (tmp_path / "vsense.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_several_hosts_refuse_what_one_host_keeps_on_its_disk(tmp_path: Path) -> None:
+    postgres = "postgresql+asyncpg://vsense@db.example/vsense"
+    with pytest.raises(ConfigurationError, match="VSENSE_IMAGE_STORAGE=s3"):
+        load_settings(data_dir=tmp_path, hosts=2, database_url=postgres)
+    with pytest.raises(ConfigurationError, match="not the embedded database"):
+        load_settings(data_dir=tmp_path, hosts=2, image_storage="s3", image_s3_bucket="images")
+    shared = load_settings(
+        data_dir=tmp_path,
+        hosts=3,
+        database_url=postgres,
+        image_storage="s3",
+        image_s3_bucket="images",
+    )
+    assert shared.hosts == 3
+    assert load_settings(data_dir=tmp_path).image_storage == "local"  # one host: as before

@@ -127,6 +127,30 @@ def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
     assert "VSENSE_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.live
+def test_a_server_told_it_is_one_of_several_hosts_refuses_the_local_image_store(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "VSENSE_DATA_DIR": str(tmp_path),
+        "VSENSE_HOSTS": "2",
+        "VSENSE_DATABASE_URL": "postgresql+asyncpg://vsense@127.0.0.1:1/vsense",
+    }
+    env.pop("VSENSE_IMAGE_STORAGE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "vsense.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "VSENSE_IMAGE_STORAGE=s3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_first_start_creates_one_admin_once(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     await upgrade_async(settings)

@@ -32,12 +32,20 @@ def test_demo_brings_a_simulated_fleet_online(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         password = None
+        printed: list[str] = []
         deadline = time.monotonic() + 60
         while password is None and time.monotonic() < deadline:
             line = process.stdout.readline()
-            match = re.search(r"password (\S+)\)", line)
+            printed.append(line.strip())
+            match = re.search(r"^\s*password:\s+(\S+)$", line)
             password = match[1] if match else None
         assert password, "the demo did not print its credentials"
+        # The console's address and the admin's credentials come first.
+        console = f"http://127.0.0.1:{port}/console/"
+        assert console in printed
+        assert printed.index(console) < printed.index("email:    demo@vsense.local")
+        page = httpx.get(console)
+        assert page.status_code == 303 and page.headers["location"].startswith("/console/login")
         login = httpx.post(
             f"{base}/login", json={"email": "demo@vsense.local", "password": password}
         )

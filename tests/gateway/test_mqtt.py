@@ -18,7 +18,7 @@ from vsense.app import create_app
 from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.db import session_scope
-from vsense.gateway import mqtt as mqtt_module
+from vsense.gateway import mqtt_batch as mqtt_module
 from vsense.gateway.mqtt import MqttBridge, parse_topic
 from vsense.kit.time import utcnow
 from vsense.worker import BackgroundRuntime

@@ -17,13 +17,11 @@ import typer
 from typer.testing import CliRunner
 
 from tests.environment import BROKER
-from tests.live_server import LiveServer, command, start_server
+from tests.live_server import LiveServer, integrator_token, start_server
 from vsense.simulator import mqtt as simulator_mqtt
 from vsense.simulator.command import simulate_command
 from vsense.simulator.fleet import FleetStats, run_fleet
 from vsense.simulator.mqtt import Broker, MqttTransport
-
-PASSWORD = "simulator password"
 
 
 @pytest.fixture
@@ -37,38 +35,6 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServ
         yield live
     finally:
         live.stop()
-
-
-def integrator_token(server: LiveServer) -> str:
-    command(server.env, "admin", "create-org", "Sim")
-    command(
-        server.env,
-        "admin",
-        "create-user",
-        "--org",
-        "Sim",
-        "--email",
-        "sim@example.com",
-        "--role",
-        "admin",
-        "--password",
-        PASSWORD,
-    )
-    login = httpx.post(
-        f"{server.base_url}/api/v1/login",
-        json={"email": "sim@example.com", "password": PASSWORD},
-    )
-    assert login.status_code == 200, login.text
-    access = login.json()["data"]["access_token"]
-    created = httpx.post(
-        f"{server.base_url}/api/v1/tokens",
-        json={"name": "simulator", "scopes": ["devices:read", "devices:write"]},
-        headers={"Authorization": f"Bearer {access}"},
-    )
-    assert created.status_code == 201, created.text
-    body = created.json()
-    data = body.get("data", body)
-    return str(data["token"])
 
 
 async def command_round_trip(

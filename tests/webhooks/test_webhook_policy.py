@@ -134,9 +134,26 @@ def test_webhook_effects_of_a_batch() -> None:
 
 def test_the_breaker_opens_after_consecutive_failures_for_longer_each_time() -> None:
     breaker = Breaker()
-    opened = [breaker.record(True, 0.0) for _ in range(5)]
+    opened = [breaker.record(True, False, AT) for _ in range(5)]
     assert opened == [False, False, False, False, True]
-    assert breaker.is_open(29.9) and not breaker.is_open(30.0)
-    assert breaker.record(True, 31.0) and breaker.open_for == 60.0
-    assert not breaker.record(False, 100.0) and breaker.failures == 0
-    assert [breaker.record(True, 200.0) for _ in range(5)][-1] and breaker.open_for == 30.0
+    assert breaker.is_open(AT + timedelta(seconds=29.9))
+    assert not breaker.is_open(AT + timedelta(seconds=30))
+    assert breaker.record(True, False, AT + timedelta(seconds=31))
+    assert breaker.open_seconds == 60.0
+    assert not breaker.record(False, False, AT + timedelta(seconds=100))
+    assert (breaker.failures, breaker.open_until) == (0, None)
+    later = AT + timedelta(seconds=200)
+    assert [breaker.record(True, False, later) for _ in range(5)][-1]
+    assert breaker.open_seconds == 30.0
+
+
+def test_the_breaker_opens_on_the_first_timeout() -> None:
+    breaker = Breaker()
+    assert breaker.record(True, True, AT)
+    assert breaker.open_until == AT + timedelta(seconds=30)
+    # While open, more timeouts (requests that were already out) do not move it.
+    assert not breaker.record(True, True, AT + timedelta(seconds=5))
+    assert breaker.open_until == AT + timedelta(seconds=30)
+    # The probe after it closes times out again: open twice as long.
+    assert breaker.record(True, True, AT + timedelta(seconds=31))
+    assert breaker.open_seconds == 60.0

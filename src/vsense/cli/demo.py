@@ -104,9 +104,15 @@ async def prepare_account(settings: Settings) -> DemoAccount:
 def guide(base: str, account: DemoAccount) -> str:
     api = f"{base}/api/v1"
     return f"""
-vsense demo is running: the API at {api}, a dozen simulated sensors reporting to it.
+vsense demo is running. Open the console in a browser and log in:
 
-  Log in (email {account.email}, password {account.password}):
+    {base}/console/
+    email:    {account.email}
+    password: {account.password}
+
+A dozen simulated sensors report to it; the API is at {api}.
+
+  Log in to the API with the same email and password:
     TOKEN=$(curl -s -X POST {api}/login -H 'Content-Type: application/json' \\
       -d '{{"email": "{account.email}", "password": "{account.password}"}}' \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')

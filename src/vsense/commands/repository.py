@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,22 @@ async def has_pending_commands(session: AsyncSession, device: uuid.UUID, now: da
         .limit(1)
     )
     return found is not None
+
+
+async def devices_with_pending_commands(
+    session: AsyncSession, devices: Collection[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    """Those of `devices` that have pending, unexpired commands (one statement)."""
+    found = await session.scalars(
+        select(DeviceCommand.device_uuid)
+        .where(
+            DeviceCommand.device_uuid.in_(list(devices)),
+            DeviceCommand.taken_at.is_(None),
+            DeviceCommand.expires_at > now,
+        )
+        .distinct()
+    )
+    return set(found)
 
 
 async def take_pending_commands(

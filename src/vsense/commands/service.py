@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,12 @@ class Commands:
     async def pending(self, session: AsyncSession, device: uuid.UUID) -> bool:
         """Whether the device has commands to take (a read)."""
         return await repository.has_pending_commands(session, device, utcnow())
+
+    async def pending_among(
+        self, session: AsyncSession, devices: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Those of `devices` that have commands to take (a read, for many at once)."""
+        return await repository.devices_with_pending_commands(session, devices, utcnow())
 
     async def take(self, session: AsyncSession, device: uuid.UUID) -> list[dict[str, Any]]:
         """A device's pending commands, marked taken, as the device receives them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select
@@ -36,3 +37,11 @@ async def device_by_uuid(session: AsyncSession, device: uuid.UUID) -> DeviceIden
     """A device by its UUID (the MQTT bridge, where the broker authenticated it)."""
     row = (await session.execute(_identity_statement().where(Device.uuid == device))).first()
     return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
+
+
+async def devices_by_uuid(
+    session: AsyncSession, devices: Collection[uuid.UUID]
+) -> dict[uuid.UUID, DeviceIdentity]:
+    """The known devices among `devices`, in one statement (a batch of the MQTT bridge)."""
+    rows = await session.execute(_identity_statement().where(Device.uuid.in_(list(devices))))
+    return {row[0]: DeviceIdentity(row[0], row[1], bool(row[2]), row[3]) for row in rows}

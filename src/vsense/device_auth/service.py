@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +64,13 @@ class DeviceAuth:
     async def by_uuid(self, session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
         """A device the transport authenticated itself (the MQTT broker)."""
         return await repository.device_by_uuid(session, device)
+
+    async def by_uuids(
+        self, session: AsyncSession, devices: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, DeviceIdentity]:
+        """The known devices among those the transport authenticated (a batch of the MQTT
+        bridge), in one read."""
+        return await repository.devices_by_uuid(session, devices)
 
     def forget(self, session: AsyncSession) -> None:
         """Drop every cached device identity: a token was rotated or a device removed in

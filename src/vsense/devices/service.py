@@ -72,6 +72,15 @@ async def list_devices(
     )
 
 
+async def count_devices(
+    session: AsyncSession, principal: Principal, count_cache: TTLCache, device_filter: DeviceFilter
+) -> int:
+    """How many devices the caller sees that match `device_filter` (the list's total,
+    from the same cache)."""
+    require_read(principal)
+    return await _count(session, principal, device_filter, count_cache)
+
+
 async def _count(
     session: AsyncSession, principal: Principal, device_filter: DeviceFilter, cache: TTLCache
 ) -> int:

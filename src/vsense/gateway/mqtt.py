@@ -4,25 +4,27 @@ Topics (spec/devices.md): `vsense/{uuid}/keepalive`, `vsense/{uuid}/payloads`,
 `vsense/{uuid}/commands/{id}/result` from devices; `vsense/{uuid}/commands` to them.
 The broker authenticates devices (user name = device UUID, password = device token) and
 its ACL keeps each device to its own topics; the bridge drops, and counts, messages for
-devices it does not know. Messages are received with a shared subscription, so several
-server processes split them, and acknowledged (PUBACK) only once what they caused is
-committed.
+devices it does not know.
 
-Whatever fails while a message is handled (the database away, a conflict with another
-process, a fault of the code) leaves it unacknowledged: the bridge logs and counts the
-failure, waits (1 s, doubling up to 10 s) and handles the same message again, until it
-is committed; the broker holds back what follows meanwhile (its in-flight window). The
-message is retried here rather than left for the broker to resend after a reconnect,
-because a broker may resend an unacknowledged message only on the first resumption of
-a session (Mosquitto 2.0 does), and an outage may outlast several reconnects. Only a
-message that fails `MAX_ATTEMPTS` times for a reason other than the database's absence
-is given up (acknowledged, logged as an error and counted `failed`), so that one
-poisoned message cannot hold up every device behind it forever.
+Each server process opens `mqtt_subscribers` connections to the broker, each a member of
+the shared subscription: the broker spreads the devices' messages over all of them, in
+every process of the share group. A subscriber takes what it has received (up to
+`mqtt_batch_size`, waiting at most `mqtt_batch_wait` for more), has it handled in one
+transaction (`mqtt_batch.py`: retries, the database away, a poisoned message), and
+acknowledges each message (PUBACK) only once that transaction committed. The broker
+keeps up to `mqtt_receive_maximum` messages in flight to each subscriber (MQTT 5
+receive maximum; without it Mosquitto allows 20), so that the next batch fills while
+one commits. Messages are retried here rather than left for the broker to resend after a
+reconnect, because a broker may resend an unacknowledged message only on the first
+resumption of a session (Mosquitto 2.0 does), and an outage may outlast several.
 
-When the broker fails, the bridge waits the same way and reconnects to the same session
-(MQTT 5, kept `SESSION_EXPIRY` seconds): the broker keeps what arrives meanwhile, and
-resends what was not acknowledged. At a stop the session is ended, so that the broker
-gives the other processes of the share group what it would have kept for this one.
+When the broker fails, a subscriber waits (1 s, doubling up to 10 s) and reconnects to
+the same session (MQTT 5, kept `SESSION_EXPIRY` seconds): the broker keeps what arrives
+meanwhile, and resends what was not acknowledged. At a stop the sessions are ended, so
+that the broker gives the other processes of the share group what it would have kept.
+The first subscriber also follows the broker's count of dropped messages (`$SYS`,
+`mqtt_push.BrokerDrops`), and any connected subscriber publishes commands
+(`mqtt_push.CommandPush`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -41,39 +42,159 @@ from paho.mqtt.properties import Properties
 
 from vsense.commands.service import Commands
 from vsense.config import Settings
-from vsense.db import Database, is_unavailable
+from vsense.db import Database
 from vsense.device_auth.service import DeviceAuth
-from vsense.gateway.schemas import CommandResult, Health
-from vsense.gateway.service import Gateway
-from vsense.kit.errors import AppError
+from vsense.gateway.mqtt_batch import (
+    FIRST_BACKOFF,
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    BatchHandler,
+    Incoming,
+    Publish,
+    parse_topic,
+)
+from vsense.gateway.mqtt_push import SYS_TOPICS, BrokerDrops, CommandPush
+from vsense.gateway.service import CommandJson, Gateway
 from vsense.kit.metrics import Metrics
+
+__all__ = ["MAX_ATTEMPTS", "TOPICS", "MqttBridge", "parse_topic"]
 
 logger = logging.getLogger("vsense.mqtt")
 TOPICS = ("vsense/+/keepalive", "vsense/+/payloads", "vsense/+/commands/+/result")
-FIRST_BACKOFF = 1.0
-MAX_BACKOFF = 10.0
-SESSION_EXPIRY = 120  # seconds the broker keeps the bridge's session while it is away
-MAX_ATTEMPTS = 5  # failures of one message, the database being up, before it is dropped
-END_SESSION_WITHIN = 2.0  # seconds a stop waits for the broker to end the session
+SESSION_EXPIRY = 120  # seconds the broker keeps a subscriber's session while it is away
+END_SESSION_WITHIN = 2.0  # seconds a stop waits for the broker to end the sessions
 
 
-def parse_topic(topic: str) -> tuple[uuid.UUID, str, str | None] | None:
-    """(device, kind, command id) of a device topic, or None when it is not one."""
-    parts = topic.split("/")
-    try:
-        device = uuid.UUID(parts[1])
-    except (IndexError, ValueError):
-        return None
-    if parts[0] != "vsense":
-        return None
-    if len(parts) == 3 and parts[2] in ("keepalive", "payloads"):
-        return device, parts[2], None
-    if len(parts) == 5 and parts[2] == "commands" and parts[4] == "result":
-        return device, "result", parts[3]
-    return None
+class _Subscriber:
+    """One connection of the bridge, one member of the share group."""
+
+    def __init__(self, bridge: MqttBridge, identifier: str, *, watch_drops: bool) -> None:
+        self.bridge = bridge
+        self.identifier = identifier
+        self.watch_drops = watch_drops
+        self.client: aiomqtt.Client | None = None  # set while connected and subscribed
+        self._resume = False
+        self._backoff = FIRST_BACKOFF
+        self.handled = 0  # messages handed to the batch handler
+
+    def _new_client(self, *, clean_start: bool, expiry: int = SESSION_EXPIRY) -> aiomqtt.Client:
+        bridge = self.bridge
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = expiry
+        properties.ReceiveMaximum = bridge.receive_maximum
+        client = aiomqtt.Client(
+            hostname=bridge.url.hostname or "127.0.0.1",
+            port=bridge.url.port or 1883,
+            username=bridge.url.username,
+            password=bridge.url.password,
+            identifier=self.identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=clean_start,
+            properties=properties,
+        )
+        client.pending_calls_threshold = 1 << 30  # pushes and keepalive answers at once
+        return client
+
+    async def run(self) -> None:
+        """Receive until cancelled; a failure of the broker (or anything else that ends
+        the session) is logged and counted, and the session resumed after a pause."""
+        bridge = self.bridge
+        while True:
+            try:
+                await self._session()
+            except Exception as exc:
+                self.client = None
+                bridge.subscriber_down()
+                reason = "broker" if isinstance(exc, aiomqtt.MqttError) else "error"
+                bridge.metrics.mqtt_bridge_failures.labels(reason).inc()
+                log = logger.error if reason == "error" else logger.warning
+                log(
+                    "MQTT bridge interrupted (%s: %s); reconnecting in %.0f s",
+                    reason,
+                    exc,
+                    self._backoff,
+                    exc_info=reason == "error",
+                )
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(MAX_BACKOFF, self._backoff * 2)
+
+    async def _session(self) -> None:
+        bridge = self.bridge
+        async with self._new_client(clean_start=not self._resume) as client:
+            self._resume = True
+            # Acknowledge by hand, after the commit (aiomqtt exposes no switch for it).
+            client._client.manual_ack_set(True)
+            for topic in TOPICS:
+                await client.subscribe(f"$share/{bridge.share_group}/{topic}", qos=1)
+            if self.watch_drops:
+                await client.subscribe(SYS_TOPICS, qos=0)
+            self.client = client
+            self._backoff = FIRST_BACKOFF
+            bridge.subscriber_up()
+            async for first in client.messages:
+                received = await self._collect(client, first)
+                batch: list[Incoming] = []
+                for message in received:
+                    topic = str(message.topic)
+                    if topic.startswith("$SYS/"):
+                        bridge.drops.report(topic, message.payload)
+                    else:
+                        batch.append(Incoming(topic, message.payload))
+                if batch:
+                    await bridge.handler.handle(batch, self.publisher(client))
+                    self.handled += len(batch)
+                for message in received:  # `$SYS` reports (QoS 0) need none
+                    client._client.ack(message.mid, message.qos)
+
+    async def _collect(
+        self, client: aiomqtt.Client, first: aiomqtt.Message
+    ) -> list[aiomqtt.Message]:
+        """`first` and the messages ready after it, up to a batch, waiting at most the
+        batch wait for more."""
+        bridge = self.bridge
+        received = [first]
+        queue = client._queue
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bridge.batch_wait
+        while len(received) < bridge.batch_size:
+            try:
+                received.append(queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                async with asyncio.timeout(left):
+                    received.append(await queue.get())
+            except TimeoutError:
+                break
+        return received
+
+    @staticmethod
+    def publisher(client: aiomqtt.Client) -> Publish:
+        async def publish(device: uuid.UUID, commands: list[CommandJson]) -> None:
+            topic = f"vsense/{device}/commands"
+            await asyncio.gather(
+                *(client.publish(topic, orjson.dumps(command), qos=1) for command in commands)
+            )
+
+        return publish
+
+    async def end_session(self) -> None:
+        if not self._resume:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(END_SESSION_WITHIN):
+                async with self._new_client(clean_start=True, expiry=0):
+                    pass
 
 
 class MqttBridge:
+    """The bridge of a server process: its subscribers, the batch handler they share,
+    the command push and the broker's drop counter."""
+
     def __init__(
         self,
         settings: Settings,
@@ -87,183 +208,51 @@ class MqttBridge:
         if not settings.mqtt_url:
             raise ValueError("the MQTT bridge needs VSENSE_MQTT_URL")
         self.share_group = settings.mqtt_share_group
-        self.database = database
-        self.device_auth = device_auth
-        self.gateway = gateway
-        self.commands = commands
+        self.batch_size = settings.mqtt_batch_size
+        self.batch_wait = settings.mqtt_batch_wait.total_seconds()
+        self.receive_maximum = max(settings.mqtt_receive_maximum, 1)
         self.metrics = metrics
+        self.gateway = gateway
         self.url = urlsplit(settings.mqtt_url)
-        self.connected = asyncio.Event()
-        # One session for the bridge's life: a reconnect resumes it (clean_start False),
-        # and the broker resends what was not acknowledged.
-        self.identifier = f"vsense-{uuid.uuid4().hex[:12]}"
-        self._resume = False
-        self._backoff = FIRST_BACKOFF
-        self._client: aiomqtt.Client | None = None
-        # Devices this process has heard over MQTT: their commands are pushed when
-        # created, not kept for their next keepalive (which may be minutes away).
-        self._heard: set[uuid.UUID] = set()
-        self._pushes: set[asyncio.Task[None]] = set()
-        commands.on_created(self._command_created)
-
-    def _new_client(self, *, clean_start: bool, expiry: int = SESSION_EXPIRY) -> aiomqtt.Client:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = expiry
-        return aiomqtt.Client(
-            hostname=self.url.hostname or "127.0.0.1",
-            port=self.url.port or 1883,
-            username=self.url.username,
-            password=self.url.password,
-            identifier=self.identifier,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=clean_start,
-            properties=properties,
+        self.connected = asyncio.Event()  # every subscriber is connected and subscribed
+        self.handler = BatchHandler(
+            database=database, device_auth=device_auth, gateway=gateway, metrics=metrics
         )
+        self.drops = BrokerDrops(metrics)
+        self.push = CommandPush(database=database, commands=commands, publisher=self.publish)
+        # One session per subscriber for the bridge's life: a reconnect resumes it.
+        process = uuid.uuid4().hex[:12]
+        self.subscribers = [
+            _Subscriber(self, f"vsense-{process}-{index}", watch_drops=index == 0)
+            for index in range(settings.mqtt_subscribers)
+        ]
 
-    async def run(self) -> None:
-        """Receive until cancelled. A failure of the broker (or anything else that ends
-        the session) is logged and counted; the bridge waits and resumes its session."""
-        try:
-            while True:
-                try:
-                    await self._session()
-                except Exception as exc:
-                    self.connected.clear()
-                    self.metrics.mqtt_bridge_connected.set(0)
-                    reason = "broker" if isinstance(exc, aiomqtt.MqttError) else "error"
-                    self.metrics.mqtt_bridge_failures.labels(reason).inc()
-                    log = logger.error if reason == "error" else logger.warning
-                    log(
-                        "MQTT bridge interrupted (%s: %s); reconnecting in %.0f s",
-                        reason,
-                        exc,
-                        self._backoff,
-                        exc_info=reason == "error",
-                    )
-                    await asyncio.sleep(self._backoff)
-                    self._backoff = min(MAX_BACKOFF, self._backoff * 2)
-        finally:
-            self.connected.clear()
-            self.metrics.mqtt_bridge_connected.set(0)
-
-    async def _session(self) -> None:
-        async with self._new_client(clean_start=not self._resume) as client:
-            self._resume = True
-            # Acknowledge by hand, after the commit (aiomqtt exposes no switch for it).
-            client._client.manual_ack_set(True)
-            group = self.share_group
-            for topic in TOPICS:
-                await client.subscribe(f"$share/{group}/{topic}", qos=1)
-            self._client = client
+    def subscriber_up(self) -> None:
+        if all(subscriber.client is not None for subscriber in self.subscribers):
             self.connected.set()
             self.metrics.mqtt_bridge_connected.set(1)
-            self._backoff = FIRST_BACKOFF
-            async for message in client.messages:
-                await self.handle(client, message)
-                client._client.ack(message.mid, message.qos)
+
+    def subscriber_down(self) -> None:
+        self.connected.clear()
+        self.metrics.mqtt_bridge_connected.set(0)
+
+    def publish(self) -> Publish | None:
+        """Publishes through a connected subscriber; None while none is."""
+        for subscriber in self.subscribers:
+            if subscriber.client is not None:
+                return _Subscriber.publisher(subscriber.client)
+        return None
+
+    async def run(self) -> None:
+        """Receive until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for subscriber in self.subscribers:
+                    group.create_task(subscriber.run())
+        finally:
+            self.subscriber_down()
 
     async def end_session(self) -> None:
-        """Tell the broker the session is over (at a stop), so that the other processes
+        """Tell the broker the sessions are over (at a stop), so that the other processes
         of the share group receive what it would have kept for this one."""
-        if not self._resume:
-            return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(END_SESSION_WITHIN):
-                async with self._new_client(clean_start=True, expiry=0):
-                    pass
-
-    async def handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        """Handle a message until what it causes is committed (or it is refused, or
-        given up after `MAX_ATTEMPTS` failures that were not the database's absence)."""
-        topic = str(message.topic)
-        attempts = 0
-        backoff = FIRST_BACKOFF
-        while True:
-            try:
-                outcome = await self._process(client, topic, message.payload)
-                break
-            except aiomqtt.MqttError:
-                raise  # the broker's: the session resumes, the message is resent
-            except Exception as exc:
-                reason = "database" if is_unavailable(exc) else "error"
-                self.metrics.mqtt_bridge_failures.labels(reason).inc()
-                self.metrics.mqtt_messages.labels("retried").inc()
-                attempts += reason == "error"
-                if attempts >= MAX_ATTEMPTS:
-                    logger.error("MQTT message on %s failed %d times; dropped", topic, attempts)
-                    outcome = "failed"
-                    break
-                logger.warning(
-                    "MQTT message on %s failed (%s: %s); again in %.1f s",
-                    topic,
-                    reason,
-                    exc,
-                    backoff,
-                    exc_info=reason == "error",
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
-        self.metrics.mqtt_messages.labels(outcome).inc()
-
-    async def _process(self, client: aiomqtt.Client, topic: str, raw: Any) -> str:
-        parsed = parse_topic(topic)
-        if parsed is None:
-            return "bad_topic"
-        device_uuid, kind, command_id = parsed
-        try:
-            body = orjson.loads(raw) if raw else None
-        except (orjson.JSONDecodeError, TypeError):
-            return "invalid"
-        commands: list[dict[str, Any]] = []
-        try:
-            async with self.database.write() as session:
-                device = await self.device_auth.by_uuid(session, device_uuid)
-                if device is None:
-                    return "unknown_device"
-                self._heard.add(device_uuid)
-                if kind == "keepalive":
-                    # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
-                    health = Health.model_validate(body) if isinstance(body, dict) else None
-                    commands = await self.gateway.keepalive_in(session, device, health)
-                elif kind == "payloads":
-                    await self.gateway.ingest(session, device, body)
-                else:
-                    result = CommandResult.model_validate(body)
-                    await self.gateway.command_result(
-                        session, device, command_id or "", result.ok, result.error
-                    )
-        except AppError as exc:
-            if exc.status_code >= 500:
-                raise  # not the message's fault: sent again
-            # A partly refused batch keeps its accepted messages (committed above).
-            logger.info("MQTT message on %s refused: %s", topic, exc.message)
-            return "invalid"
-        except ValueError as exc:  # a body the models refused
-            logger.info("MQTT message on %s refused: %s", topic, exc)
-            return "invalid"
-        await self._publish(client, device_uuid, commands)
-        return "accepted"
-
-    @staticmethod
-    async def _publish(
-        client: aiomqtt.Client, device: uuid.UUID, commands: list[dict[str, Any]]
-    ) -> None:
-        for command in commands:
-            await client.publish(f"vsense/{device}/commands", orjson.dumps(command), qos=1)
-
-    def _command_created(self, device: uuid.UUID) -> None:
-        if device in self._heard and self._client is not None and self.connected.is_set():
-            task = asyncio.get_running_loop().create_task(self._push(self._client, device))
-            self._pushes.add(task)
-            task.add_done_callback(self._pushes.discard)
-
-    async def _push(self, client: aiomqtt.Client, device: uuid.UUID) -> None:
-        """Hand a device the commands waiting for it, now (they are marked taken first,
-        so a keepalive or poll elsewhere does not hand them out twice)."""
-        try:
-            async with self.database.write() as session:
-                commands = await self.commands.take(session, device)
-                # Published before the commit: if the broker fails, they stay pending.
-                await self._publish(client, device, commands)
-        except Exception:
-            logger.exception("pushing commands to %s failed; they wait for its keepalive", device)
+        await asyncio.gather(*(subscriber.end_session() for subscriber in self.subscribers))

@@ -111,3 +111,21 @@ async def purge_events(session: AsyncSession, before: datetime, limit: int = 500
     stale = select(DeviceEvent.id).where(DeviceEvent.created < before).limit(limit)
     events: Any = await session.execute(delete(DeviceEvent).where(DeviceEvent.id.in_(stale)))
     return int(events.rowcount or 0)
+
+
+async def mark_speaks_mqtt(session: AsyncSession, devices: Sequence[uuid.UUID]) -> None:
+    """Record that these devices were heard over MQTT (once: only rows not yet marked)."""
+    for chunk in _chunks(devices):
+        await session.execute(
+            update(Device)
+            .where(Device.uuid.in_(chunk), Device.speaks_mqtt.is_(False))
+            # Not a change of the device an integrator made: `updated` stays.
+            .values(speaks_mqtt=True, updated=Device.updated)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def speaks_mqtt(session: AsyncSession, device: uuid.UUID) -> bool:
+    """Whether the MQTT bridge (of any process) has heard the device."""
+    found = await session.scalar(select(Device.speaks_mqtt).where(Device.uuid == device))
+    return bool(found)

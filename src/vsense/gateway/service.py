@@ -107,6 +107,24 @@ class Gateway:
         await self.outbox.emit_many(session, events)
         return await self.commands.take(session, device.uuid)
 
+    async def keepalive_known(
+        self,
+        session: AsyncSession,
+        device: DeviceIdentity,
+        health: Health | None,
+        *,
+        waiting: bool,
+    ) -> list[CommandJson]:
+        """A keepalive in the caller's transaction, when the caller has read whether the
+        device has commands `waiting` (the MQTT bridge reads it for a whole batch at once):
+        as `keepalive`, the common case writes nothing, its sign of life joining the next
+        batch."""
+        forward = await self._forward_keepalive(session, device)
+        if device.is_online and not waiting and not forward:
+            self.liveness.seen_online(device)
+            return []
+        return await self.keepalive_in(session, device, health, forward=forward)
+
     async def ingest(self, session: AsyncSession, device: DeviceIdentity, body: Any) -> int:
         """Validate and store a message or a batch, in the caller's transaction. Every
         accepted message is kept even when others of its batch are refused (422 naming

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
+from vsense.accounts.schemas import GroupRef
 from vsense.accounts.service import require_scope
 from vsense.groups import repository
 from vsense.groups.schemas import Group, GroupCreate, GroupUpdate
@@ -43,6 +44,14 @@ async def list_groups(
     return Page[Group].model_validate(
         {"data": await _views(session, groups), "meta": page_meta(request, total, len(groups))}
     )
+
+
+async def group_choices(session: AsyncSession, principal: Principal) -> list[GroupRef]:
+    """The groups the caller sees (the first 500 by name), without their device counts:
+    what a pick list needs, without counting the devices of every group."""
+    require_scope(principal, "devices:read")
+    groups, _ = await repository.list_groups(session, principal, offset=0, limit=500)
+    return [GroupRef(id=g.id, name=g.name) for g in groups]
 
 
 async def _visible(session: AsyncSession, principal: Principal, group_id: int) -> GroupRow:

@@ -78,6 +78,21 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.mqtt_batch_size = Histogram(
+            "vsense_mqtt_batch_size",
+            "Messages the MQTT bridge handled in one transaction.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
+        self.mqtt_broker_dropped = Gauge(
+            "vsense_mqtt_broker_dropped_messages",
+            "Messages the MQTT broker says it dropped since it started (its "
+            "$SYS/broker/publish/messages/dropped, for all its clients): any rise means "
+            "messages a device was told were delivered were lost, usually a subscriber's "
+            "queue that filled. -1 until the broker reports it.",
+            registry=self.registry,
+        )
+        self.mqtt_broker_dropped.set(-1)
         self.payloads_dropped = Counter(
             "vsense_payload_messages_dropped",
             "Device messages dropped after acceptance, by type and reason (rate_limited: a "

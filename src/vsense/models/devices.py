@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vsense.kit.time import utcnow
@@ -71,6 +71,10 @@ class Device(CreatedMixin, Base):
     # sign of life from its effective keepalive interval, so the sweep is one indexed
     # comparison on both databases.
     offline_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set by the MQTT bridge when it first hears the device: any server process then
+    # pushes the device's new commands to its commands topic, not only the one that
+    # heard it.
+    speaks_mqtt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -17,7 +17,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class PayloadMessage(Base):
-    """One accepted device message, stored as received."""
+    """One accepted device message, stored as received.
+
+    On PostgreSQL the table is partitioned by week of `received_at` (`vsense.partitions`,
+    migration 0009) and its primary key is `(id, received_at)`, as a partitioned table's
+    key must hold the partition key; `id` comes from one sequence and stays unique, and
+    it alone identifies a row here (SQLite auto-increments a single-column key only).
+    """
 
     __tablename__ = "payload_messages"
     __table_args__ = (Index("ix_payload_messages_device_time", "device_uuid", "timestamp", "id"),)
@@ -37,7 +43,10 @@ class DeviceMetric(Base):
     """A value derived from a message (occupied, count, in, out, net, occupancy, dwell_s).
 
     `epoch` repeats the time as UNIX seconds so that bucketing is integer arithmetic,
-    the same on both databases.
+    the same on both databases. `received_at` repeats the message's: on PostgreSQL the
+    table is partitioned by it like the log, so a message's metrics are in the same week
+    and retention drops them together. `message_id` is not a foreign key: one into a
+    partitioned table would make dropping a week scan this one for rows pointing into it.
     """
 
     __tablename__ = "device_metrics"
@@ -47,9 +56,8 @@ class DeviceMetric(Base):
     device_uuid: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("devices.uuid", ondelete="CASCADE")
     )
-    message_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("payload_messages.id", ondelete="CASCADE"), index=True
-    )
+    message_id: Mapped[int] = mapped_column(BigId, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     epoch: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
@@ -58,7 +66,11 @@ class DeviceMetric(Base):
 
 
 class DeviceEvent(Base):
-    """A status transition: online or offline, with its reason."""
+    """A status transition: online or offline, with its reason.
+
+    Partitioned by week of `created` on PostgreSQL, with `(id, created)` as its key there
+    (see `PayloadMessage`).
+    """
 
     __tablename__ = "device_events"
     __table_args__ = (Index("ix_device_events_device_created", "device_uuid", "created", "id"),)

@@ -26,6 +26,15 @@ class Webhook(CreatedMixin, Base):
     """An integrator's endpoint attached to one device."""
 
     __tablename__ = "webhooks"
+    __table_args__ = (
+        # Endpoints with a breaker set (few): what every claim leaves out while open.
+        Index(
+            "ix_webhooks_breaker_open",
+            "breaker_open_until",
+            sqlite_where=text("breaker_open_until IS NOT NULL"),
+            postgresql_where=text("breaker_open_until IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(
@@ -48,6 +57,12 @@ class Webhook(CreatedMixin, Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # Start of the current run of failed attempts (none since the last success).
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The endpoint's circuit breaker, shared by every dispatcher process: consecutive
+    # endpoint failures, until when claims leave its deliveries alone, and for how long it
+    # was last opened (doubling while the failures go on).
+    breaker_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    breaker_open_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    breaker_open_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -146,6 +146,7 @@ class PayloadLog:
                     {
                         "device_uuid": device,
                         "message_id": message_id,
+                        "received_at": now,
                         "epoch": message.timestamp,
                         "name": metric.name,
                         "value": metric.value,

@@ -130,8 +130,15 @@ async def last_metric_value(
 
 
 async def purge_messages(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
-    """Delete up to `limit` messages received before `before` (their metrics go with
-    them); rows removed."""
-    old = select(PayloadMessage.id).where(PayloadMessage.received_at < before).limit(limit)
+    """Delete up to `limit` messages received before `before`, and their metrics; rows
+    removed. (On PostgreSQL retention drops whole days instead: `vsense.partitions`.)"""
+    # In id order, so that both statements pick the same messages (the oldest first).
+    old = (
+        select(PayloadMessage.id)
+        .where(PayloadMessage.received_at < before)
+        .order_by(PayloadMessage.id)
+        .limit(limit)
+    )
+    await session.execute(delete(DeviceMetric).where(DeviceMetric.message_id.in_(old)))
     messages: Any = await session.execute(delete(PayloadMessage).where(PayloadMessage.id.in_(old)))
     return int(messages.rowcount or 0)

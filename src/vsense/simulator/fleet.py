@@ -30,6 +30,7 @@ from vsense.simulator.enrolment import CITIES, Enrolment, enrol_all
 from vsense.simulator.http import MAX_ATTEMPTS, MAX_RETRY_AFTER_S, DeviceHttp, HttpTransport
 from vsense.simulator.http import problem as _problem
 from vsense.simulator.mqtt import Broker, MqttTransport
+from vsense.simulator.readback import read_back
 from vsense.simulator.scenes import SCENES, Message, Scene, SimClock, make_scene
 from vsense.simulator.transport import Command, FleetError, FleetStats, TokenRefused, Transport
 
@@ -90,6 +91,7 @@ class _Device:
     # stopped), and the ticket of its one valid heap entry: others are stale and skipped.
     queued_at: float | None = None
     ticket: int = 0
+    accepted: int = 0  # messages the broker or the server acknowledged
 
 
 class _Scheduler:
@@ -316,6 +318,7 @@ class _Scheduler:
             self._keep_for_later(device, batch)  # counted and logged by the transport
         else:
             self.stats.messages_accepted += accepted
+            device.accepted += accepted
             device.retry_at = time.time()  # more may wait in the outbox
 
     def _keep_for_later(self, device: _Device, batch: list[Message]) -> None:
@@ -436,6 +439,22 @@ async def run_fleet(
                 await scheduler.run()
         except TimeoutError:
             pass
+        if fleet:
+            try:
+                checked = await read_back(
+                    sdk,
+                    {device.uuid: device.accepted for device in fleet},
+                    since=start,
+                    concurrency=concurrency,
+                    log=log,
+                )
+            except Exception as exc:  # a token without devices:read, the server away
+                log(f"could not read back what the server stored: {exc}")
+                return stats
+            stats.messages_stored = checked.stored
+            stats.devices_short = checked.devices_short
+            if checked.missing:
+                log(f"server has fewer messages than were sent: {checked.summary()}")
     return stats
 
 

@@ -45,13 +45,22 @@ class FleetStats:
     captures_uploaded: int = 0
     retries: int = 0
     errors: int = 0
+    # Read back through the API at the end of a run that ran its course: messages the
+    # server stored since the run began, and devices with fewer stored than accepted.
+    messages_stored: int | None = None
+    devices_short: int = 0
 
     def summary(self) -> str:
         """The counters on one line."""
+        stored = ""
+        if self.messages_stored is not None:
+            stored = f", stored {self.messages_stored} of {self.messages_accepted} published"
+            if self.devices_short:
+                stored += f" ({self.devices_short} devices short)"
         return (
             f"devices {self.devices_onboarded} new + {self.devices_reused} reused, "
             f"keepalives {self.keepalives_sent}, messages {self.messages_accepted} accepted "
-            f"({self.messages_dropped} dropped), commands {self.commands_handled}, "
+            f"({self.messages_dropped} dropped){stored}, commands {self.commands_handled}, "
             f"snapshots {self.captures_uploaded}, "
             f"retries {self.retries}, errors {self.errors}"
         )

@@ -6,9 +6,11 @@ whose dispatcher vanished falls due again when its lease runs out (a possible
 duplicate, counted in `reclaims`; receivers deduplicate on `webhook-id`).
 
 Isolation: each endpoint has at most `webhook_max_in_flight` requests in flight and at
-most twice that claimed; endpoints that are full, or whose breaker is open, are left
-out of claims, so their deliveries stay in the database holding no lease and spending
-no attempt, and a slow endpoint never takes the places of healthy ones.
+most twice that claimed per process; endpoints that are full here, or whose breaker is
+open (a state shared by every process, in the webhook's row; `breaker.py`), are left out
+of claims, so their deliveries stay in the database holding no lease and spending no
+attempt, and a slow endpoint never takes the places of healthy ones. Sends are tasks of
+their own: the claim loop waits for nothing but room in the process.
 
 The dispatcher orchestrates: the SQL is the queue repository's and the webhooks
 repository's, what an answer means is `policy.py`'s, the breaker is `breaker.py` and the
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,11 +36,11 @@ from vsense.db import Database, session_scope
 from vsense.kit.metrics import Metrics
 from vsense.kit.time import utcnow
 from vsense.webhooks import policy, queue_repository, repository
-from vsense.webhooks.breaker import Breaker
+from vsense.webhooks.breaker import Breaker, Result
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, Prepared
 from vsense.webhooks.outbox import Outbox
 from vsense.webhooks.request import USER_AGENT, build_request
-from vsense.webhooks.sender import Sender
+from vsense.webhooks.sender import TIMEOUT, Sender
 from vsense.webhooks.ssrf import AddressPolicy
 from vsense.webhooks.wakeup import listen_for_wakeups
 
@@ -134,7 +135,7 @@ class Dispatcher:
         self._results_ready = asyncio.Event()
         self._chains: set[asyncio.Task[None]] = set()
         self._unfinished: dict[int, Prepared] = {}  # claimed, no outcome yet
-        self._deferrals: dict[int, datetime] = {}  # webhook -> its queue waits until
+        self._breaker_results: list[Result] = []  # for the shared breakers, in order
         self.sent = 0
 
     def _endpoint(self) -> _Endpoint:
@@ -201,13 +202,12 @@ class Dispatcher:
         if room <= 0:
             await self._wait(self._room, POLL_INTERVAL)
             return 0
-        now_mono = time.monotonic()
+        now = utcnow()
         skip = [
             webhook
             for webhook, endpoint in self.endpoints.items()
-            if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now_mono)
+            if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now)
         ]
-        now = utcnow()
         async with session_scope(self.state.database.sessionmaker) as session:
             await queue_repository.without_waiting_for_disk(session)
             claimed = await queue_repository.claim(
@@ -261,11 +261,10 @@ class Dispatcher:
         if not item.active:
             return policy.skipped(item, utcnow())
         async with endpoint.slots:
-            now_mono = time.monotonic()
-            if endpoint.breaker.is_open(now_mono):
-                until = utcnow() + timedelta(seconds=endpoint.breaker.open_until - now_mono)
-                return policy.released(item, until, utcnow(), "circuit open")
             at = utcnow()
+            if endpoint.breaker.is_open(at) and endpoint.breaker.open_until is not None:
+                # Opened here since the claim (another process's breaker is in the claim).
+                return policy.released(item, endpoint.breaker.open_until, at, "circuit open")
             request = build_request(item, int(at.timestamp()))
             sent = await (await self.state.sender.get()).send(
                 request.method,
@@ -274,11 +273,13 @@ class Dispatcher:
                 body=request.body,
                 timeout=self.timeout,
             )
-            if endpoint.breaker.record(policy.is_endpoint_failure(sent), time.monotonic()):
-                # Its queue waits in the database (no attempt spent) until the breaker
-                # closes, out of the way of every other endpoint's claims.
-                until = utcnow() + timedelta(seconds=endpoint.breaker.open_for)
-                self._deferrals[item.webhook_id] = until
+            # This process's copy stops the endpoint's other requests here at once; the
+            # shared breaker counts the result when the outcome batch is written.
+            result = Result(
+                item.webhook_id, policy.is_endpoint_failure(sent), sent.error == TIMEOUT, utcnow()
+            )
+            endpoint.breaker.record(result.failed, result.timed_out, result.at)
+            self._breaker_results.append(result)
         self.sent += 1
         return policy.after_attempt(item, sent, at)
 
@@ -317,14 +318,14 @@ class Dispatcher:
             return []
         batch, self._results = self._results, []
         now = utcnow()
+        results, self._breaker_results = self._breaker_results, []
         try:
-            deferrals, self._deferrals = self._deferrals, {}
             effects = policy.webhook_effects(batch, now, self.state.settings.webhook_disable_after)
             async with session_scope(self.state.database.sessionmaker) as session:
-                gone, stale = await _write(session, batch, deferrals, effects, now)
+                gone, stale = await _write(session, batch, results, effects, now)
         except BaseException:
             self._results = batch + self._results
-            self._deferrals = {**deferrals, **self._deferrals}
+            self._breaker_results = results + self._breaker_results
             raise
         # Rows behind these (the same device's next ones) may be claimed now.
         self.state.outbox.wakeup.set()
@@ -337,7 +338,7 @@ class Dispatcher:
 async def _write(
     session: AsyncSession,
     batch: Sequence[DeliveryOutcome],
-    deferrals: dict[int, datetime],
+    results: Sequence[Result],
     effects: policy.WebhookEffects,
     now: datetime,
 ) -> tuple[list[int], list[int]]:
@@ -345,12 +346,15 @@ async def _write(
     disabled for 410 and for failing too long."""
     await queue_repository.without_waiting_for_disk(session)
     await queue_repository.record_outcomes(session, batch)
-    for webhook_id, until in deferrals.items():
+    await queue_repository.note_recovered(session, effects.recovered)
+    for webhook_id, until in (await _count_failures(session, results)).items():
+        # Its queue waits (no attempt spent) until the breaker closes, out of the way of
+        # every process's claims.
         await queue_repository.defer(session, webhook_id, until, now)
     for webhook_id, device in effects.waiting:
         await queue_repository.defer(session, webhook_id, effects.wait_until, now, device)
     gone = await repository.disable(session, effects.gone, policy.GONE_REASON)
-    await repository.note_health(session, effects.recovered, effects.failing, now)
+    await repository.note_health(session, [], effects.failing, now)
     stale = await repository.disable(
         session,
         effects.failing,
@@ -358,6 +362,23 @@ async def _write(
         failing_since_before=effects.disable_failing_since,
     )
     return gone, stale
+
+
+async def _count_failures(session: AsyncSession, results: Sequence[Result]) -> dict[int, datetime]:
+    """Count the batch's results into the shared breakers of the endpoints that failed in
+    it (a healthy batch reads and writes none); the breakers it opened, and until when."""
+    failed = {r.webhook_id for r in results if r.failed}
+    if not failed:
+        return {}
+    breakers = await queue_repository.breakers_for_update(session, sorted(failed))
+    opened: dict[int, datetime] = {}
+    for result in results:
+        breaker = breakers.get(result.webhook_id)
+        if breaker is not None and breaker.record(result.failed, result.timed_out, result.at):
+            assert breaker.open_until is not None
+            opened[result.webhook_id] = breaker.open_until
+    await queue_repository.save_breakers(session, breakers)
+    return opened
 
 
 async def _prepare(

@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Table,
+    and_,
     bindparam,
     case,
     delete,
@@ -30,7 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+from vsense.webhooks.breaker import Breaker
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, EventBody, NewEvent
 
 CHUNK = 2000
@@ -43,6 +46,7 @@ FINISHED_ROW = text(f"webhook_deliveries.status <> '{DeliveryStatus.PENDING}'")
 
 # Core tables for the batched statements (executemany by bound id, not ORM bulk mode).
 Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+Webhooks: Table = Webhook.__table__  # type: ignore[assignment]
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -151,10 +155,49 @@ async def claim(
     over every endpoint with work instead of filling up with one backlog.
 
     A delivery waits while another delivery of the same device to the same webhook is
-    leased by someone (sent in event order while the endpoint is healthy). A claim of a
-    delivery whose earlier lease ran out is counted in `reclaims`: its worker vanished,
-    and the receiver may see it twice.
+    leased by someone (sent in event order while the endpoint is healthy), and while its
+    webhook's breaker is open (whichever process opened it); once it has closed again,
+    one delivery of the webhook at a time is claimed until one succeeds (the probe of a
+    half-open breaker). A claim of a delivery whose earlier lease ran out is counted in
+    `reclaims`: its worker vanished, and the receiver may see it twice.
     """
+    postgres = _is_postgres(session)
+    if postgres:
+        # Claims take turns (so each sees the leases of the one before).
+        await session.execute(_CLAIM_LOCK)
+    connection = await session.connection()
+    rows = await connection.execute(
+        _claim_statement(postgres),
+        {
+            "now": now,
+            "lease_until": now + lease,
+            "scan": limit * SCAN_FACTOR,
+            "take": limit,
+            "per_webhook": per_webhook,
+            "per_device": per_device,
+            "skip": list(skip_webhooks),
+        },
+    )
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: c.delivery_id)
+    return claimed
+
+
+_CLAIM_LOCK = select(func.pg_advisory_xact_lock(CLAIM_LOCK))
+_CLAIMS: dict[bool, Any] = {}
+
+
+def _claim_statement(postgres: bool) -> Any:
+    """The claim, built once per dialect (building it is most of a claim's CPU when the
+    queue is short); everything that varies is a bound parameter."""
+    if postgres in _CLAIMS:
+        return _CLAIMS[postgres]
+    now = bindparam("now", type_=WebhookDelivery.next_attempt_at.type)
+    # Endpoints whose breaker is open, and those whose breaker closed again without a
+    # success since (half-open: one delivery at a time probes them): few rows of a small
+    # partial index.
+    tripped = select(Webhook.id).where(Webhook.breaker_open_until > now)
+    probing = select(Webhook.id).where(Webhook.breaker_open_until <= now)
     # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
     # their other deliveries out is one hash look-up per row.
     busy = (
@@ -163,26 +206,32 @@ async def claim(
         .distinct()
         .cte("busy")
     )
-    due = select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.device_uuid).where(
-        PENDING_ROW,
-        WebhookDelivery.next_attempt_at <= now,
-        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        ~exists().where(
-            busy.c.webhook_id == WebhookDelivery.webhook_id,
-            busy.c.device_uuid == WebhookDelivery.device_uuid,
-        ),
-    )
-    skipped = list(skip_webhooks)
-    if skipped:
-        due = due.where(WebhookDelivery.webhook_id.not_in(skipped))
     # The oldest due rows, a few times what one claim takes, then ranked per webhook and
     # per device.
-    due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(
-        limit * SCAN_FACTOR
+    due = (
+        select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.device_uuid)
+        .where(
+            PENDING_ROW,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+            ~exists().where(
+                busy.c.webhook_id == WebhookDelivery.webhook_id,
+                busy.c.device_uuid == WebhookDelivery.device_uuid,
+            ),
+            WebhookDelivery.webhook_id.not_in(tripped),
+            ~and_(
+                WebhookDelivery.webhook_id.in_(probing),
+                WebhookDelivery.webhook_id.in_(select(busy.c.webhook_id)),
+            ),
+            WebhookDelivery.webhook_id.not_in(bindparam("skip", expanding=True)),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(bindparam("scan", type_=Integer))
     )
     scanned = due.subquery("scanned")
     ranked = select(
         scanned.c.id,
+        scanned.c.webhook_id,
         func.row_number()
         .over(partition_by=scanned.c.webhook_id, order_by=scanned.c.id)
         .label("webhook_rank"),
@@ -190,26 +239,28 @@ async def claim(
         .over(partition_by=(scanned.c.webhook_id, scanned.c.device_uuid), order_by=scanned.c.id)
         .label("device_rank"),
     ).subquery("ranked")
+    per_webhook = bindparam("per_webhook", type_=Integer)
     chosen: Any = (
         select(ranked.c.id)
-        .where(ranked.c.webhook_rank <= per_webhook, ranked.c.device_rank <= per_device)
+        .where(
+            ranked.c.webhook_rank <= case((ranked.c.webhook_id.in_(probing), 1), else_=per_webhook),
+            ranked.c.device_rank <= bindparam("per_device", type_=Integer),
+        )
         .order_by(ranked.c.id)
-        .limit(limit)
+        .limit(bindparam("take", type_=Integer))
     )
-    if _is_postgres(session):
-        # Claims take turns (so each sees the leases of the one before), and lock only the
-        # rows they take; a row some other statement holds is left for the next claim.
-        await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+    if postgres:
+        # Lock only the rows taken; a row some other statement holds is left for the next.
         chosen = (
             select(WebhookDelivery.id)
             .where(WebhookDelivery.id.in_(chosen.scalar_subquery()))
             .with_for_update(skip_locked=True)
         )
-    rows = await session.execute(
+    statement = (
         update(Deliveries)
         .where(Deliveries.c.id.in_(chosen.scalar_subquery()))
         .values(
-            lease_until=now + lease,
+            lease_until=bindparam("lease_until", type_=Deliveries.c.lease_until.type),
             reclaims=Deliveries.c.reclaims
             + case((Deliveries.c.lease_until.is_not(None), 1), else_=0),
         )
@@ -221,9 +272,8 @@ async def claim(
             Deliveries.c.attempts,
         )
     )
-    claimed = [Claimed(*row) for row in rows]
-    claimed.sort(key=lambda c: c.delivery_id)
-    return claimed
+    _CLAIMS[postgres] = statement
+    return statement
 
 
 async def defer(
@@ -245,6 +295,71 @@ async def defer(
     if device is not None:
         where.append(WebhookDelivery.device_uuid == device)
     await session.execute(update(WebhookDelivery).where(*where).values(next_attempt_at=until))
+
+
+async def breakers_for_update(
+    session: AsyncSession, webhook_ids: Sequence[int]
+) -> dict[int, Breaker]:
+    """The shared breakers of `webhook_ids`, locked until the transaction ends (in id
+    order, the order every dispatcher takes them), so that two processes' outcomes of
+    one endpoint are counted one after the other."""
+    if not webhook_ids:
+        return {}
+    query = (
+        select(
+            Webhook.id,
+            Webhook.breaker_failures,
+            Webhook.breaker_open_until,
+            Webhook.breaker_open_seconds,
+        )
+        .where(Webhook.id.in_(sorted(webhook_ids)))
+        .order_by(Webhook.id)
+    )
+    if _is_postgres(session):
+        query = query.with_for_update()
+    rows = await session.execute(query)
+    return {w: Breaker(failures, until, seconds) for w, failures, until, seconds in rows}
+
+
+async def save_breakers(session: AsyncSession, breakers: dict[int, Breaker]) -> None:
+    """Write breakers back (after `breakers_for_update` in the same transaction)."""
+    if not breakers:
+        return
+    await session.execute(
+        update(Webhooks)
+        .where(Webhooks.c.id == bindparam("b_id"))
+        .values(
+            breaker_failures=bindparam("b_failures"),
+            breaker_open_until=bindparam("b_until"),
+            breaker_open_seconds=bindparam("b_seconds"),
+        ),
+        [
+            {
+                "b_id": webhook_id,
+                "b_failures": b.failures,
+                "b_until": b.open_until,
+                "b_seconds": b.open_seconds,
+            }
+            for webhook_id, b in sorted(breakers.items())
+        ],
+    )
+
+
+async def note_recovered(session: AsyncSession, webhook_ids: Sequence[int]) -> None:
+    """A success: end the webhooks' runs of failures and close their breakers (only rows
+    that have either, so a healthy batch writes nothing)."""
+    if not webhook_ids:
+        return
+    await session.execute(
+        update(Webhook)
+        .where(
+            Webhook.id.in_(sorted(webhook_ids)),
+            or_(Webhook.failing_since.is_not(None), Webhook.breaker_failures > 0),
+        )
+        .values(
+            failing_since=None, breaker_failures=0, breaker_open_until=None, breaker_open_seconds=0
+        )
+    )
 
 
 async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Claimed]:

@@ -89,6 +89,12 @@ async def list_webhooks(
     return [view(w) for w in await repository.list_webhooks(session, principal, device)]
 
 
+async def get_webhook(session: AsyncSession, principal: Principal, webhook_id: int) -> Webhook:
+    """One webhook the caller sees; 404 otherwise."""
+    require_scope(principal, READ_SCOPE)
+    return view(await _visible(session, principal, webhook_id))
+
+
 async def _visible(session: AsyncSession, principal: Principal, webhook_id: int) -> WebhookRow:
     webhook = await repository.get_webhook(session, principal, webhook_id)
     if webhook is None:

@@ -1,7 +1,7 @@
 """throttle_counters: the login throttles and the keepalive-webhook slot, shared
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-29 20:10:00.000000
 
 Kept in each process's memory before, so N server processes allowed N times the
@@ -16,8 +16,8 @@ from alembic import op
 
 import vsense.kit.types
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

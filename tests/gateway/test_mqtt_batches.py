@@ -1,0 +1,342 @@
+"""The MQTT bridge's batches, subscribers, command push and drop watch, against the
+machine's Mosquitto (127.0.0.1:1883) where a broker is the subject, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+import pytest
+
+from tests.factories import Api, Caller, vcz
+from vsense.app import create_app
+from vsense.commands import repository as commands_repository
+from vsense.components import Components
+from vsense.db import session_scope
+from vsense.gateway import mqtt_batch
+from vsense.gateway import repository as gateway_repository
+from vsense.gateway.mqtt import MqttBridge
+from vsense.gateway.mqtt_batch import Incoming
+from vsense.gateway.mqtt_push import DROPPED_TOPIC, SYS_TOPICS
+from vsense.gateway.service import CommandJson
+from vsense.kit.time import utcnow
+from vsense.worker import BackgroundRuntime
+
+BROKER = "mqtt://127.0.0.1:1883"
+
+
+def bridge_of(state: Components, group: str | None = None, **settings: Any) -> MqttBridge:
+    """A bridge over `state` with a share group of its own unless given (so no other
+    server on this broker takes its messages)."""
+    state.settings = state.settings.model_copy(
+        update={
+            "mqtt_url": BROKER,
+            "mqtt_share_group": group or f"test-{uuid.uuid4().hex[:8]}",
+            **settings,
+        }
+    )
+    return state.mqtt_bridge()
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[MqttBridge], Awaitable[None]]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(bridge: MqttBridge) -> None:
+        tasks.append(asyncio.create_task(bridge.run()))
+        await asyncio.wait_for(bridge.connected.wait(), 10)
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def device_client() -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client("127.0.0.1", 1883, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        yield client
+
+
+def counted(bridge: MqttBridge, name: str, **labels: str) -> float:
+    return bridge.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def outcome(bridge: MqttBridge, which: str) -> float:
+    return counted(bridge, "vsense_mqtt_messages_total", outcome=which)
+
+
+def failures(bridge: MqttBridge, reason: str) -> float:
+    return counted(bridge, "vsense_mqtt_bridge_failures_total", reason=reason)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def stored_counts(admin: Caller, device: str) -> list[int]:
+    log = (await admin.get(f"/api/v1/devices/{device}/payloads", params={"per_page": 100})).json()
+    return sorted(entry["payload"][0]["count"] for entry in log["data"])
+
+
+def payload(device: str, count: int) -> Incoming:
+    return Incoming(f"vsense/{device}/payloads", orjson.dumps(vcz(count)))
+
+
+async def no_publish(device: uuid.UUID, commands: list[CommandJson]) -> None:
+    raise AssertionError("nothing to publish here")
+
+
+@pytest.mark.mqtt
+async def test_a_failing_batch_is_handled_again_one_by_one_and_each_message_stored_once(
+    api: Api, state: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    real_ingest = bridge.gateway.ingest
+    failed: list[int] = []
+
+    async def failing_once_on_three(session: Any, identity: Any, body: Any) -> int:
+        if body["payload"][0]["count"] == 3 and not failed:
+            failed.append(3)
+            raise RuntimeError("a fault nobody foresaw")
+        return await real_ingest(session, identity, body)
+
+    monkeypatch.setattr(bridge.gateway, "ingest", failing_once_on_three)
+    await bridge.handler.handle([payload(device, n) for n in range(1, 6)], no_publish)
+
+    # Messages 1 and 2 were in the transaction that rolled back: stored once, not twice.
+    assert await stored_counts(admin, device) == [1, 2, 3, 4, 5]
+    assert outcome(bridge, "accepted") == 5 and outcome(bridge, "retried") == 5
+    assert failures(bridge, "error") == 1
+
+
+@pytest.mark.mqtt
+async def test_a_poisoned_message_is_isolated_from_its_batch_and_given_up(
+    api: Api, state: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_batch, "FIRST_BACKOFF", 0.01)
+    monkeypatch.setattr(mqtt_batch, "MAX_BACKOFF", 0.02)
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    real_ingest = bridge.gateway.ingest
+
+    async def poisoned(session: Any, identity: Any, body: Any) -> int:
+        if body["payload"][0]["count"] == 13:
+            raise RuntimeError("this message always breaks something")
+        return await real_ingest(session, identity, body)
+
+    monkeypatch.setattr(bridge.gateway, "ingest", poisoned)
+    await bridge.handler.handle([payload(device, n) for n in (12, 13, 14)], no_publish)
+
+    assert await stored_counts(admin, device) == [12, 14]
+    assert outcome(bridge, "failed") == 1 and outcome(bridge, "accepted") == 2
+    # Its batch's failure counts as its first attempt.
+    assert failures(bridge, "error") == mqtt_batch.MAX_ATTEMPTS
+
+
+@pytest.mark.mqtt
+async def test_refused_messages_of_a_batch_do_not_undo_the_others(
+    api: Api, state: Components
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    batch = [
+        payload(device, 1),
+        payload(str(uuid.uuid4()), 2),  # unknown device
+        Incoming(f"vsense/{device}/payloads", b"{not json"),
+        Incoming(f"vsense/{device}/payloads", b'{"type": "VCZ"}'),  # refused by the rules
+        Incoming(f"vsense/{device}/elsewhere", b"{}"),
+        payload(device, 6),
+    ]
+    await bridge.handler.handle(batch, no_publish)
+
+    assert await stored_counts(admin, device) == [1, 6]
+    assert outcome(bridge, "accepted") == 2 and outcome(bridge, "invalid") == 2
+    assert outcome(bridge, "unknown_device") == 1 and outcome(bridge, "bad_topic") == 1
+    assert failures(bridge, "error") == 0
+
+
+@pytest.mark.mqtt
+async def test_a_keepalive_in_a_batch_publishes_its_commands_before_they_are_taken(
+    api: Api, state: Components
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    async with session_scope(state.sessionmaker) as session:
+        command = await state.commands.create(session, uuid.UUID(device), "reboot")
+    bridge = bridge_of(state)
+    keepalive = Incoming(f"vsense/{device}/keepalive", b"{}")
+
+    async def broker_away(device_uuid: uuid.UUID, commands: list[CommandJson]) -> None:
+        raise aiomqtt.MqttError("the broker went away")
+
+    with pytest.raises(aiomqtt.MqttError):
+        await bridge.handler.handle([keepalive, payload(device, 1)], broker_away)
+    async with state.read_sessionmaker() as session:
+        # Not acknowledged by the broker: still pending, for the next keepalive.
+        assert await commands_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
+    published: list[CommandJson] = []
+
+    async def broker(device_uuid: uuid.UUID, commands: list[CommandJson]) -> None:
+        published.extend(commands)
+
+    await bridge.handler.handle([keepalive, payload(device, 1)], broker)
+    assert [c["id"] for c in published] == [str(command.id)]
+    async with state.read_sessionmaker() as session:
+        assert not await commands_repository.has_pending_commands(
+            session, uuid.UUID(device), utcnow()
+        )
+    assert await stored_counts(admin, device) == [1]
+
+
+@pytest.mark.mqtt
+async def test_several_subscribers_share_the_messages(
+    api: Api,
+    state: Components,
+    running: Callable[[MqttBridge], Awaitable[None]],
+    device_client: aiomqtt.Client,
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state, mqtt_subscribers=3)
+    await running(bridge)
+    for n in range(30):
+        await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(n)), qos=1)
+
+    async def all_handled() -> bool:
+        # Counted once each batch is over (committed, then the devices recorded).
+        return sum(subscriber.handled for subscriber in bridge.subscribers) == 30
+
+    await eventually(all_handled)
+    assert await stored_counts(admin, device) == list(range(30))
+    handled = [subscriber.handled for subscriber in bridge.subscribers]
+    assert sum(1 for count in handled if count) >= 2, handled
+
+
+@pytest.mark.mqtt
+async def test_a_process_that_never_heard_the_device_pushes_its_commands(
+    api: Api,
+    state: Components,
+    running: Callable[[MqttBridge], Awaitable[None]],
+    device_client: aiomqtt.Client,
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    hearing = bridge_of(state, group)
+    await running(hearing)
+    # Another server process of the same share group: its own parts over the same
+    # database, its own bridge.
+    other = Components.for_server(state.settings, state.engine)
+    elsewhere = bridge_of(other, group)
+    await running(elsewhere)
+    await device_client.subscribe(f"vsense/{device}/commands", qos=1)
+    await device_client.publish(f"vsense/{device}/keepalive", b"", qos=1)
+
+    async def heard() -> bool:
+        # Whichever process heard it records the device as speaking MQTT...
+        return uuid.UUID(device) in hearing.handler.marked | elsewhere.handler.marked
+
+    await eventually(heard)
+    assert outcome(hearing, "accepted") + outcome(elsewhere, "accepted") == 1
+    pushing = elsewhere if uuid.UUID(device) in hearing.handler.marked else hearing
+    creating = other if pushing is elsewhere else state
+    assert uuid.UUID(device) not in pushing.handler.marked  # ...by the other one
+    async with session_scope(creating.sessionmaker) as session:
+        command = await creating.commands.create(session, uuid.UUID(device), "reboot")
+    received: dict[str, Any] = {}
+
+    async def first_command() -> None:
+        async for message in device_client.messages:
+            received.update(orjson.loads(message.payload))  # type: ignore[arg-type]
+            return
+
+    await asyncio.wait_for(first_command(), 10)
+    assert received["id"] == str(command.id)
+
+    async def taken() -> bool:
+        async with state.read_sessionmaker() as session:
+            return not await commands_repository.has_pending_commands(
+                session, uuid.UUID(device), utcnow()
+            )
+
+    await eventually(taken)
+
+
+@pytest.mark.mqtt
+async def test_a_push_the_broker_does_not_acknowledge_leaves_the_command_pending(
+    api: Api, state: Components
+) -> None:
+    admin = await api.organization()
+    device = uuid.UUID(str((await admin.device(app_type="VCZ"))["uuid"]))
+    bridge = bridge_of(state)
+    async with session_scope(state.sessionmaker) as session:
+        await gateway_repository.mark_speaks_mqtt(session, [device])
+        await state.commands.create(session, device, "reboot")
+
+    async def broker_away(device_uuid: uuid.UUID, commands: list[CommandJson]) -> None:
+        raise aiomqtt.MqttError("no PUBACK")
+
+    bridge.push.publisher = lambda: broker_away
+    assert await bridge.push.push(device) == 0
+    async with state.read_sessionmaker() as session:
+        assert await commands_repository.has_pending_commands(session, device, utcnow())
+
+
+@pytest.mark.mqtt
+async def test_drops_reported_by_the_broker_show_in_metrics_and_readiness(
+    state: Components,
+) -> None:
+    # Not connected to the broker, whose real reports would come in between: the
+    # reports are given here as the broker sends them, and the bridge marked connected.
+    bridge = bridge_of(state)
+    bridge.connected.set()
+    runtime = BackgroundRuntime(state)
+    runtime.mqtt = bridge
+    app = create_app(state=state)
+    app.state.background = runtime
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/readyz")).status_code == 200
+        # As the broker reports them on its `$SYS` branch: where it stood, then more.
+        bridge.drops.report(DROPPED_TOPIC, b"40")
+        assert (await client.get("/readyz")).status_code == 200
+        bridge.drops.report(DROPPED_TOPIC, b"57")
+        answer = await client.get("/readyz")
+        assert answer.status_code == 503
+        assert "dropped 17 messages" in answer.json()["message"]
+        metrics = (await client.get("/metrics")).text
+        assert "vsense_mqtt_broker_dropped_messages 57.0" in metrics
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+async def test_the_bridge_follows_the_brokers_own_drop_count(
+    state: Components, running: Callable[[MqttBridge], Awaitable[None]]
+) -> None:
+    """Mosquitto publishes its `$SYS` counters every `sys_interval` (10 s by default)."""
+    bridge = bridge_of(state)
+    await running(bridge)
+    async with aiomqtt.Client("127.0.0.1", 1883) as watcher:
+        await watcher.subscribe(SYS_TOPICS)
+        async with asyncio.timeout(30):
+            async for _ in watcher.messages:
+                break  # the broker reports
+
+    async def reported() -> bool:
+        return counted(bridge, "vsense_mqtt_broker_dropped_messages") >= 0
+
+    await eventually(reported, 30)
