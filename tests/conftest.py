@@ -12,6 +12,8 @@ postgresql backend, and `live` on every test that uses a fixture starting a real
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -115,8 +117,15 @@ def app(state: Components) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+def client_address() -> tuple[str, int]:
+    """The test's own client address: the login throttles are shared by the whole
+    database, as organizations are, so each test logs in from an address of its own."""
+    return (f"10.{'.'.join(str(random.randint(1, 254)) for _ in range(3))}", 40000)
+
+
+@pytest.fixture
+async def client(app: FastAPI, client_address: tuple[str, int]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=client_address)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
 
@@ -124,3 +133,34 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(client: httpx.AsyncClient, state: Components) -> Api:
     return Api(client, state)
+
+
+@pytest.fixture
+async def peer(state: Components) -> AsyncIterator[Components]:
+    """Another server process over the same database, as `vsense serve` runs it: parts
+    and an engine of its own, listening for the changes of the others. On SQLite, which
+    serves one process by design, that process is `state` itself."""
+    if not state.changes.shared:
+        yield state
+        return
+    parts = Components.for_server(state.settings)
+    parts.changes.start()
+    try:
+        async with asyncio.timeout(30):
+            await parts.changes.listening.wait()
+        yield parts
+    finally:
+        await parts.changes.stop()
+        await parts.engine.dispose()
+
+
+@pytest.fixture
+async def peer_client(
+    peer: Components, client_address: tuple[str, int]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `peer`'s application, from the same address as `client`."""
+    transport = httpx.ASGITransport(
+        app=create_app(state=peer), raise_app_exceptions=False, client=client_address
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

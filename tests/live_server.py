@@ -12,6 +12,10 @@ from pathlib import Path
 
 import httpx
 
+# Generous: on a loaded machine, importing, migrating and the first admin's password
+# hash can take a minute before the server answers.
+STARTUP_SECONDS = 180
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -45,8 +49,10 @@ def command(env: dict[str, str], *args: str) -> None:
 
 
 def start_server(
-    data_dir: Path, database_url: str | None = None, *, wait: float = 60
+    data_dir: Path, database_url: str | None = None, *args: str, wait: float = STARTUP_SECONDS
 ) -> LiveServer:
+    """`vsense serve` on a free port (`args` added to its command line), once it answers
+    (within `wait` seconds)."""
     env = {
         **os.environ,
         "VSENSE_DATA_DIR": str(data_dir),
@@ -67,6 +73,7 @@ def start_server(
             str(port),
             "--log-level",
             "warning",
+            *args,
         ],
         env=env,
     )

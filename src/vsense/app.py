@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -84,6 +84,7 @@ def create_app(
         runtime = BackgroundRuntime(parts)
         app.state.background = runtime  # /readyz reports the MQTT bridge
         undo_signals = on_stop_signal(runtime.stopping)
+        parts.changes.start()  # other processes' changes to what this one caches
         if run_background:
             runtime.start()
         try:
@@ -92,7 +93,9 @@ def create_app(
             undo_signals()
         if run_background:
             await runtime.stop()
+        await parts.changes.stop()
         if owns_state:
+            parts.metrics.process_ended()
             await parts.engine.dispose()
 
     app = FastAPI(
@@ -212,7 +215,7 @@ def _operations_router(parts: Components) -> APIRouter:
         """Open in development and tests; behind `metrics_token` when it is set; refused
         in production without one (the figures describe the fleet and its traffic)."""
         _check_metrics_access(request, parts.settings)
-        body = generate_latest(parts.metrics.registry)
+        body = parts.metrics.exposition()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

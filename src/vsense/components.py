@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vsense.accounts.service import Callers
 from vsense.alerts.integration import Alerts
+from vsense.changes import ChangeFeed
 from vsense.commands.service import Commands
 from vsense.config import Settings
 from vsense.console.sessions import ConsoleSessions
@@ -41,6 +42,7 @@ class Components:
     settings: Settings
     database: Database
     metrics: Metrics
+    changes: ChangeFeed  # tells other processes what their caches must drop, and hears theirs
     callers: Callers  # access-token key, login throttle, verified bearers
     counts: CountCache  # device counts per organization
     device_auth: DeviceAuth  # device tokens to devices
@@ -61,8 +63,9 @@ class Components:
         database = Database.for_engine(engine or create_engine(settings))
         signing_key = settings.signing_key()
         metrics = Metrics()
-        outbox = Outbox(settings)
-        device_auth = DeviceAuth(settings)
+        changes = ChangeFeed(settings.resolved_database_url)
+        outbox = Outbox(settings, changes)
+        device_auth = DeviceAuth(settings, changes)
         liveness = Liveness(settings, database, outbox)
         commands = Commands(settings)
         alerts = Alerts(outbox)
@@ -72,7 +75,8 @@ class Components:
             settings=settings,
             database=database,
             metrics=metrics,
-            callers=Callers(settings, signing_key),
+            changes=changes,
+            callers=Callers(settings, signing_key, database, changes),
             counts=CountCache(ttl=settings.count_cache_ttl.total_seconds()),
             device_auth=device_auth,
             outbox=outbox,

@@ -298,9 +298,11 @@ class Settings(BaseSettings):
     auth_cache_ttl: Duration = Field(
         timedelta(seconds=5),
         ge=timedelta(0),
-        description="Seconds a verified bearer token's caller (role, organization) may be "
-        "reused without a database read. Changes made through this process apply at once; "
-        "other processes see them within this time. 0 checks the database every time.",
+        description="Seconds a verified bearer token's caller (role, organization), a device "
+        "token's device and a device's webhooks (a hint) may be reused without a database "
+        "read. A change applies in every process when it commits (PostgreSQL: LISTEN/NOTIFY; "
+        "while that connection is down, entries are trusted for at most 1 s). 0 checks the "
+        "database every time.",
     )
     login_max_failures_per_email: int = Field(
         5, ge=1, description="Failed logins for one email within the window before 429."

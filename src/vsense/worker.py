@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense import partitions
 from vsense.accounts import repository as accounts_repository
+from vsense.accounts import throttle_repository
 from vsense.alerts import repository as alerts_repository
 from vsense.commands import repository as commands_repository
 from vsense.components import Components
@@ -32,6 +33,7 @@ logger = logging.getLogger("vsense.worker")
 Purge = Callable[[AsyncSession, datetime], Awaitable[int]]
 RETENTION_INTERVAL = 3600.0  # seconds between two retention passes
 IMAGE_RETENTION_EVERY_S = 300.0
+THROTTLE_KEEP = timedelta(days=1)  # shared counters older than this count nothing
 
 
 class BackgroundRuntime:
@@ -122,6 +124,8 @@ class BackgroundRuntime:
             (commands_repository.purge_commands, settings.payload_retention),
             (alerts_repository.purge_alerts, settings.payload_retention),
             (accounts_repository.purge_expired_sessions, timedelta(0)),
+            # Shared counters outlive their longest window (15 min by default) by far.
+            (throttle_repository.purge, max(THROTTLE_KEEP, settings.login_failure_window)),
         ):
             while True:
                 async with self.parts.database.write() as session:

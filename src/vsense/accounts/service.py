@@ -14,8 +14,10 @@ from vsense.accounts import repository
 from vsense.accounts.principal import Principal
 from vsense.accounts.schemas import LoginUser, Token, TokenCreate, TokenPair
 from vsense.accounts.scopes import effective_scopes
+from vsense.accounts.throttle import SharedThrottle
+from vsense.changes import EVERYTHING, ChangeFeed
 from vsense.config import Settings
-from vsense.db import Database, on_commit
+from vsense.db import Database
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import new_token, token_digest, verify_password
 from vsense.kit.errors import (
@@ -28,7 +30,6 @@ from vsense.kit.errors import (
 )
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import Page
-from vsense.kit.throttle import FailureThrottle
 from vsense.kit.time import utcnow
 from vsense.models import PersonalAccessToken, User
 
@@ -39,34 +40,47 @@ DEVICE_PREFIX = "vsd_"
 WRONG_CREDENTIALS = "The email or password is wrong."
 PERSONAL_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 AUTH_NAMESPACE = "bearer"
+CALLERS_TOPIC = "callers"  # changes of a user, its tokens or its sessions (`vsense.changes`)
 
 
 class Callers:
     """What a process keeps to know its callers: the signing key of access tokens, the
-    login throttles, and verified bearers reused for `auth_cache_ttl` seconds."""
+    login throttles (rows of the database, shared by every process), and verified
+    bearers reused for `auth_cache_ttl` seconds while `changes` hears every process's
+    changes to users and tokens (else for at most a second)."""
 
-    def __init__(self, settings: Settings, signing_key: str) -> None:
+    def __init__(
+        self, settings: Settings, signing_key: str, database: Database, changes: ChangeFeed
+    ) -> None:
         self.settings = settings
         self.signing_key = signing_key
-        self.throttle = FailureThrottle(window=settings.login_failure_window.total_seconds())
-        self.attempts = FailureThrottle(window=settings.login_attempt_window.total_seconds())
+        self.database = database
+        self.changes = changes
+        self.throttle = SharedThrottle(
+            "login-failures", window=settings.login_failure_window.total_seconds()
+        )
+        self.attempts = SharedThrottle(
+            "login-attempts", window=settings.login_attempt_window.total_seconds()
+        )
         self.cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
+        changes.subscribe(CALLERS_TOPIC, self._changed)
+
+    def _changed(self, key: str) -> None:
+        if key == EVERYTHING:
+            self.cache.clear()
+        else:
+            self.cache.invalidate(("user", int(key)))
 
     def forget_user(self, user_id: int, session: AsyncSession | None = None) -> None:
         """Drop every cached caller of a user: its role, tokens or sessions changed.
 
-        With the session of the change, the callers are dropped again once it commits:
-        a request of the same user verified between now and the commit read the old
-        rows, and must not keep them for the cache's lifetime.
+        With the session of the change, the callers are dropped again once it commits
+        (a request of the same user verified between now and the commit read the old
+        rows), and every other process drops them when it commits (`vsense.changes`).
         """
-        namespace = ("user", user_id)
-        self.cache.invalidate(namespace)
+        self.cache.invalidate(("user", user_id))
         if session is not None:
-            on_commit(
-                session,
-                ("callers", id(self), user_id),
-                lambda: self.cache.invalidate(namespace),
-            )
+            self.changes.announce(session, CALLERS_TOPIC, user_id)
 
 
 class RefreshTokenReused(Unauthorized):
@@ -86,31 +100,42 @@ async def check_password(
     of milliseconds, and on SQLite a writer holds the database's only write lock.
     """
     settings = callers.settings
-    throttle = callers.throttle
     email_key, address_key = f"email:{email.lower()}", f"addr:{client_address}"
-    wait = max(
-        throttle.retry_after(email_key, settings.login_max_failures_per_email),
-        throttle.retry_after(address_key, settings.login_max_failures_per_address),
-    )
-    if wait:
-        raise TooManyRequests("Too many failed logins; wait before trying again.", retry_after=wait)
-    # Every attempt counts, successful or not, before any work: argon2 costs the same
-    # either way, and concurrent attempts count as soon as they arrive.
-    attempts = callers.attempts
-    wait = max(
-        attempts.retry_after(email_key, settings.login_max_attempts_per_email),
-        attempts.retry_after(address_key, settings.login_max_attempts_per_address),
-    )
+    now = utcnow()
+    # The counters are rows every process shares, written in transactions of their own
+    # (a refused login still counts).
+    async with callers.database.write() as counters:
+        wait = await callers.throttle.retry_after(
+            counters,
+            {
+                email_key: settings.login_max_failures_per_email,
+                address_key: settings.login_max_failures_per_address,
+            },
+            now,
+        )
+        if wait:
+            raise TooManyRequests(
+                "Too many failed logins; wait before trying again.", retry_after=wait
+            )
+        # Every attempt counts, successful or not, before any work: argon2 costs the same
+        # either way, and concurrent attempts count as soon as they arrive.
+        wait = await callers.attempts.record(
+            counters,
+            {
+                email_key: settings.login_max_attempts_per_email,
+                address_key: settings.login_max_attempts_per_address,
+            },
+            now,
+        )
     if wait:
         raise TooManyRequests("Too many logins; wait before trying again.", retry_after=wait)
-    attempts.record(email_key)
-    attempts.record(address_key)
     user = await repository.get_user_by_email(session, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
-        throttle.record_failure(email_key)
-        throttle.record_failure(address_key)
+        async with callers.database.write() as counters:
+            await callers.throttle.record(counters, {email_key: 0, address_key: 0}, utcnow())
         raise Unauthorized(WRONG_CREDENTIALS)
-    throttle.reset(email_key)
+    async with callers.database.write() as counters:
+        await callers.throttle.reset(counters, email_key)
     return user
 
 
@@ -187,10 +212,13 @@ async def _issue(
 
 
 def cached_caller(callers: Callers, bearer: str) -> Principal | None:
-    """The caller `authenticate` verified for this bearer within `auth_cache_ttl`, if
-    still valid; None means it must be verified (which needs the database)."""
-    user_id = callers.cache.get(AUTH_NAMESPACE, bearer)
-    cached = None if user_id is None else callers.cache.get(("user", user_id), bearer)
+    """The caller `authenticate` verified for this bearer, if still valid and younger
+    than the cache trusts (`auth_cache_ttl` while the change feed is heard, less when
+    it is not); None means it must be verified (which needs the database)."""
+    cache = callers.cache
+    max_age = callers.changes.horizon(cache.ttl)
+    user_id = cache.get(AUTH_NAMESPACE, bearer, max_age)
+    cached = None if user_id is None else cache.get(("user", user_id), bearer, max_age)
     if cached is None:
         return None
     principal, expires_at = cached
@@ -209,6 +237,8 @@ async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> 
     cached = cached_caller(callers, bearer)
     if cached is not None:
         return cached
+    cache = callers.cache
+    epoch = cache.epoch  # a change heard while the rows are read keeps them out of the cache
     if bearer.startswith(ACCESS_PREFIX):
         principal, expires_at = await _authenticate_access(
             session, callers, bearer[len(ACCESS_PREFIX) :]
@@ -217,8 +247,8 @@ async def authenticate(session: AsyncSession, callers: Callers, bearer: str) -> 
         principal, expires_at = await _authenticate_personal(session, bearer)
     else:
         raise Unauthorized("The bearer token is malformed.")
-    callers.cache.put(AUTH_NAMESPACE, bearer, principal.user_id)
-    callers.cache.put(("user", principal.user_id), bearer, (principal, expires_at))
+    cache.put(AUTH_NAMESPACE, bearer, principal.user_id, since=epoch)
+    cache.put(("user", principal.user_id), bearer, (principal, expires_at), since=epoch)
     return principal
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -145,6 +147,30 @@ def serve(
             f"  password:     {credentials.password}\n"
         )
     typer.echo(f"vsense API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)")
+    made_dir = _metrics_dir(workers)
+    try:
+        _serve(uvicorn, settings, host=host, port=port, workers=workers, log_level=log_level)
+    finally:
+        if made_dir:
+            shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several processes, the folder where each writes its metrics so that one
+    scrape adds them up (`vsense.kit.metrics`): the operator's `PROMETHEUS_MULTIPROC_DIR`,
+    else a new one, removed at exit (which is then returned)."""
+    from vsense.kit.metrics import MULTIPROCESS_DIR
+
+    if workers <= 1 or os.environ.get(MULTIPROCESS_DIR):
+        return None
+    made = tempfile.mkdtemp(prefix="vsense-metrics-")
+    os.environ[MULTIPROCESS_DIR] = made  # the worker processes inherit it
+    return made
+
+
+def _serve(
+    uvicorn: Any, settings: Settings, *, host: str, port: int, workers: int, log_level: str
+) -> None:
     uvicorn.run(
         "vsense.app:create_app",
         factory=True,
@@ -202,12 +228,14 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        parts.changes.start()
         runtime.start(ingest=False)
         typer.echo(f"vsense worker delivering webhooks from {_redacted(settings)}")
         try:
             await stop.wait()
         finally:
             await runtime.stop()
+            await parts.changes.stop()
             await parts.engine.dispose()
 
     import uvloop  # the event loop `vsense serve` runs on too (uvicorn picks it)

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.service import DEVICE_PREFIX
+from vsense.changes import ChangeFeed
 from vsense.config import Settings
 from vsense.device_auth import repository
 from vsense.device_auth.identity import DeviceIdentity
@@ -27,18 +28,25 @@ def bearer(header: str | None) -> str:
 
 
 class DeviceAuth:
-    """Device tokens to devices, a verified identity reused for `auth_cache_ttl` seconds:
-    a rotation or removal in this process drops it at once (`forget`), other processes
-    within that time. Its `is_online` may be stale; that is safe, because a batched sign
-    of life finds devices that went offline and brings them back."""
+    """Device tokens to devices, a verified identity reused for `auth_cache_ttl` seconds
+    while `changes` hears every process (else for at most a second): a rotation or a
+    removal drops it at once in this process and when it commits in the others
+    (`forget`). Its `is_online` may be stale; that is safe, because a batched sign of
+    life finds devices that went offline and brings them back."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, changes: ChangeFeed) -> None:
         self._cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
+        self._changes = changes
+        changes.subscribe(DEVICE_TOKENS, lambda _key: self._cache.invalidate(DEVICE_TOKENS))
 
     def cached(self, header: str | None) -> DeviceIdentity | None:
         """The identity verified for this header within `auth_cache_ttl`, without the
         database (401 for a missing or malformed header)."""
-        found: DeviceIdentity | None = self._cache.get(DEVICE_TOKENS, token_digest(bearer(header)))
+        found: DeviceIdentity | None = self._cache.get(
+            DEVICE_TOKENS,
+            token_digest(bearer(header)),
+            self._changes.horizon(self._cache.ttl),
+        )
         return found
 
     async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:
@@ -46,10 +54,11 @@ class DeviceAuth:
         if cached is not None:
             return cached
         token_hash = token_digest(bearer(header))
+        epoch = self._cache.epoch  # a change heard during the read keeps it out of the cache
         identity = await repository.device_for_token_hash(session, token_hash)
         if identity is None:
             raise Unauthorized("The device token is invalid or has been rotated.")
-        self._cache.put(DEVICE_TOKENS, token_hash, identity)
+        self._cache.put(DEVICE_TOKENS, token_hash, identity, since=epoch)
         return identity
 
     async def by_uuid(self, session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
@@ -63,6 +72,7 @@ class DeviceAuth:
         bridge), in one read."""
         return await repository.devices_by_uuid(session, devices)
 
-    def forget(self) -> None:
-        """Drop every cached device identity (a token was rotated or a device removed)."""
-        self._cache.invalidate(DEVICE_TOKENS)
+    def forget(self, session: AsyncSession) -> None:
+        """Drop every cached device identity: a token was rotated or a device removed in
+        `session`'s transaction (every process drops them when it commits)."""
+        self._changes.announce(session, DEVICE_TOKENS)

@@ -265,7 +265,7 @@ async def delete_device(
     device = await _changeable_device(session, principal, device_uuid)
     await repository.delete_device(session, device)
     count_cache.invalidate(principal.organization_id)
-    device_auth.forget()
+    device_auth.forget(session)
 
 
 async def rotate_credentials(
@@ -275,7 +275,7 @@ async def rotate_credentials(
     device = await _changeable_device(session, principal, device_uuid)
     token = new_token(DEVICE_PREFIX)
     await repository.replace_credential(session, device.uuid, token_digest(token))
-    device_auth.forget()
+    device_auth.forget(session)
     return DeviceCredentials(uuid=str(device.uuid), device_token=token)
 
 

@@ -13,7 +13,12 @@ class TTLCache:
 
     `invalidate(namespace)` drops every entry of a namespace at once (a generation
     counter, so it costs nothing per entry); writers call it after they commit, so a
-    process always sees its own changes, and other processes within `ttl`.
+    process always sees its own changes. Caches of what other processes change are told
+    by `vsense.changes` too, and read with a `max_age` that it bounds.
+
+    `epoch` counts invalidations: a reader takes it before it reads the database and
+    passes it to `put` (`since`), which then keeps nothing if an invalidation came in
+    between (the value read may predate the change).
 
     Hand-written rather than over `cachetools`: on the device list's hot path a
     `cachetools.TTLCache` measured 4 to 8 times slower per read (`bench/cache.py`,
@@ -26,20 +31,21 @@ class TTLCache:
         self._entries: dict[Hashable, tuple[float, int, Any]] = {}
         self._generations: dict[Hashable, int] = {}
         self._pending: dict[Hashable, asyncio.Future[Any]] = {}
+        self.epoch = 0
 
-    def get(self, namespace: Hashable, key: Hashable) -> Any | None:
+    def get(self, namespace: Hashable, key: Hashable, max_age: float | None = None) -> Any | None:
         entry = self._entries.get((namespace, key))
         if entry is None:
             return None
         stored_at, generation, value = entry
         if generation != self._generations.get(namespace, 0) or (
-            time.monotonic() - stored_at > self.ttl
+            time.monotonic() - stored_at > (self.ttl if max_age is None else max_age)
         ):
             return None
         return value
 
-    def put(self, namespace: Hashable, key: Hashable, value: Any) -> None:
-        if self.ttl <= 0:
+    def put(self, namespace: Hashable, key: Hashable, value: Any, since: int | None = None) -> None:
+        if self.ttl <= 0 or (since is not None and since != self.epoch):
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
@@ -75,9 +81,11 @@ class TTLCache:
         return value
 
     def invalidate(self, namespace: Hashable) -> None:
+        self.epoch += 1
         self._generations[namespace] = self._generations.get(namespace, 0) + 1
 
     def clear(self) -> None:
+        self.epoch += 1
         self._entries.clear()
 
 

@@ -1,8 +1,34 @@
-"""The Prometheus metrics of a server process, in a registry of their own."""
+"""The Prometheus metrics of a server, in a registry of their own.
+
+One process keeps them in memory. Several (`vsense serve --workers N`) use the client's
+multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` names a folder where each process writes
+its values to files of its own (`vsense serve` makes one when it starts several
+processes and none is set), and a scrape of any process adds up every process's files
+(`exposition`), so one scrape shows the whole server. Counters and histograms are
+summed (a dead process's counts stay, as counters must); the gauges say how they
+combine (`livesum`: the long polls of the live processes; `livemin`: the MQTT bridges
+are connected only when every live process's is).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of the multiprocess mode, when it is on."""
+    return os.environ.get(MULTIPROCESS_DIR) or None
 
 
 class Metrics:
@@ -10,6 +36,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess = multiprocess_dir() is not None
         self.requests = Counter(
             "vsense_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -35,6 +62,7 @@ class Metrics:
             "vsense_device_long_polls",
             "Long polls (GET /device/v1/commands) waiting for commands now.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.mqtt_bridge_failures = Counter(
             "vsense_mqtt_bridge_failures",
@@ -45,8 +73,10 @@ class Metrics:
         )
         self.mqtt_bridge_connected = Gauge(
             "vsense_mqtt_bridge_connected",
-            "1 while the MQTT bridge is connected and subscribed, else 0.",
+            "1 while the MQTT bridge is connected and subscribed, else 0 (with several "
+            "processes: 1 while every process's is).",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.mqtt_batch_size = Histogram(
             "vsense_mqtt_batch_size",
@@ -77,3 +107,18 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's metrics, or every process's in the
+        multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def process_ended(self) -> None:
+        """Drop this process's live gauges from the multiprocess folder (its counters
+        stay: what it counted happened)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -6,6 +6,7 @@ from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
 from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
 from vsense.models.images import ImageRequest
+from vsense.models.throttles import ThrottleCounter
 from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
 from vsense.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
@@ -26,6 +27,7 @@ __all__ = [
     "PersonalAccessToken",
     "RefreshToken",
     "RefreshTokenFamily",
+    "ThrottleCounter",
     "User",
     "Webhook",
     "WebhookAttempt",

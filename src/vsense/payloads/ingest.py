@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
-from vsense.db import on_commit, transaction_state
+from vsense.db import on_commit
 from vsense.kit.metrics import Metrics
 from vsense.payloads import repository
 from vsense.payloads.batches import Batch
@@ -31,7 +31,6 @@ AfterStore = Callable[
 ]
 VPM_TYPE = "VPM"
 VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
-_LAST_VPM = "payloads.last_vpm"
 
 
 class PayloadLog:
@@ -92,26 +91,33 @@ class PayloadLog:
         self, session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage]
     ) -> list[ValidatedMessage]:
         """Parking devices send at most one message per 30 s (spec/devices.md); the excess
-        is dropped and counted."""
+        is dropped and counted. Memory only ever drops (it holds committed messages):
+        whether to keep is read from the database, where another process may have
+        stored one since."""
         kept: list[ValidatedMessage] = []
-        # Times kept in this transaction are remembered only once it commits: a rolled
-        # back batch (or group of batches) must not make its retry look like an excess.
-        uncommitted: dict[uuid.UUID, int] = transaction_state(session).setdefault(
-            (_LAST_VPM, id(self)), {}
-        )
+        latest: int | None = None  # of the messages kept so far
         for message in messages:
             if message.type != VPM_TYPE:
                 kept.append(message)
                 continue
-            last = uncommitted.get(device, self._last_vpm.get(device))
-            if last is None:
-                last = await repository.last_message_time(session, device, VPM_TYPE)
+            last = _newest(self._last_vpm.get(device), latest)
+            if last is None or not last <= message.timestamp < last + VPM_MIN_SPACING:
+                stored = await repository.last_message_time(session, device, VPM_TYPE)
+                last = _newest(last, stored)
             if last is not None and last <= message.timestamp < last + VPM_MIN_SPACING:
                 self.metrics.payloads_dropped.labels(VPM_TYPE, "rate_limited").inc()
                 continue
-            uncommitted[device] = max(message.timestamp, last or 0)
-            on_commit(session, (_LAST_VPM, id(self)), lambda: self._last_vpm.update(uncommitted))
+            latest = _newest(message.timestamp, last)
             kept.append(message)
+        if latest is not None:
+            newest = latest
+            on_commit(
+                session,
+                ("vpm", id(self), device),
+                lambda: self._last_vpm.__setitem__(
+                    device, _newest(self._last_vpm.get(device), newest) or newest
+                ),
+            )
         return kept
 
     @staticmethod
@@ -192,3 +198,7 @@ async def _running_occupancy(
             session, device, "occupancy", marker_id, day_start
         )
     return next_occupancy(previous or 0.0, net)
+
+
+def _newest(*times: int | None) -> int | None:
+    return max((t for t in times if t is not None), default=None)

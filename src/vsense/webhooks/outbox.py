@@ -2,8 +2,9 @@
 
 Whatever causes an event (a device message, a status change, a ready snapshot) calls
 `emit` inside the transaction that records it, so the deliveries commit with the change
-or not at all; nothing is sent from here. The dispatcher is woken after the commit: in
-this process through `Outbox.wakeup`, in others through PostgreSQL's NOTIFY.
+or not at all; nothing is sent from here. The webhooks an event goes to are read in that
+same transaction, locked against deletion (`Outbox`). The dispatcher is woken after the
+commit: in this process through `Outbox.wakeup`, in others through PostgreSQL's NOTIFY.
 """
 
 from __future__ import annotations
@@ -17,73 +18,93 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.accounts import throttle_repository
+from vsense.changes import ChangeFeed
 from vsense.config import Settings
 from vsense.db import on_commit
 from vsense.kit.cache import TTLCache
 from vsense.kit.time import utcnow
 from vsense.webhooks import queue_repository, repository
 from vsense.webhooks.domain import NewEvent, Target
-from vsense.webhooks.events import STATUS, encode, new_message_id, status_body, subscribed
+from vsense.webhooks.events import (
+    KEEPALIVE,
+    STATUS,
+    encode,
+    new_message_id,
+    status_body,
+    subscribed,
+)
 
 TARGETS = "webhook-targets"  # namespace of the per-device webhook cache
 # An event to queue: the device, the event's type, its body.
 Item = tuple[uuid.UUID, str, dict[str, Any]]
+MAX_KEEPALIVE_SLOTS = 200_000  # devices whose taken slot this process remembers
 _WAKE = "outbox.wakeup"  # the after-commit key: one wake-up per transaction
 
 
 class Outbox:
-    """Queues the events of a process's devices: owns the per-device webhook look-up
-    (cached), the keepalive throttle, and the wake-up of this process's dispatcher."""
+    """Queues the events of a process's devices.
 
-    def __init__(self, settings: Settings) -> None:
+    Which webhooks get an event is decided in the transaction that writes the
+    deliveries (`repository.targets(lock=True)`), never from a cache: a webhook whose
+    creation committed is never missed, one whose deletion committed never written to.
+    The keepalive's fast path asks `wants` and `keepalive_due` outside a transaction, to
+    open none for most keepalives; both are hints (`_hints`, dropped in every process
+    when a webhook changes, through `vsense.changes`; the slots this process saw taken),
+    and the slot itself is claimed in the database (`throttle_counters`) with the event.
+    """
+
+    def __init__(self, settings: Settings, changes: ChangeFeed) -> None:
         self.settings = settings
-        # device -> its active webhooks, reused for `auth_cache_ttl` seconds
-        self._targets = TTLCache(ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000)
-        # device -> monotonic time of its last keepalive event (one per min interval)
-        self._keepalive_forwarded: dict[uuid.UUID, float] = {}
+        self.changes = changes
+        # device -> its active webhooks, a hint reused for `auth_cache_ttl` seconds
+        self._hints = TTLCache(ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000)
+        changes.subscribe(TARGETS, lambda _key: self._hints.invalidate(TARGETS))
+        # device -> monotonic time until which its keepalive slot is known to be taken
+        self._keepalive_taken: dict[uuid.UUID, float] = {}
         # set after a commit that queued deliveries: this process's dispatcher wakes
         self.wakeup = asyncio.Event()
 
-    async def _targets_of(
-        self, session: AsyncSession, devices: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, list[Target]]:
-        """Active webhooks per device, cached for `auth_cache_ttl` seconds; changes made
-        in this process apply at once (`forget_targets`), in others within that time."""
-        found: dict[uuid.UUID, list[Target]] = {}
-        missing: list[uuid.UUID] = []
-        for device in devices:
-            cached = self._targets.get(TARGETS, device)
-            if cached is None:
-                missing.append(device)
-            else:
-                found[device] = cached
-        if missing:
-            loaded = await repository.targets(session, missing)
-            for device, targets in loaded.items():
-                self._targets.put(TARGETS, device, targets)
-            found.update(loaded)
-        return found
-
-    def forget_targets(self) -> None:
-        """Drop the cached webhooks of every device (a webhook was added, changed or
-        removed)."""
-        self._targets.invalidate(TARGETS)
+    def forget_targets(self, session: AsyncSession | None = None) -> None:
+        """A webhook was added, changed or removed (in `session`'s transaction: every
+        process drops its hints when it commits; without one, only this process)."""
+        self._hints.invalidate(TARGETS)
+        if session is not None:
+            self.changes.announce(session, TARGETS)
 
     async def wants(self, session: AsyncSession, device: uuid.UUID, kind: str) -> bool:
-        """Whether any active webhook of the device takes this event."""
-        targets = (await self._targets_of(session, [device]))[device]
+        """Whether any active webhook of the device takes this event: a hint, which
+        `emit_many` checks again in its transaction."""
+        targets: list[Target] | None = self._hints.get(
+            TARGETS, device, self.changes.horizon(self._hints.ttl)
+        )
+        if targets is None:
+            epoch = self._hints.epoch
+            targets = (await repository.targets(session, [device]))[device]
+            self._hints.put(TARGETS, device, targets, since=epoch)
         return any(subscribed(t.webhook_type, t.actions, kind) for t in targets)
 
     def keepalive_due(self, device: uuid.UUID) -> bool:
-        """At most one keepalive event per device per `webhook_keepalive_min_interval`
-        (counted in this process); True claims the slot."""
-        now = time.monotonic()
-        last = self._keepalive_forwarded.get(device)
-        minimum = self.settings.webhook_keepalive_min_interval.total_seconds()
-        if last is not None and now - last < minimum:
-            return False
-        self._keepalive_forwarded[device] = now
-        return True
+        """Whether the device's keepalive event may be due: False while its slot (one per
+        `webhook_keepalive_min_interval`) is known taken, by this process or another.
+        The slot is taken in the database by `emit_many`."""
+        until = self._keepalive_taken.get(device)
+        return until is None or time.monotonic() >= until
+
+    async def _claim_keepalive(self, session: AsyncSession, device: uuid.UUID) -> bool:
+        """Take the device's keepalive slot in the database, for every process."""
+        interval = self.settings.webhook_keepalive_min_interval
+        now = utcnow()
+        claimed = await throttle_repository.claim(session, KEEPALIVE, str(device), now, interval)
+        taken_at = now
+        if not claimed:
+            found = await throttle_repository.windows(session, KEEPALIVE, [str(device)])
+            taken_at = found[str(device)][1] if str(device) in found else now
+        if len(self._keepalive_taken) >= MAX_KEEPALIVE_SLOTS:
+            self._keepalive_taken.clear()
+        left = (taken_at + interval - now).total_seconds()
+        self._keepalive_taken[device] = time.monotonic() + left
+        return claimed
 
     async def emit(
         self, session: AsyncSession, *, device_uuid: uuid.UUID, event: str, body: dict[str, Any]
@@ -94,13 +115,18 @@ class Outbox:
 
     async def emit_many(self, session: AsyncSession, items: Sequence[Item]) -> int:
         """`emit` for many events at once (a batch of messages, a sweep): one look-up of
-        the devices' webhooks, one insert of the events and one of their deliveries."""
+        the devices' webhooks (locked, see `Outbox`), one insert of the events and one of
+        their deliveries. A keepalive event takes its device's slot first, and is left
+        out when another process took it within the interval."""
         if not items:
             return 0
-        targets = await self._targets_of(session, list({device for device, _, _ in items}))
+        devices = list({device for device, _, _ in items})
+        targets = await repository.targets(session, devices, lock=True)
         events: list[NewEvent] = []
         for device, kind, body in items:
             wanted = [t for t in targets[device] if subscribed(t.webhook_type, t.actions, kind)]
+            if wanted and kind == KEEPALIVE and not await self._claim_keepalive(session, device):
+                continue
             if wanted:
                 events.append(
                     NewEvent(

@@ -138,23 +138,32 @@ async def requeue(
 
 
 async def targets(
-    session: AsyncSession, devices: Sequence[uuid.UUID]
+    session: AsyncSession, devices: Sequence[uuid.UUID], *, lock: bool = False
 ) -> dict[uuid.UUID, list[Target]]:
-    """Active webhooks of each device."""
+    """Active webhooks of each device.
+
+    With `lock`, in the transaction that writes their deliveries: each statement reads
+    what was committed when it began (READ COMMITTED), so a webhook whose creation
+    committed is found; and the rows are locked `FOR KEY SHARE` (what the foreign key
+    check of the deliveries takes anyway), so a delete waits for this transaction and
+    then removes its deliveries with the webhook, instead of this insert failing on the
+    foreign key. SQLite's writer holds the only write lock; no clause is needed there.
+    """
     found: dict[uuid.UUID, list[Target]] = {device: [] for device in devices}
     for start in range(0, len(devices), CHUNK):
-        rows = await session.execute(
-            select(
-                Webhook.device_uuid,
-                Webhook.id,
-                Webhook.organization_id,
-                Webhook.webhook_type,
-                Webhook.actions,
-            ).where(
-                Webhook.device_uuid.in_(devices[start : start + CHUNK]),
-                Webhook.status == WebhookStatus.ACTIVE,
-            )
+        statement = select(
+            Webhook.device_uuid,
+            Webhook.id,
+            Webhook.organization_id,
+            Webhook.webhook_type,
+            Webhook.actions,
+        ).where(
+            Webhook.device_uuid.in_(devices[start : start + CHUNK]),
+            Webhook.status == WebhookStatus.ACTIVE,
         )
+        if lock:
+            statement = statement.with_for_update(read=True, key_share=True)
+        rows = await session.execute(statement)
         for device, webhook_id, organization_id, webhook_type, actions in rows:
             found[device].append(Target(webhook_id, organization_id, webhook_type, actions))
     return found

@@ -150,7 +150,7 @@ async def create_webhook(
         secret=new_secret(),
     )
     await repository.add_webhook(session, webhook)
-    outbox.forget_targets()
+    outbox.forget_targets(session)
     return WebhookCreated(**view(webhook).model_dump(), secret=webhook.secret)
 
 
@@ -237,7 +237,7 @@ async def _apply(
         webhook.status = body.status
     webhook.updated = utcnow()
     await session.flush()
-    outbox.forget_targets()
+    outbox.forget_targets(session)
     return view(webhook)
 
 
@@ -246,7 +246,7 @@ async def delete_webhook(
 ) -> None:
     require_scope(principal, WRITE_SCOPE)
     await repository.delete_webhook(session, await _visible(session, principal, webhook_id))
-    outbox.forget_targets()
+    outbox.forget_targets(session)
 
 
 async def rotate_secret(
