@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine.url import make_url
@@ -619,15 +620,26 @@ async def test_the_migration_fills_a_null_refreshed(
             organization = Organization(name="old")
             session.add(organization)
             await session.flush()
-            # Core, not the ORM: an explicit null, where the model would fill in a time.
+            # Core, not the ORM: an explicit null, where the model would fill in a time;
+            # and only the columns a device has at revision 0005.
+            columns = Device.__table__.c
+            names = (
+                "uuid", "organization_id", "name", "client_identifier", "geo_city",
+                "geo_country", "is_online", "created", "updated", "last_seen", "refreshed",
+            )  # fmt: skip
             await session.execute(
-                insert(Device.__table__),
+                insert(sa.table("devices", *(sa.column(n, columns[n].type) for n in names))),
                 [
                     {
                         "uuid": device_uuid,
                         "organization_id": organization.id,
                         "name": str(device_uuid),
+                        "client_identifier": "",
+                        "geo_city": "",
+                        "geo_country": "",
+                        "is_online": False,
                         "created": onboarded,
+                        "updated": onboarded,
                         "last_seen": last_seen,
                         "refreshed": refreshed,
                     }
