@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,12 +50,17 @@ def command(env: dict[str, str], *args: str) -> None:
 
 
 def start_server(
-    data_dir: Path, database_url: str | None = None, *args: str, wait: float = STARTUP_SECONDS
+    data_dir: Path,
+    database_url: str | None = None,
+    *args: str,
+    wait: float = STARTUP_SECONDS,
+    extra_env: Mapping[str, str] | None = None,
 ) -> LiveServer:
-    """`vsense serve` on a free port (`args` added to its command line), once it answers
-    (within `wait` seconds)."""
+    """`vsense serve` on a free port (`args` added to its command line, `extra_env` to
+    its environment), once it answers (within `wait` seconds)."""
     env = {
         **os.environ,
+        **(extra_env or {}),
         "VSENSE_DATA_DIR": str(data_dir),
         "VSENSE_ENVIRONMENT": "test",
         "VSENSE_SECRET_KEY": "live-server-secret-key-long-enough-0123456789",

@@ -241,6 +241,15 @@ class Settings(BaseSettings):
         description="Shared-subscription group of the MQTT bridge: server processes of one "
         "group share the devices' messages.",
     )
+    mqtt_client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,48}$",
+        description="A stable name for this server process's MQTT sessions (one per "
+        "process slot, such as the host's name): a restarted process resumes them, and "
+        "the broker hands it what the stopped or killed one had received but not "
+        "acknowledged. Unset: a new name at each start, so that what a killed process "
+        "held waits in its sessions until they expire. Not with `--workers` above 1.",
+    )
     mqtt_subscribers: int = Field(
         4,
         ge=1,

@@ -3,7 +3,8 @@ two `vsense worker` processes on one PostgreSQL and one Mosquitto.
 
 Devices send over HTTP to both servers and over MQTT; meanwhile webhooks are created
 and deleted through either server, a token is revoked, and one server and one worker
-are killed (SIGKILL). Then: every acknowledged message is stored once; every delivery
+are killed (SIGKILL), and the killed server's slot is started again (it resumes the
+MQTT sessions the killed one left). Then: every acknowledged message is stored once; every delivery
 of a live webhook arrives (duplicates only where a lease was reclaimed, and counted); a
 webhook created gets every message sent after it was, a deleted one none sent after it
 was; the revoked token is refused everywhere within a second; and no request was
@@ -109,10 +110,16 @@ async def _run(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     await upgrade_async(
         load_settings(database_url=url, data_dir=tmp_path, environment="test", secret_key=SECRET)
     )
+    # Each server is a slot with MQTT sessions of its own name, as in production: the
+    # one restarted after the kill resumes the sessions the killed one left.
+    run = uuid.uuid4().hex[:8]
+    slot_a = {"VSENSE_MQTT_CLIENT_ID": f"topology-{run}-a"}
+    slot_b = {"VSENSE_MQTT_CLIENT_ID": f"topology-{run}-b"}
     first, second = await asyncio.gather(
-        asyncio.to_thread(start_server, tmp_path / "a", url),
-        asyncio.to_thread(start_server, tmp_path / "b", url),
+        asyncio.to_thread(start_server, tmp_path / "a", url, extra_env=slot_a),
+        asyncio.to_thread(start_server, tmp_path / "b", url, extra_env=slot_b),
     )
+    restarted: LiveServer | None = None
     workers = [start_worker(first.env), start_worker(first.env)]
     servers = [first.base_url, second.base_url]
     try:
@@ -186,6 +193,11 @@ async def _run(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             second.process.send_signal(signal.SIGKILL)
             workers[0].send_signal(signal.SIGKILL)
             await asyncio.sleep(5)
+            # The killed server's slot comes back (as a service manager would restart
+            # it) and handles what its MQTT sessions had received but not acknowledged.
+            restarted = await asyncio.to_thread(start_server, tmp_path / "b", url, extra_env=slot_b)
+            await ready(restarted)
+            await asyncio.sleep(2)
             stop.set()
             await asyncio.gather(*tasks)
             await at_second.aclose()
@@ -238,10 +250,12 @@ async def _run(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
                     set(received_counts(receiver, p)) >= want for p, want in expected.items()
                 )
 
-            assert await eventually_true(all_delivered, 90), {
-                path: sorted(want - set(received_counts(receiver, path)))[:10]
-                for path, want in expected.items()
-            }
+            if not await eventually_true(all_delivered, 90):
+                missing = {
+                    path: sorted(want - set(received_counts(receiver, path)))[:10]
+                    for path, want in expected.items()
+                }
+                pytest.fail(f"not delivered: {missing}; queue: {await _queue(url)}")
             # Nothing sent after a deletion reached the deleted webhook.
             for device, mark in deleted.items():
                 assert all(c < mark for c in received_counts(receiver, f"/i/{device}"))
@@ -273,7 +287,26 @@ async def _run(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         if second.process.poll() is None:
             second.process.kill()
         second.process.wait(timeout=10)
+        if restarted is not None:
+            restarted.stop()
         first.stop()
+
+
+async def _queue(url: str) -> list[tuple[object, ...]]:
+    """The delivery queue at a glance: how many per status, attempts, error and breaker."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT d.status, d.attempts, d.reclaims, d.last_error, d.last_status_code,"
+                    " w.breaker_open_until IS NOT NULL, count(*) FROM webhook_deliveries d"
+                    " JOIN webhooks w ON w.id = d.webhook_id GROUP BY 1, 2, 3, 4, 5, 6"
+                )
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        await engine.dispose()
 
 
 async def drop_database(url: str) -> None:

@@ -138,6 +138,11 @@ def serve(
     _migrate(settings)
     if workers > 1 and settings.is_embedded_database:
         fail("several workers need PostgreSQL (VSENSE_DATABASE_URL); SQLite serves one process.")
+    if workers > 1 and settings.mqtt_client_id:
+        fail(
+            "VSENSE_MQTT_CLIENT_ID names the MQTT sessions of one process; with --workers, "
+            "run one `vsense serve` per slot instead, or leave it unset."
+        )
     credentials = asyncio.run(ensure_first_admin(settings))
     if credentials:
         typer.echo(

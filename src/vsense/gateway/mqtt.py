@@ -22,6 +22,9 @@ When the broker fails, a subscriber waits (1 s, doubling up to 10 s) and reconne
 the same session (MQTT 5, kept `SESSION_EXPIRY` seconds): the broker keeps what arrives
 meanwhile, and resends what was not acknowledged. At a stop the sessions are ended, so
 that the broker gives the other processes of the share group what it would have kept.
+A process that dies without stopping leaves its sessions, and what they received but did
+not acknowledge, at the broker: with `mqtt_client_id` set, the process that takes its
+place (the same slot, restarted) resumes them and handles those messages.
 The first subscriber also follows the broker's count of dropped messages (`$SYS`,
 `mqtt_push.BrokerDrops`), and any connected subscriber publishes commands
 (`mqtt_push.CommandPush`).
@@ -68,12 +71,15 @@ END_SESSION_WITHIN = 2.0  # seconds a stop waits for the broker to end the sessi
 class _Subscriber:
     """One connection of the bridge, one member of the share group."""
 
-    def __init__(self, bridge: MqttBridge, identifier: str, *, watch_drops: bool) -> None:
+    def __init__(
+        self, bridge: MqttBridge, identifier: str, *, watch_drops: bool, resume: bool
+    ) -> None:
         self.bridge = bridge
         self.identifier = identifier
         self.watch_drops = watch_drops
         self.client: aiomqtt.Client | None = None  # set while connected and subscribed
-        self._resume = False
+        # A stable identifier resumes the session a previous process left, if any.
+        self._resume = resume
         self._backoff = FIRST_BACKOFF
         self.handled = 0  # messages handed to the batch handler
 
@@ -220,10 +226,16 @@ class MqttBridge:
         )
         self.drops = BrokerDrops(metrics)
         self.push = CommandPush(database=database, commands=commands, publisher=self.publish)
-        # One session per subscriber for the bridge's life: a reconnect resumes it.
-        process = uuid.uuid4().hex[:12]
+        # One session per subscriber for the bridge's life: a reconnect resumes it; with
+        # `mqtt_client_id`, so does the next process of the same slot.
+        process = settings.mqtt_client_id or f"vsense-{uuid.uuid4().hex[:12]}"
         self.subscribers = [
-            _Subscriber(self, f"vsense-{process}-{index}", watch_drops=index == 0)
+            _Subscriber(
+                self,
+                f"{process}-{index}",
+                watch_drops=index == 0,
+                resume=settings.mqtt_client_id is not None,
+            )
             for index in range(settings.mqtt_subscribers)
         ]
 
