@@ -188,7 +188,8 @@ async def test_update_user_changes_the_owners_credentials_and_ends_their_session
         async with session_scope(state.sessionmaker) as session:
             with pytest.raises(Unauthorized):
                 await accounts_service.refresh(session, state.callers, before.refresh_token)
-        async with session_scope(state.sessionmaker) as session:
+        # Read only: the password check writes its throttle in transactions of its own.
+        async with session_scope(state.sessionmaker, write=False) as session:
             owner = await accounts_service.check_password(
                 session,
                 state.callers,
@@ -219,3 +220,24 @@ def test_update_user_refuses_what_it_cannot_do_with_a_clear_message(tmp_path: Pa
         assert result.returncode == 1, update
         assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_one_mqtt_session_name_for_several_workers(tmp_path: Path) -> None:
+    """Several processes under one MQTT client id would take each other's sessions."""
+    env = {
+        **os.environ,
+        "VSENSE_DATA_DIR": str(tmp_path),
+        "VSENSE_MQTT_CLIENT_ID": "host-1",
+        "VSENSE_DATABASE_URL": "postgresql+asyncpg://vsense@127.0.0.1:1/vsense",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "vsense.cli", "serve", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "VSENSE_MQTT_CLIENT_ID" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -135,7 +135,6 @@ def serve(
     from vsense.bootstrap import ensure_first_admin
 
     settings = _settings()
-    _migrate(settings)
     if workers > 1 and settings.is_embedded_database:
         fail("several workers need PostgreSQL (VSENSE_DATABASE_URL); SQLite serves one process.")
     if workers > 1 and settings.mqtt_client_id:
@@ -143,6 +142,7 @@ def serve(
             "VSENSE_MQTT_CLIENT_ID names the MQTT sessions of one process; with --workers, "
             "run one `vsense serve` per slot instead, or leave it unset."
         )
+    _migrate(settings)
     credentials = asyncio.run(ensure_first_admin(settings))
     if credentials:
         typer.echo(
