@@ -30,13 +30,12 @@ from sqlalchemy.engine.url import make_url
 
 from tests.environment import BROKER, POSTGRES_URL
 from tests.factories import Api, vcz
+from tests.faults.helpers import organization_admin
 from tests.live_server import LiveServer, start_server
 from vsense.app import create_app
 from vsense.components import Components
 from vsense.config import Settings, load_settings
-from vsense.db import session_scope
 from vsense.migrate import upgrade_async
-from vsense.users import service as users_service
 
 pytestmark = pytest.mark.faults
 MIB = 1024 * 1024
@@ -110,38 +109,6 @@ async def test_unauthenticated_large_bodies_are_refused_unread(sqlite_server: Li
     # Reading them would take hundreds of MiB (the bodies alone are 139 MiB, parsed JSON
     # many times that); refused unread, the process hardly grows.
     assert grown < 128 * 1024, f"the server grew by {grown // 1024} MiB at its peak"
-
-
-async def organization_admin(server: LiveServer) -> dict[str, str]:
-    """Headers of a new organization's admin, made in the server's database."""
-    name = f"faults-{uuid.uuid4().hex[:8]}"
-    email = f"{name}@example.com"
-    settings = load_settings(
-        data_dir=Path(server.env["VSENSE_DATA_DIR"]),
-        database_url=server.env.get("VSENSE_DATABASE_URL"),
-        environment="test",
-        secret_key=server.env["VSENSE_SECRET_KEY"],
-    )
-    state = Components.for_server(settings)
-    try:
-        async with session_scope(state.sessionmaker) as session:
-            await users_service.create_organization(session, name)
-            await users_service.create_user_in(
-                session,
-                organization_name=name,
-                email=email,
-                password=PASSWORD,
-                role="admin",
-                name="Operator",
-            )
-    finally:
-        await state.engine.dispose()
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        login = await client.post(
-            "/api/v1/login", json={"email": email, "password": PASSWORD, "organization": name}
-        )
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
 
 
 def onboard(server: LiveServer, admin: dict[str, str], count: int) -> list[dict[str, str]]:
