@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from standardwebhooks import Webhook as StandardWebhook
 
 from tests.factories import Api, sensor, vcz
@@ -23,6 +24,7 @@ from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook, WebhookDelivery
+from vsense.webhooks import queue_repository
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
@@ -546,6 +548,65 @@ async def test_deleting_a_webhook_stops_its_deliveries(api: Api, receiver: Recei
     await device.send(vcz(1))
     assert await deliver(api.state) == []
     assert (await admin.delete(f"/api/v1/webhooks/{created['id']}")).status_code == 404
+
+
+async def test_a_webhook_deleted_while_its_delivery_is_out_stops_no_other_outcome(
+    api: Api, receiver: Receiver
+) -> None:
+    # The deletion takes the delivery along while it is being sent: its outcome has no
+    # row left, and the outcomes written with it in one batch must still be written.
+    admin = await api.organization()
+    doomed, other = await sensor(admin), await sensor(admin)
+    deleted = await hook(admin, doomed.uuid, receiver.on("/doomed"))
+    kept = await hook(admin, other.uuid, receiver.on("/kept"))
+    await doomed.send(vcz(1))
+    await other.send(vcz(1))
+    dispatcher = Dispatcher(api.state)
+    try:
+        assert await dispatcher.claim_round() == 2
+        assert (await admin.delete(f"/api/v1/webhooks/{deleted['id']}")).status_code == 204
+        outcomes = await dispatcher.drain()
+    finally:
+        await close_sender(api.state)
+    assert sorted(o.webhook_id for o in outcomes) == sorted([deleted["id"], kept["id"]])
+    async with session_scope(api.state.sessionmaker) as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery.webhook_id, WebhookDelivery.status, WebhookDelivery.attempts)
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [(kept["id"], "succeeded", 1)]
+
+
+async def test_outcomes_that_cannot_be_written_are_dropped_not_retried_forever(
+    api: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault in what is written would fail every later write it is retried with: the
+    # batch is dropped (its deliveries are sent again once their leases run out) and
+    # the next outcomes are written.
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/poisoned"))
+    await device.send(vcz(1))
+    dispatcher = Dispatcher(api.state)
+    written = queue_repository.record_outcomes
+
+    async def refused(*_: Any) -> None:
+        raise IntegrityError("INSERT INTO webhook_attempts", {}, Exception("foreign key"))
+
+    monkeypatch.setattr(queue_repository, "record_outcomes", refused)
+    try:
+        assert await dispatcher.claim_round() == 1
+        assert await dispatcher.drain() == []
+        monkeypatch.setattr(queue_repository, "record_outcomes", written)
+        await device.send(vcz(2))
+        assert await dispatcher.run_once() == []  # the first is still leased: in order
+        async with session_scope(api.state.sessionmaker) as session:
+            await session.execute(update(WebhookDelivery).values(lease_until=None))
+        (first, second) = await dispatcher.run_once(), await dispatcher.run_once()
+    finally:
+        await close_sender(api.state)
+    assert [o.status for o in first + second] == ["succeeded", "succeeded"]
 
 
 async def test_add_and_update_answer_the_webhook_beside_the_seeds_error_key(api: Api) -> None:

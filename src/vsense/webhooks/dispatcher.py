@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.config import Settings
@@ -313,7 +314,8 @@ class Dispatcher:
     async def write_results(self) -> list[DeliveryOutcome]:
         """Write finished outcomes, and what they change for their webhooks (`policy`),
         in one transaction; put them back if it fails (their leases still hold the rows,
-        so nobody else sends them meanwhile)."""
+        so nobody else sends them meanwhile), unless the fault is in what is written,
+        which writing again cannot mend."""
         if not self._results:
             return []
         batch, self._results = self._results, []
@@ -323,6 +325,16 @@ class Dispatcher:
             effects = policy.webhook_effects(batch, now, self.state.settings.webhook_disable_after)
             async with session_scope(self.state.database.sessionmaker) as session:
                 gone, stale = await _write(session, batch, results, effects, now)
+        except (IntegrityError, DataError):
+            # Writing these again would fail again, and every later outcome with them:
+            # they are dropped, and their deliveries fall due when their leases run out
+            # (sent again: at least once still holds).
+            logger.exception(
+                "delivery outcomes could not be written; %d deliveries will be sent again "
+                "when their leases run out",
+                len(batch),
+            )
+            return []
         except BaseException:
             self._results = batch + self._results
             self._breaker_results = results + self._breaker_results

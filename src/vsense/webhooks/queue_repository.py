@@ -390,11 +390,17 @@ async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, E
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
-    """Write outcomes back: one statement for the deliveries, one for their attempts."""
+    """Write outcomes back: one statement for the deliveries, one for their attempts.
+
+    A delivery may be gone by now: its webhook was deleted while it was out, and the
+    deletion took its deliveries along. Its outcome is dropped, and so is its attempt
+    (logging it would break the attempts' foreign key and with it the whole batch). The
+    deliveries updated are locked until the transaction ends, so none of them can go
+    before their attempts are inserted."""
     if not outcomes:
         return
     if _is_postgres(session):
-        await session.execute(
+        updated = await session.execute(
             _OUTCOMES_FROM_ARRAYS,
             {
                 "ids": [o.delivery_id for o in outcomes],
@@ -406,8 +412,9 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
                 "errors": [(o.error or "")[:200] or None for o in outcomes],
             },
         )
+        present = set(updated.scalars())
     else:
-        await _record_each(session, outcomes)
+        present = await _record_each(session, outcomes)
     attempts = [
         {
             "delivery_id": o.delivery_id,
@@ -418,7 +425,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
             "response_head": o.response_head,
         }
         for o in outcomes
-        if o.attempted
+        if o.attempted and o.delivery_id in present
     ]
     if attempts:
         await session.execute(insert(WebhookAttempt), attempts)
@@ -442,11 +449,14 @@ _OUTCOMES_FROM_ARRAYS = text(
         CAST(:errors AS varchar[])
     ) AS v(id, status, spent, next_at, at, code, error)
     WHERE d.id = v.id
+    RETURNING d.id
     """
 )
 
 
-async def _record_each(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
+async def _record_each(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> set[int]:
+    """SQLite: the outcomes as one executemany; the ids of the deliveries still there
+    (the write lock is this transaction's, so none can go before it ends)."""
     await session.execute(
         update(Deliveries)
         .where(Deliveries.c.id == bindparam("b_id"))
@@ -478,6 +488,15 @@ async def _record_each(session: AsyncSession, outcomes: Sequence[DeliveryOutcome
             for o in outcomes
         ],
     )
+    ids = sorted({o.delivery_id for o in outcomes})
+    present: set[int] = set()
+    for chunk in _chunks(ids):
+        present.update(
+            (
+                await session.execute(select(Deliveries.c.id).where(Deliveries.c.id.in_(chunk)))
+            ).scalars()
+        )
+    return present
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
