@@ -239,6 +239,13 @@ async def delete_webhook(
     await webhooks.delete_webhook(session, outbox, _delegate(access), webhook_id)
 
 
+async def rotate_secret(
+    session: AsyncSession, access: PortalAccess, webhook_id: int
+) -> WebhookCreated:
+    await _require_webhook(session, access, webhook_id)
+    return await webhooks.rotate_secret(session, _delegate(access), webhook_id)
+
+
 async def list_deliveries(
     session: AsyncSession,
     access: PortalAccess,
