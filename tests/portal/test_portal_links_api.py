@@ -106,3 +106,13 @@ async def test_a_lifetime_outside_one_hour_to_thirty_days_is_refused(api: Api) -
             json={"group_id": group["id"], "label": "Acme", "expires_in_hours": hours},
         )
         assert accepted.status_code == 201, accepted.text
+
+
+async def test_a_blank_label_is_refused(api: Api) -> None:
+    admin = await api.organization()
+    group = await admin.group()
+    refused = await admin.post(
+        "/api/v1/portal-links", json={"group_id": group["id"], "label": "   "}
+    )
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["error"]] == ["label"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from vsense.kit.schemas import RequestBody, Timestamp
 
@@ -27,6 +27,14 @@ class PortalLinkCreate(RequestBody):
         le=MAX_LIFETIME_HOURS,
         description="Lifetime of the link: 1 hour to 30 days, 7 days if not given",
     )
+
+    @field_validator("label")
+    @classmethod
+    def _label_not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
 
 
 class PortalLink(BaseModel):

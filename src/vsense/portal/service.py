@@ -103,7 +103,7 @@ async def create_link(
     link = PortalLinkRow(
         organization_id=principal.organization_id,
         group_id=group.id,
-        label=body.label.strip() or body.label,
+        label=body.label,
         token_hash=token_digest(token),
         created_by=principal.user_id,
         created=now,
