@@ -75,6 +75,11 @@ def test_a_portal_link_sees_only_its_group_and_expires(
 
     page.get_by_role("link", name=f"Webhooks of {ours['name']}").click()
     expect(page.locator("tr[data-webhook]")).to_have_count(2)
+    page.get_by_role("link", name=f"payload → {created}").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete webhook").click()
+    page.wait_for_url(f"{live.base_url}/portal/")
+    expect(page.locator("tr[data-webhook]")).to_have_count(1)
 
     run_async(_expire(live.settings, link["id"]))
     page.reload()
@@ -82,6 +87,26 @@ def test_a_portal_link_sees_only_its_group_and_expires(
     expect(page.locator("tr[data-webhook]")).to_have_count(0)
     page.goto(link["url"])
     expect(page.get_by_text("This link has expired or was revoked")).to_be_visible()
+
+
+def test_a_portal_link_followed_from_another_site_opens_the_portal(
+    page: Page, live: LiveApi, admin: ApiUser
+) -> None:
+    """As from a mail: the SameSite=Strict cookie is set on a navigation another site
+    started, and the portal still opens (a redirect would lose the cookie)."""
+    group = admin.group(unique("Acme sites"))
+    link = admin.call("POST", "/portal-links", 201, json={"group_id": group["id"], "label": "A"})
+    page.route(
+        "http://mail.example/",
+        lambda route: route.fulfill(
+            body=f'<a id="link" href="{link["url"]}">Your webhook portal</a>',
+            content_type="text/html",
+        ),
+    )
+    page.goto("http://mail.example/")
+    page.get_by_role("link", name="Your webhook portal").click()
+    page.wait_for_url(f"{live.base_url}/portal/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Webhooks of {group['name']}")
 
 
 def test_an_admin_creates_and_revokes_a_portal_link_in_administration(

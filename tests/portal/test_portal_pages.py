@@ -247,6 +247,14 @@ async def test_a_revoked_link_and_its_cookie_show_the_expired_page(
     assert (await visitor.http.get(link_path(fleet.link))).status_code == 403
 
 
+async def test_a_mistyped_portal_address_is_not_found_and_keeps_the_session(
+    fleet: Fleet, visitor: Visitor
+) -> None:
+    await visitor.open(fleet.link)
+    assert (await visitor.http.get("/portal/webhooks")).status_code == 404
+    assert (await visitor.page("/portal/")).status_code == 200
+
+
 async def test_without_a_cookie_the_portal_asks_for_the_link(visitor: Visitor) -> None:
     page = await visitor.http.get("/portal/")
     assert page.status_code == 403

@@ -16,6 +16,7 @@ carry the CSRF token of the portal session (`ConsoleSessions.portal_csrf_token`)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -35,7 +36,7 @@ from vsense.console.webhooks import (
 )
 from vsense.db import session_scope
 from vsense.deps import READ_METHODS, DatabaseDep, SessionDep, SettingsDep
-from vsense.kit.errors import Forbidden
+from vsense.kit.errors import Forbidden, NotFound
 from vsense.kit.time import utcnow
 from vsense.portal import service as portal
 from vsense.portal.schemas import PortalAccess
@@ -58,7 +59,7 @@ class PortalRoute(ConsoleRoute):
     def error_context(self, request: Request) -> dict[str, Any]:
         return {"portal": True, "closed": getattr(request.state, "portal_closed", False)}
 
-    def get_route_handler(self) -> Any:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -244,6 +245,8 @@ async def rotate_secret(
 @router.get("/{token}")
 async def open_link(request: Request, token: str, database: DatabaseDep) -> Response:
     """Check the link, keep its token in the portal's cookie, and move on to `/portal/`."""
+    if not token.startswith(portal.TOKEN_PREFIX):
+        raise NotFound("No such page.")  # a mistyped page, not a link: the session stays
     async with session_scope(database.read_sessionmaker, write=False) as session:
         access = await portal.open_portal(session, token)
     if access is None:
