@@ -57,6 +57,7 @@ from vsense.kit.parts import install_parts
 from vsense.kit.schemas import ErrorBody
 from vsense.kit.shutdown import on_stop_signal
 from vsense.payloads.routes import router as payloads_router
+from vsense.portal.routes import router as portal_links_router
 from vsense.users.routes import me_router
 from vsense.users.routes import router as users_router
 from vsense.webhooks.routes import router as webhooks_router
@@ -125,6 +126,7 @@ def create_app(
         webhooks_router,
         rules_router,
         alerts_router,
+        portal_links_router,
     ):
         app.include_router(router)
     app.include_router(_operations_router(parts))

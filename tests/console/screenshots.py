@@ -5,7 +5,7 @@
 Starts a console server on SQLite (as the browser tests do), fills an organization with
 a small fleet that sends data, a webhook that has delivered, a firing alert and a
 snapshot, then saves one PNG per page under docs/console/ (1280 px wide, and the fleet
-page at phone width too).
+page at phone width too), and one of the webhook portal a portal link opens.
 """
 
 from __future__ import annotations
@@ -119,8 +119,18 @@ def main() -> None:
         shoot(page, "alerts")
         page.goto(f"{live.base_url}/console/alerts/rules")
         shoot(page, "alert-rules")
+        north = next(g for g in admin.call("GET", "/groups")["data"] if g["name"] == "North depots")
+        link = admin.call(
+            "POST", "/portal-links", 201, json={"group_id": north["id"], "label": "Acme Retail"}
+        )
         page.goto(f"{live.base_url}/console/admin")
         shoot(page, "admin")
+        customer = browser.new_context(viewport={"width": 1280, "height": 800})
+        portal = customer.new_page()
+        portal.goto(link["url"])
+        portal.wait_for_url(f"{live.base_url}/portal/")
+        shoot(portal, "portal")
+        customer.close()
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
         small = phone.new_page()
         log_in(small, live.base_url, account)

@@ -1,6 +1,7 @@
-"""Administration: users (create, role, groups), groups (keepalive interval), and the
-caller's personal access tokens (created once shown, revoked). Each section appears
-for a caller with the permission the API would ask for."""
+"""Administration: users (create, role, groups), groups (keepalive interval), the
+caller's personal access tokens (created once shown, revoked), and portal links (admins:
+created with their URL shown once, revoked). Each section appears for a caller with the
+permission the API would ask for."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ from vsense.accounts.scopes import ALL_SCOPES
 from vsense.console.deps import ConsoleUserDep
 from vsense.console.forms import form_dict, form_list, none_if_blank
 from vsense.console.render import CONSOLE, ConsoleRoute, flash, redirect, render
-from vsense.deps import SessionDep
+from vsense.deps import SessionDep, SettingsDep
 from vsense.groups import service as groups
 from vsense.groups.schemas import GroupCreate, GroupUpdate
 from vsense.kit.errors import NotFound
+from vsense.kit.origin import public_base_url
 from vsense.kit.pagination import page_request
+from vsense.portal import service as portal
+from vsense.portal.schemas import DEFAULT_LIFETIME_HOURS, PortalLinkCreate
 from vsense.users import service as users
 from vsense.users.schemas import UserCreate, UserUpdate
 
 router = APIRouter(prefix=CONSOLE, route_class=ConsoleRoute, include_in_schema=False)
 ROLES = ("standard", "admin")
+# The lifetimes the form offers, in hours (the API takes any from 1 to 720).
+PORTAL_LIFETIMES = ((1, "1 hour"), (24, "1 day"), (168, "7 days"), (720, "30 days"))
 
 
 def _id(raw: str) -> int:
@@ -45,6 +51,9 @@ async def admin_page(request: Request, user: ConsoleUserDep, session: SessionDep
         "tokens": (
             await accounts.list_personal_tokens(session, principal, page="1", per_page="500")
         ).data,
+        "portal_links": (await portal.list_links(session, principal, page="1", per_page="500")).data
+        if user.is_admin and user.can("webhooks:write")
+        else None,
     }
     return render(
         request,
@@ -52,6 +61,8 @@ async def admin_page(request: Request, user: ConsoleUserDep, session: SessionDep
         user=user,
         nav="admin",
         roles=ROLES,
+        portal_lifetimes=PORTAL_LIFETIMES,
+        default_lifetime=DEFAULT_LIFETIME_HOURS,
         scopes=[s for s in ALL_SCOPES if s in principal.scopes],
         **context,
     )
@@ -110,3 +121,33 @@ async def revoke_token(
 ) -> Response:
     await accounts.revoke_personal_token(session, callers, user.principal, _id(token_id))
     return redirect(f"{CONSOLE}/admin", request)
+
+
+@router.get("/admin/portal-links")
+async def portal_links_fragment(
+    request: Request, user: ConsoleUserDep, session: SessionDep
+) -> Response:
+    links = await portal.list_links(session, user.principal, page="1", per_page="500")
+    return render(request, "_portal_links.html", user=user, portal_links=links.data)
+
+
+@router.post("/admin/portal-links")
+async def create_portal_link(
+    request: Request, user: ConsoleUserDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The link's URL is in this answer only."""
+    fields = await form_dict(request, ("group_id", "label", "expires_in_hours"))
+    body = PortalLinkCreate.model_validate(fields)
+    base_url = public_base_url(request, settings.public_url, settings.allowed_hosts)
+    link = await portal.create_link(session, user.principal, body, base_url)
+    response = render(request, "_portal_link.html", user=user, link=link)
+    response.headers["HX-Trigger"] = "portal-links-changed"
+    return response
+
+
+@router.post("/admin/portal-links/{link_id}/revoke")
+async def revoke_portal_link(
+    request: Request, link_id: str, user: ConsoleUserDep, session: SessionDep
+) -> Response:
+    link = await portal.revoke_link(session, user.principal, _id(link_id))
+    return flash(request, f"Portal link {link.label} revoked.", trigger="portal-links-changed")

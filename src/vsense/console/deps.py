@@ -68,16 +68,22 @@ async def console_user(
         principal = await _authenticate(database, callers, pair.access_token)
     if principal is None or principal.family_id is None:
         raise LoginRequired("Log in to use the console.")
-    if request.method not in READ_METHODS:
-        given = request.headers.get(CSRF_HEADER)
-        if given is None and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")
-        ):
-            field = (await request.form()).get(CSRF_FIELD)
-            given = field if isinstance(field, str) else None
-        if not sessions.csrf_valid(principal.family_id, given):
-            raise Forbidden(CSRF_REFUSED)
+    if request.method not in READ_METHODS and not sessions.csrf_valid(
+        principal.family_id, await given_csrf(request)
+    ):
+        raise Forbidden(CSRF_REFUSED)
     return ConsoleUser(principal, principal.family_id, sessions.csrf_token(principal.family_id))
+
+
+async def given_csrf(request: Request) -> str | None:
+    """The CSRF token a request carries: in its header (htmx), else in its form."""
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        field = (await request.form()).get(CSRF_FIELD)
+        given = field if isinstance(field, str) else None
+    return given
 
 
 async def _authenticate(

@@ -102,7 +102,9 @@ def flash(request: Request, message: str, *, trigger: str | None = None) -> Resp
     return response
 
 
-def error_answer(request: Request, status_code: int, message: str, details: list[str]) -> Response:
+def error_answer(
+    request: Request, status_code: int, message: str, details: list[str], **context: Any
+) -> Response:
     if is_htmx(request):
         response = render(
             request,
@@ -116,7 +118,13 @@ def error_answer(request: Request, status_code: int, message: str, details: list
         response.headers["HX-Reswap"] = "innerHTML"
         return response
     return render(
-        request, "error.html", status_code=status_code, message=message, details=details, error=True
+        request,
+        "error.html",
+        status_code=status_code,
+        message=message,
+        details=details,
+        error=True,
+        **context,
     )
 
 
@@ -126,6 +134,10 @@ def _details(errors: list[dict[str, Any]]) -> list[str]:
 
 class ConsoleRoute(APIRoute):
     """Answers the services' errors as HTML (see the module's docstring)."""
+
+    def error_context(self, request: Request) -> dict[str, Any]:
+        """What an error page needs besides the error (the portal's pages say so)."""
+        return {}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -148,12 +160,20 @@ class ConsoleRoute(APIRoute):
                     target = request.headers.get("hx-current-url") or CONSOLE + "/"
                 return redirect(f"{CONSOLE}/login?next={quote(target, safe='')}", request)
             except AppError as exc:
-                return error_answer(request, exc.status_code, exc.message, _details(exc.errors))
+                return error_answer(
+                    request,
+                    exc.status_code,
+                    exc.message,
+                    _details(exc.errors),
+                    **self.error_context(request),
+                )
             except ValidationError as exc:
                 details = [
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                 ]
-                return error_answer(request, 422, "Some fields are invalid.", details)
+                return error_answer(
+                    request, 422, "Some fields are invalid.", details, **self.error_context(request)
+                )
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from vsense.console import admin, alerts, auth, device, device_live, fleet, webhooks
+from vsense.console import admin, alerts, auth, device, device_live, fleet, portal, webhooks
 from vsense.console.render import CONSOLE, STATIC_DIR
 
 ROUTERS = (
@@ -17,12 +17,13 @@ ROUTERS = (
     webhooks.router,
     alerts.router,
     admin.router,
+    portal.router,
 )
 
 
 def install_console(app: FastAPI) -> None:
-    """The console's pages under /console/, its files under /console/static/, and the
-    server's root redirecting there."""
+    """The console's pages under /console/, its files under /console/static/, the
+    webhook portal under /portal/, and the server's root redirecting to the console."""
     for router in ROUTERS:
         app.include_router(router)
     app.mount(f"{CONSOLE}/static", StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -32,6 +32,9 @@ LOGIN_CSRF_COOKIE = "vsense_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 COOKIE_PATH = "/console"
+# A portal link's token, once opened: HttpOnly, SameSite=Strict, sent to the portal only.
+PORTAL_COOKIE = "vsense_portal"
+PORTAL_COOKIE_PATH = "/portal"
 # A refresh token spent by one request is answered again, for this long, to the requests
 # that raced it with the same cookie (a page and its poll): without this, the second
 # would look like a stolen token coming back and revoke the whole session.
@@ -63,6 +66,14 @@ class ConsoleSessions:
 
     def csrf_valid(self, family_id: uuid.UUID, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(self.csrf_token(family_id), given)
+
+    def portal_csrf_token(self, token_hash: str) -> str:
+        """The CSRF token of a portal session, keyed on its link's token hash (a secret
+        no page shows): the same mechanism as a console session's, never equal to one."""
+        return hmac.new(self._key, b"portal\0" + token_hash.encode(), hashlib.sha256).hexdigest()
+
+    def portal_csrf_valid(self, token_hash: str, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(self.portal_csrf_token(token_hash), given)
 
     def lock_for(self, refresh_token: str) -> asyncio.Lock:
         """One refresh at a time per token in this process; the lock is dropped once
@@ -127,3 +138,26 @@ def set_login_csrf(response: Response, request: Request, token: str) -> None:
 def login_csrf_valid(request: Request, given: str | None) -> bool:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     return bool(expected and given) and hmac.compare_digest(expected or "", given or "")
+
+
+def set_portal_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
+    """The link's token, for as long as the link lives, to the portal's pages only."""
+    response.set_cookie(
+        PORTAL_COOKIE,
+        token,
+        max_age=max(1, max_age),
+        path=PORTAL_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+
+
+def clear_portal_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        PORTAL_COOKIE,
+        path=PORTAL_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )

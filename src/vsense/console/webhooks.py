@@ -61,7 +61,7 @@ def health(hook: Webhook, log: DeliveryList) -> Health:
     )
 
 
-def _int_id(raw: str) -> int:
+def parse_id(raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -71,7 +71,7 @@ def _int_id(raw: str) -> int:
     return value
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def webhook_form(request: Request) -> dict[str, Any]:
     """The form as the API's body: headers and params from their text areas."""
     fields = await form_dict(request, (*FIELDS, "headers", "params"))
     active = await form_list(request, "active")  # a hidden "off", and "on" when ticked
@@ -112,7 +112,7 @@ async def new_webhook_page(
 async def create_webhook(
     request: Request, user: ConsoleUserDep, session: SessionDep, outbox: OutboxDep
 ) -> Response:
-    body = WebhookCreate.model_validate(await _body(request))
+    body = WebhookCreate.model_validate(await webhook_form(request))
     created = await service.create_webhook(session, outbox, user.principal, None, body)
     return _page(request, user, webhook=created, secret=created.secret, log=None)
 
@@ -121,7 +121,7 @@ async def create_webhook(
 async def webhook_page(
     request: Request, webhook_id: str, user: ConsoleUserDep, session: SessionDep
 ) -> Response:
-    hook = await service.get_webhook(session, user.principal, _int_id(webhook_id))
+    hook = await service.get_webhook(session, user.principal, parse_id(webhook_id))
     return _page(request, user, webhook=hook, secret=None)
 
 
@@ -133,8 +133,8 @@ async def edit_webhook(
     session: SessionDep,
     outbox: OutboxDep,
 ) -> Response:
-    body = WebhookUpdate.model_validate(await _body(request))
-    hook_id = _int_id(webhook_id)
+    body = WebhookUpdate.model_validate(await webhook_form(request))
+    hook_id = parse_id(webhook_id)
     await service.update_webhook(session, outbox, user.principal, hook_id, None, body)
     return redirect(f"{CONSOLE}/webhooks/{hook_id}", request)
 
@@ -148,7 +148,7 @@ async def deliveries_fragment(
     status: str | None = None,
     page: str | None = None,
 ) -> Response:
-    hook_id = _int_id(webhook_id)
+    hook_id = parse_id(webhook_id)
     log = await service.list_deliveries(
         session, user.principal, hook_id, status=status or None, page=page, per_page="20"
     )
@@ -173,7 +173,7 @@ async def test_webhook(
 ) -> Response:
     """As the API's test: the event and its delivery commit first, then it is sent
     while the browser waits, and the attempt is answered inline."""
-    delivery_ids = await service.queue_test(session, settings, user.principal, _int_id(webhook_id))
+    delivery_ids = await service.queue_test(session, settings, user.principal, parse_id(webhook_id))
     await session.commit()
     result = await service.send_test(dispatch, delivery_ids)
     response = render(request, "_test_result.html", user=user, result=result)
@@ -191,7 +191,7 @@ async def redeliver(
     outbox: OutboxDep,
 ) -> Response:
     queued = await service.redeliver(
-        session, outbox, user.principal, _int_id(webhook_id), _int_id(delivery_id)
+        session, outbox, user.principal, parse_id(webhook_id), parse_id(delivery_id)
     )
     message = f"Queued again as delivery {', '.join(map(str, queued.delivery_ids))}."
     return flash(request, message, trigger="deliveries-changed")
@@ -209,7 +209,7 @@ async def replay(
     body = Replay.model_validate(
         {"since": fields.get("since", ""), "until": fields.get("until") or None}
     )
-    queued = await service.replay(session, outbox, user.principal, _int_id(webhook_id), body)
+    queued = await service.replay(session, outbox, user.principal, parse_id(webhook_id), body)
     return flash(request, f"{queued.queued} events queued again.", trigger="deliveries-changed")
 
 
@@ -217,5 +217,5 @@ async def replay(
 async def rotate_secret(
     request: Request, webhook_id: str, user: ConsoleUserDep, session: SessionDep
 ) -> Response:
-    rotated = await service.rotate_secret(session, user.principal, _int_id(webhook_id))
+    rotated = await service.rotate_secret(session, user.principal, parse_id(webhook_id))
     return render(request, "_secret.html", user=user, secret=rotated.secret)

@@ -6,6 +6,7 @@ from vsense.models.base import Base
 from vsense.models.devices import Device, DeviceCredential
 from vsense.models.gateway import DeviceCommand, DeviceEvent, DeviceMetric, PayloadMessage
 from vsense.models.images import ImageRequest
+from vsense.models.portal import PortalLink
 from vsense.models.throttles import ThrottleCounter
 from vsense.models.tokens import PersonalAccessToken, RefreshToken, RefreshTokenFamily
 from vsense.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
@@ -25,6 +26,7 @@ __all__ = [
     "Organization",
     "PayloadMessage",
     "PersonalAccessToken",
+    "PortalLink",
     "RefreshToken",
     "RefreshTokenFamily",
     "ThrottleCounter",

@@ -1,0 +1,1 @@
+"""Portal links: an admin's customer manages one group's webhooks through a link."""
