@@ -50,8 +50,8 @@ PG_MESSAGES = (
 )
 PG_METRICS = (
     "INSERT INTO device_metrics (device_uuid, message_id, epoch, name, value, marker_id, "
-    "marker_name) SELECT $1, i, e, 'count', v, z, n FROM unnest($2::bigint[], $3::bigint[], "
-    "$4::float8[], $5::text[], $6::text[]) AS u(i, e, v, z, n)"
+    "marker_name, received_at) SELECT $1, i, e, 'count', v, z, n, $7 FROM unnest($2::bigint[], "
+    "$3::bigint[], $4::float8[], $5::text[], $6::text[]) AS u(i, e, v, z, n)"
 )
 PG_REFRESH = (
     "UPDATE devices SET last_seen = $2, refreshed = $2, offline_after = $3 "
@@ -145,6 +145,7 @@ class Postgres(Store):
                 [float(z["count"]) for z in zones],
                 [z["id"] for z in zones],
                 [z["name"] for z in zones],
+                now,
             )
         return len(ids)
 
@@ -229,11 +230,12 @@ class Sqlite(Store):
                         float(zone["count"]),
                         zone["id"],
                         zone["name"],
+                        now,
                     ]
                 await writer.execute(
                     "INSERT INTO device_metrics (device_uuid, message_id, epoch, name, value, "
-                    "marker_id, marker_name) VALUES "
-                    + ",".join(["(?, ?, ?, 'count', ?, ?, ?)"] * len(ids)),
+                    "marker_id, marker_name, received_at) VALUES "
+                    + ",".join(["(?, ?, ?, 'count', ?, ?, ?, ?)"] * len(ids)),
                     metrics,
                 )
                 await writer.execute("COMMIT")
