@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from vsense.config import Settings
 from vsense.kit.errors import AppError
 from vsense.kit.files import private_file, private_folder
 
+logger = logging.getLogger("vsense.db")
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured database, with SQLite made production-worthy."""
@@ -43,6 +46,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        event.listen(engine.sync_engine, "close", _sqlite_on_close)
         return engine
     return create_async_engine(
         url,
@@ -72,6 +76,20 @@ def _sqlite_on_begin(connection: Any) -> None:
     # upgrades. Readers stay DEFERRED so that WAL lets them run side by side.
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
     connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _sqlite_on_close(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # A task cancelled in the middle of a statement gets its connection closed (SQLAlchemy
+    # invalidates it) while the statement is still referenced, by the cancelled task's
+    # frames. Python's sqlite3 closes with sqlite3_close_v2, which then leaves a "zombie"
+    # connection that keeps its transaction, and with it the database's write lock, until
+    # that statement is garbage-collected: every other writer gets "database is locked".
+    # Rolling back first ends the transaction whatever still refers to the connection
+    # (queued behind the statement running in the connection's thread).
+    try:
+        dbapi_connection.rollback()
+    except Exception:  # a connection already gone, or closed outside the event loop
+        logger.debug("no rollback before closing an SQLite connection", exc_info=True)
 
 
 def create_sessionmaker(

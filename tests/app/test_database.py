@@ -1,0 +1,78 @@
+"""The embedded database stays writable when a task is cancelled in the middle of a
+statement of its write transaction (a stopping dispatcher, a job cut short)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+
+from tests.environment import TEST_SECRET
+from vsense.config import load_settings
+from vsense.db import create_engine, create_sessionmaker, session_scope
+
+# A statement that runs for a few seconds in the connection's thread.
+SLOW = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def test_a_write_cancelled_mid_statement_does_not_keep_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="test", secret_key=TEST_SECRET)
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    started, finished = threading.Event(), threading.Event()
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def running(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement == SLOW:
+            started.set()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def ran(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement == SLOW:
+            finished.set()
+
+    try:
+        async with session_scope(sessionmaker) as session:
+            await session.execute(text("CREATE TABLE t (x INTEGER)"))
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        async def write() -> None:
+            async with session_scope(sessionmaker) as session:
+                await session.execute(text("UPDATE t SET x = x + 1"))
+                await session.execute(text(SLOW))
+
+        task = asyncio.create_task(write())
+        assert await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        cancelled_mid_statement = not finished.is_set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert cancelled_mid_statement, "the statement ended before the cancellation"
+
+        # The cancelled task (still referenced here, as a failing test's traceback would
+        # keep it) holds no lock: another connection writes once the statement has ended.
+        def write_elsewhere() -> int:
+            other = sqlite3.connect(settings.resolved_database_url.split("///", 1)[1], timeout=120)
+            try:
+                other.execute("UPDATE t SET x = x + 10")
+                other.commit()
+                return int(other.execute("SELECT x FROM t").fetchone()[0])
+            finally:
+                other.close()
+
+        assert await asyncio.to_thread(write_elsewhere) == 11  # the cancelled +1 rolled back
+        async with session_scope(sessionmaker) as session:
+            await session.execute(text("UPDATE t SET x = x + 100"))
+        assert task.cancelled()
+    finally:
+        await engine.dispose()
