@@ -1,9 +1,9 @@
 """Benchmark of the console's pages on PostgreSQL with 100,000 devices, 16 users.
 
 It migrates a fresh database, seeds one organization with 100,000 devices in 20 groups
-(`harness.seed`), gives its admin a known password, starts `vsense serve` (one worker),
-logs in through the console's login form, and loads each page with 16 keep-alive
-clients carrying the session cookie. In the same run:
+(`harness.seed`), gives its admin a known password, starts `vsense serve` (one worker,
+or `--workers`), logs in through the console's login form, and loads each page with 16
+keep-alive clients carrying the session cookie. In the same run:
 
 - the ceiling: a bare ASGI app answering the fleet page's own HTML (captured from the
   server), served by uvicorn with the same options: no framework, no database;
@@ -202,6 +202,7 @@ class Options:
     postgres_url: str
     database: str
     markdown: Path | None
+    workers: int = 1
 
 
 async def run(options: Options, work_dir: Path) -> tuple[str, list[Measurement], list[str]]:
@@ -219,7 +220,7 @@ async def run(options: Options, work_dir: Path) -> tuple[str, list[Measurement],
     port = free_port()
     command = [
         vsense_executable(), "serve", "--host", HOST, "--port", str(port),
-        "--workers", "1", "--log-level", "warning",
+        "--workers", str(options.workers), "--log-level", "warning",
     ]  # fmt: skip
     log_path = work_dir / "vsense.log"
     api = {"Authorization": f"Bearer {token}"}
@@ -274,7 +275,7 @@ async def run(options: Options, work_dir: Path) -> tuple[str, list[Measurement],
     ceiling_port = free_port()
     ceiling_command = [
         sys.executable, "-m", "uvicorn", "console:ceiling_app", "--app-dir", "bench",
-        "--host", HOST, "--port", str(ceiling_port), "--workers", "1",
+        "--host", HOST, "--port", str(ceiling_port), "--workers", str(options.workers),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     ceiling_env = base_env({CEILING_BODY_ENV: str(ceiling_file)})
@@ -344,7 +345,8 @@ def verdicts(rows: list[Measurement]) -> list[str]:
 def report(version: str, rows: list[Measurement], notes: list[str], options: Options) -> None:
     title = (
         f"{version}: {options.devices:,} devices, {options.clients} concurrent users, "
-        f"{options.duration:g} s per page after {options.warmup:g} s warm-up, 1 worker"
+        f"{options.duration:g} s per page after {options.warmup:g} s warm-up, "
+        f"{options.workers} worker{'s' if options.workers > 1 else ''}"
     )
     cells = [list(COLUMNS), *table(rows)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
@@ -388,6 +390,9 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--database", default="bench_console_100k")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (the ceiling's too)"
+    )
     args = parser.parse_args()
     options = Options(
         args.devices,
@@ -397,6 +402,7 @@ def main() -> None:
         args.postgres_url,
         args.database,
         args.markdown,
+        args.workers,
     )
     announce_code_under_test()
     with tempfile.TemporaryDirectory(prefix="vsense-console-bench-") as work:

@@ -50,8 +50,8 @@ async def group_choices(session: AsyncSession, principal: Principal) -> list[Gro
     """The groups the caller sees (the first 500 by name), without their device counts:
     what a pick list needs, without counting the devices of every group."""
     require_scope(principal, "devices:read")
-    groups, _ = await repository.list_groups(session, principal, offset=0, limit=500)
-    return [GroupRef(id=g.id, name=g.name) for g in groups]
+    names = await repository.group_names(session, principal, limit=500)
+    return [GroupRef(id=group_id, name=name) for group_id, name in names]
 
 
 async def _visible(session: AsyncSession, principal: Principal, group_id: int) -> GroupRow:
