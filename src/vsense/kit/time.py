@@ -15,7 +15,9 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     # Not strftime: its `%Y` does not pad years before 1000 to four digits.
-    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    if value.tzinfo is not UTC:  # the database's times are UTC already: no conversion
+        value = value.astimezone(UTC)
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 # The times a query may name: from UNIX time 0 to the end of year 9998, so that a bound
