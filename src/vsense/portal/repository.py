@@ -93,6 +93,19 @@ async def group_devices(
     return [(uuid.UUID(str(u)), name) for u, name in rows]
 
 
+async def device_in_group(
+    session: AsyncSession, organization_id: int, group_id: int, device: uuid.UUID
+) -> bool:
+    found = await session.scalar(
+        select(Device.uuid).where(
+            Device.uuid == device,
+            Device.organization_id == organization_id,
+            Device.group_id == group_id,
+        )
+    )
+    return found is not None
+
+
 async def webhook_in_group(
     session: AsyncSession, organization_id: int, group_id: int, webhook_id: int
 ) -> bool:

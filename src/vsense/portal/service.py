@@ -187,7 +187,9 @@ async def _require_device(session: AsyncSession, access: PortalAccess, device: s
         parsed = uuid.UUID(device)
     except ValueError:
         raise NotFound("No such device.") from None
-    if parsed not in {d.uuid for d in await devices(session, access)}:
+    if not await repository.device_in_group(
+        session, access.organization_id, access.group_id, parsed
+    ):
         raise NotFound("No such device.")
 
 
