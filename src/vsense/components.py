@@ -67,7 +67,7 @@ class Components:
         outbox = Outbox(settings, changes)
         device_auth = DeviceAuth(settings, changes)
         liveness = Liveness(settings, database, outbox)
-        commands = Commands(settings)
+        commands = Commands(settings, changes)
         alerts = Alerts(outbox)
         payloads = PayloadLog(settings, metrics, outbox, after_store=alerts.after_store)
         commands.on_result(CAPTURE_COMMAND, uploads.capture_result)

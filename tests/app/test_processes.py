@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from tests.factories import PASSWORD, ZONE, Api, Caller, Sensor, vcz
 from vsense.accounts.service import CALLERS_TOPIC
 from vsense.changes import UNHEARD_HORIZON, ChangeFeed
+from vsense.commands.service import IDLE
 from vsense.components import Components
 from vsense.device_auth.service import DEVICE_TOKENS
 from vsense.models import WebhookDelivery
@@ -147,6 +148,22 @@ async def test_a_deleted_webhook_is_never_written_to_and_fails_no_message(
     assert (await device.send(vcz(2))).status_code == 202
     assert (await device.keepalive()).status_code == 200
     assert await deliveries(api.state, webhook) == 0
+
+
+async def test_a_command_created_by_one_process_comes_with_a_keepalive_the_other_answers(
+    api: Api, peer: Components, peer_client: httpx.AsyncClient
+) -> None:
+    admin = await api.organization()
+    device = Sensor(peer_client, await admin.device(app_type="VCZ"))
+    assert (await device.keepalive()).json() == {"commands": []}  # known idle there now
+    assert peer.commands.idle(uuid.UUID(device.uuid))
+    async with heard_by(peer, IDLE):
+        asked = await admin.post(f"/api/v1/devices/{device.uuid}/image")
+        assert asked.status_code == 200, asked.text
+    assert not peer.commands.idle(uuid.UUID(device.uuid))
+    [command] = (await device.keepalive()).json()["commands"]
+    assert command["type"] == "capture_image"
+    assert (await device.keepalive()).json() == {"commands": []}  # taken once
 
 
 async def test_the_keepalive_webhook_is_throttled_across_processes(

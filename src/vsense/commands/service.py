@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.changes import EVERYTHING, ChangeFeed
 from vsense.commands import repository
 from vsense.commands.waiters import CommandWaiters
 from vsense.config import Settings
 from vsense.db import on_commit
+from vsense.kit.cache import TTLCache
 from vsense.kit.errors import NotFound
 from vsense.kit.time import utcnow
 from vsense.models import DeviceCommand
@@ -28,6 +30,8 @@ class CommandOutcome:
     ok: bool
     error: str | None
 
+
+IDLE = "device-commands"  # namespace (and change topic) of the devices known to have none
 
 # What a domain does with the results of its commands, in the result's transaction.
 ResultHandler = Callable[[AsyncSession, CommandOutcome], Awaitable[None]]
@@ -48,12 +52,30 @@ class Commands:
 
     A command created here wakes its device's long poll (and the MQTT push) once it is
     committed; commands created by other processes are found by the polls' own reads.
+
+    Most keepalives find no command: a device found without one is remembered as idle
+    (`idle`, for `auth_cache_ttl` while `changes` hears every process, else at most a
+    second), and a new command drops that in this process at once and in the others when
+    it commits, so that the keepalive's common case reads nothing.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, changes: ChangeFeed) -> None:
         self.ttl = settings.command_ttl
         self.waiters = CommandWaiters()
         self._on_result: dict[str, list[ResultHandler]] = {}
+        self._changes = changes
+        self._idle = TTLCache(ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000)
+        changes.subscribe(IDLE, self._heard)
+
+    def _heard(self, key: str) -> None:
+        if key == EVERYTHING:
+            self._idle.invalidate(IDLE)
+        else:
+            self._idle.discard(IDLE, uuid.UUID(key))
+
+    def idle(self, device: uuid.UUID) -> bool:
+        """Whether the device is known to have no pending command, without the database."""
+        return self._idle.get(IDLE, device, self._changes.horizon(self._idle.ttl)) is not None
 
     def on_result(self, command_type: str, handler: ResultHandler) -> None:
         """Have `handler` told of every result of commands of this type."""
@@ -81,19 +103,35 @@ class Commands:
             expires_at=now + self.ttl,
         )
         await repository.add_command(session, command)
+        self._changes.announce(session, IDLE, device)
         # Woken once the command is committed: a poll woken before would not see it yet.
         on_commit(session, ("commands", device), lambda: self.waiters.wake(device))
         return command
 
     async def pending(self, session: AsyncSession, device: uuid.UUID) -> bool:
-        """Whether the device has commands to take (a read)."""
-        return await repository.has_pending_commands(session, device, utcnow())
+        """Whether the device has commands to take (a read, unless it is known idle)."""
+        if self.idle(device):
+            return False
+        epoch = self._idle.epoch  # a command heard of during the read keeps it out
+        found = await repository.has_pending_commands(session, device, utcnow())
+        if not found:
+            self._idle.put(IDLE, device, True, since=epoch)
+        return found
 
     async def pending_among(
         self, session: AsyncSession, devices: Collection[uuid.UUID]
     ) -> set[uuid.UUID]:
-        """Those of `devices` that have commands to take (a read, for many at once)."""
-        return await repository.devices_with_pending_commands(session, devices, utcnow())
+        """Those of `devices` that have commands to take (one read for those not known
+        idle)."""
+        unknown = [device for device in devices if not self.idle(device)]
+        if not unknown:
+            return set()
+        epoch = self._idle.epoch
+        found = await repository.devices_with_pending_commands(session, unknown, utcnow())
+        for device in unknown:
+            if device not in found:
+                self._idle.put(IDLE, device, True, since=epoch)
+        return found
 
     async def take(self, session: AsyncSession, device: uuid.UUID) -> list[dict[str, Any]]:
         """A device's pending commands, marked taken, as the device receives them."""

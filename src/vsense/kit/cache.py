@@ -84,6 +84,11 @@ class TTLCache:
         self.epoch += 1
         self._generations[namespace] = self._generations.get(namespace, 0) + 1
 
+    def discard(self, namespace: Hashable, key: Hashable) -> None:
+        """Drop one entry (and, as `invalidate`, keep out what a reader in flight read)."""
+        self.epoch += 1
+        self._entries.pop((namespace, key), None)
+
     def clear(self) -> None:
         self.epoch += 1
         self._entries.clear()

@@ -72,12 +72,24 @@ class Outbox:
         if session is not None:
             self.changes.announce(session, TARGETS)
 
+    def _hint(self, device: uuid.UUID) -> list[Target] | None:
+        found: list[Target] | None = self._hints.get(
+            TARGETS, device, self.changes.horizon(self._hints.ttl)
+        )
+        return found
+
+    def known_unwanted(self, device: uuid.UUID, kind: str) -> bool:
+        """Whether the device is known, without the database, to have no active webhook
+        taking this event (a hint, as `wants`)."""
+        targets = self._hint(device)
+        return targets is not None and not any(
+            subscribed(t.webhook_type, t.actions, kind) for t in targets
+        )
+
     async def wants(self, session: AsyncSession, device: uuid.UUID, kind: str) -> bool:
         """Whether any active webhook of the device takes this event: a hint, which
         `emit_many` checks again in its transaction."""
-        targets: list[Target] | None = self._hints.get(
-            TARGETS, device, self.changes.horizon(self._hints.ttl)
-        )
+        targets = self._hint(device)
         if targets is None:
             epoch = self._hints.epoch
             targets = (await repository.targets(session, [device]))[device]
