@@ -377,7 +377,9 @@ async def test_reboot_and_capture_commands_get_results(platform: FakePlatform) -
 async def test_refused_payloads_count_as_errors_and_are_reported(platform: FakePlatform) -> None:
     platform.refuse_payloads = True
 
-    stats, events = await fleet(platform, devices=2, types=["VPM"], duration=1.0)
+    # Each device's first message comes within a simulated minute of the start (1 s at
+    # rate 60; sim/00000's at 0.99 s): the run lasts long enough for both.
+    stats, events = await fleet(platform, devices=2, types=["VPM"], duration=2.0)
 
     assert stats.errors >= 2
     assert stats.messages_accepted == 0
