@@ -142,7 +142,7 @@ def create_app(
         },
     )
     # Before the size guard: a device request is authenticated before its body is read.
-    app.add_middleware(DeviceGateMiddleware, database=parts.database, device_auth=parts.device_auth)
+    app.add_middleware(DeviceGateMiddleware, device_auth=parts.device_auth)
     app.add_middleware(
         InFlightLimitMiddleware, limit=settings.max_requests_in_flight, exempt=_not_counted
     )

@@ -65,7 +65,7 @@ class Components:
         metrics = Metrics()
         changes = ChangeFeed(settings.resolved_database_url)
         outbox = Outbox(settings, changes)
-        device_auth = DeviceAuth(settings, changes)
+        device_auth = DeviceAuth(settings, changes, database)
         liveness = Liveness(settings, database, outbox)
         commands = Commands(settings, changes)
         alerts = Alerts(outbox)

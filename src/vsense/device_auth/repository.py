@@ -33,6 +33,19 @@ async def device_for_token_hash(session: AsyncSession, token_hash: str) -> Devic
     return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
 
 
+async def devices_for_token_hashes(
+    session: AsyncSession, token_hashes: Collection[str]
+) -> dict[str, DeviceIdentity]:
+    """The devices behind those of `token_hashes` that are valid, in one statement."""
+    rows = await session.execute(
+        _identity_statement()
+        .add_columns(DeviceCredential.token_hash)
+        .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
+        .where(DeviceCredential.token_hash.in_(list(token_hashes)))
+    )
+    return {row[4]: DeviceIdentity(row[0], row[1], bool(row[2]), row[3]) for row in rows}
+
+
 async def device_by_uuid(session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
     """A device by its UUID (the MQTT bridge, where the broker authenticated it)."""
     row = (await session.execute(_identity_statement().where(Device.uuid == device))).first()

@@ -10,13 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vsense.accounts.service import DEVICE_PREFIX
 from vsense.changes import ChangeFeed
 from vsense.config import Settings
+from vsense.db import Database
 from vsense.device_auth import repository
 from vsense.device_auth.identity import DeviceIdentity
+from vsense.kit.batching import Batcher
 from vsense.kit.cache import TTLCache
 from vsense.kit.crypto import token_digest
 from vsense.kit.errors import Unauthorized
 
 DEVICE_TOKENS = "device-tokens"  # namespace of the identity cache
+MAX_IDENTITIES = 200_000  # device identities a process keeps (about 40 MB)
 
 
 def bearer(header: str | None) -> str:
@@ -32,11 +35,19 @@ class DeviceAuth:
     while `changes` hears every process (else for at most a second): a rotation or a
     removal drops it at once in this process and when it commits in the others
     (`forget`). Its `is_online` may be stale; that is safe, because a batched sign of
-    life finds devices that went offline and brings them back."""
+    life finds devices that went offline and brings them back.
 
-    def __init__(self, settings: Settings, changes: ChangeFeed) -> None:
-        self._cache = TTLCache(ttl=settings.auth_cache_ttl.total_seconds())
+    The device API's requests are verified outside any transaction (`verify`): those
+    that miss the cache at the same time share one read (`Batcher`), which is what a
+    large fleet costs, each device's keepalive minutes after its last one."""
+
+    def __init__(self, settings: Settings, changes: ChangeFeed, database: Database) -> None:
+        self._cache = TTLCache(
+            ttl=settings.auth_cache_ttl.total_seconds(), max_entries=MAX_IDENTITIES
+        )
         self._changes = changes
+        self._database = database
+        self._reads: Batcher[str, DeviceIdentity] = Batcher(self._read)
         changes.subscribe(DEVICE_TOKENS, lambda _key: self._cache.invalidate(DEVICE_TOKENS))
 
     def cached(self, header: str | None) -> DeviceIdentity | None:
@@ -47,6 +58,25 @@ class DeviceAuth:
             token_digest(bearer(header)),
             self._changes.horizon(self._cache.ttl),
         )
+        return found
+
+    async def verify(self, header: str | None) -> DeviceIdentity:
+        """The device of a request (401 when there is none), from the cache or from a
+        read shared with the concurrent requests that missed it too."""
+        cached = self.cached(header)
+        if cached is not None:
+            return cached
+        identity = await self._reads.get(token_digest(bearer(header)))
+        if identity is None:
+            raise Unauthorized("The device token is invalid or has been rotated.")
+        return identity
+
+    async def _read(self, token_hashes: list[str]) -> dict[str, DeviceIdentity]:
+        epoch = self._cache.epoch  # a change heard during the read keeps it out of the cache
+        async with self._database.read_sessionmaker() as session:
+            found = await repository.devices_for_token_hashes(session, token_hashes)
+        for token_hash, identity in found.items():
+            self._cache.put(DEVICE_TOKENS, token_hash, identity, since=epoch)
         return found
 
     async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:

@@ -2,9 +2,9 @@
 
 Every request under `/device/v1` is authenticated from its headers alone, before the
 application reads (and parses) its body, so a request without a valid device token costs
-one look-up (none when the token is missing or not a device token) and none of its body.
-The identity is cached (`auth_cache_ttl`), so the routes' own look-up that follows is
-free.
+one look-up (none when the token is missing or not a device token; one shared with the
+requests that missed the cache at the same time) and none of its body. The routes take
+the device from here (`gated_device`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vsense.db import Database, is_unavailable
-from vsense.deps import DatabaseDep
+from vsense.db import is_unavailable
 from vsense.device_auth.deps import AuthorizationHeader, DeviceAuthDep
 from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
@@ -37,9 +36,8 @@ class DeviceGateMiddleware:
     """401 (or 503 while the database is away) for device requests without a valid
     device token, answered before the body is read."""
 
-    def __init__(self, app: ASGIApp, database: Database, device_auth: DeviceAuth) -> None:
+    def __init__(self, app: ASGIApp, device_auth: DeviceAuth) -> None:
         self.app = app
-        self.database = database
         self.device_auth = device_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,11 +45,7 @@ class DeviceGateMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            header = authorization_of(scope)
-            device = self.device_auth.cached(header)
-            if device is None:  # a session only on a cache miss
-                async with self.database.read_sessionmaker() as session:
-                    device = await self.device_auth.authenticate(session, header)
+            device = await self.device_auth.verify(authorization_of(scope))
         except AppError as error:
             await send_error(send, error)
             return
@@ -68,18 +62,16 @@ class DeviceGateMiddleware:
 
 async def gated_device(
     request: Request,
-    database: DatabaseDep,
     device_auth: DeviceAuthDep,
     authorization: AuthorizationHeader = None,
 ) -> DeviceIdentity:
-    """The device the gate let in (a request that came another way is authenticated
-    here, in a read session): no write transaction is opened for it, so that the route
-    may hand its work to the group commit."""
+    """The device the gate let in (a request that came another way is verified here):
+    no transaction is opened for it, so that the route may hand its work to the group
+    commit."""
     device: DeviceIdentity | None = request.scope.get("state", {}).get(GATED_DEVICE)
     if device is not None:
         return device
-    async with database.read_sessionmaker() as session:
-        return await device_auth.authenticate(session, authorization)
+    return await device_auth.verify(authorization)
 
 
 GatedDeviceDep = Annotated[DeviceIdentity, Depends(gated_device)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from vsense.deps import DatabaseDep, SessionDep
-from vsense.device_auth.deps import AuthorizationHeader, DeviceDep
+from vsense.device_auth.deps import DeviceDep
 from vsense.gateway.gate import GatedDeviceDep
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
 from vsense.gateway.service import MAX_WAIT, Gateway
@@ -23,12 +23,12 @@ MetricsDep = Annotated[Metrics, Depends(part(Metrics))]
 
 @router.post("/keepalive", response_model=Commands, responses=error_responses(401, 422))
 async def keepalive(
+    device: GatedDeviceDep,
     gateway: GatewayDep,
-    authorization: AuthorizationHeader = None,
     health: Annotated[Health | None, Body()] = None,
 ) -> Response:
     """A sign of life, with optional health figures; answered with pending commands."""
-    return json_response({"commands": await gateway.keepalive(authorization, health)})
+    return json_response({"commands": await gateway.keepalive(device, health)})
 
 
 @router.post(
@@ -64,14 +64,14 @@ async def payloads(
 
 @router.get("/commands", response_model=Commands, responses=error_responses(400, 401))
 async def commands(
+    device: GatedDeviceDep,
     gateway: GatewayDep,
     metrics: MetricsDep,
-    authorization: AuthorizationHeader = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 25,
 ) -> Response:
     """Long poll: pending commands as soon as there are some, or [] after `wait` s."""
     with metrics.long_polls.track_inprogress():
-        found = await gateway.wait_for_commands(authorization, wait)
+        found = await gateway.wait_for_commands(device, wait)
     return json_response({"commands": found})
 
 

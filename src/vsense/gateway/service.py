@@ -9,6 +9,7 @@ from there the outbox.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
 from vsense.gateway.liveness import Liveness
 from vsense.gateway.schemas import Health
+from vsense.kit.batching import Batcher
 from vsense.kit.errors import BadRequest
 from vsense.kit.time import utcnow
 from vsense.payloads.batches import Batch, check_batch
@@ -56,38 +58,46 @@ class Gateway:
         self.payloads = payloads
         self.outbox = outbox
         self.webhook_source = webhook_source
+        self._keepalive_reads: Batcher[uuid.UUID, tuple[bool, bool]] = Batcher(
+            self._read_keepalives
+        )
 
-    async def keepalive(self, header: str | None, health: Health | None) -> list[CommandJson]:
-        """A keepalive; answered with the device's pending commands.
+    async def keepalive(self, device: DeviceIdentity, health: Health | None) -> list[CommandJson]:
+        """A keepalive of a verified device; answered with its pending commands.
 
         The common case (an online device, no command waiting, no keepalive webhook due)
-        reads and writes nothing but one indexed look-up: its sign of life joins the
-        next batch. So this path opens its own sessions rather than taking the request's
-        write transaction: a short read first, and a write transaction only to bring a
-        device back online, to queue its keepalive webhook or to hand out commands.
-        Health is not stored; the keepalive webhook forwards it. When the device's
-        identity, its lack of commands and of keepalive webhooks are all known in this
-        process (see `DeviceAuth`, `Commands.idle`, `Outbox.known_unwanted` for how long
-        each is trusted), it reads nothing at all.
+        writes nothing: its sign of life joins the next batch. What it must know is read
+        outside any transaction: from this process's hints when they know it (see
+        `Commands.idle` and `Outbox.known_unwanted` for how long each is trusted), else
+        in one read shared with the concurrent keepalives that missed them too (a large
+        fleet, where each device comes every few minutes). A write transaction is opened
+        only to bring a device back online, to queue its keepalive webhook or to hand
+        out commands. Health is not stored; the keepalive webhook forwards it.
         """
-        known = self.device_auth.cached(header)
         if (
-            known is not None
-            and known.is_online
-            and self.commands.idle(known.uuid)
-            and self.outbox.known_unwanted(known.uuid, KEEPALIVE)
+            device.is_online
+            and self.commands.idle(device.uuid)
+            and self.outbox.known_unwanted(device.uuid, KEEPALIVE)
         ):
-            self.liveness.seen_online(known)
+            self.liveness.seen_online(device)
             return []
-        async with self.database.read_sessionmaker() as session:
-            device = await self.device_auth.authenticate(session, header)
-            waiting = await self.commands.pending(session, device.uuid)
-            forward = await self._forward_keepalive(session, device)
+        waiting, wanted = await self._keepalive_reads.get(device.uuid) or (True, True)
+        forward = wanted and self.outbox.keepalive_due(device.uuid)
         if device.is_online and not waiting and not forward:
             self.liveness.seen_online(device)
             return []
         async with self.database.write() as session:
             return await self.keepalive_in(session, device, health, forward=forward)
+
+    async def _read_keepalives(
+        self, devices: list[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[bool, bool]]:
+        """For each device, whether it has commands waiting and a webhook that takes its
+        keepalives: one read session for many keepalives."""
+        async with self.database.read_sessionmaker() as session:
+            waiting = await self.commands.pending_among(session, devices)
+            wanted = await self.outbox.wanting(session, devices, KEEPALIVE)
+        return {device: (device in waiting, device in wanted) for device in devices}
 
     async def _forward_keepalive(self, session: AsyncSession, device: DeviceIdentity) -> bool:
         return await self.outbox.wants(
@@ -158,7 +168,7 @@ class Gateway:
         came_back = await self.liveness.sign_of_life(session, device, "payload")
         return await self.payloads.record(session, device.uuid, batch, after=came_back)
 
-    async def wait_for_commands(self, header: str | None, wait: float) -> list[CommandJson]:
+    async def wait_for_commands(self, device: DeviceIdentity, wait: float) -> list[CommandJson]:
         """The long poll: pending commands as soon as there are some, or [] after `wait`
         (or at once when the process is stopping).
 
@@ -170,8 +180,6 @@ class Gateway:
         if not 0 <= wait <= MAX_WAIT:
             raise BadRequest(f"`wait` must be between 0 and {MAX_WAIT} seconds.")
         deadline = time.monotonic() + wait
-        async with self.database.read_sessionmaker() as session:
-            device = await self.device_auth.authenticate(session, header)
         if device.is_online:
             self.liveness.seen_online(device)
         else:

@@ -96,6 +96,25 @@ class Outbox:
             self._hints.put(TARGETS, device, targets, since=epoch)
         return any(subscribed(t.webhook_type, t.actions, kind) for t in targets)
 
+    async def wanting(
+        self, session: AsyncSession, devices: Sequence[uuid.UUID], kind: str
+    ) -> set[uuid.UUID]:
+        """Those of `devices` with an active webhook taking this event (hints, as
+        `wants`; one read for the devices not known here)."""
+        known = {device: self._hint(device) for device in devices}
+        unknown = [device for device, targets in known.items() if targets is None]
+        if unknown:
+            epoch = self._hints.epoch
+            found = await repository.targets(session, unknown)
+            for device, targets in found.items():
+                self._hints.put(TARGETS, device, targets, since=epoch)
+                known[device] = targets
+        return {
+            device
+            for device, targets in known.items()
+            if any(subscribed(t.webhook_type, t.actions, kind) for t in targets or ())
+        }
+
     def keepalive_due(self, device: uuid.UUID) -> bool:
         """Whether the device's keepalive event may be due: False while its slot (one per
         `webhook_keepalive_min_interval`) is known taken, by this process or another.
