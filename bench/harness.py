@@ -574,6 +574,68 @@ async def seed_fleet(
         await engine.dispose()
 
 
+async def retime_fleet(
+    data_dir: Path, database_url: str | None, count: int, silent: int, window: float
+) -> None:
+    """Make the seeded fleet's deadlines relative to now, just before a run over it: the
+    `count` keeping-alive devices due no earlier than `window` + 60 s from now (spread
+    over one interval after that), so that none the run does not reach falls due during
+    it; the `silent` ones online again, due over the next `window` seconds, for the
+    sweep. `seed_fleet`'s own deadlines are relative to the seeding, which a long run
+    reaches minutes later."""
+    from sqlalchemy import bindparam, update
+
+    from vsense.config import load_settings
+    from vsense.db import create_engine
+    from vsense.models import Device
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    interval = int(settings.default_keepalive_interval)
+    engine = create_engine(settings)
+    rng = random.Random(2_000_000)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                await connection.exec_driver_sql(
+                    "UPDATE devices SET is_online = true, offline_after = CASE"
+                    " WHEN name LIKE 'SILENT-%' THEN now() + random() * make_interval(secs => $1)"
+                    " ELSE now() + make_interval(secs => $2) + random() * make_interval(secs => $3)"
+                    " END WHERE group_id = (SELECT id FROM groups WHERE name = $4)",
+                    (float(window), float(window) + 60, float(interval), FLEET_GROUP),
+                )
+                await connection.exec_driver_sql(
+                    "UPDATE devices SET last_seen = offline_after - make_interval(secs => $1)"
+                    " WHERE group_id = (SELECT id FROM groups WHERE name = $2)",
+                    (1.5 * interval, FLEET_GROUP),
+                )
+                return
+            statement = (
+                update(Device)
+                .where(Device.uuid == bindparam("key"))
+                .values(is_online=True, offline_after=bindparam("due"), last_seen=bindparam("seen"))
+            )
+            for start in range(0, count + silent, SEED_CHUNK):
+                rows = []
+                for n in range(start, min(count + silent, start + SEED_CHUNK)):
+                    after = (
+                        rng.uniform(0, window)
+                        if n >= count
+                        else window + 60 + rng.uniform(0, interval)
+                    )
+                    due = now + timedelta(seconds=after)
+                    rows.append(
+                        {
+                            "key": fleet_uuid(n),
+                            "due": due,
+                            "seen": due - timedelta(seconds=1.5 * interval),
+                        }
+                    )
+                await connection.execute(statement, rows)
+    finally:
+        await engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def profiled(pid: int | None, output: Path | None) -> AsyncIterator[None]:
     """py-spy samples the server process (and its workers) while the block runs, into

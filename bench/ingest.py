@@ -93,6 +93,7 @@ from harness import (
     machine_facts,
     profiled,
     recreate_postgres_database,
+    retime_fleet,
     run_command,
     seed,
     seed_fleet,
@@ -781,6 +782,10 @@ async def run_scenarios(
             return
         label = f"d keepalive {options.sustain:g} s"
         print(f"  vsense x{workers} {label}", flush=True)
+        if options.fleet:
+            await retime_fleet(
+                *database, options.fleet, options.silent, options.warmup + options.sustain
+            )
         started = datetime.now(UTC)
         measurement = Measurement("vsense", workers, label, options.sustain)
         completions: list[float] = []
