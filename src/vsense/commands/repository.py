@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import DeviceCommand
@@ -33,19 +33,23 @@ async def has_pending_commands(session: AsyncSession, device: uuid.UUID, now: da
     return found is not None
 
 
+# Built once: the keepalives' batched look-up.
+_PENDING_AMONG = (
+    select(DeviceCommand.device_uuid)
+    .where(
+        DeviceCommand.device_uuid.in_(bindparam("devices", expanding=True)),
+        DeviceCommand.taken_at.is_(None),
+        DeviceCommand.expires_at > bindparam("now"),
+    )
+    .distinct()
+)
+
+
 async def devices_with_pending_commands(
     session: AsyncSession, devices: Collection[uuid.UUID], now: datetime
 ) -> set[uuid.UUID]:
     """Those of `devices` that have pending, unexpired commands (one statement)."""
-    found = await session.scalars(
-        select(DeviceCommand.device_uuid)
-        .where(
-            DeviceCommand.device_uuid.in_(list(devices)),
-            DeviceCommand.taken_at.is_(None),
-            DeviceCommand.expires_at > now,
-        )
-        .distinct()
-    )
+    found = await session.scalars(_PENDING_AMONG, {"devices": list(devices), "now": now})
     return set(found)
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.device_auth.identity import DeviceIdentity
@@ -33,16 +33,20 @@ async def device_for_token_hash(session: AsyncSession, token_hash: str) -> Devic
     return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
 
 
+# Built once: the device API's batched look-up, run for every few requests of a fleet.
+_BY_TOKEN_HASHES = (
+    _identity_statement()
+    .add_columns(DeviceCredential.token_hash)
+    .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
+    .where(DeviceCredential.token_hash.in_(bindparam("hashes", expanding=True)))
+)
+
+
 async def devices_for_token_hashes(
     session: AsyncSession, token_hashes: Collection[str]
 ) -> dict[str, DeviceIdentity]:
     """The devices behind those of `token_hashes` that are valid, in one statement."""
-    rows = await session.execute(
-        _identity_statement()
-        .add_columns(DeviceCredential.token_hash)
-        .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
-        .where(DeviceCredential.token_hash.in_(list(token_hashes)))
-    )
+    rows = await session.execute(_BY_TOKEN_HASHES, {"hashes": list(token_hashes)})
     return {row[4]: DeviceIdentity(row[0], row[1], bool(row[2]), row[3]) for row in rows}
 
 
