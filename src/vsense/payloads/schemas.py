@@ -28,7 +28,7 @@ from pydantic import (
 
 from vsense.kit.errors import field_error
 from vsense.kit.schemas import Timestamp
-from vsense.kit.text import text_problem
+from vsense.kit.text import clean_json, text_problem
 
 # How far a message's timestamp may stray from the server's clock: a device a day ahead
 # has a broken clock, and a message a month old is a replay rather than a late delivery.
@@ -210,6 +210,12 @@ def _json_tree_errors(message: dict[str, Any]) -> list[dict[str, Any]]:
     webhook bodies) and non-JSON values. Fields that models ignore are checked too,
     since they are forwarded.
     """
+    if clean_json(message, MAX_NESTING):
+        return []
+    return _walk_json_tree(message)
+
+
+def _walk_json_tree(message: dict[str, Any]) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     stack: list[tuple[Any, tuple[str | int, ...], int]] = [(message, (), 1)]
     while stack and len(errors) < MAX_ERRORS:
