@@ -45,6 +45,7 @@ from vsense.kit.errors import (
     database_unavailable,
     field_error,
 )
+from vsense.kit.gc_tuning import tune_for_server
 from vsense.kit.http import API_PREFIX, json_response
 from vsense.kit.middleware import (
     InFlightLimitMiddleware,
@@ -158,6 +159,15 @@ def create_app(
 
 
 OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def served_app() -> FastAPI:
+    """The application as `vsense serve` runs it in each worker process: built from the
+    process settings, then the garbage collector tuned for a long-lived server
+    (`kit.gc_tuning`; not in `create_app`, which tests call many times in one process)."""
+    app = create_app()
+    tune_for_server()
+    return app
 
 
 def _not_counted(scope: Scope) -> bool:

@@ -177,7 +177,7 @@ def _serve(
     uvicorn: Any, settings: Settings, *, host: str, port: int, workers: int, log_level: str
 ) -> None:
     uvicorn.run(
-        "vsense.app:create_app",
+        "vsense.app:served_app",
         factory=True,
         host=host,
         port=port,
@@ -221,6 +221,7 @@ def worker() -> None:
     import signal
 
     from vsense.components import Components
+    from vsense.kit.gc_tuning import tune_for_server
     from vsense.worker import BackgroundRuntime
 
     settings = _settings()
@@ -229,6 +230,7 @@ def worker() -> None:
     async def run() -> None:
         parts = Components.for_worker(settings)
         runtime = BackgroundRuntime(parts)
+        tune_for_server()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
