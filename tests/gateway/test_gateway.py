@@ -145,6 +145,18 @@ async def test_a_message_is_stored_and_served_in_the_payload_log(api: Api) -> No
     assert (await admin.get(f"/api/v1/devices/{device.uuid}")).json()["is_online"] == 1
 
 
+async def test_what_a_payload_holds_is_served_exactly_as_sent(api: Api) -> None:
+    # Fields a model ignores are kept and forwarded: an integer beyond 64 bits (which
+    # the fast JSON writer cannot write) and text beyond ASCII come back unchanged.
+    admin = await api.organization()
+    device = await sensor(admin, app_type="VCZ")
+    message = vcz(4)
+    message["payload"][0] |= {"serial": 2**70, "label": "Entrée 🚪", "ratio": 0.1}
+    assert (await device.send(message)).status_code == 202
+    log = (await admin.get(f"/api/v1/devices/{device.uuid}/payloads")).json()
+    assert log["data"][0]["payload"] == message["payload"]
+
+
 async def test_a_batch_keeps_its_accepted_messages_and_names_the_refused(api: Api) -> None:
     admin = await api.organization()
     device = await sensor(admin)
