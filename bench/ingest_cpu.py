@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,20 +127,11 @@ async def run(options: argparse.Namespace) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         devices = await onboard(client, admin, options.devices)
-    lean_url = (
-        url.replace("postgresql+asyncpg://", "postgresql://")
-        if url
-        else settings.resolved_database_url.replace("sqlite+aiosqlite:///", "sqlite:///")
-    )
-    os.environ["BENCH_LEAN_DATABASE_URL"] = lean_url
-    os.environ["BENCH_LEAN_POOL_SIZE"] = str(options.pool)
-    import ingest_lean
-
-    ingest_lean.store = ingest_lean.make_store(lean_url)
     apps: dict[str, Callable[..., Any]] = {"ceiling": ceiling_app}
     results: dict[tuple[str, str], tuple[float, float]] = {}
-    async with ingest_lean.lifespan(ingest_lean.app):
-        apps["lean"] = ingest_lean.app
+    async with contextlib.AsyncExitStack() as stack:
+        if not options.no_lean:
+            apps["lean"] = await stack.enter_async_context(lean_app(url, settings, options.pool))
         apps["vsense"] = app
         for _ in range(options.rounds):
             for kind in ("keepalive", "single", "batch"):
@@ -157,12 +149,37 @@ async def run(options: argparse.Namespace) -> None:
           f"{'lean server µs':>14} {'vsense server µs':>16} {'vs lean':>8}")  # fmt: skip
     for kind in ("keepalive", "single", "batch"):
         ceiling = results[("ceiling", kind)][0] * 1e6
-        lean = results[("lean", kind)][0] * 1e6
         mine = results[("vsense", kind)][0] * 1e6
+        if ("lean", kind) in results:
+            lean = results[("lean", kind)][0] * 1e6
+            lean_cells = (
+                f"{lean:>9,.0f}",
+                f"{lean - ceiling:>14,.0f}",
+                f"{(lean - ceiling) / (mine - ceiling):>8.2f}",
+            )
+        else:
+            lean_cells = (f"{'-':>9}", f"{'-':>14}", f"{'-':>8}")
         print(
-            f"{kind:<10} {ceiling:>10,.0f} {lean:>9,.0f} {mine:>10,.0f} {lean - ceiling:>14,.0f} "
-            f"{mine - ceiling:>16,.0f} {(lean - ceiling) / (mine - ceiling):>8.2f}"
+            f"{kind:<10} {ceiling:>10,.0f} {lean_cells[0]} {mine:>10,.0f} {lean_cells[1]} "
+            f"{mine - ceiling:>16,.0f} {lean_cells[2]}"
         )
+
+
+@contextlib.asynccontextmanager
+async def lean_app(url: str | None, settings: Any, pool: int) -> AsyncIterator[Any]:
+    """The lean reference (`ingest_lean.py`) over the same database, running."""
+    lean_url = (
+        url.replace("postgresql+asyncpg://", "postgresql://")
+        if url
+        else settings.resolved_database_url.replace("sqlite+aiosqlite:///", "sqlite:///")
+    )
+    os.environ["BENCH_LEAN_DATABASE_URL"] = lean_url
+    os.environ["BENCH_LEAN_POOL_SIZE"] = str(pool)
+    import ingest_lean
+
+    ingest_lean.store = ingest_lean.make_store(lean_url)
+    async with ingest_lean.lifespan(ingest_lean.app):
+        yield ingest_lean.app
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--pool", type=int, default=8, help="connections of vsense and of the lean app each"
+    )
+    parser.add_argument(
+        "--no-lean",
+        action="store_true",
+        help="leave out the lean reference (an older vsense's schema may not suit it)",
     )
     options = parser.parse_args(argv)
     asyncio.run(run(options))
