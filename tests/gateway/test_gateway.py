@@ -10,11 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.factories import ZONE, Api, sensor, vcz
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
+from vsense.models import DeviceMetric, PayloadMessage
 from vsense.worker import BackgroundRuntime
 
 LINE = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
@@ -155,6 +157,26 @@ async def test_what_a_payload_holds_is_served_exactly_as_sent(api: Api) -> None:
     assert (await device.send(message)).status_code == 202
     log = (await admin.get(f"/api/v1/devices/{device.uuid}/payloads")).json()
     assert log["data"][0]["payload"] == message["payload"]
+
+
+async def test_each_metric_of_a_batch_belongs_to_the_message_it_came_from(api: Api) -> None:
+    admin = await api.organization()
+    device = await sensor(admin, app_type="VCZ")
+    other = await sensor(admin, app_type="VCZ")
+    assert (await other.send([vcz(90 + n) for n in range(3)])).status_code == 202
+    now = int(time.time())
+    batch = [vcz(n, now - 60 * (40 - n)) for n in range(40)]
+    assert (await device.send(batch)).status_code == 202
+    async with api.state.read_sessionmaker() as session:
+        rows = await session.execute(
+            select(PayloadMessage.payload, DeviceMetric.value)
+            .join(DeviceMetric, DeviceMetric.message_id == PayloadMessage.id)
+            .where(PayloadMessage.device_uuid == uuid.UUID(device.uuid))
+            .where(DeviceMetric.name == "count")
+        )
+        pairs = rows.all()
+    assert len(pairs) == len(batch)
+    assert all(payload[0]["count"] == value for payload, value in pairs)
 
 
 async def test_a_batch_keeps_its_accepted_messages_and_names_the_refused(api: Api) -> None:

@@ -88,6 +88,7 @@ async def metric_buckets(
 # of the ingest path's time than the statements themselves.
 _MESSAGES = PayloadMessage.__table__
 _ADD_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_ADD_MESSAGES_UNSORTED = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _ADD_METRICS = insert(DeviceMetric.__table__)
 
 
@@ -96,6 +97,13 @@ async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     if not rows:
         return []
     connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        # Asked for the ids in the rows' order, SQLAlchemy inserts row by row on SQLite
+        # (a statement, and a hop to the driver's thread, per message). One statement
+        # instead: SQLite gives each row of it the id one above the largest in the table
+        # (a rowid table), so the ids in ascending order are the rows' in order.
+        result = await connection.execute(_ADD_MESSAGES_UNSORTED, rows)
+        return sorted(result.scalars().all())
     result = await connection.execute(_ADD_MESSAGES, rows)
     return list(result.scalars().all())
 
