@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import DeviceMetric, PayloadMessage
@@ -86,10 +86,10 @@ async def metric_buckets(
 
 # Core statements, built once: the ORM's bulk insert (its per-row bookkeeping) cost more
 # of the ingest path's time than the statements themselves.
-_MESSAGES = PayloadMessage.__table__
+_MESSAGES = cast(Table, PayloadMessage.__table__)
 _ADD_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _ADD_MESSAGES_UNSORTED = insert(_MESSAGES).returning(_MESSAGES.c.id)
-_ADD_METRICS = insert(DeviceMetric.__table__)
+_ADD_METRICS = insert(cast(Table, DeviceMetric.__table__))
 
 
 async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
