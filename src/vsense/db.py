@@ -132,6 +132,8 @@ async def session_scope(
 
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
+# The work of many units at once, in the order given: one result per item.
+Many = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
 
 # Units of work in one group transaction at most, and group transactions in flight at
 # once: SQLite has one writer, so one; PostgreSQL runs a few side by side, so that a
@@ -144,6 +146,8 @@ GROUPS_IN_FLIGHT = {"sqlite": 1, "postgresql": 4}
 class _Unit(Generic[T]):
     work: Work[T]
     answer: asyncio.Future[T]
+    many: Many | None = None  # how a run of units with the same `many` is done at once
+    item: Any = None  # this unit's part of it
 
 
 class GroupCommit:
@@ -161,6 +165,10 @@ class GroupCommit:
     work must be safe to run again after a rollback). A failed COMMIT is not retried: it
     answers every unit of the group with its error (a database that is away: 503), as it
     would have answered the one request.
+
+    Units handed over with `run_many` are done together: consecutive units of a group
+    with the same `many` make one call of it with all their items (a batch of requests'
+    messages in one insert), alone a call with one item.
     """
 
     def __init__(
@@ -185,8 +193,25 @@ class GroupCommit:
     async def run(self, work: Work[T]) -> T:
         """Run `work` in a write transaction shared with concurrent units; its result once
         committed, or its error (or the COMMIT's)."""
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Unit(work, answer))
+        return await self._hand_over(_Unit(work, self._future()))
+
+    async def run_many(self, many: Many, item: Any) -> Any:
+        """Run `many` for `item`, together with the items of the group's other units
+        that `many` takes (one call for them all); this item's result once committed."""
+
+        async def alone(session: AsyncSession) -> Any:
+            [result] = await many(session, [item])
+            return result
+
+        return await self._hand_over(_Unit(alone, self._future(), many, item))
+
+    @staticmethod
+    def _future() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _hand_over(self, unit: _Unit[T]) -> T:
+        answer = unit.answer
+        self._waiting.append(unit)
         if self._leading < self.max_in_flight:
             self._leading += 1
             leader = asyncio.create_task(self._lead())
@@ -222,8 +247,16 @@ class GroupCommit:
         async with self.sessionmaker() as session:
             try:
                 await begin_write(session)
-                for unit in group:
-                    results.append(await unit.work(session))
+                for run in _runs(group):
+                    many = run[0].many
+                    if many is None:
+                        for unit in run:
+                            results.append(await unit.work(session))
+                        continue
+                    found = await many(session, [unit.item for unit in run])
+                    if len(found) != len(run):
+                        raise RuntimeError(f"{many!r} gave {len(found)} results for {len(run)}")
+                    results.extend(found)
             except Exception:
                 await session.rollback()
                 results = []
@@ -255,6 +288,18 @@ class GroupCommit:
             _answer(unit, error=exc)
             raise
         _answer(unit, result=result)
+
+
+def _runs(group: list[_Unit[Any]]) -> list[list[_Unit[Any]]]:
+    """The group cut into runs of consecutive units done the same way (the same `many`,
+    compared with `==`: a bound method is a new object at each access)."""
+    runs: list[list[_Unit[Any]]] = []
+    for unit in group:
+        if runs and runs[-1][0].many == unit.many:
+            runs[-1].append(unit)
+        else:
+            runs.append([unit])
+    return runs
 
 
 def _answer(unit: _Unit[Any], *, result: Any = None, error: BaseException | None = None) -> None:
@@ -295,6 +340,12 @@ class Database:
         """`work` in a write transaction shared with concurrent requests (`GroupCommit`):
         its result once committed."""
         return await self.group_commit.run(work)
+
+    async def grouped_many(self, many: Many, item: Any) -> Any:
+        """`many` for `item` in a write transaction shared with concurrent requests, one
+        call for all the items of a group (`GroupCommit.run_many`): its result once
+        committed."""
+        return await self.group_commit.run_many(many, item)
 
 
 # After-commit callbacks: the one way for a unit of work to act once it is committed (wake

@@ -507,3 +507,58 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
             )
         )
     assert left == {recent_id} and old_id not in left
+
+
+async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
+    """Run `requests` (coroutines of payload requests) so that the group commit takes
+    them all in one group: its one leader is held by a unit of work until they queue."""
+    group = state.database.group_commit
+    in_flight, group.max_in_flight = group.max_in_flight, 1
+    release, running = asyncio.Event(), asyncio.Event()
+
+    async def hold(_session: Any) -> None:
+        running.set()
+        await release.wait()
+
+    try:
+        held = asyncio.create_task(group.run(hold))
+        await running.wait()
+        tasks = [asyncio.create_task(request) for request in requests]
+        for _ in range(500):
+            if len(group._waiting) == len(tasks):
+                break
+            await asyncio.sleep(0.01)
+        assert len(group._waiting) == len(tasks)
+        groups = group.groups
+        release.set()
+        await held
+        responses = await asyncio.gather(*tasks)
+        assert group.groups == groups + 1  # they were written in one transaction
+        return responses
+    finally:
+        group.max_in_flight = in_flight
+
+
+async def test_a_device_s_requests_in_one_group_see_each_other_as_if_in_turn(
+    api: Api, state: Components
+) -> None:
+    # The group's messages are written together; the running occupancy of a line and
+    # the 30-s rule of parking devices still count the group's earlier requests.
+    admin = await api.organization()
+    line, parking = await sensor(admin, app_type="VCB"), await sensor(admin, app_type="VPM")
+    base = int(time.time()) // 86400 * 86400 - 86400 + 3600  # all in one day, yesterday
+    responses = await in_one_group(
+        state,
+        [line.send(vcb(5, 1, base + 60 * n)) for n in range(4)]
+        + [parking.send(vpm(base + 10 * n, n % 2 == 0)) for n in range(3)],
+    )
+    assert [r.json()["accepted"] for r in responses] == [1, 1, 1, 1, 1, 0, 0]
+    data = (
+        await admin.get(
+            f"/api/v1/devices/{line.uuid}/metrics",
+            params={"interval": "1m", "since": base - 1, "until": base + 300, "name": "occupancy"},
+        )
+    ).json()["data"]
+    assert sorted(point["max"] for point in data) == [4.0, 8.0, 12.0, 16.0]
+    log = (await admin.get(f"/api/v1/devices/{parking.uuid}/payloads")).json()
+    assert log["meta"]["total"] == 1

@@ -203,3 +203,35 @@ async def test_payload_requests_whose_commit_fails_are_answered_503_and_nothing_
     responses = await asyncio.gather(*(device.send(vcz(5)) for device in devices))
     assert [r.status_code for r in responses] == [202] * 4
     assert [await stored_messages(state, d.uuid) for d in devices] == [1, 1, 1, 1]
+
+
+async def test_units_handed_over_with_run_many_are_done_in_one_call(
+    api: Api, state: Components, group: GroupCommit
+) -> None:
+    units = Units(state, await device_uuid(api))
+    calls: list[list[str]] = []
+
+    async def many(session: AsyncSession, reasons: list[str]) -> list[str]:
+        calls.append(list(reasons))
+        if "bad" in reasons:
+            raise ValueError("bad")
+        rows = [event_row(units.device, reason) for reason in reasons]
+        await session.execute(insert(DeviceEvent), rows)
+        return [reason.upper() for reason in reasons]
+
+    await units.blocking(group)
+    tasks = [asyncio.create_task(group.run_many(many, r)) for r in ("a", "b")]
+    units.start(group, "plain")  # another kind of unit cuts the run
+    tasks += [asyncio.create_task(group.run_many(many, r)) for r in ("c", "bad", "d")]
+    await units.until_queued(group, 6)
+    units.release.set()
+    answers = await asyncio.gather(*tasks, return_exceptions=True)
+    assert answers[:2] == ["A", "B"]
+    assert answers[2] == "C" and isinstance(answers[3], ValueError) and answers[4] == "D"
+    # In the group: [a, b], then `plain`, then [c, bad, d], which failed; so the group
+    # rolled back and each unit ran again alone.
+    assert calls == [["a", "b"], ["c", "bad", "d"], ["a"], ["b"], ["c"], ["bad"], ["d"]]
+    assert await units.tasks["plain"] == "plain"
+    assert await stored_reasons(state, units.device) == Counter(
+        first=1, plain=1, a=1, b=1, c=1, d=1
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
@@ -57,7 +56,7 @@ async def payloads(
     batch = gateway.check(messages)
     kept = 0
     if batch.valid:
-        kept = await database.grouped(partial(gateway.store, device=device, batch=batch))
+        kept = await database.grouped_many(gateway.store_many, (device, batch))
     batch.raise_refusals(kept)
     return json_response({"accepted": kept}, 202)
 

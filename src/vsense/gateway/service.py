@@ -165,8 +165,19 @@ class Gateway:
         """Keep a checked batch's valid messages in the caller's transaction (the device's
         sign of life with them); how many were kept. Safe to run again after a rollback
         (the group commit's fallback)."""
-        came_back = await self.liveness.sign_of_life(session, device, "payload")
-        return await self.payloads.record(session, device.uuid, batch, after=came_back)
+        [kept] = await self.store_many(session, [(device, batch)])
+        return kept
+
+    async def store_many(
+        self, session: AsyncSession, batches: list[tuple[DeviceIdentity, Batch]]
+    ) -> list[int]:
+        """`store` for the checked batches of many requests at once (the group commit's
+        `run_many`): their messages, metrics and events written together."""
+        units = []
+        for device, batch in batches:
+            came_back = await self.liveness.sign_of_life(session, device, "payload")
+            units.append((device.uuid, batch, came_back))
+        return await self.payloads.record_many(session, units)
 
     async def wait_for_commands(self, device: DeviceIdentity, wait: float) -> list[CommandJson]:
         """The long poll: pending commands as soon as there are some, or [] after `wait`

@@ -29,6 +29,8 @@ from vsense.webhooks.outbox import Item, Outbox
 AfterStore = Callable[
     [AsyncSession, uuid.UUID, Sequence[Mapping[str, Any]], datetime], Awaitable[object]
 ]
+# A batch to record: its device, the batch, the events to queue ahead of its own.
+Unit = tuple[uuid.UUID, Batch, Sequence[Item]]
 VPM_TYPE = "VPM"
 VPM_MIN_SPACING = 30  # seconds between two messages of a parking device
 
@@ -67,35 +69,63 @@ class PayloadLog:
         `payload` events (behind the events `after`, the device's own status change),
         then hand their metrics to `after_store` (the alert rules), in the caller's
         transaction; how many were kept."""
-        kept = await self._drop_excess_vpm(session, device, batch.valid)
-        metric_rows = await self._store(session, device, kept, batch.received_at)
-        await self.outbox.emit_many(
+        [kept] = await self.record_many(session, [(device, batch, after)])
+        return kept
+
+    async def record_many(self, session: AsyncSession, units: Sequence[Unit]) -> list[int]:
+        """`record` for the batches of many devices (or many batches of one) at once, in
+        the caller's transaction, with the outcome of recording them one after the
+        other: one insert of all their messages, one of all their metric rows, one read
+        of their devices' webhooks; then, batch by batch in order, their events and the
+        alert rules. How many messages of each batch were kept."""
+        latest: dict[uuid.UUID, int] = {}  # the newest VPM time kept so far, per device
+        kept = [
+            await self._drop_excess_vpm(session, device, batch.valid, latest)
+            for device, batch, _ in units
+        ]
+        metric_rows = await self._store(
             session,
             [
-                *after,
-                *(
-                    (
-                        device,
-                        PAYLOAD,
-                        payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
-                    )
-                    for m in kept
-                ),
+                (device, messages, batch.received_at)
+                for (device, batch, _), messages in zip(units, kept, strict=True)
             ],
         )
-        if self.after_store is not None:
-            await self.after_store(session, device, metric_rows, batch.received_at)
-        return len(kept)
+        devices = list({device for device, _, _ in units})
+        targets = await self.outbox.locked_targets(session, devices)
+        for (device, batch, after), messages, rows in zip(units, kept, metric_rows, strict=True):
+            await self.outbox.emit_many(
+                session,
+                [
+                    *after,
+                    *(
+                        (
+                            device,
+                            PAYLOAD,
+                            payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
+                        )
+                        for m in messages
+                    ),
+                ],
+                targets=targets,
+            )
+            if self.after_store is not None:
+                await self.after_store(session, device, rows, batch.received_at)
+        return [len(messages) for messages in kept]
 
     async def _drop_excess_vpm(
-        self, session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage]
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        messages: list[ValidatedMessage],
+        latest_kept: dict[uuid.UUID, int],
     ) -> list[ValidatedMessage]:
         """Parking devices send at most one message per 30 s (spec/devices.md); the excess
         is dropped and counted. Memory only ever drops (it holds committed messages):
         whether to keep is read from the database, where another process may have
-        stored one since."""
+        stored one since. `latest_kept`: what the batches before this one (not stored
+        yet) kept, per device; this batch's is added."""
         kept: list[ValidatedMessage] = []
-        latest: int | None = None  # of the messages kept so far
+        latest: int | None = latest_kept.get(device)  # of the messages kept so far
         for message in messages:
             if message.type != VPM_TYPE:
                 kept.append(message)
@@ -110,10 +140,10 @@ class PayloadLog:
             latest = _newest(message.timestamp, last)
             kept.append(message)
         if latest is not None:
-            newest = latest
+            newest = latest_kept[device] = latest
             on_commit(
                 session,
-                ("vpm", id(self), device),
+                ("vpm", id(self), device, newest),
                 lambda: self._last_vpm.__setitem__(
                     device, _newest(self._last_vpm.get(device), newest) or newest
                 ),
@@ -122,55 +152,64 @@ class PayloadLog:
 
     @staticmethod
     async def _store(
-        session: AsyncSession, device: uuid.UUID, messages: list[ValidatedMessage], now: datetime
-    ) -> list[dict[str, Any]]:
-        """Store messages and their metrics; returns the metric rows (alert rules read them)."""
-        ids = await repository.add_messages(
-            session,
-            [
-                {
-                    "device_uuid": device,
-                    "type": m.type,
-                    "version": m.version,
-                    "timestamp": datetime.fromtimestamp(m.timestamp, UTC),
-                    "received_at": now,
-                    "payload": m.payload,
-                }
-                for m in messages
-            ],
-        )
-        rows: list[dict[str, Any]] = []
-        for message_id, message in zip(ids, messages, strict=True):
-            for metric in derive_metrics(message):
-                rows.append(
+        session: AsyncSession,
+        batches: Sequence[tuple[uuid.UUID, list[ValidatedMessage], datetime]],
+    ) -> list[list[dict[str, Any]]]:
+        """Store the messages of batches and their metrics (one insert each for them
+        all); the metric rows of each batch (the alert rules read them)."""
+        ids = iter(
+            await repository.add_messages(
+                session,
+                [
                     {
                         "device_uuid": device,
-                        "message_id": message_id,
+                        "type": m.type,
+                        "version": m.version,
+                        "timestamp": datetime.fromtimestamp(m.timestamp, UTC),
                         "received_at": now,
-                        "epoch": message.timestamp,
-                        "name": metric.name,
-                        "value": metric.value,
-                        "marker_id": metric.marker_id,
-                        "marker_name": metric.marker_name,
+                        "payload": m.payload,
                     }
-                )
-                if metric.name == "net":
-                    rows.append(
+                    for device, messages, now in batches
+                    for m in messages
+                ],
+            )
+        )
+        every: list[dict[str, Any]] = []  # in order: running sums look back in it
+        per_batch: list[list[dict[str, Any]]] = []
+        for device, messages, now in batches:
+            first = len(every)
+            for message, message_id in zip(messages, ids, strict=False):
+                for metric in derive_metrics(message):
+                    every.append(
                         {
-                            **rows[-1],
-                            "name": "occupancy",
-                            "value": await _running_occupancy(
-                                session,
-                                device,
-                                metric.marker_id,
-                                message.timestamp,
-                                metric.value,
-                                rows,
-                            ),
+                            "device_uuid": device,
+                            "message_id": message_id,
+                            "received_at": now,
+                            "epoch": message.timestamp,
+                            "name": metric.name,
+                            "value": metric.value,
+                            "marker_id": metric.marker_id,
+                            "marker_name": metric.marker_name,
                         }
                     )
-        await repository.add_metrics(session, rows)
-        return rows
+                    if metric.name == "net":
+                        every.append(
+                            {
+                                **every[-1],
+                                "name": "occupancy",
+                                "value": await _running_occupancy(
+                                    session,
+                                    device,
+                                    metric.marker_id,
+                                    message.timestamp,
+                                    metric.value,
+                                    every,
+                                ),
+                            }
+                        )
+            per_batch.append(every[first:])
+        await repository.add_metrics(session, every)
+        return per_batch
 
 
 async def _running_occupancy(
@@ -188,6 +227,7 @@ async def _running_occupancy(
             row["value"]
             for row in reversed(pending[:-1])
             if row["name"] == "occupancy"
+            and row["device_uuid"] == device
             and row["marker_id"] == marker_id
             and row["epoch"] >= day_start
         ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -144,15 +144,31 @@ class Outbox:
         caller's transaction. Returns the number of deliveries written."""
         return await self.emit_many(session, [(device_uuid, event, body)])
 
-    async def emit_many(self, session: AsyncSession, items: Sequence[Item]) -> int:
+    async def locked_targets(
+        self, session: AsyncSession, devices: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Target]]:
+        """The devices' active webhooks, read and locked in the caller's transaction (see
+        `Outbox`): for callers that queue the events of many devices in several calls of
+        `emit_many` (`targets=`), reading them once."""
+        return await repository.targets(session, devices, lock=True)
+
+    async def emit_many(
+        self,
+        session: AsyncSession,
+        items: Sequence[Item],
+        *,
+        targets: Mapping[uuid.UUID, list[Target]] | None = None,
+    ) -> int:
         """`emit` for many events at once (a batch of messages, a sweep): one look-up of
-        the devices' webhooks (locked, see `Outbox`), one insert of the events and one of
+        the devices' webhooks (locked, see `Outbox`; `targets` when the caller read them
+        with `locked_targets` in this transaction), one insert of the events and one of
         their deliveries. A keepalive event takes its device's slot first, and is left
         out when another process took it within the interval."""
         if not items:
             return 0
         devices = list({device for device, _, _ in items})
-        targets = await repository.targets(session, devices, lock=True)
+        if targets is None or any(device not in targets for device in devices):
+            targets = await repository.targets(session, devices, lock=True)
         events: list[NewEvent] = []
         for device, kind, body in items:
             wanted = [t for t in targets[device] if subscribed(t.webhook_type, t.actions, kind)]
