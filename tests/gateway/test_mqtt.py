@@ -211,16 +211,16 @@ async def test_a_message_whose_handling_fails_is_not_acknowledged_and_comes_back
 ) -> None:
     admin = await api.organization()
     device = await onboard(admin)
-    real_ingest = bridge.gateway.ingest
+    real_store = bridge.gateway.store_many  # where batches and lone messages are stored
     calls: list[int] = []
 
-    async def ingest_failing_once(*args: Any, **kwargs: Any) -> int:
+    async def store_failing_once(*args: Any, **kwargs: Any) -> list[int]:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("a fault nobody foresaw")
-        return await real_ingest(*args, **kwargs)
+        return await real_store(*args, **kwargs)
 
-    monkeypatch.setattr(bridge.gateway, "ingest", ingest_failing_once)
+    monkeypatch.setattr(bridge.gateway, "store_many", store_failing_once)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(41)), qos=1)
 
     async def stored() -> bool:
@@ -247,14 +247,15 @@ async def test_a_message_that_keeps_failing_is_dropped_and_the_rest_go_on(
     monkeypatch.setattr(mqtt_module, "MAX_BACKOFF", 0.1)
     admin = await api.organization()
     device = await onboard(admin)
-    real_ingest = bridge.gateway.ingest
+    real_store = bridge.gateway.store_many
 
-    async def poisoned(session: Any, identity: Any, body: Any) -> int:
-        if isinstance(body, dict) and body["payload"][0]["count"] == 13:
+    async def poisoned(session: Any, batches: Any) -> list[int]:
+        counts = [m.payload[0]["count"] for _, batch in batches for m in batch.valid]
+        if 13 in counts:
             raise RuntimeError("this message always breaks something")
-        return await real_ingest(session, identity, body)
+        return await real_store(session, batches)
 
-    monkeypatch.setattr(bridge.gateway, "ingest", poisoned)
+    monkeypatch.setattr(bridge.gateway, "store_many", poisoned)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(13)), qos=1)
     await device_client.publish(f"vsense/{device}/payloads", orjson.dumps(vcz(14)), qos=1)
 

@@ -96,6 +96,11 @@ async def no_publish(device: uuid.UUID, commands: list[CommandJson]) -> None:
     raise AssertionError("nothing to publish here")
 
 
+def counts_of(batches: Any) -> list[int]:
+    """The zone counts of the VCZ messages of the batches `Gateway.store_many` takes."""
+    return [m.payload[0]["count"] for _, batch in batches for m in batch.valid]
+
+
 @pytest.mark.mqtt
 async def test_a_failing_batch_is_handled_again_one_by_one_and_each_message_stored_once(
     api: Api, state: Components, monkeypatch: pytest.MonkeyPatch
@@ -103,16 +108,16 @@ async def test_a_failing_batch_is_handled_again_one_by_one_and_each_message_stor
     admin = await api.organization()
     device = str((await admin.device(app_type="VCZ"))["uuid"])
     bridge = bridge_of(state)
-    real_ingest = bridge.gateway.ingest
+    real_store = bridge.gateway.store_many  # where batches and lone messages are stored
     failed: list[int] = []
 
-    async def failing_once_on_three(session: Any, identity: Any, body: Any) -> int:
-        if body["payload"][0]["count"] == 3 and not failed:
+    async def failing_once_on_three(session: Any, batches: Any) -> list[int]:
+        if 3 in counts_of(batches) and not failed:
             failed.append(3)
             raise RuntimeError("a fault nobody foresaw")
-        return await real_ingest(session, identity, body)
+        return await real_store(session, batches)
 
-    monkeypatch.setattr(bridge.gateway, "ingest", failing_once_on_three)
+    monkeypatch.setattr(bridge.gateway, "store_many", failing_once_on_three)
     await bridge.handler.handle([payload(device, n) for n in range(1, 6)], no_publish)
 
     # Messages 1 and 2 were in the transaction that rolled back: stored once, not twice.
@@ -130,14 +135,14 @@ async def test_a_poisoned_message_is_isolated_from_its_batch_and_given_up(
     admin = await api.organization()
     device = str((await admin.device(app_type="VCZ"))["uuid"])
     bridge = bridge_of(state)
-    real_ingest = bridge.gateway.ingest
+    real_store = bridge.gateway.store_many
 
-    async def poisoned(session: Any, identity: Any, body: Any) -> int:
-        if body["payload"][0]["count"] == 13:
+    async def poisoned(session: Any, batches: Any) -> list[int]:
+        if 13 in counts_of(batches):
             raise RuntimeError("this message always breaks something")
-        return await real_ingest(session, identity, body)
+        return await real_store(session, batches)
 
-    monkeypatch.setattr(bridge.gateway, "ingest", poisoned)
+    monkeypatch.setattr(bridge.gateway, "store_many", poisoned)
     await bridge.handler.handle([payload(device, n) for n in (12, 13, 14)], no_publish)
 
     assert await stored_counts(admin, device) == [12, 14]

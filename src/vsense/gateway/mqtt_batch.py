@@ -45,6 +45,7 @@ from vsense.gateway.schemas import CommandResult, Health
 from vsense.gateway.service import CommandJson, Gateway
 from vsense.kit.errors import AppError
 from vsense.kit.metrics import Metrics
+from vsense.payloads.batches import Batch
 
 logger = logging.getLogger("vsense.mqtt")
 FIRST_BACKOFF = 1.0
@@ -188,8 +189,15 @@ class BatchHandler:
                 if keeping_alive
                 else set()
             )
+            # The payloads' checked batches, stored together once the loop is done.
+            payloads: list[tuple[int, Incoming, DeviceIdentity, Batch]] = []
             for message in messages:
                 try:
+                    checked = self._checked_payloads(message, known)
+                    if checked is not None:
+                        payloads.append((len(outcomes), message, *checked))
+                        outcomes.append("accepted")
+                        continue
                     commands = await self._apply(session, message, known, waiting)
                 except Refused as refused:
                     outcomes.append(refused.outcome)
@@ -208,6 +216,16 @@ class BatchHandler:
                     assert message.parsed is not None
                     to_publish.append((message.parsed[0], commands))
                 outcomes.append("accepted")
+            if payloads:
+                kept = await self.gateway.store_many(
+                    session, [(device, batch) for _, _, device, batch in payloads]
+                )
+                for (index, message, _, batch), count in zip(payloads, kept, strict=True):
+                    try:
+                        batch.raise_refusals(count)
+                    except AppError as exc:  # the accepted part is kept
+                        logger.info("MQTT message on %s refused: %s", message.topic, exc.message)
+                        outcomes[index] = "invalid"
             # Handed to the broker before they are marked taken (the commit).
             await asyncio.gather(*(publish(device, sent) for device, sent in to_publish))
         self._heard.update(known)
@@ -299,6 +317,25 @@ class BatchHandler:
             logger.warning("recording %d devices as speaking MQTT failed", len(new), exc_info=True)
             return
         self.marked.update(new)
+
+    def _checked_payloads(
+        self, message: Incoming, known: dict[uuid.UUID, DeviceIdentity]
+    ) -> tuple[DeviceIdentity, Batch] | None:
+        """A payloads message's device and checked batch, or None for another kind of
+        message (`Refused`, or the batch's 422, for one that cannot be stored at all)."""
+        if message.parsed is None or message.parsed[1] != "payloads":
+            return None
+        try:
+            body = orjson.loads(message.raw) if message.raw else None
+        except (orjson.JSONDecodeError, TypeError):
+            raise Refused("invalid") from None
+        device = known.get(message.parsed[0])
+        if device is None:
+            raise Refused("unknown_device")
+        batch = self.gateway.check(body)
+        if not batch.valid:
+            batch.raise_refusals(0)
+        return device, batch
 
     async def _apply(
         self,
