@@ -468,6 +468,7 @@ async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None
 FLEET_GROUP = "fleet"
 FLEET_PREFIX = "FLEET"
 SILENT_PREFIX = "SILENT"
+FLEET_MARGIN = 600.0  # seconds beyond a run before a retimed fleet device falls due
 
 
 def fleet_token(n: int) -> str:
@@ -578,11 +579,12 @@ async def retime_fleet(
     data_dir: Path, database_url: str | None, count: int, silent: int, window: float
 ) -> None:
     """Make the seeded fleet's deadlines relative to now, just before a run over it: the
-    `count` keeping-alive devices due no earlier than `window` + 60 s from now (spread
-    over one interval after that), so that none the run does not reach falls due during
-    it; the `silent` ones online again, due over the next `window` seconds, for the
-    sweep. `seed_fleet`'s own deadlines are relative to the seeding, which a long run
-    reaches minutes later."""
+    `count` keeping-alive devices due no earlier than `window` + `FLEET_MARGIN` from now
+    (spread over one interval after that), so that none the run does not reach falls
+    due during it (rewriting a million rows takes a minute or more); then, in a second
+    transaction, the `silent` ones online again and due over the next `window` seconds,
+    for the sweep. `seed_fleet`'s own deadlines are relative to the seeding, which a
+    long run reaches minutes later."""
     from sqlalchemy import bindparam, update
 
     from vsense.config import load_settings
@@ -593,45 +595,45 @@ async def retime_fleet(
     interval = int(settings.default_keepalive_interval)
     engine = create_engine(settings)
     rng = random.Random(2_000_000)
-    now = datetime.now(UTC)
     try:
-        async with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                await connection.exec_driver_sql(
-                    "UPDATE devices SET is_online = true, offline_after = CASE"
-                    " WHEN name LIKE 'SILENT-%' THEN now() + random() * make_interval(secs => $1)"
-                    " ELSE now() + make_interval(secs => $2) + random() * make_interval(secs => $3)"
-                    " END WHERE group_id = (SELECT id FROM groups WHERE name = $4)",
-                    (float(window), float(window) + 60, float(interval), FLEET_GROUP),
-                )
-                await connection.exec_driver_sql(
-                    "UPDATE devices SET last_seen = offline_after - make_interval(secs => $1)"
-                    " WHERE group_id = (SELECT id FROM groups WHERE name = $2)",
-                    (1.5 * interval, FLEET_GROUP),
-                )
-                return
-            statement = (
-                update(Device)
-                .where(Device.uuid == bindparam("key"))
-                .values(is_online=True, offline_after=bindparam("due"), last_seen=bindparam("seen"))
-            )
-            for start in range(0, count + silent, SEED_CHUNK):
-                rows = []
-                for n in range(start, min(count + silent, start + SEED_CHUNK)):
-                    after = (
-                        rng.uniform(0, window)
-                        if n >= count
-                        else window + 60 + rng.uniform(0, interval)
+        if engine.dialect.name == "postgresql":
+            for prefix, first, spread in (
+                (FLEET_PREFIX, window + FLEET_MARGIN, interval),
+                (SILENT_PREFIX, 0.0, window),
+            ):
+                async with engine.begin() as connection:
+                    await connection.exec_driver_sql(
+                        "UPDATE devices SET is_online = true, offline_after = now()"
+                        " + make_interval(secs => $1) + random() * make_interval(secs => $2)"
+                        " WHERE group_id = (SELECT id FROM groups WHERE name = $3)"
+                        " AND name LIKE $4",
+                        (float(first), float(spread), FLEET_GROUP, prefix + "-%"),
                     )
-                    due = now + timedelta(seconds=after)
-                    rows.append(
-                        {
-                            "key": fleet_uuid(n),
-                            "due": due,
-                            "seen": due - timedelta(seconds=1.5 * interval),
-                        }
+                    await connection.exec_driver_sql(
+                        "UPDATE devices SET last_seen = offline_after - make_interval(secs => $1)"
+                        " WHERE group_id = (SELECT id FROM groups WHERE name = $2)"
+                        " AND name LIKE $3",
+                        (1.5 * interval, FLEET_GROUP, prefix + "-%"),
                     )
-                await connection.execute(statement, rows)
+            return
+        statement = (
+            update(Device)
+            .where(Device.uuid == bindparam("key"))
+            .values(is_online=True, offline_after=bindparam("due"), last_seen=bindparam("seen"))
+        )
+        for numbers, first, spread in (
+            (range(count), window + FLEET_MARGIN, interval),
+            (range(count, count + silent), 0.0, window),
+        ):
+            async with engine.begin() as connection:
+                now = datetime.now(UTC)
+                for start in range(0, len(numbers), SEED_CHUNK):
+                    rows = []
+                    for n in numbers[start : start + SEED_CHUNK]:
+                        due = now + timedelta(seconds=first + rng.uniform(0, spread))
+                        seen = due - timedelta(seconds=1.5 * interval)
+                        rows.append({"key": fleet_uuid(n), "due": due, "seen": seen})
+                    await connection.execute(statement, rows)
     finally:
         await engine.dispose()
 
