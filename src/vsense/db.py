@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from vsense.config import Settings
+from vsense.kit.batching import Leaders
 from vsense.kit.errors import AppError
 from vsense.kit.files import private_file, private_folder
 
@@ -179,15 +180,9 @@ class GroupCommit:
         max_group: int = MAX_GROUP,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.max_in_flight = in_flight
         self.max_group = max_group
         self._waiting: list[_Unit[Any]] = []
-        # Leaders running: counted by the leaders themselves, so that one that has just
-        # found nothing more to take is no longer counted by the next `run` (a task's
-        # done-callback would come one turn of the loop too late, and a unit handed over
-        # in that turn would wait for a leader that has left).
-        self._leading = 0
-        self._leaders: set[asyncio.Task[None]] = set()  # held, so none is collected
+        self.leaders = Leaders(in_flight)  # group transactions in flight at most
         self.groups = 0  # group transactions committed (for tests and benchmarks)
 
     async def run(self, work: Work[T]) -> T:
@@ -210,20 +205,9 @@ class GroupCommit:
         return asyncio.get_running_loop().create_future()
 
     async def _hand_over(self, unit: _Unit[T]) -> T:
-        answer = unit.answer
         self._waiting.append(unit)
-        if self._leading < self.max_in_flight:
-            self._leading += 1
-            leader = asyncio.create_task(self._lead())
-            self._leaders.add(leader)
-            leader.add_done_callback(self._leaders.discard)
-        return await answer
-
-    async def _lead(self) -> None:
-        try:
-            await self._take_turns()
-        finally:
-            self._leading -= 1  # with no await since the queue was found empty
+        self.leaders.wake(self._take_turns)
+        return await unit.answer
 
     async def _take_turns(self) -> None:
         while self._waiting:

@@ -513,7 +513,7 @@ async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
     """Run `requests` (coroutines of payload requests) so that the group commit takes
     them all in one group: its one leader is held by a unit of work until they queue."""
     group = state.database.group_commit
-    in_flight, group.max_in_flight = group.max_in_flight, 1
+    in_flight, group.leaders.limit = group.leaders.limit, 1
     release, running = asyncio.Event(), asyncio.Event()
 
     async def hold(_session: Any) -> None:
@@ -536,7 +536,7 @@ async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
         assert group.groups == groups + 1  # they were written in one transaction
         return responses
     finally:
-        group.max_in_flight = in_flight
+        group.leaders.limit = in_flight
 
 
 async def test_a_device_s_requests_in_one_group_see_each_other_as_if_in_turn(

@@ -10,6 +10,35 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class Leaders:
+    """The leader tasks of a queue that callers hand work to: at most `limit` at once.
+
+    Each leader counts itself out as it ends, in the same turn of the event loop as it
+    found the queue empty, so that work handed over just after is never left without
+    one (a task's done-callback would come one turn too late). Used by the group commit
+    (`db.GroupCommit`) and the batched reads (`Batcher`).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # held, so none is collected
+
+    def wake(self, lead: Callable[[], Awaitable[None]]) -> None:
+        """Start `lead` in a task of its own, unless `limit` leaders are running."""
+        if self.running < self.limit:
+            self.running += 1
+            task = asyncio.create_task(self._run(lead))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, lead: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await lead()
+        finally:
+            self.running -= 1
+
+
 class Batcher(Generic[K, V]):
     """Look-ups by key that arrive while others are being read are read together.
 
@@ -38,21 +67,15 @@ class Batcher(Generic[K, V]):
         max_batch: int = 500,
     ) -> None:
         self._fetch = fetch
-        self.in_flight = in_flight
         self.max_batch = max_batch
         self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
-        self._leading = 0  # counted by the leaders themselves, as `GroupCommit` does
-        self._leaders: set[asyncio.Task[None]] = set()  # held, so none is collected
+        self._leaders = Leaders(in_flight)
         self.reads = 0  # calls of `fetch` (for tests and benchmarks)
 
     async def get(self, key: K) -> V | None:
         answer: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(answer)
-        if self._leading < self.in_flight:
-            self._leading += 1
-            leader = asyncio.create_task(self._lead())
-            self._leaders.add(leader)
-            leader.add_done_callback(self._leaders.discard)
+        self._leaders.wake(self._lead)
         return await answer
 
     async def _lead(self) -> None:
@@ -76,8 +99,7 @@ class Batcher(Generic[K, V]):
                         if not future.done():
                             future.set_result(value)
         finally:
-            self._leading -= 1
-            if self._leading == 0:  # no leader left for keys handed over meanwhile
+            if self._leaders.running == 1:  # the last leader: none left for keys waiting
                 for futures in self._waiting.values():
                     for future in futures:
                         future.cancel()
