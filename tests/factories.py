@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
 from vsense.components import Components
 from vsense.db import session_scope
+from vsense.models import WebhookDelivery
 from vsense.users import service as users_service
 
 PASSWORD = "correct horse battery"
@@ -163,3 +165,14 @@ def vcz(count: int, timestamp: int | None = None) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def deliveries(state: Components, webhook_id: int) -> int:
+    """How many deliveries a webhook has in the queue, whatever their status."""
+    async with state.read_sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+        )
+    return int(count or 0)

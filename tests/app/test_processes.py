@@ -15,15 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from sqlalchemy import func, select
 
-from tests.factories import PASSWORD, ZONE, Api, Caller, Sensor, vcz
+from tests.factories import PASSWORD, ZONE, Api, Caller, Sensor, deliveries, vcz
 from vsense.accounts.service import CALLERS_TOPIC
 from vsense.changes import UNHEARD_HORIZON, ChangeFeed
 from vsense.commands.service import IDLE
 from vsense.components import Components
 from vsense.device_auth.service import DEVICE_TOKENS
-from vsense.models import WebhookDelivery
 from vsense.webhooks.outbox import TARGETS
 
 HOOK_URL = "https://receiver.example/hook"
@@ -43,16 +41,6 @@ async def heard_by(peer: Components, topic: str) -> AsyncIterator[None]:
 def as_peer(caller: Caller, peer_client: httpx.AsyncClient, token: str | None = None) -> Caller:
     """The same caller, talking to the other process."""
     return Caller(peer_client, caller.email, token or caller.token, "", caller.organization)
-
-
-async def deliveries(state: Components, webhook_id: int) -> int:
-    async with state.read_sessionmaker() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == webhook_id)
-        )
-    return int(count or 0)
 
 
 async def hook(admin: Caller, device: str, **fields: object) -> int:

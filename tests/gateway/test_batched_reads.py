@@ -7,12 +7,9 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
 
-from tests.factories import Api, Sensor
-from vsense.components import Components
+from tests.factories import Api, Sensor, deliveries
 from vsense.kit.batching import Batcher
-from vsense.models import WebhookDelivery
 
 
 class Reads:
@@ -87,16 +84,6 @@ async def test_a_waiter_that_gives_up_does_not_disturb_the_others() -> None:
     reads.release.set()
     assert (await first, await staying) == ("A", "B")
     assert leaving.cancelled()
-
-
-async def deliveries(state: Components, webhook_id: int) -> int:
-    async with state.read_sessionmaker() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == webhook_id)
-        )
-    return int(count or 0)
 
 
 async def test_keepalives_of_devices_not_seen_lately_are_answered_each_as_alone(
