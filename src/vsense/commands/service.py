@@ -110,13 +110,7 @@ class Commands:
 
     async def pending(self, session: AsyncSession, device: uuid.UUID) -> bool:
         """Whether the device has commands to take (a read, unless it is known idle)."""
-        if self.idle(device):
-            return False
-        epoch = self._idle.epoch  # a command heard of during the read keeps it out
-        found = await repository.has_pending_commands(session, device, utcnow())
-        if not found:
-            self._idle.put(IDLE, device, True, since=epoch)
-        return found
+        return device in await self.pending_among(session, [device])
 
     async def pending_among(
         self, session: AsyncSession, devices: Collection[uuid.UUID]
@@ -126,7 +120,7 @@ class Commands:
         unknown = [device for device in devices if not self.idle(device)]
         if not unknown:
             return set()
-        epoch = self._idle.epoch
+        epoch = self._idle.epoch  # a command heard of during the read keeps it out
         found = await repository.devices_with_pending_commands(session, unknown, utcnow())
         for device in unknown:
             if device not in found:

@@ -89,12 +89,7 @@ class Outbox:
     async def wants(self, session: AsyncSession, device: uuid.UUID, kind: str) -> bool:
         """Whether any active webhook of the device takes this event: a hint, which
         `emit_many` checks again in its transaction."""
-        targets = self._hint(device)
-        if targets is None:
-            epoch = self._hints.epoch
-            targets = (await repository.targets(session, [device]))[device]
-            self._hints.put(TARGETS, device, targets, since=epoch)
-        return any(subscribed(t.webhook_type, t.actions, kind) for t in targets)
+        return device in await self.wanting(session, [device], kind)
 
     async def wanting(
         self, session: AsyncSession, devices: Sequence[uuid.UUID], kind: str
