@@ -92,6 +92,22 @@ class Refused(Exception):
         self.outcome = outcome
 
 
+def _device_and_body(
+    message: Incoming, known: dict[uuid.UUID, DeviceIdentity]
+) -> tuple[DeviceIdentity, Any]:
+    """The known device of a message with a parsed topic, and its JSON body (`Refused`
+    for a body that is not JSON or a device that is not known)."""
+    assert message.parsed is not None
+    try:
+        body = orjson.loads(message.raw) if message.raw else None
+    except (orjson.JSONDecodeError, TypeError):
+        raise Refused("invalid") from None
+    device = known.get(message.parsed[0])
+    if device is None:
+        raise Refused("unknown_device")
+    return device, body
+
+
 def _spoils_transaction(error: AppError) -> bool:
     """Whether a refusal came from a failed statement (a conflict), after which the
     transaction cannot go on: a batch is then handled again one by one."""
@@ -325,13 +341,7 @@ class BatchHandler:
         message (`Refused`, or the batch's 422, for one that cannot be stored at all)."""
         if message.parsed is None or message.parsed[1] != "payloads":
             return None
-        try:
-            body = orjson.loads(message.raw) if message.raw else None
-        except (orjson.JSONDecodeError, TypeError):
-            raise Refused("invalid") from None
-        device = known.get(message.parsed[0])
-        if device is None:
-            raise Refused("unknown_device")
+        device, body = _device_and_body(message, known)
         batch = self.gateway.check(body)
         if not batch.valid:
             batch.raise_refusals(0)
@@ -349,13 +359,7 @@ class BatchHandler:
         if message.parsed is None:
             raise Refused("bad_topic")
         device_uuid, kind, command_id = message.parsed
-        try:
-            body = orjson.loads(message.raw) if message.raw else None
-        except (orjson.JSONDecodeError, TypeError):
-            raise Refused("invalid") from None
-        device = known.get(device_uuid)
-        if device is None:
-            raise Refused("unknown_device")
+        device, body = _device_and_body(message, known)
         if kind == "keepalive":
             # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
             health = Health.model_validate(body) if isinstance(body, dict) else None
