@@ -22,7 +22,7 @@ from vsense.payloads.batches import Batch
 from vsense.payloads.metrics import derive_metrics, next_occupancy
 from vsense.payloads.schemas import ValidatedMessage
 from vsense.webhooks.events import PAYLOAD, payload_body
-from vsense.webhooks.outbox import Item, Outbox
+from vsense.webhooks.outbox import Item, Outbox, takes
 
 # What else reads a stored batch's metric rows in its transaction (the alert rules,
 # wired by the composition root): (session, device, rows, time received).
@@ -93,21 +93,21 @@ class PayloadLog:
         devices = list({device for device, _, _ in units})
         targets = await self.outbox.locked_targets(session, devices)
         for (device, batch, after), messages, rows in zip(units, kept, metric_rows, strict=True):
-            await self.outbox.emit_many(
-                session,
+            # Bodies only for a device with a webhook that takes them (`emit_many` would
+            # drop them anyway).
+            events = (
                 [
-                    *after,
-                    *(
-                        (
-                            device,
-                            PAYLOAD,
-                            payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
-                        )
-                        for m in messages
-                    ),
-                ],
-                targets=targets,
+                    (
+                        device,
+                        PAYLOAD,
+                        payload_body(device, m.type, m.timestamp, m.payload, m.sent_version),
+                    )
+                    for m in messages
+                ]
+                if takes(targets[device], PAYLOAD)
+                else []
             )
+            await self.outbox.emit_many(session, [*after, *events], targets=targets)
             if self.after_store is not None:
                 await self.after_store(session, device, rows, batch.received_at)
         return [len(messages) for messages in kept]

@@ -42,6 +42,11 @@ MAX_KEEPALIVE_SLOTS = 200_000  # devices whose taken slot this process remembers
 _WAKE = "outbox.wakeup"  # the after-commit key: one wake-up per transaction
 
 
+def takes(targets: Sequence[Target], kind: str) -> bool:
+    """Whether any of a device's webhooks takes this kind of event."""
+    return any(subscribed(t.webhook_type, t.actions, kind) for t in targets)
+
+
 class Outbox:
     """Queues the events of a process's devices.
 
@@ -82,9 +87,7 @@ class Outbox:
         """Whether the device is known, without the database, to have no active webhook
         taking this event (a hint, as `wants`)."""
         targets = self._hint(device)
-        return targets is not None and not any(
-            subscribed(t.webhook_type, t.actions, kind) for t in targets
-        )
+        return targets is not None and not takes(targets, kind)
 
     async def wants(self, session: AsyncSession, device: uuid.UUID, kind: str) -> bool:
         """Whether any active webhook of the device takes this event: a hint, which
@@ -104,11 +107,7 @@ class Outbox:
             for device, targets in found.items():
                 self._hints.put(TARGETS, device, targets, since=epoch)
                 known[device] = targets
-        return {
-            device
-            for device, targets in known.items()
-            if any(subscribed(t.webhook_type, t.actions, kind) for t in targets or ())
-        }
+        return {device for device, targets in known.items() if takes(targets or (), kind)}
 
     def keepalive_due(self, device: uuid.UUID) -> bool:
         """Whether the device's keepalive event may be due: False while its slot (one per
