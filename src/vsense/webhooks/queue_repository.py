@@ -390,7 +390,8 @@ async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, E
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
-    """Write outcomes back: one statement for the deliveries, one for their attempts.
+    """Write outcomes back: the deliveries updated, and an attempt logged for each one
+    that was sent.
 
     A delivery may be gone by now: its webhook was deleted while it was out, and the
     deletion took its deliveries along. Its outcome is dropped, and so is its attempt
@@ -400,7 +401,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
     if not outcomes:
         return
     if _is_postgres(session):
-        updated = await session.execute(
+        await session.execute(
             _OUTCOMES_FROM_ARRAYS,
             {
                 "ids": [o.delivery_id for o in outcomes],
@@ -410,11 +411,12 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
                 "at": [o.attempted_at for o in outcomes],
                 "codes": [o.status_code for o in outcomes],
                 "errors": [(o.error or "")[:200] or None for o in outcomes],
+                "durations": [round(o.duration_ms, 3) for o in outcomes],
+                "heads": [o.response_head for o in outcomes],
             },
         )
-        present = set(updated.scalars())
-    else:
-        present = await _record_each(session, outcomes)
+        return
+    present = await _record_each(session, outcomes)
     attempts = [
         {
             "delivery_id": o.delivery_id,
@@ -431,25 +433,36 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
         await session.execute(insert(WebhookAttempt), attempts)
 
 
-# PostgreSQL: every outcome of a batch in one statement (an executemany would be one
-# statement per row on the server).
+# PostgreSQL: a batch of outcomes in one statement: the deliveries updated from arrays
+# (an executemany would be one statement per row on the server), then an attempt for
+# each delivery sent that the update found.
 _OUTCOMES_FROM_ARRAYS = text(
     """
-    UPDATE webhook_deliveries AS d SET
-        status = v.status,
-        attempts = d.attempts + v.spent,
-        lease_until = NULL,
-        next_attempt_at = v.next_at,
-        last_attempt_at = CASE WHEN v.spent > 0 THEN v.at ELSE d.last_attempt_at END,
-        last_status_code = CASE WHEN v.spent > 0 THEN v.code ELSE d.last_status_code END,
-        last_error = v.error
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:spent AS int[]),
-        CAST(:next AS timestamptz[]), CAST(:at AS timestamptz[]), CAST(:codes AS int[]),
-        CAST(:errors AS varchar[])
-    ) AS v(id, status, spent, next_at, at, code, error)
-    WHERE d.id = v.id
-    RETURNING d.id
+    WITH outcomes AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:spent AS int[]),
+            CAST(:next AS timestamptz[]), CAST(:at AS timestamptz[]), CAST(:codes AS int[]),
+            CAST(:errors AS varchar[]), CAST(:durations AS float8[]), CAST(:heads AS text[])
+        ) AS v(id, status, spent, next_at, at, code, error, duration, head)
+    ), updated AS (
+        UPDATE webhook_deliveries AS d SET
+            status = v.status,
+            attempts = d.attempts + v.spent,
+            lease_until = NULL,
+            next_attempt_at = v.next_at,
+            last_attempt_at = CASE WHEN v.spent > 0 THEN v.at ELSE d.last_attempt_at END,
+            last_status_code = CASE WHEN v.spent > 0 THEN v.code ELSE d.last_status_code END,
+            last_error = v.error
+        FROM outcomes AS v
+        WHERE d.id = v.id
+        RETURNING d.id
+    )
+    INSERT INTO webhook_attempts
+        (delivery_id, attempted_at, status_code, duration_ms, error, response_head)
+    SELECT v.id, v.at, v.code, v.duration, v.error, v.head
+    FROM outcomes AS v JOIN updated AS u ON u.id = v.id
+    WHERE v.spent > 0
+    ORDER BY v.id
     """
 )
 
