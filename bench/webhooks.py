@@ -464,6 +464,7 @@ STATEMENTS = (  # what a statement is, by how it starts
     ("SELECT webhooks", "prepare"),
     ("UPDATE webhook_deliveries SET status", "outcome write (deliveries)"),
     ("INSERT INTO webhook_attempts", "outcome write (attempts)"),
+    ("WITH outcomes AS", "outcome write (deliveries and attempts)"),
     ("UPDATE webhooks", "outcome write (webhook health)"),
     ("INSERT INTO webhook_", "emit"),
     ("SELECT pg_notify", "emit"),
