@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -359,8 +360,62 @@ async def test_one_device_is_delivered_in_order(api: Api, receiver: Receiver) ->
     while await dispatcher.run_once():  # a claim takes a few of one device at a time
         rounds += 1
     assert rounds > 1
-    counts = [json.loads(r.body)["payload"][0]["count"] for r in receiver.to("/ordered")]
-    assert counts == list(range(21))
+    assert _counts(receiver.to("/ordered")) == list(range(21))
+
+
+def _counts(received: list[Any]) -> list[int]:
+    return [json.loads(r.body)["payload"][0]["count"] for r in received]
+
+
+async def _idle(dispatcher: Dispatcher) -> None:
+    """Until every delivery the dispatcher claimed has an outcome (written or not)."""
+    async with asyncio.timeout(10):
+        while dispatcher.in_flight:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_dispatcher_queues_a_devices_next_deliveries_behind_its_own(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/behind", ("hang", 0.5), 200))
+    start = int(time.time()) - 100
+    await device.send(vcz(0, start))
+    first, other = Dispatcher(api.state), Dispatcher(api.state)
+    assert await first.claim_round() == 1
+    await receiver.wait_for(1)  # its request is out
+    await device.send([vcz(1, start + 1), vcz(2, start + 2)])
+
+    assert await other.claim_round() == 0  # the device's delivery out is not its own
+    assert await first.claim_round() == 2  # queued behind its own request
+    await _idle(first)
+    assert await other.claim_round() == 0  # sent, but not written yet: still leased
+    await first.drain()
+    assert _counts(receiver.to("/behind")) == [0, 1, 2]
+
+    await device.send(vcz(3, start + 3))  # written: anyone may take the next one
+    assert await other.claim_round() == 1
+    await other.drain()
+    assert _counts(receiver.to("/behind")) == [0, 1, 2, 3]
+
+
+async def test_nothing_queues_behind_a_failed_delivery_before_its_outcome_is_written(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/failed", 500))
+    start = int(time.time()) - 100
+    await device.send(vcz(0, start))
+    dispatcher = Dispatcher(api.state)
+    assert await dispatcher.claim_round() == 1
+    await _idle(dispatcher)
+    await device.send(vcz(1, start + 1))
+    assert await dispatcher.claim_round() == 0
+    (outcome,) = await dispatcher.drain()
+    assert (outcome.status, outcome.status_code) == ("pending", 500)
+    assert len(receiver.to("/failed")) == 1
 
 
 async def test_redeliver_and_replay_send_the_same_event_again(api: Api, receiver: Receiver) -> None:

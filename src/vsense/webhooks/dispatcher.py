@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -133,8 +133,11 @@ class Dispatcher:
         self.in_flight = 0
         self._room = asyncio.Event()
         self._results: list[DeliveryOutcome] = []
+        self._writing: list[DeliveryOutcome] = []  # the outcome batch being written
         self._results_ready = asyncio.Event()
         self._chains: set[asyncio.Task[None]] = set()
+        # Per webhook and device, the deliveries its running chain has still to send.
+        self._queues: dict[tuple[int, uuid.UUID], deque[Prepared]] = {}
         self._unfinished: dict[int, Prepared] = {}  # claimed, no outcome yet
         self._breaker_results: list[Result] = []  # for the shared breakers, in order
         self.sent = 0
@@ -219,43 +222,63 @@ class Dispatcher:
                 per_webhook=2 * self.cap,
                 per_device=PER_DEVICE,
                 skip_webhooks=skip,
+                own=self.own_leases(),
             )
             prepared = await _prepare(session, claimed, now)
         self.launch(prepared)
         return len(prepared)
 
+    def own_leases(self) -> list[int]:
+        """The deliveries whose lease this process holds and that a device's later
+        deliveries may queue behind: those in its chains, and those sent with success
+        whose outcome is not written yet (a failure is not queued behind: the device's
+        later deliveries wait until its outcome is written)."""
+        sent = [
+            o.delivery_id
+            for o in (*self._writing, *self._results)
+            if o.status == DeliveryStatus.SUCCEEDED
+        ]
+        return [*self._unfinished, *sent]
+
     def launch(self, prepared: Sequence[Prepared]) -> None:
-        """Start sending leased deliveries: one task per device and webhook."""
-        chains: dict[tuple[int, uuid.UUID], list[Prepared]] = defaultdict(list)
+        """Start sending leased deliveries: one chain per device and webhook, or, when
+        one is running, at its end."""
         for item in prepared:
             self._unfinished[item.delivery_id] = item
-            chains[(item.webhook_id, item.device_uuid)].append(item)
             self.endpoints[item.webhook_id].claimed += 1
+            pair = (item.webhook_id, item.device_uuid)
+            queue = self._queues.get(pair)
+            if queue is None:
+                queue = self._queues[pair] = deque()
+                task = asyncio.create_task(self._send_chain(pair, queue))
+                self._chains.add(task)
+                task.add_done_callback(self._chains.discard)
+            queue.append(item)
         self.in_flight += len(prepared)
-        for items in chains.values():
-            task = asyncio.create_task(self._send_chain(items))
-            self._chains.add(task)
-            task.add_done_callback(self._chains.discard)
 
-    async def _send_chain(self, items: list[Prepared]) -> None:
-        """One device's deliveries to one webhook, in event order. After a failure the
-        rest are released untouched for a few seconds (retries may reorder; nothing waits
-        behind one for long, and a failing endpoint is not asked again at once)."""
-        release_from: int | None = None
-        for index, item in enumerate(items):
-            try:
-                outcome = await self._attempt(item)
-            except Exception:
-                logger.exception("delivery %s could not be attempted", item.delivery_id)
-                outcome = policy.after_internal_error(item, utcnow())
-            self._finish(item, outcome)
-            if outcome.status != DeliveryStatus.SUCCEEDED:
-                release_from = index + 1
-                break
-        if release_from is not None:
-            now = utcnow()
-            for item in items[release_from:]:
-                self._finish(item, policy.behind_failure(item, now))
+    async def _send_chain(self, pair: tuple[int, uuid.UUID], queue: deque[Prepared]) -> None:
+        """One device's deliveries to one webhook, in event order, until its queue is
+        empty. After a failure the rest are released untouched for a few seconds
+        (retries may reorder; nothing waits behind one for long, and a failing endpoint
+        is not asked again at once)."""
+        try:
+            while queue:
+                item = queue.popleft()
+                try:
+                    outcome = await self._attempt(item)
+                except Exception:
+                    logger.exception("delivery %s could not be attempted", item.delivery_id)
+                    outcome = policy.after_internal_error(item, utcnow())
+                self._finish(item, outcome)
+                if outcome.status != DeliveryStatus.SUCCEEDED:
+                    now = utcnow()
+                    while queue:
+                        behind = queue.popleft()
+                        self._finish(behind, policy.behind_failure(behind, now))
+        finally:
+            # No await since the queue was found empty: nothing was added meanwhile.
+            if self._queues.get(pair) is queue:
+                del self._queues[pair]
 
     async def _attempt(self, item: Prepared) -> DeliveryOutcome:
         endpoint = self.endpoints[item.webhook_id]
@@ -319,6 +342,7 @@ class Dispatcher:
         if not self._results:
             return []
         batch, self._results = self._results, []
+        self._writing = batch
         now = utcnow()
         results, self._breaker_results = self._breaker_results, []
         try:
@@ -339,6 +363,9 @@ class Dispatcher:
             self._results = batch + self._results
             self._breaker_results = results + self._breaker_results
             raise
+        finally:
+            if self._writing is batch:
+                self._writing = []
         # Rows behind these (the same device's next ones) may be claimed now.
         self.state.outbox.wakeup.set()
         if gone or stale:

@@ -16,9 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Integer,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -149,17 +152,22 @@ async def claim(
     per_webhook: int,
     per_device: int,
     skip_webhooks: Iterable[int] = (),
+    own: Iterable[int] = (),
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries, oldest first, at most `per_webhook` of one
     webhook and `per_device` of one device to one webhook, so that one claim spreads
     over every endpoint with work instead of filling up with one backlog.
 
     A delivery waits while another delivery of the same device to the same webhook is
-    leased by someone (sent in event order while the endpoint is healthy), and while its
-    webhook's breaker is open (whichever process opened it); once it has closed again,
-    one delivery of the webhook at a time is claimed until one succeeds (the probe of a
-    half-open breaker). A claim of a delivery whose earlier lease ran out is counted in
-    `reclaims`: its worker vanished, and the receiver may see it twice.
+    leased by another process (sent in event order while the endpoint is healthy), and
+    while its webhook's breaker is open (whichever process opened it); once it has
+    closed again, one delivery of the webhook at a time is claimed until one succeeds
+    (the probe of a half-open breaker). `own` are the deliveries whose lease the caller
+    holds and may queue behind (in flight, or sent and not yet written): the device's
+    later deliveries are claimed by the caller, which sends them after those.
+
+    A claim of a delivery whose earlier lease ran out is counted in `reclaims`: its
+    worker vanished, and the receiver may see it twice.
     """
     postgres = _is_postgres(session)
     if postgres:
@@ -176,6 +184,7 @@ async def claim(
             "per_webhook": per_webhook,
             "per_device": per_device,
             "skip": list(skip_webhooks),
+            "own": list(own),
         },
     )
     claimed = [Claimed(*row) for row in rows]
@@ -199,9 +208,14 @@ def _claim_statement(postgres: bool) -> Any:
     tripped = select(Webhook.id).where(Webhook.breaker_open_until > now)
     probing = select(Webhook.id).where(Webhook.breaker_open_until <= now)
     # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
-    # their other deliveries out is one hash look-up per row.
+    # their other deliveries out is one hash look-up per row. `mine`: the claimer's own
+    # lease, which its later deliveries may queue behind.
+    if postgres:
+        own = WebhookDelivery.id == any_(bindparam("own", type_=ARRAY(BigInteger)))
+    else:
+        own = WebhookDelivery.id.in_(bindparam("own", expanding=True))
     busy = (
-        select(WebhookDelivery.webhook_id, WebhookDelivery.device_uuid)
+        select(WebhookDelivery.webhook_id, WebhookDelivery.device_uuid, own.label("mine"))
         .where(PENDING_ROW, WebhookDelivery.lease_until >= now)
         .distinct()
         .cte("busy")
@@ -217,6 +231,7 @@ def _claim_statement(postgres: bool) -> Any:
             ~exists().where(
                 busy.c.webhook_id == WebhookDelivery.webhook_id,
                 busy.c.device_uuid == WebhookDelivery.device_uuid,
+                ~busy.c.mine,
             ),
             WebhookDelivery.webhook_id.not_in(tripped),
             ~and_(
