@@ -230,15 +230,23 @@ class Dispatcher:
 
     def own_leases(self) -> list[int]:
         """The deliveries whose lease this process holds and that a device's later
-        deliveries may queue behind: those in its chains, and those sent with success
-        whose outcome is not written yet (a failure is not queued behind: the device's
-        later deliveries wait until its outcome is written)."""
+        deliveries may queue behind: the one request out of a chain with nothing else
+        left to send, and those sent with success whose outcome is not written yet. A
+        chain that still has deliveries waiting is not given more (one request that
+        hangs holds back at most what one claim gave it), and a failure is not queued
+        behind: the device's later deliveries wait until its outcome is written."""
+        waiting = {pair for pair, queue in self._queues.items() if queue}
+        out = [
+            delivery
+            for delivery, item in self._unfinished.items()
+            if (item.webhook_id, item.device_uuid) not in waiting
+        ]
         sent = [
             o.delivery_id
             for o in (*self._writing, *self._results)
             if o.status == DeliveryStatus.SUCCEEDED
         ]
-        return [*self._unfinished, *sent]
+        return [*out, *sent]
 
     def launch(self, prepared: Sequence[Prepared]) -> None:
         """Start sending leased deliveries: one chain per device and webhook, or, when
