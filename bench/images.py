@@ -66,11 +66,13 @@ from harness import (
     append_markdown,
     base_env,
     command_line,
+    cpu_seconds,
     event_loop_runner,
     free_port,
     log_problems,
     machine_facts,
     percentile,
+    profiled,
     recreate_postgres_database,
     run_command,
     seed,
@@ -226,6 +228,24 @@ class ReadyResult:
     answered_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ready_link: str = ""
+    server_cpu_s: float = float("nan")  # CPU the server used during the run
+    wall_s: float = float("nan")
+
+    def cpu_line(self) -> str:
+        share = self.server_cpu_s / self.wall_s if self.wall_s else float("nan")
+        return (
+            f"server CPU {self.server_cpu_s:.2f} s over {self.wall_s:.2f} s "
+            f"({share:.0%} of one core)"
+        )
+
+
+async def measured(pid: int, run: Awaitable[ReadyResult]) -> ReadyResult:
+    """The result of a request-to-ready run, with the CPU its server used meanwhile."""
+    cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    result = await run
+    result.server_cpu_s = cpu_seconds(pid) - cpu_before
+    result.wall_s = time.perf_counter() - wall_before
+    return result
 
 
 async def request_to_ready(
@@ -355,6 +375,7 @@ class Options:
     postgres_url: str
     postgres_database: str
     markdown: Path | None
+    profile: Path | None = None
     lean: bool = True
 
 
@@ -386,7 +407,8 @@ async def run_backend(backend: str, options: Options, work_dir: Path, image: byt
         "--log-level", "warning",
     ]  # fmt: skip
     log_path = work_dir / f"{backend}.log"
-    async with served(command, env, port, log_path) as base_url:
+    pids: list[int] = []
+    async with served(command, env, port, log_path, pids) as base_url:
         # One more device than (a) uses, for (b): measured first, since the long polls of
         # (a) keep the server busy until their `wait` is over, even once their clients are
         # gone (and a poll left open would take a command meant for a later client).
@@ -400,7 +422,9 @@ async def run_backend(backend: str, options: Options, work_dir: Path, image: byt
             )
             print(f"    {serving.rps:,.0f} req/s, p99 {serving.percentile(0.99):.1f} ms")
         print("  (a) request to ready", flush=True)
-        ready = await request_to_ready(base_url, admin, sensors[:-1], image)
+        output = options.profile / f"{backend}-request-to-ready.txt" if options.profile else None
+        async with profiled(pids[0], output):
+            ready = await measured(pids[0], request_to_ready(base_url, admin, sensors[:-1], image))
         ready.errors += first.errors
         print_ready(ready)
     report = Report(backend, version, ready, serving)
@@ -424,10 +448,13 @@ async def run_backend(backend: str, options: Options, work_dir: Path, image: byt
         )
         lean_log = work_dir / f"{backend}-lean.log"
         port = free_port()
-        async with served(lean_command(port), lean_env, port, lean_log) as base_url:
+        lean_pids: list[int] = []
+        async with served(lean_command(port), lean_env, port, lean_log, lean_pids) as base_url:
             print("  (a) request to ready, lean reference", flush=True)
             fresh = [sensor.fresh() for sensor in sensors[:-1]]
-            report.lean = await request_to_ready(base_url, admin, fresh, image)
+            report.lean = await measured(
+                lean_pids[0], request_to_ready(base_url, admin, fresh, image)
+            )
             print_ready(report.lean)
             print_ratio(ready, report.lean)
         problems = log_problems(lean_log)
@@ -510,6 +537,7 @@ def print_ready(ready: ReadyResult) -> None:
             f"p99 {percentile(values, 0.99) * 1000:7.0f} ms",
             flush=True,
         )
+    print(f"    {ready.cpu_line()}", flush=True)
     if ready.errors:
         print(f"    {len(ready.errors)} errors, first: {ready.errors[0]}", flush=True)
 
@@ -578,6 +606,9 @@ def markdown(reports: list[Report], ceiling: Measurement, options: Options) -> l
             f"| {m.percentile(0.5):.1f} | {m.percentile(0.99):.1f} | {m.errors} | {ratio:.2f} |"
         )
     for report in reports:
+        lines.append(f"- {report.version}: (a) vsense {report.ready.cpu_line()}")
+        if report.lean is not None:
+            lines.append(f"- {report.version}: (a) lean {report.lean.cpu_line()}")
         lines += [f"- {report.version}: {note}" for note in report.notes]
     return [*lines, ""]
 
@@ -611,6 +642,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server, no database")
     parser.add_argument("--postgres-database", default="vsense_images_bench")
     parser.add_argument("--markdown", type=Path, help="append the results to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the server during (a), into this folder"
+    )
     parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -630,6 +664,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         postgres_url=args.postgres_url,
         postgres_database=args.postgres_database,
         markdown=args.markdown,
+        profile=args.profile,
         lean=not args.no_lean,
     )
 
