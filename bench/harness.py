@@ -335,9 +335,9 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
     engine = create_engine(settings)
     rng = random.Random(20_000)
     token = new_token(PERSONAL_PREFIX)
-    password_hash = hash_password(secrets_password())
-    if inspect.isawaitable(password_hash):  # older code (BENCH_SERVER_PYTHONPATH) is sync
-        password_hash = await password_hash
+    hashed: Any = hash_password(secrets_password())
+    # Awaited where hashing is asynchronous; older code (BENCH_SERVER_PYTHONPATH) is sync.
+    password_hash: str = await hashed if inspect.isawaitable(hashed) else hashed
     try:
         async with engine.begin() as connection:
             organization_id = (
