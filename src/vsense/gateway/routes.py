@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from vsense.deps import DatabaseDep, SessionDep
-from vsense.device_auth.deps import DeviceDep
-from vsense.gateway.gate import GatedDeviceDep
+from vsense.device_auth.deps import DeviceDep, GatedDeviceDep
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
 from vsense.gateway.service import MAX_WAIT, Gateway
 from vsense.kit.http import error_responses, json_response

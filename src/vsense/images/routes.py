@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from vsense.accounts.deps import PrincipalDep
 from vsense.commands.service import Commands
-from vsense.deps import SessionDep
-from vsense.device_auth.deps import DeviceDep
+from vsense.deps import DatabaseDep, SessionDep
+from vsense.device_auth.deps import GatedDeviceDep
 from vsense.images import service, uploads
 from vsense.images.links import ImageKind
 from vsense.images.schemas import ImagePending, ImageRequested, ImageRequestList
@@ -136,14 +136,17 @@ async def upload_image(
     request_id: str,
     kind: ImageKind,
     request: Request,
-    session: SessionDep,
-    device: DeviceDep,
+    database: DatabaseDep,
+    device: GatedDeviceDep,
     snapshots: SnapshotsDep,
     outbox: OutboxDep,
 ) -> Response:
     """One image of a `capture_image` command: `raw` or `annotated`, JPEG or PNG (told
     from the bytes), at most `image_max_bytes`. Uploads for another device's request are
     refused (404)."""
-    data = await request.body()
-    await uploads.store_upload(session, snapshots, outbox, device.uuid, request_id, kind, data)
+    # Received and checked before the write transaction opens: a slow upload holds no
+    # connection (and, on SQLite, not the write lock) while its bytes arrive.
+    image = uploads.check_upload(snapshots, await request.body())
+    async with database.write() as session:
+        await uploads.store_upload(session, snapshots, outbox, device.uuid, request_id, kind, image)
     return Response(status_code=204)

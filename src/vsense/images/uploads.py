@@ -6,6 +6,7 @@ import hashlib
 import io
 import uuid
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -62,22 +63,18 @@ def image_body(snapshots: Snapshots, request: ImageRequest, timestamp: int) -> d
     }
 
 
-async def store_upload(
-    session: AsyncSession,
-    snapshots: Snapshots,
-    outbox: Outbox,
-    device: uuid.UUID,
-    request_id: str,
-    kind: ImageKind,
-    data: bytes,
-) -> None:
-    """Keep one image of a capture. The request becomes ready with its second image, and
-    the `image` webhook event is queued in the same transaction. Sending the same bytes
-    again (a retry after a lost answer) is accepted and changes nothing."""
-    try:
-        parsed = uuid.UUID(request_id)
-    except ValueError:
-        raise NotFound("No such image request for this device.") from None
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    """The bytes of an upload, known to be a JPEG or PNG image within the size limit."""
+
+    data: bytes
+    media_type: str
+    sha256: str
+
+
+def check_upload(snapshots: Snapshots, data: bytes) -> CheckedImage:
+    """An upload's bytes checked before any database work (413 too large, 422 not an
+    image)."""
     max_bytes = snapshots.settings.image_max_bytes
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"An image may be at most {max_bytes} bytes.")
@@ -87,11 +84,29 @@ async def store_upload(
             "The upload is not a JPEG or PNG image.",
             errors=[field_error("body", "expected the bytes of a JPEG or PNG image")],
         )
+    return CheckedImage(data, media_type, hashlib.sha256(data).hexdigest())
+
+
+async def store_upload(
+    session: AsyncSession,
+    snapshots: Snapshots,
+    outbox: Outbox,
+    device: uuid.UUID,
+    request_id: str,
+    kind: ImageKind,
+    image: CheckedImage,
+) -> None:
+    """Keep one checked image of a capture. The request becomes ready with its second
+    image, and the `image` webhook event is queued in the same transaction. Sending the
+    same bytes again (a retry after a lost answer) is accepted and changes nothing."""
+    try:
+        parsed = uuid.UUID(request_id)
+    except ValueError:
+        raise NotFound("No such image request for this device.") from None
     request = await repository.get_for_update(session, parsed)
     if request is None or request.device_uuid != device:
         raise NotFound("No such image request for this device.")
-    sha256 = hashlib.sha256(data).hexdigest()
-    if getattr(request, f"{kind}_sha256") == sha256:
+    if getattr(request, f"{kind}_sha256") == image.sha256:
         return  # the same image again
     now = utcnow()
     if request.status == READY:
@@ -100,8 +115,11 @@ async def store_upload(
         raise Conflict("The request has failed or timed out; the upload is no longer wanted.")
     # Stored before it is recorded: a crash in between leaves a file that retention
     # removes, never a row that points at nothing.
-    await snapshots.store.put(f"{request.id}_{kind}", data, media_type)
-    if await repository.record_upload(session, request, kind, media_type, sha256, len(data), now):
+    await snapshots.store.put(f"{request.id}_{kind}", image.data, image.media_type)
+    recorded = await repository.record_upload(
+        session, request, kind, image.media_type, image.sha256, len(image.data), now
+    )
+    if recorded:
         body = image_body(snapshots, request, int(now.timestamp()))
         await outbox.emit(session, device_uuid=device, event=IMAGE_EVENT, body=body)
 
