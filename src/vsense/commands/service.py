@@ -132,9 +132,10 @@ class Commands:
         taken = await repository.take_pending_commands(session, device, utcnow())
         return [command_json(c) for c in taken]
 
-    async def wait(self, device: uuid.UUID, seconds: float) -> None:
-        """Until a command for the device is committed in this process, or `seconds`."""
-        await self.waiters.wait(device, seconds)
+    async def wait(self, device: uuid.UUID, seconds: float) -> bool:
+        """Until a command for the device is committed in this process (True: there is
+        one to take), or `seconds` have passed (False)."""
+        return await self.waiters.wait(device, seconds)
 
     async def complete(
         self,

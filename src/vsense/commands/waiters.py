@@ -31,15 +31,20 @@ class CommandWaiters:
         for event in self._events.values():
             event.set()
 
-    async def wait(self, device: uuid.UUID, seconds: float) -> None:
+    async def wait(self, device: uuid.UUID, seconds: float) -> bool:
+        """Until a command for the device is committed in this process (True), or
+        `seconds` have passed or the process is stopping (False)."""
         if self.stopping:
-            return
+            return False
         event = self._events.setdefault(device, asyncio.Event())
+        woken = False
         try:
             await asyncio.wait_for(event.wait(), seconds)
+            woken = not self.stopping
         except TimeoutError:
             pass
         finally:
             event.clear()
             if self._events.get(device) is event and not event.is_set():
                 self._events.pop(device, None)
+        return woken

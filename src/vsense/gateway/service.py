@@ -197,9 +197,12 @@ class Gateway:
             async with self.database.write() as session:
                 came_back = await self.liveness.sign_of_life(session, device, "command_poll")
                 await self.outbox.emit_many(session, came_back)
+        woken = False  # by a command committed in this process: no need to look first
         while True:
-            async with self.database.read_sessionmaker() as session:
-                waiting = await self.commands.pending(session, device.uuid)
+            waiting = woken
+            if not waiting:
+                async with self.database.read_sessionmaker() as session:
+                    waiting = await self.commands.pending(session, device.uuid)
             if waiting:
                 async with self.database.write() as session:
                     commands = await self.commands.take(session, device.uuid)
@@ -208,7 +211,7 @@ class Gateway:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.commands.waiters.stopping:
                 return []
-            await self.commands.wait(device.uuid, min(remaining, POLL_INTERVAL))
+            woken = await self.commands.wait(device.uuid, min(remaining, POLL_INTERVAL))
 
     async def command_result(
         self,
