@@ -56,9 +56,10 @@ async def devices_with_pending_commands(
 async def take_pending_commands(
     session: AsyncSession, device: uuid.UUID, now: datetime
 ) -> Sequence[DeviceCommand]:
-    """Pending, unexpired commands of a device, marked as taken."""
-    statement = (
-        select(DeviceCommand)
+    """Pending, unexpired commands of a device, oldest first, marked as taken (one
+    statement)."""
+    pending = (
+        select(DeviceCommand.id)
         .where(
             DeviceCommand.device_uuid == device,
             DeviceCommand.taken_at.is_(None),
@@ -68,15 +69,15 @@ async def take_pending_commands(
         .limit(TAKE_AT_ONCE)
     )
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    commands = (await session.scalars(statement)).all()
-    if commands:
-        await session.execute(
-            update(DeviceCommand)
-            .where(DeviceCommand.id.in_([c.id for c in commands]))
-            .values(taken_at=now)
-        )
-    return commands
+        pending = pending.with_for_update(skip_locked=True)
+    taken = await session.scalars(
+        update(DeviceCommand)
+        .where(DeviceCommand.id.in_(pending.scalar_subquery()))
+        .values(taken_at=now)
+        .returning(DeviceCommand),
+        execution_options={"synchronize_session": False},
+    )
+    return sorted(taken.all(), key=lambda command: (command.created, str(command.id)))
 
 
 async def complete_command(
