@@ -5,8 +5,9 @@ token (`harness.seed`), starts `vsense serve` (1 worker, the local image store) 
 onboards `--devices` devices through the API. Each device is a lean simulated sensor in
 this process (aiohttp): one keepalive, then a long poll on `GET /device/v1/commands`;
 on `capture_image` it uploads a prepared JPEG of `--image-kb` KB as the raw and as the
-annotated image at once (zero capture delay: no rendering, no wait) and reports the
-result. Then:
+annotated image at once (zero capture delay: no rendering, no wait; an upload answered
+503 because the server sheds load is sent again after its Retry-After, as a device
+does, and counted) and reports the result. Then:
 
   (a) request to ready: one `POST /api/v1/devices/{uuid}/image` per device, all at once;
       for each, the time from sending the request until both signed links answer 200
@@ -86,6 +87,7 @@ IMAGE_NAME = "snapshot.jpg"
 TARGET_P99_S = 1.0
 TARGET_RATIO = 0.5
 READY_POLL_S = 0.01
+UPLOAD_TRIES = 5
 
 LEAN_DATABASE_ENV = "BENCH_LEAN_DATABASE_URL"
 LEAN_IMAGE_DIR_ENV = "BENCH_LEAN_IMAGE_DIR"
@@ -143,6 +145,7 @@ class Sensor:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     online: asyncio.Event = field(default_factory=asyncio.Event)
     errors: list[str] = field(default_factory=list)
+    retries: int = 0  # uploads answered 503 and sent again
 
     def fresh(self) -> Sensor:
         """The same device (UUID and token) with none of this run's state, for another run."""
@@ -185,6 +188,23 @@ async def run_sensor(session: Any, base_url: str, sensor: Sensor, image: bytes) 
         sensor.done.set()
 
 
+async def _upload(session: Any, url: str, sensor: Sensor, image: bytes) -> None:
+    """One upload, as a device does it: a 503 (the server sheds load) is tried again
+    after its Retry-After, up to UPLOAD_TRIES times; the retries are counted."""
+    for _ in range(UPLOAD_TRIES):
+        headers = {**sensor.headers, "Content-Type": "image/jpeg"}
+        async with session.put(url, data=image, headers=headers) as response:
+            said = await response.read()
+            if response.status == 204:
+                return
+            if response.status != 503:
+                break
+            sensor.retries += 1
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    text = said[:160].decode(errors="replace")
+    sensor.errors.append(f"upload {url.rsplit('/', 1)[1]}: HTTP {response.status} {text}")
+
+
 async def _sensor_loop(session: Any, base_url: str, sensor: Sensor, image: bytes) -> None:
     """Keepalive, then long polls; each capture is answered at once."""
     async with session.post(f"{base_url}/device/v1/keepalive", headers=sensor.headers) as r:
@@ -200,13 +220,9 @@ async def _sensor_loop(session: Any, base_url: str, sensor: Sensor, image: bytes
             sensor.got_command = time.perf_counter()
             request_id = command["request_id"]
             for kind in ("raw", "annotated"):
-                async with session.put(
-                    f"{base_url}/device/v1/images/{request_id}/{kind}",
-                    data=image,
-                    headers={**sensor.headers, "Content-Type": "image/jpeg"},
-                ) as response:
-                    if response.status != 204:
-                        sensor.errors.append(f"{kind} upload: HTTP {response.status}")
+                await _upload(
+                    session, f"{base_url}/device/v1/images/{request_id}/{kind}", sensor, image
+                )
             sensor.uploaded = time.perf_counter()
             sensor.done.set()
             async with session.post(
@@ -228,6 +244,7 @@ class ReadyResult:
     answered_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ready_link: str = ""
+    retries: int = 0  # uploads the server answered 503 (too busy), sent again
     server_cpu_s: float = float("nan")  # CPU the server used during the run
     wall_s: float = float("nan")
 
@@ -235,7 +252,7 @@ class ReadyResult:
         share = self.server_cpu_s / self.wall_s if self.wall_s else float("nan")
         return (
             f"server CPU {self.server_cpu_s:.2f} s over {self.wall_s:.2f} s "
-            f"({share:.0%} of one core)"
+            f"({share:.0%} of one core); {self.retries} uploads answered 503 and sent again"
         )
 
 
@@ -305,6 +322,7 @@ async def request_to_ready(
                 task.cancel()
             await asyncio.gather(*devices, return_exceptions=True)
     result.errors += [error for sensor in sensors for error in sensor.errors]
+    result.retries = sum(sensor.retries for sensor in sensors)
     return result
 
 
