@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -367,13 +366,6 @@ def _counts(received: list[Any]) -> list[int]:
     return [json.loads(r.body)["payload"][0]["count"] for r in received]
 
 
-async def _idle(dispatcher: Dispatcher) -> None:
-    """Until every delivery the dispatcher claimed has an outcome (written or not)."""
-    async with asyncio.timeout(10):
-        while dispatcher.in_flight:
-            await asyncio.sleep(0.01)
-
-
 async def test_a_dispatcher_queues_a_devices_next_deliveries_behind_its_own(
     api: Api, receiver: Receiver
 ) -> None:
@@ -389,7 +381,7 @@ async def test_a_dispatcher_queues_a_devices_next_deliveries_behind_its_own(
 
     assert await other.claim_round() == 0  # the device's delivery out is not its own
     assert await first.claim_round() == 2  # queued behind its own request
-    await _idle(first)
+    await first.settled()
     assert await other.claim_round() == 0  # sent, but not written yet: still leased
     await first.drain()
     assert _counts(receiver.to("/behind")) == [0, 1, 2]
@@ -410,7 +402,7 @@ async def test_nothing_queues_behind_a_failed_delivery_before_its_outcome_is_wri
     await device.send(vcz(0, start))
     dispatcher = Dispatcher(api.state)
     assert await dispatcher.claim_round() == 1
-    await _idle(dispatcher)
+    await dispatcher.settled()
     await device.send(vcz(1, start + 1))
     assert await dispatcher.claim_round() == 0
     (outcome,) = await dispatcher.drain()

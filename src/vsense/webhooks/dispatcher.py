@@ -187,10 +187,14 @@ class Dispatcher:
         await self.claim_round()
         return await self.drain()
 
-    async def drain(self) -> list[DeliveryOutcome]:
-        """Wait for every send started, then write the outcomes; returns them."""
+    async def settled(self) -> None:
+        """Until every send started has ended (its outcome not necessarily written)."""
         while self._chains:
             await asyncio.gather(*list(self._chains), return_exceptions=True)
+
+    async def drain(self) -> list[DeliveryOutcome]:
+        """Wait for every send started, then write the outcomes; returns them."""
+        await self.settled()
         return await self.write_results()
 
     @staticmethod
