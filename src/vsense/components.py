@@ -69,7 +69,7 @@ class Components:
         liveness = Liveness(settings, database, outbox)
         commands = Commands(settings, changes)
         alerts = Alerts(outbox)
-        payloads = PayloadLog(settings, metrics, outbox, after_store=alerts.after_store)
+        payloads = PayloadLog(settings, metrics, outbox, after_store=alerts)
         commands.on_result(CAPTURE_COMMAND, uploads.capture_result)
         return cls(
             settings=settings,

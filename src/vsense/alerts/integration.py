@@ -1,5 +1,6 @@
 """Where alerts meet the rest of a process: the part that evaluates, over the outbox it
-emits through. Ingest calls it once per stored batch, the sweep once per round."""
+emits through. Ingest asks it which devices its rules cover (once per group of batches)
+and calls it once per stored batch of those, the sweep once per round."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.alerts import evaluation
+from vsense.alerts import evaluation, repository
+from vsense.alerts.engine import VALUE_KINDS
 from vsense.alerts.evaluation import Emit
 from vsense.webhooks.outbox import Outbox
 
@@ -22,6 +24,10 @@ class Alerts:
     def __init__(self, outbox: Outbox) -> None:
         self.emit: Emit = outbox.emit_many
 
+    async def covered(self, session: AsyncSession, devices: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of `devices` that an enabled value rule covers (one statement)."""
+        return await repository.covered_devices(session, devices, VALUE_KINDS)
+
     async def after_store(
         self,
         session: AsyncSession,
@@ -29,7 +35,7 @@ class Alerts:
         metric_rows: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> int:
-        """Ingest's call, once per stored batch, in its transaction."""
+        """Ingest's call, once per stored batch of a covered device, in its transaction."""
         return await evaluation.evaluate_values(session, self.emit, device, metric_rows, now)
 
     async def sweep(self, session: AsyncSession, now: datetime) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     false,
     func,
     not_,
@@ -280,6 +281,29 @@ _RULES_OF_DEVICE = (
     )
     .order_by(AlertRule.id)
 )
+
+
+# Built once: ingest's look-up of the devices any enabled rule of these kinds covers.
+_COVERED = select(Device.uuid).where(
+    Device.uuid.in_(bindparam("devices", expanding=True)),
+    exists().where(
+        AlertRule.enabled.is_(True),
+        AlertRule.kind.in_(bindparam("kinds", expanding=True)),
+        in_scope(),
+    ),
+)
+
+
+async def covered_devices(
+    session: AsyncSession, devices: Sequence[uuid.UUID], kinds: Sequence[str]
+) -> set[uuid.UUID]:
+    """Those of `devices` that an enabled rule of these kinds covers now (one
+    statement)."""
+    if not devices:
+        return set()
+    connection = await session.connection()
+    found = await connection.execute(_COVERED, {"devices": list(devices), "kinds": list(kinds)})
+    return set(found.scalars())
 
 
 async def rules_of_device(

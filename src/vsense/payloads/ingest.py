@@ -8,9 +8,9 @@ integrators read the log through `service.py`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,11 +24,26 @@ from vsense.payloads.schemas import ValidatedMessage
 from vsense.webhooks.events import PAYLOAD, payload_body
 from vsense.webhooks.outbox import Item, Outbox, takes
 
-# What else reads a stored batch's metric rows in its transaction (the alert rules,
-# wired by the composition root): (session, device, rows, time received).
-AfterStore = Callable[
-    [AsyncSession, uuid.UUID, Sequence[Mapping[str, Any]], datetime], Awaitable[object]
-]
+
+class AfterStore(Protocol):
+    """What else reads a stored batch's metric rows in its transaction: the alert rules,
+    wired by the composition root."""
+
+    async def covered(self, session: AsyncSession, devices: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of `devices` that anything after the store applies to (one read for a
+        whole group of batches): the others are skipped."""
+
+    async def after_store(
+        self,
+        session: AsyncSession,
+        device: uuid.UUID,
+        metric_rows: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> object:
+        """Read one stored batch's metric rows (`device` is covered; `now`: when the
+        batch was received)."""
+
+
 # A batch to record: its device, the batch, the events to queue ahead of its own.
 Unit = tuple[uuid.UUID, Batch, Sequence[Item]]
 VPM_TYPE = "VPM"
@@ -76,8 +91,9 @@ class PayloadLog:
         """`record` for the batches of many devices (or many batches of one) at once, in
         the caller's transaction, with the outcome of recording them one after the
         other: one insert of all their messages, one of all their metric rows, one read
-        of their devices' webhooks; then, batch by batch in order, their events and the
-        alert rules. How many messages of each batch were kept."""
+        of their devices' webhooks and one of which of them alert rules cover; then,
+        batch by batch in order, their events and the alert rules. How many messages of
+        each batch were kept."""
         latest: dict[uuid.UUID, int] = {}  # the newest VPM time kept so far, per device
         kept = [
             await self._drop_excess_vpm(session, device, batch.valid, latest)
@@ -92,6 +108,11 @@ class PayloadLog:
         )
         devices = list({device for device, _, _ in units})
         targets = await self.outbox.locked_targets(session, devices)
+        covered = (
+            await self.after_store.covered(session, devices)
+            if self.after_store is not None and any(metric_rows)
+            else set()
+        )
         for (device, batch, after), messages, rows in zip(units, kept, metric_rows, strict=True):
             # Bodies only for a device with a webhook that takes them (`emit_many` would
             # drop them anyway).
@@ -108,8 +129,8 @@ class PayloadLog:
                 else []
             )
             await self.outbox.emit_many(session, [*after, *events], targets=targets)
-            if self.after_store is not None:
-                await self.after_store(session, device, rows, batch.received_at)
+            if self.after_store is not None and device in covered and rows:
+                await self.after_store.after_store(session, device, rows, batch.received_at)
         return [len(messages) for messages in kept]
 
     async def _drop_excess_vpm(
