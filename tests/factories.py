@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -176,3 +177,33 @@ async def deliveries(state: Components, webhook_id: int) -> int:
             .where(WebhookDelivery.webhook_id == webhook_id)
         )
     return int(count or 0)
+
+
+async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
+    """Run `requests` (coroutines of payload requests) so that the group commit takes
+    them all in one group: its one leader is held by a unit of work until they queue."""
+    group = state.database.group_commit
+    in_flight, group.leaders.limit = group.leaders.limit, 1
+    release, running = asyncio.Event(), asyncio.Event()
+
+    async def hold(_session: Any) -> None:
+        running.set()
+        await release.wait()
+
+    try:
+        held = asyncio.create_task(group.run(hold))
+        await running.wait()
+        tasks = [asyncio.create_task(request) for request in requests]
+        for _ in range(500):
+            if len(group._waiting) == len(tasks):
+                break
+            await asyncio.sleep(0.01)
+        assert len(group._waiting) == len(tasks)
+        groups = group.groups
+        release.set()
+        await held
+        responses = await asyncio.gather(*tasks)
+        assert group.groups == groups + 1  # they were written in one transaction
+        return responses
+    finally:
+        group.leaders.limit = in_flight

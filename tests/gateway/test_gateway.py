@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.factories import ZONE, Api, sensor, vcz
+from tests.factories import ZONE, Api, in_one_group, sensor, vcz
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
@@ -507,36 +507,6 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
             )
         )
     assert left == {recent_id} and old_id not in left
-
-
-async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
-    """Run `requests` (coroutines of payload requests) so that the group commit takes
-    them all in one group: its one leader is held by a unit of work until they queue."""
-    group = state.database.group_commit
-    in_flight, group.leaders.limit = group.leaders.limit, 1
-    release, running = asyncio.Event(), asyncio.Event()
-
-    async def hold(_session: Any) -> None:
-        running.set()
-        await release.wait()
-
-    try:
-        held = asyncio.create_task(group.run(hold))
-        await running.wait()
-        tasks = [asyncio.create_task(request) for request in requests]
-        for _ in range(500):
-            if len(group._waiting) == len(tasks):
-                break
-            await asyncio.sleep(0.01)
-        assert len(group._waiting) == len(tasks)
-        groups = group.groups
-        release.set()
-        await held
-        responses = await asyncio.gather(*tasks)
-        assert group.groups == groups + 1  # they were written in one transaction
-        return responses
-    finally:
-        group.leaders.limit = in_flight
 
 
 async def test_a_device_s_requests_in_one_group_see_each_other_as_if_in_turn(
