@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import delete, text
 from time_machine import TimeMachineFixture
 
-from tests.factories import ZONE, Api, Caller, Sensor, sensor, vcz
+from tests.factories import ZONE, Api, Caller, Sensor, in_one_group, sensor, vcz
 from tests.receiver import Receiver, running_receiver
 from vsense.alerts import repository as alerts_repository
 from vsense.alerts.engine import Standing
@@ -231,6 +231,31 @@ async def test_one_batch_can_fire_and_clear(api: Api) -> None:
         120,
         10,
     )
+
+
+async def test_a_device_s_batches_in_one_group_are_evaluated_in_turn(
+    api: Api, state: Components
+) -> None:
+    # The group reads the rules of all its devices at once; a device's later batch in
+    # the group sees the episode its earlier one opened.
+    admin = await api.organization()
+    device, other = await vcz_sensor(admin), await vcz_sensor(admin)
+    await add_rule(admin, hall_rule(device.uuid))
+    await add_rule(admin, hall_rule(other.uuid))
+    now = int(time.time())
+    responses = await in_one_group(
+        state,
+        [
+            device.send(vcz(120, now - 20)),
+            other.send(vcz(130, now - 20)),
+            device.send(vcz(10, now - 10)),
+        ],
+    )
+    assert [r.status_code for r in responses] == [202, 202, 202]
+    (cleared,) = await alerts(admin, state="cleared")
+    assert (cleared["fired_value"], cleared["cleared_value"]) == (120, 10)
+    (firing,) = await alerts(admin, state="firing")
+    assert firing["fired_value"] == 130
 
 
 async def test_the_device_total_and_app_type_rules(api: Api) -> None:

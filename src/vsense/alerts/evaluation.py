@@ -245,13 +245,18 @@ async def evaluate_values(
     device: uuid.UUID,
     rows: Sequence[Mapping[str, Any]],
     now: datetime,
+    known: repository.DeviceRules | None = None,
 ) -> int:
     """Evaluate the value rules covering a device against the metrics of a stored batch
     (rows of `device_metrics`: `message_id`, `epoch`, `name`, `value`, `marker_id`,
-    `marker_name`), in the transaction that stores it. Returns the transitions."""
+    `marker_name`), in the transaction that stores it. Returns the transitions.
+    `known`: the device's rules and states read earlier in this transaction, before
+    anything changed them (else they are read here)."""
     if not rows:
         return 0
-    rules, app_type, states = await repository.rules_of_device(session, device, VALUE_KINDS)
+    if known is None:
+        known = await repository.rules_of_device(session, device, VALUE_KINDS)
+    rules, app_type, states = known.rules, known.app_type, known.states
     if not rules:
         return 0
     messages = _messages(rows)

@@ -24,9 +24,12 @@ class Alerts:
     def __init__(self, outbox: Outbox) -> None:
         self.emit: Emit = outbox.emit_many
 
-    async def covered(self, session: AsyncSession, devices: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Those of `devices` that an enabled value rule covers (one statement)."""
-        return await repository.covered_devices(session, devices, VALUE_KINDS)
+    async def covered(
+        self, session: AsyncSession, devices: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, repository.DeviceRules]:
+        """The value rules that cover each of `devices` and their states (one statement);
+        devices no rule covers are left out."""
+        return await repository.rules_of_devices(session, devices, VALUE_KINDS)
 
     async def after_store(
         self,
@@ -34,9 +37,12 @@ class Alerts:
         device: uuid.UUID,
         metric_rows: Sequence[Mapping[str, Any]],
         now: datetime,
+        known: object = None,
     ) -> int:
-        """Ingest's call, once per stored batch of a covered device, in its transaction."""
-        return await evaluation.evaluate_values(session, self.emit, device, metric_rows, now)
+        """Ingest's call, once per stored batch of a covered device, in its transaction;
+        `known`: what `covered` read for the device, when nothing has changed it since."""
+        rules = known if isinstance(known, repository.DeviceRules) else None
+        return await evaluation.evaluate_values(session, self.emit, device, metric_rows, now, rules)
 
     async def sweep(self, session: AsyncSession, now: datetime) -> int:
         """The sweep's job: time rules, pending durations, devices out of scope."""

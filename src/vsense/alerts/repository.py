@@ -10,11 +10,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Uuid,
     and_,
     bindparam,
     delete,
-    exists,
     false,
     func,
     not_,
@@ -266,10 +264,10 @@ _STATE_COLUMNS = (
     AlertState.alert_uuid,
     AlertState.version,
 )
-_RULES_OF_DEVICE = (
-    select(*_RULE_COLUMNS, Device.app_type, *_STATE_COLUMNS)
+_RULES_OF_DEVICES = (
+    select(Device.uuid, *_RULE_COLUMNS, Device.app_type, *_STATE_COLUMNS)
     .select_from(AlertRule)
-    .join(Device, Device.uuid == bindparam("device", type_=Uuid))
+    .join(Device, Device.uuid.in_(bindparam("devices", expanding=True)))
     .outerjoin(
         AlertState,
         and_(AlertState.rule_id == AlertRule.id, AlertState.device_uuid == Device.uuid),
@@ -279,51 +277,48 @@ _RULES_OF_DEVICE = (
         AlertRule.kind.in_(bindparam("kinds", expanding=True)),
         in_scope(),
     )
-    .order_by(AlertRule.id)
+    .order_by(Device.uuid, AlertRule.id)
 )
 
 
-# Built once: ingest's look-up of the devices any enabled rule of these kinds covers.
-_COVERED = select(Device.uuid).where(
-    Device.uuid.in_(bindparam("devices", expanding=True)),
-    exists().where(
-        AlertRule.enabled.is_(True),
-        AlertRule.kind.in_(bindparam("kinds", expanding=True)),
-        in_scope(),
-    ),
-)
+@dataclass(frozen=True, slots=True)
+class DeviceRules:
+    """The enabled rules that cover a device, its app type, and their states for it."""
+
+    rules: list[RuleView]
+    app_type: str | None
+    states: dict[tuple[int, str], StateRow]
 
 
-async def covered_devices(
+NO_RULES = DeviceRules([], None, {})
+
+
+async def rules_of_devices(
     session: AsyncSession, devices: Sequence[uuid.UUID], kinds: Sequence[str]
-) -> set[uuid.UUID]:
-    """Those of `devices` that an enabled rule of these kinds covers now (one
-    statement)."""
+) -> dict[uuid.UUID, DeviceRules]:
+    """The enabled rules of these kinds that cover each of `devices` now, with the
+    device's app type and their states for it: one statement of plain rows for all of
+    them (ingest runs it once per group of batches). Devices no rule covers are left
+    out."""
     if not devices:
-        return set()
+        return {}
     connection = await session.connection()
-    found = await connection.execute(_COVERED, {"devices": list(devices), "kinds": list(kinds)})
-    return set(found.scalars())
-
-
-async def rules_of_device(
-    session: AsyncSession, device: uuid.UUID, kinds: Sequence[str]
-) -> tuple[list[RuleView], str | None, dict[tuple[int, str], StateRow]]:
-    """The enabled rules of these kinds that cover a device now, its app type, and their
-    states for it: one statement of plain rows (ingest runs it once per batch)."""
-    connection = await session.connection()
-    result = await connection.execute(_RULES_OF_DEVICE, {"device": device, "kinds": list(kinds)})
+    result = await connection.execute(
+        _RULES_OF_DEVICES, {"devices": list(devices), "kinds": list(kinds)}
+    )
     rows: list[Any] = list(result.all())
-    rules: dict[int, RuleView] = {}
-    states: dict[tuple[int, str], StateRow] = {}
+    found: dict[uuid.UUID, DeviceRules] = {}
     width = len(_RULE_COLUMNS)
     for row in rows:
-        rule_id = row[0]
-        if rule_id not in rules:
-            rules[rule_id] = RuleView(*row[:width])
-        state = row[width + 1 :]
+        device, rule_columns = row[0], row[1 : width + 1]
+        entry = found.get(device)
+        if entry is None:
+            entry = found[device] = DeviceRules([], row[width + 1], {})
+        if not entry.rules or entry.rules[-1].id != rule_columns[0]:
+            entry.rules.append(RuleView(*rule_columns))
+        state = row[width + 2 :]
         if state[0] is not None:
-            states[(rule_id, state[1])] = StateRow(
+            entry.states[(rule_columns[0], state[1])] = StateRow(
                 id=state[0],
                 version=state[8],
                 standing=Standing(
@@ -335,7 +330,14 @@ async def rules_of_device(
                 alert_uuid=state[7],
                 marker_name=state[2],
             )
-    return list(rules.values()), (rows[0][width] if rows else None), states
+    return found
+
+
+async def rules_of_device(
+    session: AsyncSession, device: uuid.UUID, kinds: Sequence[str]
+) -> DeviceRules:
+    """`rules_of_devices` for one device (`NO_RULES` when none covers it)."""
+    return (await rules_of_devices(session, [device], kinds)).get(device, NO_RULES)
 
 
 async def state_of(

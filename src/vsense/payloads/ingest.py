@@ -29,9 +29,11 @@ class AfterStore(Protocol):
     """What else reads a stored batch's metric rows in its transaction: the alert rules,
     wired by the composition root."""
 
-    async def covered(self, session: AsyncSession, devices: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Those of `devices` that anything after the store applies to (one read for a
-        whole group of batches): the others are skipped."""
+    async def covered(
+        self, session: AsyncSession, devices: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, object]:
+        """What applies to each of `devices` (one read for a whole group of batches);
+        devices left out are skipped."""
 
     async def after_store(
         self,
@@ -39,9 +41,11 @@ class AfterStore(Protocol):
         device: uuid.UUID,
         metric_rows: Sequence[Mapping[str, Any]],
         now: datetime,
+        known: object = None,
     ) -> object:
         """Read one stored batch's metric rows (`device` is covered; `now`: when the
-        batch was received)."""
+        batch was received; `known`: what `covered` found for it, unless an earlier
+        batch of the device in this group may have changed it)."""
 
 
 # A batch to record: its device, the batch, the events to queue ahead of its own.
@@ -111,8 +115,9 @@ class PayloadLog:
         covered = (
             await self.after_store.covered(session, devices)
             if self.after_store is not None and any(metric_rows)
-            else set()
+            else {}
         )
+        evaluated: set[uuid.UUID] = set()
         for (device, batch, after), messages, rows in zip(units, kept, metric_rows, strict=True):
             # Bodies only for a device with a webhook that takes them (`emit_many` would
             # drop them anyway).
@@ -130,7 +135,11 @@ class PayloadLog:
             )
             await self.outbox.emit_many(session, [*after, *events], targets=targets)
             if self.after_store is not None and device in covered and rows:
-                await self.after_store.after_store(session, device, rows, batch.received_at)
+                # A device's later batch in the group reads again: the earlier one may
+                # have moved its states.
+                known = None if device in evaluated else covered[device]
+                evaluated.add(device)
+                await self.after_store.after_store(session, device, rows, batch.received_at, known)
         return [len(messages) for messages in kept]
 
     async def _drop_excess_vpm(
