@@ -81,6 +81,7 @@ from harness import (
     server_env,
     vsense_executable,
 )
+from vsense.client.retry_after import parse_retry_after
 
 STATIC_DIR_ENV = "VSENSE_BENCH_STATIC_DIR"
 IMAGE_NAME = "snapshot.jpg"
@@ -200,7 +201,8 @@ async def _upload(session: Any, url: str, sensor: Sensor, image: bytes) -> None:
             if response.status != 503:
                 break
             sensor.retries += 1
-            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            wait = parse_retry_after(response.headers.get("Retry-After"), fractions=True)
+            await asyncio.sleep(1.0 if wait is None else wait)
     text = said[:160].decode(errors="replace")
     sensor.errors.append(f"upload {url.rsplit('/', 1)[1]}: HTTP {response.status} {text}")
 
