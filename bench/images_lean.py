@@ -61,6 +61,8 @@ from typing import Annotated, Any, Protocol
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
 
+from lean_sqlite import SqliteConnections
+
 DATABASE_URL = os.environ.get("BENCH_LEAN_DATABASE_URL", "")
 IMAGE_DIR = Path(os.environ.get("BENCH_LEAN_IMAGE_DIR", "lean-images"))
 POOL_SIZE = int(os.environ.get("BENCH_LEAN_POOL_SIZE", "32"))  # vsense's default
@@ -209,47 +211,14 @@ class Postgres:
             return list(await connection.fetch(self.sql["take"], device, now))
 
 
-class Sqlite:
+class Sqlite(SqliteConnections):
     """One writer connection (SQLite has one writer at a time) and a few readers, with
     vsense's pragmas. A route's pooled connection is a reader; its writes go through the
     writer, one at a time."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        super().__init__(path, foreign_keys=True)
         self.sql = statements("?", "")
-
-    async def start(self) -> None:
-        import aiosqlite
-
-        async def open_one() -> Any:
-            connection = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "foreign_keys=ON",
-                "busy_timeout=30000",
-            ):
-                await connection.execute(f"PRAGMA {pragma}")
-            return connection
-
-        self.writer = await open_one()
-        self.write_lock = asyncio.Lock()
-        self.readers: asyncio.Queue[Any] = asyncio.Queue()
-        for _ in range(4):
-            self.readers.put_nowait(await open_one())
-
-    async def stop(self) -> None:
-        await self.writer.close()
-        while not self.readers.empty():
-            await self.readers.get_nowait().close()
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        reader = await self.readers.get()
-        try:
-            yield reader
-        finally:
-            self.readers.put_nowait(reader)
 
     def key(self, value: uuid.UUID) -> Any:
         return value.hex  # SQLAlchemy's Uuid on SQLite: 32 hex digits

@@ -33,6 +33,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
 
+from lean_sqlite import SqliteConnections
+
 DATABASE_URL = os.environ.get("BENCH_LEAN_DATABASE_URL", "")
 POOL_SIZE = int(os.environ.get("BENCH_LEAN_POOL_SIZE", "16"))
 FLUSH_SECONDS = 1.0
@@ -154,40 +156,12 @@ class Postgres(Store):
             await connection.execute(PG_REFRESH, devices, now, now + OFFLINE_AFTER)
 
 
-class Sqlite(Store):
+class Sqlite(SqliteConnections, Store):
     """One writer connection (SQLite has one writer at a time) and a few readers."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        super().__init__(path)
         self.seen = {}
-
-    async def start(self) -> None:
-        import aiosqlite
-
-        async def open_one() -> Any:
-            connection = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
-                await connection.execute(f"PRAGMA {pragma}")
-            return connection
-
-        self.writer = await open_one()
-        self.write_lock = asyncio.Lock()
-        self.readers: asyncio.Queue[Any] = asyncio.Queue()
-        for _ in range(4):
-            self.readers.put_nowait(await open_one())
-
-    async def stop(self) -> None:
-        await self.writer.close()
-        while not self.readers.empty():
-            await self.readers.get_nowait().close()
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        reader = await self.readers.get()
-        try:
-            yield reader
-        finally:
-            self.readers.put_nowait(reader)
 
     async def keepalive(self, connection: Any, token_hash: str) -> bool:
         async with connection.execute(SQ_DEVICE, (token_hash,)) as cursor:
