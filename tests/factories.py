@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.db import session_scope
+from vsense.kit.time import utcnow
 from vsense.models import WebhookDelivery
 from vsense.users import service as users_service
 
@@ -207,3 +209,10 @@ async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
         return responses
     finally:
         group.leaders.limit = in_flight
+
+
+async def has_pending_command(state: Components, device: uuid.UUID) -> bool:
+    """Whether the device has a command to take, read from the database (no hint)."""
+    async with state.read_sessionmaker() as session:
+        found = await commands_repository.devices_with_pending_commands(session, [device], utcnow())
+    return device in found

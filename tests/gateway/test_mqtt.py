@@ -13,14 +13,12 @@ import httpx
 import orjson
 import pytest
 
-from tests.factories import Api, Caller, vcz
+from tests.factories import Api, Caller, has_pending_command, vcz
 from vsense.app import create_app
-from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.gateway import mqtt_batch as mqtt_module
 from vsense.gateway.mqtt import MqttBridge, parse_topic
-from vsense.kit.time import utcnow
 from vsense.worker import BackgroundRuntime
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -183,11 +181,7 @@ async def test_commands_reach_a_device_heard_over_mqtt_without_waiting_for_its_k
     async def taken() -> bool:
         # Published before the bridge commits (so a broker failure leaves it pending):
         # the device may hold it a moment before the commit lands.
-        async with state.read_sessionmaker() as session:
-            pending = await commands_repository.has_pending_commands(
-                session, uuid.UUID(device), utcnow()
-            )
-        return pending is False
+        return not await has_pending_command(state, uuid.UUID(device))
 
     await eventually(taken)  # taken: a keepalive or a poll will not hand it out again
 

@@ -14,9 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.factories import Api, Caller, vcz
+from tests.factories import Api, Caller, has_pending_command, vcz
 from vsense.app import create_app
-from vsense.commands import repository as commands_repository
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.gateway import mqtt_batch
@@ -25,7 +24,6 @@ from vsense.gateway.mqtt import MqttBridge
 from vsense.gateway.mqtt_batch import Incoming
 from vsense.gateway.mqtt_push import DROPPED_TOPIC, SYS_TOPICS
 from vsense.gateway.service import CommandJson
-from vsense.kit.time import utcnow
 from vsense.worker import BackgroundRuntime
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -190,9 +188,8 @@ async def test_a_keepalive_in_a_batch_publishes_its_commands_before_they_are_tak
 
     with pytest.raises(aiomqtt.MqttError):
         await bridge.handler.handle([keepalive, payload(device, 1)], broker_away)
-    async with state.read_sessionmaker() as session:
-        # Not acknowledged by the broker: still pending, for the next keepalive.
-        assert await commands_repository.has_pending_commands(session, uuid.UUID(device), utcnow())
+    # Not acknowledged by the broker: still pending, for the next keepalive.
+    assert await has_pending_command(state, uuid.UUID(device))
     published: list[CommandJson] = []
 
     async def broker(device_uuid: uuid.UUID, commands: list[CommandJson]) -> None:
@@ -200,10 +197,7 @@ async def test_a_keepalive_in_a_batch_publishes_its_commands_before_they_are_tak
 
     await bridge.handler.handle([keepalive, payload(device, 1)], broker)
     assert [c["id"] for c in published] == [str(command.id)]
-    async with state.read_sessionmaker() as session:
-        assert not await commands_repository.has_pending_commands(
-            session, uuid.UUID(device), utcnow()
-        )
+    assert not await has_pending_command(state, uuid.UUID(device))
     assert await stored_counts(admin, device) == [1]
 
 
@@ -273,10 +267,7 @@ async def test_a_process_that_never_heard_the_device_pushes_its_commands(
     assert received["id"] == str(command.id)
 
     async def taken() -> bool:
-        async with state.read_sessionmaker() as session:
-            return not await commands_repository.has_pending_commands(
-                session, uuid.UUID(device), utcnow()
-            )
+        return not await has_pending_command(state, uuid.UUID(device))
 
     await eventually(taken)
 
@@ -297,8 +288,7 @@ async def test_a_push_the_broker_does_not_acknowledge_leaves_the_command_pending
 
     bridge.push.publisher = lambda: broker_away
     assert await bridge.push.push(device) == 0
-    async with state.read_sessionmaker() as session:
-        assert await commands_repository.has_pending_commands(session, device, utcnow())
+    assert await has_pending_command(state, device)
 
 
 @pytest.mark.mqtt

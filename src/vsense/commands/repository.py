@@ -20,19 +20,6 @@ async def add_command(session: AsyncSession, command: DeviceCommand) -> None:
     await session.flush()
 
 
-async def has_pending_commands(session: AsyncSession, device: uuid.UUID, now: datetime) -> bool:
-    found = await session.scalar(
-        select(DeviceCommand.id)
-        .where(
-            DeviceCommand.device_uuid == device,
-            DeviceCommand.taken_at.is_(None),
-            DeviceCommand.expires_at > now,
-        )
-        .limit(1)
-    )
-    return found is not None
-
-
 # Built once: the keepalives' batched look-up.
 _PENDING_AMONG = (
     select(DeviceCommand.device_uuid)
