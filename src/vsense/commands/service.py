@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.changes import EVERYTHING, ChangeFeed
 from vsense.commands import repository
-from vsense.commands.waiters import CommandWaiters
+from vsense.commands.waiters import CommandWaiters, Watch
 from vsense.config import Settings
 from vsense.db import on_commit
 from vsense.kit.cache import TTLCache
@@ -132,10 +133,11 @@ class Commands:
         taken = await repository.take_pending_commands(session, device, utcnow())
         return [command_json(c) for c in taken]
 
-    async def wait(self, device: uuid.UUID, seconds: float) -> bool:
-        """Until a command for the device is committed in this process (True: there is
-        one to take), or `seconds` have passed (False)."""
-        return await self.waiters.wait(device, seconds)
+    def watch(self, device: uuid.UUID) -> AbstractContextManager[Watch]:
+        """A long poll's wake-up: its `wait` returns True once a command for the device
+        was committed in this process since the last `wait` (one committed while the poll
+        read the database included)."""
+        return self.waiters.watch(device)
 
     async def complete(
         self,

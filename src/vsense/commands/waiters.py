@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+
+class Watch:
+    """One long poll's wake-up, registered for the whole poll: a command committed while
+    the poll is reading the database (not waiting yet) is not lost, the next `wait`
+    returns at once."""
+
+    def __init__(self, waiters: CommandWaiters) -> None:
+        self._waiters = waiters
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Until a command for the device was committed in this process since the last
+        `wait` (True), or `seconds` have passed or the process is stopping (False)."""
+        if not self._woken.is_set() and not self._waiters.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), seconds)
+        woken = self._woken.is_set() and not self._waiters.stopping
+        self._woken.clear()
+        return woken
 
 
 class CommandWaiters:
@@ -12,39 +36,35 @@ class CommandWaiters:
     at once; commands created by other processes are found by the poll's own checks."""
 
     def __init__(self) -> None:
-        self._events: dict[uuid.UUID, asyncio.Event] = {}
+        self._watches: dict[uuid.UUID, set[Watch]] = {}
         # Set when the process is asked to stop: every poll answers at once.
         self.stopping = False
         # Told of every committed command too: the MQTT bridge pushes to its devices.
         self.listeners: list[Callable[[uuid.UUID], None]] = []
 
     def wake(self, device: uuid.UUID) -> None:
-        event = self._events.get(device)
-        if event is not None:
-            event.set()
+        for watch in self._watches.get(device, ()):
+            watch.wake()
         for listener in self.listeners:
             listener(device)
 
     def stop(self) -> None:
         """The process is stopping: wake every poll, and let none wait again."""
         self.stopping = True
-        for event in self._events.values():
-            event.set()
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.wake()
 
-    async def wait(self, device: uuid.UUID, seconds: float) -> bool:
-        """Until a command for the device is committed in this process (True), or
-        `seconds` have passed or the process is stopping (False)."""
-        if self.stopping:
-            return False
-        event = self._events.setdefault(device, asyncio.Event())
-        woken = False
+    @contextlib.contextmanager
+    def watch(self, device: uuid.UUID) -> Iterator[Watch]:
+        """A long poll's wake-up for `device`, from before its first look at the
+        database until it answers."""
+        watch = Watch(self)
+        self._watches.setdefault(device, set()).add(watch)
         try:
-            await asyncio.wait_for(event.wait(), seconds)
-            woken = not self.stopping
-        except TimeoutError:
-            pass
+            yield watch
         finally:
-            event.clear()
-            if self._events.get(device) is event and not event.is_set():
-                self._events.pop(device, None)
-        return woken
+            watches = self._watches[device]
+            watches.discard(watch)
+            if not watches:
+                del self._watches[device]

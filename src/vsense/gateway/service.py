@@ -197,21 +197,22 @@ class Gateway:
             async with self.database.write() as session:
                 came_back = await self.liveness.sign_of_life(session, device, "command_poll")
                 await self.outbox.emit_many(session, came_back)
-        woken = False  # by a command committed in this process: no need to look first
-        while True:
-            waiting = woken
-            if not waiting:
-                async with self.database.read_sessionmaker() as session:
-                    waiting = await self.commands.pending(session, device.uuid)
-            if waiting:
-                async with self.database.write() as session:
-                    commands = await self.commands.take(session, device.uuid)
-                if commands:
-                    return commands
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.commands.waiters.stopping:
-                return []
-            woken = await self.commands.wait(device.uuid, min(remaining, POLL_INTERVAL))
+        with self.commands.watch(device.uuid) as watch:
+            woken = False  # by a command committed in this process: no need to look first
+            while True:
+                waiting = woken
+                if not waiting:
+                    async with self.database.read_sessionmaker() as session:
+                        waiting = await self.commands.pending(session, device.uuid)
+                if waiting:
+                    async with self.database.write() as session:
+                        commands = await self.commands.take(session, device.uuid)
+                    if commands:
+                        return commands
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.commands.waiters.stopping:
+                    return []
+                woken = await watch.wait(min(remaining, POLL_INTERVAL))
 
     async def command_result(
         self,
