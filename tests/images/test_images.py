@@ -297,6 +297,22 @@ async def test_the_same_upload_again_is_accepted_and_a_different_one_refused_onc
     assert (await device.upload(request_id, "raw", raw)).status_code == 409
 
 
+async def test_a_snapshot_is_remembered_once_its_second_upload_commits(api: Api) -> None:
+    admin = await api.organization()
+    device = await camera(admin)
+    request_id = (await ask(admin, device))["meta"]["request_id"]
+    ready = api.state.snapshots.ready
+    raw, annotated = picture(), picture("JPEG")
+    assert (await device.upload(request_id, "raw", raw)).status_code == 204
+    assert ready.request(uuid.UUID(request_id)) is None  # half uploaded: not final yet
+    assert (await device.upload(request_id, "annotated", annotated)).status_code == 204
+    remembered = ready.request(uuid.UUID(request_id))
+    assert remembered is not None
+    assert remembered.types == {"raw": "image/png", "annotated": "image/jpeg"}
+    for kind, data in (("raw", raw), ("annotated", annotated)):
+        assert ready.image(f"{request_id}_{kind}", remembered.sha256[kind]) == data
+
+
 async def test_offline_devices_are_refused(api: Api) -> None:
     admin = await api.organization()
     device = await camera(admin, online=False)

@@ -2,8 +2,10 @@
 
 A ready snapshot no longer changes: its media types and SHA-256 are final, and bytes
 found under a (key, SHA-256) pair are those bytes for good. So serving a link needs
-neither a database read nor a store read when the same snapshot was served a moment
-ago (a dashboard that refreshes, a webhook receiver and a person opening the same link).
+neither a database read nor a store read when the same snapshot was uploaded to this
+process or served by it a moment ago (the integrator that polls its links until they
+are ready, a dashboard that refreshes, a webhook receiver and a person opening the same
+link).
 What can still happen to a ready snapshot is its deletion: retention in this process
 clears the cache; a device deleted in any process is seen within `REQUEST_TTL_S`.
 """
@@ -14,6 +16,9 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from vsense.images.links import KINDS
+from vsense.models import ImageRequest
 
 REQUEST_TTL_S = 30.0
 MAX_REQUESTS = 20_000
@@ -27,6 +32,15 @@ class ReadyImages:
     request_id: uuid.UUID
     types: dict[str, str]
     sha256: dict[str, str]
+
+    @classmethod
+    def of(cls, request: ImageRequest) -> ReadyImages:
+        """What a request's row says of its uploaded kinds (all of them once ready)."""
+        return cls(
+            request.id,
+            {k: t for k in KINDS if (t := getattr(request, f"{k}_type")) is not None},
+            {k: h for k in KINDS if (h := getattr(request, f"{k}_sha256")) is not None},
+        )
 
 
 class ReadyCache:

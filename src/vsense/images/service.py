@@ -21,7 +21,7 @@ from vsense.devices import repository as devices_repository
 from vsense.devices.service import parse_device_uuid
 from vsense.images import repository
 from vsense.images.cache import ReadyImages
-from vsense.images.links import KINDS, link_pair, verify
+from vsense.images.links import link_pair, verify
 from vsense.images.schemas import (
     ImageRequested,
     ImageRequestItem,
@@ -235,15 +235,9 @@ async def _ready_or_answer(
         raise CaptureFailed(
             f"The device did not deliver the snapshot ({request.error or 'timeout'})."
         )
-    types: dict[str, str] = {
-        k: t for k in KINDS if (t := getattr(request, f"{k}_type")) is not None
-    }
-    hashes: dict[str, str] = {
-        k: h for k in KINDS if (h := getattr(request, f"{k}_sha256")) is not None
-    }
-    if kind not in hashes or kind not in types:
+    found = ReadyImages.of(request)
+    if kind not in found.sha256 or kind not in found.types:
         raise _Pending()
-    found = ReadyImages(request.id, types, hashes)
     if request.status == READY:  # final from now on
         snapshots.ready.remember_request(found)
     return found

@@ -13,7 +13,9 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.commands.service import CommandOutcome
+from vsense.db import on_commit
 from vsense.images import repository
+from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
 from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
@@ -115,13 +117,20 @@ async def store_upload(
         raise Conflict("The request has failed or timed out; the upload is no longer wanted.")
     # Stored before it is recorded: a crash in between leaves a file that retention
     # removes, never a row that points at nothing.
-    await snapshots.store.put(f"{request.id}_{kind}", image.data, image.media_type)
+    key = f"{request.id}_{kind}"
+    await snapshots.store.put(key, image.data, image.media_type)
+    # Bytes under (key, SHA-256) are those bytes for good: the links that will ask for
+    # them right away are served without reading the store.
+    snapshots.ready.remember_image(key, image.sha256, image.data)
     recorded = await repository.record_upload(
         session, request, kind, image.media_type, image.sha256, len(image.data), now
     )
     if recorded:
         body = image_body(snapshots, request, int(now.timestamp()))
         await outbox.emit(session, device_uuid=device, event=IMAGE_EVENT, body=body)
+        ready = ReadyImages.of(request)
+        # Final once committed: its links need no database read from then on.
+        on_commit(session, ("ready", request.id), lambda: snapshots.ready.remember_request(ready))
 
 
 async def capture_result(session: AsyncSession, outcome: CommandOutcome) -> None:
