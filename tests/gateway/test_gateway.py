@@ -486,7 +486,7 @@ async def test_lone_surrogates_are_refused_in_every_stored_text(api: Api) -> Non
 
 
 async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api) -> None:
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
     from vsense.models import DeviceCommand
 
@@ -496,8 +496,12 @@ async def test_the_retention_job_purges_commands_that_expired_long_ago(api: Api)
     async with session_scope(api.state.sessionmaker) as session:
         old = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
         recent = await api.state.commands.create(session, uuid.UUID(device.uuid), "reboot")
-        old.created = utcnow() - retention - timedelta(days=1)
-        old.expires_at = old.created + api.state.settings.command_ttl
+        created = utcnow() - retention - timedelta(days=1)
+        await session.execute(
+            update(DeviceCommand)
+            .where(DeviceCommand.id == old.id)
+            .values(created=created, expires_at=created + api.state.settings.command_ttl)
+        )
         old_id, recent_id = old.id, recent.id
     await BackgroundRuntime(api.state).purge_once()
     async with session_scope(api.state.sessionmaker) as session:

@@ -1,32 +1,54 @@
-"""All SQL of device commands."""
+"""All SQL of device commands.
+
+Core statements on the table, not the ORM: commands are written and taken on the device
+paths (a snapshot's request, long poll and result), where the unit of work and ORM rows
+cost more than the statements themselves.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.models import DeviceCommand
 
 TAKE_AT_ONCE = 20
+COMMANDS = cast(Table, DeviceCommand.__table__)
+_ADD = insert(COMMANDS)
 
 
-async def add_command(session: AsyncSession, command: DeviceCommand) -> None:
-    session.add(command)
-    await session.flush()
+async def add_command(
+    session: AsyncSession,
+    command_id: uuid.UUID,
+    device: uuid.UUID,
+    command_type: str,
+    arguments: dict[str, Any],
+    created: datetime,
+    expires_at: datetime,
+) -> None:
+    values = {
+        "id": command_id,
+        "device_uuid": device,
+        "type": command_type,
+        "arguments": arguments,
+        "created": created,
+        "expires_at": expires_at,
+    }
+    await session.execute(_ADD, values)
 
 
 # Built once: the keepalives' batched look-up.
 _PENDING_AMONG = (
-    select(DeviceCommand.device_uuid)
+    select(COMMANDS.c.device_uuid)
     .where(
-        DeviceCommand.device_uuid.in_(bindparam("devices", expanding=True)),
-        DeviceCommand.taken_at.is_(None),
-        DeviceCommand.expires_at > bindparam("now"),
+        COMMANDS.c.device_uuid.in_(bindparam("devices", expanding=True)),
+        COMMANDS.c.taken_at.is_(None),
+        COMMANDS.c.expires_at > bindparam("now"),
     )
     .distinct()
 )
@@ -40,31 +62,47 @@ async def devices_with_pending_commands(
     return set(found)
 
 
-async def take_pending_commands(
-    session: AsyncSession, device: uuid.UUID, now: datetime
-) -> Sequence[DeviceCommand]:
-    """Pending, unexpired commands of a device, oldest first, marked as taken (one
-    statement)."""
+def _take(postgres: bool) -> Any:
     pending = (
-        select(DeviceCommand.id)
+        select(COMMANDS.c.id)
         .where(
-            DeviceCommand.device_uuid == device,
-            DeviceCommand.taken_at.is_(None),
-            DeviceCommand.expires_at > now,
+            COMMANDS.c.device_uuid == bindparam("device"),
+            COMMANDS.c.taken_at.is_(None),
+            COMMANDS.c.expires_at > bindparam("now"),
         )
-        .order_by(DeviceCommand.created)
+        .order_by(COMMANDS.c.created)
         .limit(TAKE_AT_ONCE)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         pending = pending.with_for_update(skip_locked=True)
-    taken = await session.scalars(
-        update(DeviceCommand)
-        .where(DeviceCommand.id.in_(pending.scalar_subquery()))
-        .values(taken_at=now)
-        .returning(DeviceCommand),
-        execution_options={"synchronize_session": False},
+    return (
+        update(COMMANDS)
+        .where(COMMANDS.c.id.in_(pending.scalar_subquery()))
+        .values(taken_at=bindparam("now"))
+        .returning(COMMANDS.c.id, COMMANDS.c.type, COMMANDS.c.arguments, COMMANDS.c.created)
     )
+
+
+# Built once per backend: a long poll's or keepalive's take.
+_TAKE = {True: _take(postgres=True), False: _take(postgres=False)}
+
+
+async def take_pending_commands(
+    session: AsyncSession, device: uuid.UUID, now: datetime
+) -> list[Row[Any]]:
+    """Pending, unexpired commands of a device, oldest first, marked as taken (one
+    statement): rows of `id`, `type`, `arguments` and `created`."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    taken = await session.execute(_TAKE[postgres], {"device": device, "now": now})
     return sorted(taken.all(), key=lambda command: (command.created, str(command.id)))
+
+
+_COMPLETE = (
+    update(COMMANDS)
+    .where(COMMANDS.c.id == bindparam("command"), COMMANDS.c.device_uuid == bindparam("device"))
+    .values(completed_at=bindparam("now"), ok=bindparam("ok"), error=bindparam("error"))
+    .returning(COMMANDS.c.type)
+)
 
 
 async def complete_command(
@@ -76,12 +114,8 @@ async def complete_command(
     error: str | None,
 ) -> str | None:
     """Record a command's result; its type, or None when the device has no such command."""
-    kind: str | None = await session.scalar(
-        update(DeviceCommand)
-        .where(DeviceCommand.id == command_id, DeviceCommand.device_uuid == device)
-        .values(completed_at=now, ok=ok, error=error)
-        .returning(DeviceCommand.type)
-    )
+    parameters = {"command": command_id, "device": device, "now": now, "ok": ok, "error": error}
+    kind: str | None = await session.scalar(_COMPLETE, parameters)
     return kind
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,6 @@ from vsense.db import on_commit
 from vsense.kit.cache import TTLCache
 from vsense.kit.errors import NotFound
 from vsense.kit.time import utcnow
-from vsense.models import DeviceCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +38,27 @@ IDLE = "device-commands"  # namespace (and change topic) of the devices known to
 ResultHandler = Callable[[AsyncSession, CommandOutcome], Awaitable[None]]
 
 
-def command_json(command: DeviceCommand) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command as it was queued."""
+
+    id: uuid.UUID
+    device: uuid.UUID
+    type: str
+    arguments: dict[str, Any]
+    created: datetime
+    expires_at: datetime
+
+
+def command_json(
+    command_id: uuid.UUID, command_type: str, created: datetime, arguments: dict[str, Any]
+) -> dict[str, Any]:
     """A command as a device receives it: `{"id", "type", "created", ...arguments}`."""
     return {
-        **command.arguments,
-        "id": str(command.id),
-        "type": command.type,
-        "created": int(command.created.timestamp()),
+        **arguments,
+        "id": str(command_id),
+        "type": command_type,
+        "created": int(created.timestamp()),
     }
 
 
@@ -92,18 +106,19 @@ class Commands:
         device: uuid.UUID,
         command_type: str,
         arguments: dict[str, Any] | None = None,
-    ) -> DeviceCommand:
+    ) -> Command:
         """Queue a command for a device (it takes it on its next keepalive or long poll)."""
         now = utcnow()
-        command = DeviceCommand(
-            id=uuid.uuid4(),
-            device_uuid=device,
-            type=command_type,
-            arguments=arguments or {},
-            created=now,
-            expires_at=now + self.ttl,
+        command = Command(uuid.uuid4(), device, command_type, arguments or {}, now, now + self.ttl)
+        await repository.add_command(
+            session,
+            command.id,
+            device,
+            command.type,
+            command.arguments,
+            command.created,
+            command.expires_at,
         )
-        await repository.add_command(session, command)
         self._changes.announce(session, IDLE, device)
         # Woken once the command is committed: a poll woken before would not see it yet.
         on_commit(session, ("commands", device), lambda: self.waiters.wake(device))
@@ -131,7 +146,7 @@ class Commands:
     async def take(self, session: AsyncSession, device: uuid.UUID) -> list[dict[str, Any]]:
         """A device's pending commands, marked taken, as the device receives them."""
         taken = await repository.take_pending_commands(session, device, utcnow())
-        return [command_json(c) for c in taken]
+        return [command_json(c.id, c.type, c.created, c.arguments) for c in taken]
 
     def watch(self, device: uuid.UUID) -> AbstractContextManager[Watch]:
         """A long poll's wake-up: its `wait` returns True once a command for the device
