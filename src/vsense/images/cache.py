@@ -16,9 +16,11 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from vsense.images.links import KINDS
-from vsense.models import ImageRequest
 
 REQUEST_TTL_S = 30.0
 MAX_REQUESTS = 20_000
@@ -34,7 +36,7 @@ class ReadyImages:
     sha256: dict[str, str]
 
     @classmethod
-    def of(cls, request: ImageRequest) -> ReadyImages:
+    def of(cls, request: Row[Any]) -> ReadyImages:
         """What a request's row says of its uploaded kinds (all of them once ready)."""
         return cls(
             request.id,

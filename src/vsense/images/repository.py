@@ -5,62 +5,92 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import Row, Table, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.images.links import KINDS, ImageKind
 from vsense.models import Device, DeviceCommand, ImageRequest
 from vsense.models.images import FAILED, PENDING, READY
+
+# Core statements on the tables, built once: a snapshot's request, uploads and links are
+# a burst of small writes and reads, where the unit of work and ORM rows cost more than
+# the statements. A request is a row of the table (attributes named as its columns).
+REQUESTS = cast(Table, ImageRequest.__table__)
+_DEVICES = cast(Table, Device.__table__)
+_LOCK_DEVICE = (
+    select(_DEVICES.c.uuid).where(_DEVICES.c.uuid == bindparam("device")).with_for_update()
+)
+_PENDING_FOR_DEVICE = select(REQUESTS).where(
+    REQUESTS.c.device_uuid == bindparam("device"), REQUESTS.c.status == PENDING
+)
+_ADD = insert(REQUESTS)
+_GET = select(REQUESTS).where(REQUESTS.c.id == bindparam("id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
+
+def _record(kind: str) -> Any:
+    return (
+        update(REQUESTS)
+        .where(REQUESTS.c.id == bindparam("request"))
+        .values(
+            {
+                f"{kind}_type": bindparam("media_type"),
+                f"{kind}_sha256": bindparam("sha256"),
+                f"{kind}_size": bindparam("size"),
+                "status": bindparam("status"),
+                "ready_at": bindparam("ready_at"),
+            }
+        )
+        .returning(REQUESTS)
+    )
+
+
+_RECORD = {kind: _record(kind) for kind in KINDS}
 
 
 async def lock_device(session: AsyncSession, device: uuid.UUID) -> None:
     """Serialise snapshot requests of one device (PostgreSQL; SQLite writers are serial)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(Device.uuid).where(Device.uuid == device).with_for_update())
+        await session.execute(_LOCK_DEVICE, {"device": device})
 
 
-async def pending_for_device(session: AsyncSession, device: uuid.UUID) -> ImageRequest | None:
-    request: ImageRequest | None = await session.scalar(
-        select(ImageRequest).where(
-            ImageRequest.device_uuid == device, ImageRequest.status == PENDING
-        )
-    )
-    return request
+async def pending_for_device(session: AsyncSession, device: uuid.UUID) -> Row[Any] | None:
+    return (await session.execute(_PENDING_FOR_DEVICE, {"device": device})).first()
 
 
-async def add(session: AsyncSession, request: ImageRequest) -> None:
-    session.add(request)
-    await session.flush()
+async def add(session: AsyncSession, request: dict[str, Any]) -> None:
+    """Insert a request, given as its columns' values."""
+    await session.execute(_ADD, request)
 
 
-async def get(session: AsyncSession, request_id: uuid.UUID) -> ImageRequest | None:
-    return await session.get(ImageRequest, request_id)
+async def get(session: AsyncSession, request_id: uuid.UUID) -> Row[Any] | None:
+    return (await session.execute(_GET, {"id": request_id})).first()
 
 
-async def get_for_update(session: AsyncSession, request_id: uuid.UUID) -> ImageRequest | None:
-    statement = select(ImageRequest).where(ImageRequest.id == request_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    request: ImageRequest | None = await session.scalar(statement)
-    return request
+async def get_for_update(session: AsyncSession, request_id: uuid.UUID) -> Row[Any] | None:
+    """A request, locked for the rest of the transaction on PostgreSQL."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = _GET_FOR_UPDATE if postgres else _GET
+    return (await session.execute(statement, {"id": request_id})).first()
 
 
 async def list_for_device(
     session: AsyncSession, device: uuid.UUID, *, offset: int, limit: int
-) -> tuple[Sequence[ImageRequest], int]:
+) -> tuple[Sequence[Row[Any]], int]:
     """A device's requests, newest first, and how many there are."""
     requests = (
-        await session.scalars(
-            select(ImageRequest)
-            .where(ImageRequest.device_uuid == device)
-            .order_by(ImageRequest.created.desc(), ImageRequest.id.desc())
+        await session.execute(
+            select(REQUESTS)
+            .where(REQUESTS.c.device_uuid == device)
+            .order_by(REQUESTS.c.created.desc(), REQUESTS.c.id.desc())
             .offset(offset)
             .limit(limit)
         )
     ).all()
     total = await session.scalar(
-        select(func.count()).select_from(ImageRequest).where(ImageRequest.device_uuid == device)
+        select(func.count()).select_from(REQUESTS).where(REQUESTS.c.device_uuid == device)
     )
     return requests, int(total or 0)
 
@@ -112,22 +142,28 @@ async def overdue(session: AsyncSession, now: datetime, limit: int) -> list[uuid
 
 async def record_upload(
     session: AsyncSession,
-    request: ImageRequest,
-    kind: str,
+    request: Row[Any],
+    kind: ImageKind,
     media_type: str,
     sha256: str,
     size: int,
     now: datetime,
-) -> bool:
-    """Record one kind's upload; True when the request became ready with it."""
-    setattr(request, f"{kind}_type", media_type)
-    setattr(request, f"{kind}_sha256", sha256)
-    setattr(request, f"{kind}_size", size)
-    if request.raw_sha256 is not None and request.annotated_sha256 is not None:
-        request.status = READY
-        request.ready_at = now
-    await session.flush()
-    return request.status == READY
+) -> Row[Any]:
+    """Record one kind's upload of a request read for update: the request as it is now
+    (ready once both kinds are there)."""
+    others_there = all(
+        getattr(request, f"{other}_sha256") is not None for other in KINDS if other != kind
+    )
+    parameters = {
+        "request": request.id,
+        "media_type": media_type,
+        "sha256": sha256,
+        "size": size,
+        "status": READY if others_there else request.status,
+        "ready_at": now if others_there else request.ready_at,
+    }
+    recorded = (await session.execute(_RECORD[kind], parameters)).one()
+    return recorded
 
 
 async def delete_created_before(session: AsyncSession, cutoff: datetime) -> int:

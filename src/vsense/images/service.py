@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
@@ -33,7 +34,6 @@ from vsense.kit.errors import AppError, Conflict, Forbidden, NotFound
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import ListMeta
 from vsense.kit.time import utcnow
-from vsense.models import ImageRequest
 from vsense.models.images import FAILED, PENDING, READY
 
 CAPTURE_COMMAND = "capture_image"
@@ -62,12 +62,13 @@ class LinkAnswer:
     media_type: str | None = None
 
 
-def effective_status(request: ImageRequest, now: datetime) -> str:
+def effective_status(request: Row[Any], now: datetime) -> str:
     """pending, ready or failed as stored, a pending request past its capture deadline
     counting as failed before the sweep has recorded it."""
-    if request.status == PENDING and request.capture_deadline <= now:
+    status: str = request.status
+    if status == PENDING and request.capture_deadline <= now:
         return FAILED
-    return request.status
+    return status
 
 
 async def _visible_device(session: AsyncSession, principal: Principal, raw: str) -> Any:
@@ -100,15 +101,16 @@ async def request_image(
         await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
         request = None
     if request is None:
-        request = await _new_request(session, snapshots, commands, device, request_base, now)
+        request_id, expires_at = await _new_request(
+            session, snapshots, commands, device, request_base, now
+        )
+        status = PENDING
+    else:
+        request_id, status, expires_at = request.id, request.status, request.expires_at
     base = snapshots.public_base(request_base)
     return ImageRequested(
-        data=link_pair(snapshots.link_key, base, request.id, request.expires_at),
-        meta=ImageRequestMeta(
-            request_id=str(request.id),
-            status=request.status,
-            expires_at=request.expires_at,
-        ),
+        data=link_pair(snapshots.link_key, base, request_id, expires_at),
+        meta=ImageRequestMeta(request_id=str(request_id), status=status, expires_at=expires_at),
     )
 
 
@@ -119,24 +121,28 @@ async def _new_request(
     device: uuid.UUID,
     request_base: str,
     now: datetime,
-) -> ImageRequest:
+) -> tuple[uuid.UUID, datetime]:
+    """A new pending request and its command: its id and when its links expire."""
     settings = snapshots.settings
     request_id = uuid.uuid4()
     command = await commands.create(
         session, device, CAPTURE_COMMAND, {"request_id": str(request_id)}
     )
-    request = ImageRequest(
-        id=request_id,
-        device_uuid=device,
-        command_id=command.id,
-        status=PENDING,
-        created=now,
-        expires_at=now + settings.image_link_ttl,
-        capture_deadline=now + settings.image_capture_timeout,
-        base_url=snapshots.public_base(request_base)[:300],
+    expires_at = now + settings.image_link_ttl
+    await repository.add(
+        session,
+        {
+            "id": request_id,
+            "device_uuid": device,
+            "command_id": command.id,
+            "status": PENDING,
+            "created": now,
+            "expires_at": expires_at,
+            "capture_deadline": now + settings.image_capture_timeout,
+            "base_url": snapshots.public_base(request_base)[:300],
+        },
     )
-    await repository.add(session, request)
-    return request
+    return request_id, expires_at
 
 
 async def list_images(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.commands.service import CommandOutcome
@@ -20,7 +21,6 @@ from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
 from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
 from vsense.kit.time import utcnow
-from vsense.models import ImageRequest
 from vsense.models.images import PENDING, READY
 from vsense.webhooks.outbox import Outbox
 
@@ -52,7 +52,7 @@ def media_type_of(data: bytes) -> str | None:
     return media_type if width > 0 and height > 0 else None
 
 
-def image_body(snapshots: Snapshots, request: ImageRequest, timestamp: int) -> dict[str, Any]:
+def image_body(snapshots: Snapshots, request: Row[Any], timestamp: int) -> dict[str, Any]:
     """The `image` webhook event (spec/delivery.md)."""
     base = snapshots.settings.public_url or request.base_url
     return {
@@ -125,10 +125,10 @@ async def store_upload(
     recorded = await repository.record_upload(
         session, request, kind, image.media_type, image.sha256, len(image.data), now
     )
-    if recorded:
-        body = image_body(snapshots, request, int(now.timestamp()))
+    if recorded.status == READY:
+        body = image_body(snapshots, recorded, int(now.timestamp()))
         await outbox.emit(session, device_uuid=device, event=IMAGE_EVENT, body=body)
-        ready = ReadyImages.of(request)
+        ready = ReadyImages.of(recorded)
         # Final once committed: its links need no database read from then on.
         on_commit(session, ("ready", request.id), lambda: snapshots.ready.remember_request(ready))
 
