@@ -49,11 +49,18 @@ class ChangeFeed:
         self.shared = url.get_backend_name() == "postgresql"
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._listeners: dict[str, list[Listener]] = {}
+        self._committed: dict[str, list[Listener]] = {}
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, topic: str, listener: Listener) -> None:
         self._listeners.setdefault(topic, []).append(listener)
+
+    def on_committed(self, topic: str, listener: Listener) -> None:
+        """Have `listener` told of a change of `topic` heard from the database, so known
+        committed: another process's (and this process's own, heard back a moment after
+        its commit). Nothing is heard this way on SQLite, where no other process is."""
+        self._committed.setdefault(topic, []).append(listener)
 
     def horizon(self, ttl: float) -> float:
         """How long a cache entry may be trusted now: its `ttl` while every change is
@@ -75,6 +82,13 @@ class ChangeFeed:
         """Drop what a change makes stale in this process (`topic:key`)."""
         topic, _, key = payload.partition(":")
         for listener in self._listeners.get(topic, ()):
+            listener(key)
+
+    def _heard(self, payload: str) -> None:
+        """A change heard on the LISTEN connection: committed."""
+        self.deliver(payload)
+        topic, _, key = payload.partition(":")
+        for listener in self._committed.get(topic, ()):
             listener(key)
 
     def forget_everything(self) -> None:
@@ -113,7 +127,7 @@ class ChangeFeed:
         connection = await asyncpg.connect(self._dsn)
         try:
             connection.add_termination_listener(lambda *_: lost.set())
-            await connection.add_listener(CHANNEL, lambda *args: self.deliver(args[3]))
+            await connection.add_listener(CHANNEL, lambda *args: self._heard(args[3]))
             # What was announced before this connection listened is unknown: start afresh.
             self.forget_everything()
             self.listening.set()

@@ -154,6 +154,20 @@ async def test_a_command_created_by_one_process_comes_with_a_keepalive_the_other
     assert (await device.keepalive()).json() == {"commands": []}  # taken once
 
 
+async def test_a_command_created_by_one_process_wakes_a_long_poll_of_the_other(
+    api: Api, peer: Components, peer_client: httpx.AsyncClient
+) -> None:
+    admin = await api.organization()
+    device = Sensor(peer_client, await admin.device(app_type="VCZ"))
+    assert (await device.keepalive()).status_code == 200  # online
+    with peer.commands.watch(uuid.UUID(device.uuid)) as poll:  # a long poll waits there
+        asked = await admin.post(f"/api/v1/devices/{device.uuid}/image")
+        assert asked.status_code == 200, asked.text
+        # Woken by the commit heard from the database, not by its own next look: a wait
+        # that ends without a wake-up says False.
+        assert await poll.wait(20) is True
+
+
 async def test_the_keepalive_webhook_is_throttled_across_processes(
     api: Api, peer: Components, peer_client: httpx.AsyncClient
 ) -> None:

@@ -66,7 +66,8 @@ class Commands:
     """The commands of a process's devices, and the wake-ups of those waiting for them.
 
     A command created here wakes its device's long poll (and the MQTT push) once it is
-    committed; commands created by other processes are found by the polls' own reads.
+    committed; one created by another process wakes the polls here when its commit is
+    heard (`ChangeFeed.on_committed`, PostgreSQL), else the polls' own reads find it.
 
     Most keepalives find no command: a device found without one is remembered as idle
     (`idle`, for `auth_cache_ttl` while `changes` hears every process, else at most a
@@ -81,12 +82,20 @@ class Commands:
         self._changes = changes
         self._idle = TTLCache(ttl=settings.auth_cache_ttl.total_seconds(), max_entries=200_000)
         changes.subscribe(IDLE, self._heard)
+        changes.on_committed(IDLE, self._committed_elsewhere)
 
     def _heard(self, key: str) -> None:
         if key == EVERYTHING:
             self._idle.invalidate(IDLE)
         else:
             self._idle.discard(IDLE, uuid.UUID(key))
+
+    def _committed_elsewhere(self, key: str) -> None:
+        # A command committed by another process wakes this one's polls of the device.
+        # (This process's own, heard back after its commit, finds its poll gone or
+        # costs it one more look.)
+        if key != EVERYTHING:
+            self.waiters.wake_polls(uuid.UUID(key))
 
     def idle(self, device: uuid.UUID) -> bool:
         """Whether the device is known to have no pending command, without the database."""

@@ -32,8 +32,8 @@ class Watch:
 
 
 class CommandWaiters:
-    """In-process wake-ups for long polls: a command created here wakes its device's poll
-    at once; commands created by other processes are found by the poll's own checks."""
+    """Wake-ups for the long polls of this process: a command committed here or heard of
+    from another process (`wake_polls`) ends its device's wait at once."""
 
     def __init__(self) -> None:
         self._watches: dict[uuid.UUID, set[Watch]] = {}
@@ -43,10 +43,15 @@ class CommandWaiters:
         self.listeners: list[Callable[[uuid.UUID], None]] = []
 
     def wake(self, device: uuid.UUID) -> None:
-        for watch in self._watches.get(device, ()):
-            watch.wake()
+        """A command for `device` was committed in this process."""
+        self.wake_polls(device)
         for listener in self.listeners:
             listener(device)
+
+    def wake_polls(self, device: uuid.UUID) -> None:
+        """Only the long polls of `device` (a command committed by another process)."""
+        for watch in self._watches.get(device, ()):
+            watch.wake()
 
     def stop(self) -> None:
         """The process is stopping: wake every poll, and let none wait again."""

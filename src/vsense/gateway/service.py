@@ -30,7 +30,8 @@ from vsense.webhooks.outbox import Outbox
 
 MAX_WAIT = 55
 # A long poll also looks at the database this often, for commands created by another
-# server process (this process's own wake it at once).
+# server process while its commit was not heard (this process's own, and those heard
+# from the others, wake it at once).
 POLL_INTERVAL = 1.0
 
 # A command as a device receives it: `{"id", "type", "created", ...arguments}`.
