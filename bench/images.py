@@ -24,7 +24,9 @@ database with the same onboarded devices and tokens, and (a) runs again against 
 fresh simulated sensors: the same steps over the same SQL tables, with nothing around
 them. Its figures are printed beside vsense's, with lean / vsense of the p50 and the p99
 of request to ready: a ratio holds on a noisy machine where absolute times do not.
-`--no-lean` leaves it out.
+`--no-lean` leaves it out. `--workers N` runs vsense on PostgreSQL as N server processes
+(a long poll is woken by a command another process committed as soon as that commit is
+heard on the change feed).
 
 Run from the repository root:
 
@@ -397,12 +399,14 @@ class Options:
     markdown: Path | None
     profile: Path | None = None
     lean: bool = True
+    workers: int = 1  # of vsense on PostgreSQL (SQLite serves one process)
 
 
 @dataclass
 class Report:
     backend: str
     version: str
+    workers: int
     ready: ReadyResult
     serving: Measurement
     lean: ReadyResult | None = None  # (a) against the lean reference
@@ -422,9 +426,10 @@ async def run_backend(backend: str, options: Options, work_dir: Path, image: byt
     await run_command([vsense_executable(), "db", "upgrade"], env, work_dir / f"{backend}-db.log")
     admin = {"Authorization": f"Bearer {await seed(data_dir, database_url, 0)}"}
     port = free_port()
+    workers = options.workers if backend == "postgresql" else 1
     command = [
         vsense_executable(), "serve", "--host", HOST, "--port", str(port),
-        "--log-level", "warning",
+        "--log-level", "warning", "--workers", str(workers),
     ]  # fmt: skip
     log_path = work_dir / f"{backend}.log"
     pids: list[int] = []
@@ -447,7 +452,7 @@ async def run_backend(backend: str, options: Options, work_dir: Path, image: byt
             ready = await measured(pids[0], request_to_ready(base_url, admin, sensors[:-1], image))
         ready.errors += first.errors
         print_ready(ready)
-    report = Report(backend, version, ready, serving)
+    report = Report(backend, version, workers, ready, serving)
     problems = log_problems(log_path)
     if problems:
         report.notes.append(f"server log has {len(problems)} error lines: {problems[0][:200]}")
@@ -595,7 +600,8 @@ def markdown(reports: list[Report], ceiling: Measurement, options: Options) -> l
     for report in reports:
         r = report.ready
         met = percentile(r.total_s, 0.99) <= TARGET_P99_S
-        lines.append(row(report.version, "vsense", r, "met" if met else "missed", ""))
+        server = "vsense" if report.workers == 1 else f"vsense x{report.workers} workers"
+        lines.append(row(report.version, server, r, "met" if met else "missed", ""))
         if report.lean is not None:
             versus = (
                 f"{lean_ratio(report.lean.total_s, r.total_s, 0.5):.2f} / "
@@ -666,6 +672,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--profile", type=Path, help="py-spy the server during (a), into this folder"
     )
     parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="vsense's server processes on PostgreSQL"
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not backends or set(backends) - set(BACKENDS):
@@ -686,6 +695,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         markdown=args.markdown,
         profile=args.profile,
         lean=not args.no_lean,
+        workers=max(1, args.workers),
     )
 
 
