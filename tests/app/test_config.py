@@ -89,7 +89,10 @@ async def test_the_embedded_database_and_the_data_folder_are_private(tmp_path: P
         assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
     for extra in data_dir.glob("vsense.db-*"):  # the write-ahead log, when there is one
         assert extra.stat().st_mode & 0o777 == 0o600, extra.name
-    await LocalImageStore(data_dir / "images").put("ab12_raw", b"image", "image/png")
+    async with LocalImageStore(data_dir / "images").stage(
+        "ab12_raw", b"image", "image/png"
+    ) as staged:
+        await staged.keep()
     for path in (data_dir / "images", data_dir / "images" / "ab", data_dir / "images/ab/ab12_raw"):
         assert path.stat().st_mode & 0o077 == 0, path
 

@@ -2,6 +2,12 @@
 
 Keys are `<request_id>_<kind>`. Both stores are safe to share between the tasks of a
 process; blocking calls (file system, boto3) run in worker threads.
+
+An upload is kept in two steps: `stage` before the upload's write transaction opens (the
+bytes written beside the key, nothing replaced), then `Staged.keep` once the transaction
+has checked that the upload is wanted (the key replaced). For the local store the slow
+part, writing the bytes, is then outside the transaction: on SQLite, outside the write
+lock every other write waits for.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,11 +25,21 @@ from vsense.config import Settings
 from vsense.kit.files import private_folder
 
 
+class Staged(Protocol):
+    """Bytes made ready to be kept under a key."""
+
+    async def keep(self) -> None:
+        """Keep them under the key, replacing what was there."""
+
+
 class ImageStore(Protocol):
     """What the image service needs of a store."""
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Keep `data` under `key`, replacing what was there."""
+    def stage(
+        self, key: str, data: bytes, content_type: str
+    ) -> AbstractAsyncContextManager[Staged]:
+        """`data` made ready to be kept under `key`, nothing replaced yet; what is not
+        kept when the block ends is discarded."""
 
     async def get(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there are none."""
@@ -44,21 +61,28 @@ class LocalImageStore:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._write, self.path(key), data)
+    @asynccontextmanager
+    async def stage(self, key: str, data: bytes, content_type: str) -> AsyncIterator[Staged]:
+        path = self.path(key)
+        staged = _StagedFile(await asyncio.to_thread(self._write_beside, path, data), path)
+        try:
+            yield staged
+        finally:
+            if not staged.kept:
+                await asyncio.to_thread(staged.temporary.unlink, missing_ok=True)
 
     @staticmethod
-    def _write(path: Path, data: bytes) -> None:
+    def _write_beside(path: Path, data: bytes) -> Path:
+        """`data` in a new file beside `path` (a crash leaves it to retention)."""
         private_folder(path.parent)
-        # Written beside and renamed: a reader sees the old file or the whole new one.
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        return Path(temporary)
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -88,6 +112,34 @@ class LocalImageStore:
             except FileNotFoundError:
                 continue  # deleted meanwhile by another process
         return deleted
+
+
+class _StagedFile:
+    """A file written beside its key's: kept by a rename, so that a reader sees the old
+    file or the whole new one (a rename is quick: done in the event loop)."""
+
+    def __init__(self, temporary: Path, path: Path) -> None:
+        self.temporary, self.path, self.kept = temporary, path, False
+
+    async def keep(self) -> None:
+        os.replace(self.temporary, self.path)
+        self.kept = True
+
+
+class _StagedObject:
+    """An object to put: S3 has nothing to stage, the put itself is the keeping."""
+
+    def __init__(self, store: S3ImageStore, key: str, data: bytes, content_type: str) -> None:
+        self.store, self.key, self.data, self.content_type = store, key, data, content_type
+
+    async def keep(self) -> None:
+        await asyncio.to_thread(
+            self.store.client.put_object,
+            Bucket=self.store.bucket,
+            Key=self.store.prefix + self.key,
+            Body=self.data,
+            ContentType=self.content_type,
+        )
 
 
 class S3ImageStore:
@@ -122,14 +174,9 @@ class S3ImageStore:
             ),
         )
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(
-            self.client.put_object,
-            Bucket=self.bucket,
-            Key=self.prefix + key,
-            Body=data,
-            ContentType=content_type,
-        )
+    @asynccontextmanager
+    async def stage(self, key: str, data: bytes, content_type: str) -> AsyncIterator[Staged]:
+        yield _StagedObject(self, key, data, content_type)
 
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._get, self.prefix + key)

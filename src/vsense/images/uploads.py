@@ -19,6 +19,7 @@ from vsense.images import repository
 from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
+from vsense.images.storage import Staged
 from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
 from vsense.kit.time import utcnow
 from vsense.models.images import PENDING, READY
@@ -67,16 +68,26 @@ def image_body(snapshots: Snapshots, request: Row[Any], timestamp: int) -> dict[
 
 @dataclass(frozen=True, slots=True)
 class CheckedImage:
-    """The bytes of an upload, known to be a JPEG or PNG image within the size limit."""
+    """The bytes of an upload, known to be a JPEG or PNG image within the size limit,
+    for the request and kind it names."""
 
+    request_id: uuid.UUID
+    kind: ImageKind
     data: bytes
     media_type: str
     sha256: str
 
+    @property
+    def key(self) -> str:
+        """Its key in the image store."""
+        return f"{self.request_id}_{self.kind}"
 
-def check_upload(snapshots: Snapshots, data: bytes) -> CheckedImage:
-    """An upload's bytes checked before any database work (413 too large, 422 not an
-    image)."""
+
+def check_upload(
+    snapshots: Snapshots, request_id: str, kind: ImageKind, data: bytes
+) -> CheckedImage:
+    """An upload checked before any database work (413 too large, 422 not an image, 404
+    not a request id)."""
     max_bytes = snapshots.settings.image_max_bytes
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"An image may be at most {max_bytes} bytes.")
@@ -86,7 +97,11 @@ def check_upload(snapshots: Snapshots, data: bytes) -> CheckedImage:
             "The upload is not a JPEG or PNG image.",
             errors=[field_error("body", "expected the bytes of a JPEG or PNG image")],
         )
-    return CheckedImage(data, media_type, hashlib.sha256(data).hexdigest())
+    try:
+        parsed = uuid.UUID(request_id)
+    except ValueError:
+        raise NotFound("No such image request for this device.") from None
+    return CheckedImage(parsed, kind, data, media_type, hashlib.sha256(data).hexdigest())
 
 
 async def store_upload(
@@ -94,18 +109,15 @@ async def store_upload(
     snapshots: Snapshots,
     outbox: Outbox,
     device: uuid.UUID,
-    request_id: str,
-    kind: ImageKind,
     image: CheckedImage,
+    staged: Staged,
 ) -> None:
-    """Keep one checked image of a capture. The request becomes ready with its second
-    image, and the `image` webhook event is queued in the same transaction. Sending the
-    same bytes again (a retry after a lost answer) is accepted and changes nothing."""
-    try:
-        parsed = uuid.UUID(request_id)
-    except ValueError:
-        raise NotFound("No such image request for this device.") from None
-    request = await repository.get_for_update(session, parsed)
+    """Keep one checked image of a capture, staged in the image store. The request
+    becomes ready with its second image, and the `image` webhook event is queued in the
+    same transaction. Sending the same bytes again (a retry after a lost answer) is
+    accepted and changes nothing."""
+    kind = image.kind
+    request = await repository.get_for_update(session, image.request_id)
     if request is None or request.device_uuid != device:
         raise NotFound("No such image request for this device.")
     if getattr(request, f"{kind}_sha256") == image.sha256:
@@ -115,13 +127,12 @@ async def store_upload(
         raise Conflict("Both images of this request are already uploaded.")
     if request.status != PENDING or request.capture_deadline <= now:
         raise Conflict("The request has failed or timed out; the upload is no longer wanted.")
-    # Stored before it is recorded: a crash in between leaves a file that retention
+    # Kept before it is recorded: a crash in between leaves a file that retention
     # removes, never a row that points at nothing.
-    key = f"{request.id}_{kind}"
-    await snapshots.store.put(key, image.data, image.media_type)
+    await staged.keep()
     # Bytes under (key, SHA-256) are those bytes for good: the links that will ask for
     # them right away are served without reading the store.
-    snapshots.ready.remember_image(key, image.sha256, image.data)
+    snapshots.ready.remember_image(image.key, image.sha256, image.data)
     recorded = await repository.record_upload(
         session, request, kind, image.media_type, image.sha256, len(image.data), now
     )
