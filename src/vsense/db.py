@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -105,9 +106,62 @@ def create_sessionmaker(
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
+# SQLite's writers of one process take turns on an asyncio lock before BEGIN IMMEDIATE.
+# Left to SQLite, a writer that finds the lock taken sleeps in its busy handler (1 ms,
+# then longer, up to 100 ms a time) and misses the moment the lock is free: under a
+# burst of writes the lock then sits idle between writers. The asyncio lock hands it
+# over at once, first come first served. SQLite serves one process, so that is every
+# writer but a command-line tool's, which the busy handler still queues.
+_WRITE_TURNS = "vsense.write_turn"  # session.info: the lock this session's writer holds
+WRITE_TURN_TIMEOUT = 30.0  # as busy_timeout: then the busy handler queues it instead
+# Per connection pool (an engine and its copies with other options share it), with the
+# event loop its lock belongs to (a lock serves one loop).
+_turns: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_turn(pool: Any) -> asyncio.Lock:
+    """The lock the SQLite writers of this process over `pool` take turns on."""
+    loop = asyncio.get_running_loop()
+    found = _turns.get(pool)
+    if found is None or found[0] is not loop:
+        found = _turns[pool] = (loop, asyncio.Lock())
+    return found[1]
+
+
 async def begin_write(session: AsyncSession) -> None:
-    """Mark a fresh session's transaction as a writer (BEGIN IMMEDIATE on SQLite)."""
-    await session.connection(execution_options=WRITE_OPTIONS)
+    """Mark a fresh session's transaction as a writer (BEGIN IMMEDIATE on SQLite, on
+    this process's turn)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        turn = write_turn(bind.pool)  # type: ignore[union-attr]
+        try:
+            async with asyncio.timeout(WRITE_TURN_TIMEOUT):
+                await turn.acquire()
+        except TimeoutError:
+            logger.warning(
+                "no write turn within %s s; SQLite queues the writer", WRITE_TURN_TIMEOUT
+            )
+        else:
+            session.sync_session.info[_WRITE_TURNS] = turn
+    try:
+        await session.connection(execution_options=WRITE_OPTIONS)
+    except BaseException:
+        _end_turn(session.sync_session)
+        raise
+
+
+def _end_turn(session: Session, *_: Any) -> None:
+    turn: asyncio.Lock | None = session.info.pop(_WRITE_TURNS, None)
+    if turn is not None:
+        turn.release()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the writer's transaction, not a savepoint
+        _end_turn(session)
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 
 from tests.environment import TEST_SECRET
 from vsense.config import load_settings
-from vsense.db import create_engine, create_sessionmaker, session_scope
+from vsense.db import create_engine, create_sessionmaker, session_scope, write_turn
 
 # A statement that runs for a few seconds in the connection's thread.
 SLOW = (
@@ -74,5 +74,48 @@ async def test_a_write_cancelled_mid_statement_does_not_keep_the_write_lock(
         async with session_scope(sessionmaker) as session:
             await session.execute(text("UPDATE t SET x = x + 100"))
         assert task.cancelled()
+    finally:
+        await engine.dispose()
+
+
+async def test_writers_take_turns_and_a_turn_ends_with_its_transaction(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="test", secret_key=TEST_SECRET)
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    turn = write_turn(engine.sync_engine.pool)
+    try:
+        async with session_scope(sessionmaker) as session:
+            await session.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert not turn.locked()
+
+        async def insert(value: int, inside: asyncio.Event, hold: asyncio.Event) -> None:
+            async with session_scope(sessionmaker) as session:
+                await session.execute(text("INSERT INTO t VALUES (:x)"), {"x": value})
+                inside.set()
+                await hold.wait()
+                if value < 0:
+                    raise RuntimeError("the unit of work fails: rolled back")
+
+        for first_value, ending in ((1, "commit"), (-1, "error"), (2, "cancel")):
+            inside, hold, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            go_on.set()
+            first = asyncio.create_task(insert(first_value, inside, hold))
+            await inside.wait()
+            assert turn.locked()
+            second = asyncio.create_task(insert(10 + first_value, asyncio.Event(), go_on))
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert not second.done(), "the second writer waits for its turn"
+            if ending == "cancel":
+                first.cancel()
+            else:
+                hold.set()
+            with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+                await first
+            await second
+            assert not turn.locked(), f"the turn outlived a transaction ended by {ending}"
+        async with sessionmaker() as session:
+            values = sorted((await session.execute(text("SELECT x FROM t"))).scalars())
+        assert values == [1, 9, 11, 12]  # the failed and the cancelled inserts rolled back
     finally:
         await engine.dispose()
