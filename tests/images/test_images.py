@@ -209,6 +209,8 @@ async def test_a_device_that_does_not_upload_in_time_fails_the_request(
     later = clock.advance(seconds=api.state.settings.image_capture_timeout.total_seconds() + 1)
     timed_out = await api.client.get(path_of(asked["data"][1]))
     assert timed_out.status_code == 504 and timed_out.json()["status"] == "failed"
+    # Past its deadline the upload is refused, before the sweep has marked it too.
+    assert (await device.upload(request_id, "annotated", picture())).status_code == 409
     assert await BackgroundRuntime(api.state).fail_overdue_images(later) >= 1
     [item] = (await admin.get(f"/api/v1/devices/{device.uuid}/images")).json()["data"]
     assert (item["status"], item["error"]) == ("failed", "timeout")
