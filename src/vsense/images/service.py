@@ -30,6 +30,7 @@ from vsense.images.schemas import (
     ImageRequestMeta,
 )
 from vsense.images.snapshots import Snapshots
+from vsense.images.storage import image_key
 from vsense.kit.errors import AppError, Conflict, Forbidden, NotFound
 from vsense.kit.pagination import page_meta, page_request
 from vsense.kit.schemas import ListMeta
@@ -201,7 +202,7 @@ async def serve_link(
     if if_none_match is not None and _matches(if_none_match, headers["ETag"]):
         return LinkAnswer(304, headers)
     store = snapshots.store
-    key = f"{link.request_id}_{link.kind}"
+    key = image_key(link.request_id, link.kind)
     if snapshots.settings.image_s3_delivery == "redirect":
         location = store.presigned_url(key, remaining)
         if location is not None:

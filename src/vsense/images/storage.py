@@ -1,6 +1,6 @@
 """Where images are kept: one small interface, a local folder and any S3-compatible store.
 
-Keys are `<request_id>_<kind>`. Both stores are safe to share between the tasks of a
+Keys are `<request_id>_<kind>` (`image_key`). Both stores are safe to share between the tasks of a
 process; blocking calls (file system, boto3) run in worker threads.
 
 An upload is kept in two steps: `stage` before the upload's write transaction opens (the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -23,6 +24,11 @@ from typing import Any, Protocol
 
 from vsense.config import Settings
 from vsense.kit.files import private_folder
+
+
+def image_key(request_id: uuid.UUID, kind: str) -> str:
+    """The key of a request's image of one kind."""
+    return f"{request_id}_{kind}"
 
 
 class Staged(Protocol):

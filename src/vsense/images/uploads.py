@@ -19,7 +19,7 @@ from vsense.images import repository
 from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
-from vsense.images.storage import Staged
+from vsense.images.storage import Staged, image_key
 from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
 from vsense.kit.time import utcnow
 from vsense.models.images import PENDING, READY
@@ -80,7 +80,7 @@ class CheckedImage:
     @property
     def key(self) -> str:
         """Its key in the image store."""
-        return f"{self.request_id}_{self.kind}"
+        return image_key(self.request_id, self.kind)
 
 
 def check_upload(
