@@ -62,29 +62,28 @@ async def devices_with_pending_commands(
     return set(found)
 
 
-def _take(postgres: bool) -> Any:
-    pending = (
-        select(COMMANDS.c.id)
-        .where(
-            COMMANDS.c.device_uuid == bindparam("device"),
-            COMMANDS.c.taken_at.is_(None),
-            COMMANDS.c.expires_at > bindparam("now"),
+# Built once: a long poll's or keepalive's take. The rows are locked on PostgreSQL,
+# skipping those another process is taking (SQLite leaves FOR UPDATE out: its writer
+# holds the only write lock).
+_TAKE = (
+    update(COMMANDS)
+    .where(
+        COMMANDS.c.id.in_(
+            select(COMMANDS.c.id)
+            .where(
+                COMMANDS.c.device_uuid == bindparam("device"),
+                COMMANDS.c.taken_at.is_(None),
+                COMMANDS.c.expires_at > bindparam("now"),
+            )
+            .order_by(COMMANDS.c.created)
+            .limit(TAKE_AT_ONCE)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        .order_by(COMMANDS.c.created)
-        .limit(TAKE_AT_ONCE)
     )
-    if postgres:
-        pending = pending.with_for_update(skip_locked=True)
-    return (
-        update(COMMANDS)
-        .where(COMMANDS.c.id.in_(pending.scalar_subquery()))
-        .values(taken_at=bindparam("now"))
-        .returning(COMMANDS.c.id, COMMANDS.c.type, COMMANDS.c.arguments, COMMANDS.c.created)
-    )
-
-
-# Built once per backend: a long poll's or keepalive's take.
-_TAKE = {True: _take(postgres=True), False: _take(postgres=False)}
+    .values(taken_at=bindparam("now"))
+    .returning(COMMANDS.c.id, COMMANDS.c.type, COMMANDS.c.arguments, COMMANDS.c.created)
+)
 
 
 async def take_pending_commands(
@@ -92,8 +91,7 @@ async def take_pending_commands(
 ) -> list[Row[Any]]:
     """Pending, unexpired commands of a device, oldest first, marked as taken (one
     statement): rows of `id`, `type`, `arguments` and `created`."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    taken = await session.execute(_TAKE[postgres], {"device": device, "now": now})
+    taken = await session.execute(_TAKE, {"device": device, "now": now})
     return sorted(taken.all(), key=lambda command: (command.created, str(command.id)))
 
 

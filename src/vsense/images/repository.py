@@ -70,10 +70,9 @@ async def get(session: AsyncSession, request_id: uuid.UUID) -> Row[Any] | None:
 
 
 async def get_for_update(session: AsyncSession, request_id: uuid.UUID) -> Row[Any] | None:
-    """A request, locked for the rest of the transaction on PostgreSQL."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    statement = _GET_FOR_UPDATE if postgres else _GET
-    return (await session.execute(statement, {"id": request_id})).first()
+    """A request, locked for the rest of the transaction on PostgreSQL (SQLite leaves
+    FOR UPDATE out: its writer holds the only write lock)."""
+    return (await session.execute(_GET_FOR_UPDATE, {"id": request_id})).first()
 
 
 async def list_for_device(
