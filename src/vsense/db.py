@@ -152,7 +152,7 @@ async def begin_write(session: AsyncSession) -> None:
         raise
 
 
-def _end_turn(session: Session, *_: Any) -> None:
+def _end_turn(session: Session) -> None:
     turn: asyncio.Lock | None = session.info.pop(_WRITE_TURNS, None)
     if turn is not None:
         turn.release()
