@@ -16,6 +16,7 @@ client's own CPU is in both alike.
     .venv/bin/python bench/images_cpu.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench_x
     .venv/bin/python bench/images_cpu.py                      (SQLite)
     .venv/bin/python bench/images_cpu.py --profile out.prof   (cProfile of vsense's rounds)
+    BENCH_SERVER_PYTHONPATH=<old src> ...   (this script then imports that `vsense`)
 
 The database is dropped and recreated (PostgreSQL) or made in a temporary folder.
 """
@@ -35,11 +36,15 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
+SERVER_PYTHONPATH = os.environ.get("BENCH_SERVER_PYTHONPATH")
+if SERVER_PYTHONPATH:
+    sys.path.insert(0, SERVER_PYTHONPATH)
 
-from harness import recreate_postgres_database, seed
-from images import make_jpeg
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+
+from harness import recreate_postgres_database, seed  # noqa: E402
+from images import make_jpeg  # noqa: E402
 
 BASE = "http://bench"
 
@@ -189,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database-url", help="PostgreSQL (dropped and recreated); else SQLite")
     parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--image-kb", type=int, default=200)
     parser.add_argument("--pool", type=int, default=32, help="vsense's database pool")
     parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
