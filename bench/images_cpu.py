@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import os
 import shutil
 import sys
@@ -113,6 +114,7 @@ async def run(options: argparse.Namespace) -> None:
     import vsense
     from vsense.app import create_app
     from vsense.config import load_settings
+    from vsense.kit.gc_tuning import tune_for_server
     from vsense.migrate import upgrade_async
 
     print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
@@ -144,8 +146,10 @@ async def run(options: argparse.Namespace) -> None:
             apps["lean"] = await stack.enter_async_context(lean_app(url, settings, data_dir))
         for target in apps.values():
             await snapshots(target, admin, devices, image)  # warm: caches, statements
+        tune_for_server()  # as `vsense serve` does once the application is built
         for _ in range(options.rounds):
             for name, target in apps.items():
+                gc.collect()  # the garbage of the last round is not this one's
                 if profile is not None and name == "vsense":
                     profile.enable()
                 started = time.process_time()
