@@ -114,16 +114,19 @@ def create_app(
     )
     install_parts(app, parts.route_parts())
 
+    # Routing tries the routers in this order, route by route: the busiest paths come
+    # first (devices' requests, snapshots and their links, the device list), so that
+    # they are found before the rarer ones are tried. No two routers share a path.
     for router in (
-        accounts_router,
-        me_router,
-        devices_router,
-        payloads_router,
-        groups_router,
-        users_router,
         gateway_router,
         image_upload_router,
         images_router,
+        devices_router,
+        payloads_router,
+        accounts_router,
+        me_router,
+        groups_router,
+        users_router,
         webhooks_router,
         rules_router,
         alerts_router,
