@@ -102,11 +102,11 @@ async def list_images(
 async def image_link(
     token: str,
     name: str,
-    session: SessionDep,
+    database: DatabaseDep,
     snapshots: SnapshotsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    answer = await service.serve_link(session, snapshots, token, name, if_none_match)
+    answer = await service.serve_link(database, snapshots, token, name, if_none_match)
     return Response(
         answer.body,
         status_code=answer.status,

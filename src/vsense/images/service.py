@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vsense.accounts.principal import Principal
 from vsense.accounts.service import require_scope
 from vsense.commands.service import Commands
+from vsense.db import Database
 from vsense.devices import repository as devices_repository
 from vsense.devices.service import parse_device_uuid
 from vsense.images import repository
@@ -185,17 +186,21 @@ async def list_images(
 
 
 async def serve_link(
-    session: AsyncSession, snapshots: Snapshots, token: str, name: str, if_none_match: str | None
+    database: Database, snapshots: Snapshots, token: str, name: str, if_none_match: str | None
 ) -> LinkAnswer:
     """What a signed link answers: 202 while pending, the image (or a redirect to it)
-    once uploaded, 403 when expired or forged, 504 when the capture failed."""
+    once uploaded, 403 when expired or forged, 504 when the capture failed.
+
+    A request known to be ready is served from the process's cache: no session at all.
+    """
     now = utcnow()
     link = verify(snapshots.link_key, token, name, now)
     if link is None:
         raise Forbidden("The link has expired or its signature does not match.")
-    ready = snapshots.ready.request(link.request_id) or await _ready_or_answer(
-        session, snapshots, link.request_id, link.kind, now
-    )
+    ready = snapshots.ready.request(link.request_id)
+    if ready is None:
+        async with database.read_sessionmaker() as session:
+            ready = await _ready_or_answer(session, snapshots, link.request_id, link.kind, now)
     sha256, media_type = ready.sha256[link.kind], ready.types[link.kind]
     remaining = max(1, int((link.expires_at - now).total_seconds()))
     headers = {"ETag": f'"{sha256}"', "Cache-Control": f"private, max-age={remaining}"}
