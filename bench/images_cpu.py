@@ -158,6 +158,8 @@ async def run(options: argparse.Namespace) -> None:
                 if profile is not None and name == "vsense":
                     profile.disable()
                 cpu[name] = min(cpu.get(name, spent), spent)
+                if options.verbose:
+                    print(f"  {name} {spent * 1e3:,.2f} ms", flush=True)
     if profile is not None:
         profile.dump_stats(options.profile)
     print(
@@ -202,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-kb", type=int, default=200)
     parser.add_argument("--pool", type=int, default=32, help="vsense's database pool")
     parser.add_argument("--no-lean", action="store_true", help="leave out the lean reference")
+    parser.add_argument("--verbose", action="store_true", help="print every round's figure")
     parser.add_argument("--profile", help="write a cProfile of vsense's rounds here")
     options = parser.parse_args(argv)
     try:
