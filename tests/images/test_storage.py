@@ -37,3 +37,14 @@ async def test_a_staged_image_replaces_the_stored_one_only_once_kept(
         await staged.keep()
     assert await store.get("request_raw") == b"second"
     assert leftovers(tmp_path) == []  # nothing left beside
+
+
+async def test_keeping_again_does_nothing(store: ImageStore, tmp_path: Path) -> None:
+    """A unit of work run again after its group's rollback keeps its upload again."""
+    async with store.stage("request_raw", b"first", "image/png") as staged:
+        await staged.keep()
+        async with store.stage("request_raw", b"second", "image/png") as later:
+            await later.keep()
+        await staged.keep()  # not "first" again over "second"
+    assert await store.get("request_raw") == b"second"
+    assert leftovers(tmp_path) == []

@@ -34,8 +34,13 @@ def image_key(request_id: uuid.UUID, kind: str) -> str:
 class Staged(Protocol):
     """Bytes made ready to be kept under a key."""
 
+    # Whether `keep` is quick (a rename, no transfer): it may then run in a transaction
+    # that other requests share without keeping them waiting.
+    quick: bool
+
     async def keep(self) -> None:
-        """Keep them under the key, replacing what was there."""
+        """Keep them under the key, replacing what was there; once kept, again does
+        nothing (a unit of work run again after its group's rollback keeps again)."""
 
 
 class ImageStore(Protocol):
@@ -124,21 +129,29 @@ class _StagedFile:
     """A file written beside its key's: kept by a rename, so that a reader sees the old
     file or the whole new one (a rename is quick: done in the event loop)."""
 
+    quick = True
+
     def __init__(self, temporary: Path, path: Path) -> None:
         self.temporary, self.path, self.kept = temporary, path, False
 
     async def keep(self) -> None:
-        os.replace(self.temporary, self.path)
-        self.kept = True
+        if not self.kept:
+            os.replace(self.temporary, self.path)
+            self.kept = True
 
 
 class _StagedObject:
     """An object to put: S3 has nothing to stage, the put itself is the keeping."""
 
+    quick = False  # the bytes go over the network
+
     def __init__(self, store: S3ImageStore, key: str, data: bytes, content_type: str) -> None:
         self.store, self.key, self.data, self.content_type = store, key, data, content_type
+        self.kept = False
 
     async def keep(self) -> None:
+        if self.kept:
+            return
         await asyncio.to_thread(
             self.store.client.put_object,
             Bucket=self.store.bucket,
@@ -146,6 +159,7 @@ class _StagedObject:
             Body=self.data,
             ContentType=self.content_type,
         )
+        self.kept = True
 
 
 class S3ImageStore:
