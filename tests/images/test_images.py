@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import select
 from time_machine import TimeMachineFixture
 
-from tests.factories import Api, Caller
+from tests.factories import Api, Caller, in_one_group
 from tests.images.helpers import TESTSERVER, ask, camera, path_of, picture, storage_settings
 from tests.live_server import free_port
 from vsense.app import create_app
@@ -297,6 +297,34 @@ async def test_the_same_upload_again_is_accepted_and_a_different_one_refused_onc
         assert (await device.upload(request_id, kind, data)).status_code == 204
     assert (await device.upload(request_id, "annotated", annotated)).status_code == 204
     assert (await device.upload(request_id, "raw", raw)).status_code == 409
+
+
+async def test_uploads_share_a_write_transaction_where_keeping_is_a_rename(
+    api: Api, storage: str
+) -> None:
+    admin = await api.organization()
+    one, two, intruder = await camera(admin), await camera(admin), await camera(admin)
+    first = await ask(admin, one)
+    second = await ask(admin, two)
+    raw = {first["meta"]["request_id"]: picture(), second["meta"]["request_id"]: picture("JPEG")}
+    first_id, second_id = raw
+    uploads = [
+        one.upload(first_id, "raw", raw[first_id]),
+        intruder.upload(first_id, "raw", picture(color="red")),  # not its request: 404
+        two.upload(second_id, "raw", raw[second_id], "image/jpeg"),
+    ]
+    if storage == "local":
+        # One group, committed once (`in_one_group` checks it): the refusal did not
+        # fail its group-mates' work.
+        answers = await in_one_group(api.state, uploads)
+    else:  # an S3 put keeps a transaction of its own
+        answers = await asyncio.gather(*uploads)
+    assert [answer.status_code for answer in answers] == [204, 404, 204]
+    for device, asked in ((one, first), (two, second)):
+        request_id = asked["meta"]["request_id"]
+        assert (await device.upload(request_id, "annotated", picture())).status_code == 204
+        served = await fetch(api.client, asked["data"][0])
+        assert served.status_code == 200 and served.content == raw[request_id]
 
 
 async def test_a_snapshot_is_remembered_once_its_second_upload_commits(api: Api) -> None:

@@ -144,13 +144,8 @@ async def upload_image(
     """One image of a `capture_image` command: `raw` or `annotated`, JPEG or PNG (told
     from the bytes), at most `image_max_bytes`. Uploads for another device's request are
     refused (404)."""
-    # Received, checked and staged in the image store before the write transaction
-    # opens: a slow upload holds no connection (and, on SQLite, not the write lock)
-    # while its bytes arrive or are written.
+    # Received and checked before the write transaction opens: a slow upload holds no
+    # connection (and, on SQLite, not the write lock) while its bytes arrive.
     image = uploads.check_upload(snapshots, request_id, kind, await request.body())
-    async with (
-        snapshots.store.stage(image.key, image.data, image.media_type) as staged,
-        database.write() as session,
-    ):
-        await uploads.store_upload(session, snapshots, outbox, device.uuid, image, staged)
+    await uploads.save_upload(database, snapshots, outbox, device.uuid, image)
     return Response(status_code=204)

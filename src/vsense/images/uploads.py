@@ -14,13 +14,20 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.commands.service import CommandOutcome
-from vsense.db import on_commit
+from vsense.db import Database, on_commit
 from vsense.images import repository
 from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
 from vsense.images.storage import Staged, image_key
-from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
+from vsense.kit.errors import (
+    AppError,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    field_error,
+)
 from vsense.kit.time import utcnow
 from vsense.models.images import PENDING, READY
 from vsense.webhooks.outbox import Outbox
@@ -104,6 +111,44 @@ def check_upload(
     return CheckedImage(parsed, kind, data, media_type, hashlib.sha256(data).hexdigest())
 
 
+async def save_upload(
+    database: Database,
+    snapshots: Snapshots,
+    outbox: Outbox,
+    device: uuid.UUID,
+    image: CheckedImage,
+) -> None:
+    """Keep one checked image of a capture: staged in the image store before any
+    transaction opens, then checked, kept and recorded (`store_upload`).
+
+    Where keeping is quick (a local file renamed), the upload shares a write
+    transaction with the device requests of the moment (`Database.grouped`): one BEGIN,
+    one COMMIT and one connection (on SQLite, one write turn) for many uploads, each
+    answered once that transaction has committed. A refusal (404, 409) comes before
+    anything is written, so it is handed back rather than raised into the group, whose
+    other units go on. On PostgreSQL the units of a group lock their requests in turn:
+    two groups can only wait on each other over two requests uploaded at once in
+    opposite orders, which PostgreSQL detects; the group then runs each unit alone, as
+    after any failure. An S3 put stays in a transaction of its own, so that no other
+    request waits for its transfer."""
+    async with snapshots.store.stage(image.key, image.data, image.media_type) as staged:
+
+        async def unit(session: AsyncSession) -> AppError | None:
+            try:
+                await store_upload(session, snapshots, outbox, device, image, staged)
+            except (NotFound, Conflict) as refused:
+                return refused
+            return None
+
+        if staged.quick:
+            refused = await database.grouped(unit)
+        else:
+            async with database.write() as session:
+                refused = await unit(session)
+    if refused is not None:
+        raise refused
+
+
 async def store_upload(
     session: AsyncSession,
     snapshots: Snapshots,
@@ -115,7 +160,8 @@ async def store_upload(
     """Keep one checked image of a capture, staged in the image store. The request
     becomes ready with its second image, and the `image` webhook event is queued in the
     same transaction. Sending the same bytes again (a retry after a lost answer) is
-    accepted and changes nothing."""
+    accepted and changes nothing. Its refusals (404, 409) come before it writes
+    anything, in the store or the database."""
     kind = image.kind
     request = await repository.get_for_update(session, image.request_id)
     if request is None or request.device_uuid != device:
