@@ -197,6 +197,16 @@ MAX_GROUP = 64
 GROUPS_IN_FLIGHT = {"sqlite": 1, "postgresql": 4}
 
 
+Refusals = tuple[type[Exception], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A unit's refusal, handed back through its group as a result."""
+
+    error: Exception
+
+
 @dataclass(slots=True)
 class _Unit(Generic[T]):
     work: Work[T]
@@ -239,10 +249,27 @@ class GroupCommit:
         self.leaders = Leaders(in_flight)  # group transactions in flight at most
         self.groups = 0  # group transactions committed (for tests and benchmarks)
 
-    async def run(self, work: Work[T]) -> T:
+    async def run(self, work: Work[T], *, refusals: Refusals = ()) -> T:
         """Run `work` in a write transaction shared with concurrent units; its result once
-        committed, or its error (or the COMMIT's)."""
-        return await self._hand_over(_Unit(work, self._future()))
+        committed, or its error (or the COMMIT's).
+
+        An error of one of the `refusals` types is this unit's answer alone: its
+        group-mates' work goes on in the group's transaction, rather than each again on
+        its own. `work` must raise those before it writes anything.
+        """
+        if not refusals:
+            return await self._hand_over(_Unit(work, self._future()))
+
+        async def refusing(session: AsyncSession) -> T | _Refused:
+            try:
+                return await work(session)
+            except refusals as refusal:
+                return _Refused(refusal)
+
+        result: T | _Refused = await self._hand_over(_Unit(refusing, self._future()))
+        if isinstance(result, _Refused):
+            raise result.error
+        return result
 
     async def run_many(self, many: Many, item: Any) -> Any:
         """Run `many` for `item`, together with the items of the group's other units
@@ -374,10 +401,11 @@ class Database:
         """A unit of work of a job: committed on success, rolled back on error."""
         return session_scope(self.sessionmaker)
 
-    async def grouped(self, work: Work[T]) -> T:
+    async def grouped(self, work: Work[T], *, refusals: Refusals = ()) -> T:
         """`work` in a write transaction shared with concurrent requests (`GroupCommit`):
-        its result once committed."""
-        return await self.group_commit.run(work)
+        its result once committed. Errors of the `refusals` types, raised before `work`
+        writes anything, answer it alone (`GroupCommit.run`)."""
+        return await self.group_commit.run(work, refusals=refusals)
 
     async def grouped_many(self, many: Many, item: Any) -> Any:
         """`many` for `item` in a write transaction shared with concurrent requests, one

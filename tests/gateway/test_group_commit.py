@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tests.factories import Api, sensor, vcz
 from vsense.components import Components
 from vsense.db import GroupCommit
+from vsense.kit.errors import NotFound
 from vsense.kit.time import utcnow
 from vsense.models import DeviceEvent
 
@@ -124,6 +125,30 @@ async def test_a_failing_unit_fails_alone_and_its_group_mates_are_stored_once(
     assert isinstance(answers[2], IntegrityError)
     # The group rolled back and each unit ran again alone: a and c are kept once.
     assert units.runs == Counter(first=1, a=2, bad=2, c=1)
+    assert await stored_reasons(state, units.device) == Counter(first=1, a=1, c=1)
+
+
+async def test_a_refusal_answers_its_unit_alone_and_the_group_goes_on(
+    api: Api, state: Components, group: GroupCommit
+) -> None:
+    units = Units(state, await device_uuid(api))
+
+    async def refused(session: AsyncSession) -> str:
+        units.runs["refused"] += 1
+        raise NotFound("No such thing.")
+
+    await units.blocking(group)
+    units.start(group, "a")
+    units.tasks["refused"] = asyncio.create_task(group.run(refused, refusals=(NotFound,)))
+    units.start(group, "c")
+    await units.until_queued(group, 3)
+    units.release.set()
+    answers = await asyncio.gather(*units.tasks.values(), return_exceptions=True)
+    assert answers[:2] == ["first", "a"] and answers[3] == "c"
+    assert isinstance(answers[2], NotFound)
+    # One group, committed: nothing ran again.
+    assert group.groups == 1
+    assert units.runs == Counter(first=1, a=1, refused=1, c=1)
     assert await stored_reasons(state, units.device) == Counter(first=1, a=1, c=1)
 
 

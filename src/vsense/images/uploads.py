@@ -20,14 +20,7 @@ from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
 from vsense.images.snapshots import Snapshots
 from vsense.images.storage import Staged, image_key
-from vsense.kit.errors import (
-    AppError,
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-    Unprocessable,
-    field_error,
-)
+from vsense.kit.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
 from vsense.kit.time import utcnow
 from vsense.models.images import PENDING, READY
 from vsense.webhooks.outbox import Outbox
@@ -125,28 +118,22 @@ async def save_upload(
     transaction with the device requests of the moment (`Database.grouped`): one BEGIN,
     one COMMIT and one connection (on SQLite, one write turn) for many uploads, each
     answered once that transaction has committed. A refusal (404, 409) comes before
-    anything is written, so it is handed back rather than raised into the group, whose
-    other units go on. On PostgreSQL the units of a group lock their requests in turn:
+    anything is written: it answers this upload alone, and the group's other units go
+    on. On PostgreSQL the units of a group lock their requests in turn:
     two groups can only wait on each other over two requests uploaded at once in
     opposite orders, which PostgreSQL detects; the group then runs each unit alone, as
     after any failure. An S3 put stays in a transaction of its own, so that no other
     request waits for its transfer."""
     async with snapshots.store.stage(image.key, image.data, image.media_type) as staged:
 
-        async def unit(session: AsyncSession) -> AppError | None:
-            try:
-                await store_upload(session, snapshots, outbox, device, image, staged)
-            except (NotFound, Conflict) as refused:
-                return refused
-            return None
+        async def unit(session: AsyncSession) -> None:
+            await store_upload(session, snapshots, outbox, device, image, staged)
 
         if staged.quick:
-            refused = await database.grouped(unit)
+            await database.grouped(unit, refusals=(NotFound, Conflict))
         else:
             async with database.write() as session:
-                refused = await unit(session)
-    if refused is not None:
-        raise refused
+                await unit(session)
 
 
 async def store_upload(
