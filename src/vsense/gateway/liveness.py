@@ -51,6 +51,12 @@ class Liveness:
     def note(self, device: uuid.UUID, seen: datetime, interval: int) -> None:
         self._pending[device] = (seen, interval)
 
+    def known_online(self, device: DeviceIdentity) -> bool:
+        """Whether the device is online as far as this process knows: its identity says
+        so, or it was noted since the last flush (its cached identity may be seconds
+        old). A sign of life of such a device needs no write of its own."""
+        return device.is_online or device.uuid in self._pending
+
     def seen_online(self, device: DeviceIdentity) -> None:
         """A sign of life of a device known to be online: joins the next batch."""
         self.note(device.uuid, utcnow(), self.interval(device))
@@ -68,18 +74,16 @@ class Liveness:
         of the message itself (one write to the outbox per message)."""
         now = utcnow()
         interval = self.interval(device)
-        # A device noted since the last flush is online as far as this process knows,
-        # whatever its cached identity says (the identity may be seconds old); should the
-        # sweep have got there first, the flush brings it back with its event.
-        if (
-            device.is_online
-            or device.uuid in self._pending
-            or not await repository.set_online(
-                session, device.uuid, now, deadline_after(now, interval), reason
-            )
+        # Should the sweep have got to a device known online first, the flush brings it
+        # back with its event.
+        if self.known_online(device) or not await repository.set_online(
+            session, device.uuid, now, deadline_after(now, interval), reason
         ):
             self.note(device.uuid, now, interval)
             return []
+        # Noted too: until its cached identity says online, its next signs of life are
+        # known online here, with no write of their own.
+        self.note(device.uuid, now, interval)
         return status_items([device.uuid], "online", reason, now)
 
     async def flush(self) -> int:

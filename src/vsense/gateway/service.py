@@ -75,8 +75,9 @@ class Gateway:
         only to bring a device back online, to queue its keepalive webhook or to hand
         out commands. Health is not stored; the keepalive webhook forwards it.
         """
+        online = self.liveness.known_online(device)
         if (
-            device.is_online
+            online
             and self.commands.idle(device.uuid)
             and self.outbox.known_unwanted(device.uuid, KEEPALIVE)
         ):
@@ -84,7 +85,7 @@ class Gateway:
             return []
         waiting, wanted = await self._keepalive_reads.get(device.uuid) or (True, True)
         forward = wanted and self.outbox.keepalive_due(device.uuid)
-        if device.is_online and not waiting and not forward:
+        if online and not waiting and not forward:
             self.liveness.seen_online(device)
             return []
         async with self.database.write() as session:
@@ -143,7 +144,7 @@ class Gateway:
         as `keepalive`, the common case writes nothing, its sign of life joining the next
         batch."""
         forward = await self._forward_keepalive(session, device)
-        if device.is_online and not waiting and not forward:
+        if self.liveness.known_online(device) and not waiting and not forward:
             self.liveness.seen_online(device)
             return []
         return await self.keepalive_in(session, device, health, forward=forward)
@@ -192,7 +193,7 @@ class Gateway:
         if not 0 <= wait <= MAX_WAIT:
             raise BadRequest(f"`wait` must be between 0 and {MAX_WAIT} seconds.")
         deadline = time.monotonic() + wait
-        if device.is_online:
+        if self.liveness.known_online(device):
             self.liveness.seen_online(device)
         else:
             async with self.database.write() as session:
