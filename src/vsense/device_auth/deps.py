@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from vsense.deps import SessionDep
 from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
 from vsense.kit.parts import part
@@ -15,17 +14,6 @@ DeviceAuthDep = Annotated[DeviceAuth, Depends(part(DeviceAuth))]
 AuthorizationHeader = Annotated[str | None, Header(alias="Authorization")]
 # The identity the device gate (`gateway/gate.py`) verified, in the request's state.
 GATED_DEVICE = "vsense.device"
-
-
-async def current_device(
-    session: SessionDep, auth: DeviceAuthDep, authorization: AuthorizationHeader = None
-) -> DeviceIdentity:
-    """The device whose token the request carries (401 otherwise), read in the request's
-    own transaction."""
-    return await auth.authenticate(session, authorization)
-
-
-DeviceDep = Annotated[DeviceIdentity, Depends(current_device)]
 
 
 async def gated_device(

@@ -22,17 +22,6 @@ def _identity_statement() -> Any:
     ).outerjoin(Group, Group.id == Device.group_id)
 
 
-async def device_for_token_hash(session: AsyncSession, token_hash: str) -> DeviceIdentity | None:
-    row = (
-        await session.execute(
-            _identity_statement()
-            .join(DeviceCredential, DeviceCredential.device_uuid == Device.uuid)
-            .where(DeviceCredential.token_hash == token_hash)
-        )
-    ).first()
-    return None if row is None else DeviceIdentity(row[0], row[1], bool(row[2]), row[3])
-
-
 # Built once: the device API's batched look-up, run for every few requests of a fleet.
 _BY_TOKEN_HASHES = (
     _identity_statement()

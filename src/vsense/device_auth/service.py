@@ -79,18 +79,6 @@ class DeviceAuth:
             self._cache.put(DEVICE_TOKENS, token_hash, identity, since=epoch)
         return found
 
-    async def authenticate(self, session: AsyncSession, header: str | None) -> DeviceIdentity:
-        cached = self.cached(header)
-        if cached is not None:
-            return cached
-        token_hash = token_digest(bearer(header))
-        epoch = self._cache.epoch  # a change heard during the read keeps it out of the cache
-        identity = await repository.device_for_token_hash(session, token_hash)
-        if identity is None:
-            raise Unauthorized("The device token is invalid or has been rotated.")
-        self._cache.put(DEVICE_TOKENS, token_hash, identity, since=epoch)
-        return identity
-
     async def by_uuid(self, session: AsyncSession, device: uuid.UUID) -> DeviceIdentity | None:
         """A device the transport authenticated itself (the MQTT broker)."""
         return await repository.device_by_uuid(session, device)

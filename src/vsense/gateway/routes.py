@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.deps import DatabaseDep, SessionDep
-from vsense.device_auth.deps import DeviceDep, GatedDeviceDep
+from vsense.deps import DatabaseDep
+from vsense.device_auth.deps import GatedDeviceDep
 from vsense.gateway.schemas import Accepted, CommandResult, Commands, Health
 from vsense.gateway.service import MAX_WAIT, Gateway
+from vsense.kit.errors import NotFound
 from vsense.kit.http import error_responses, json_response
 from vsense.kit.metrics import Metrics
 from vsense.kit.parts import part
@@ -79,10 +81,15 @@ async def commands(
 async def command_result(
     command_id: str,
     body: CommandResult,
-    session: SessionDep,
-    device: DeviceDep,
+    database: DatabaseDep,
+    device: GatedDeviceDep,
     gateway: GatewayDep,
 ) -> Response:
-    """The outcome of a command the device took."""
-    await gateway.command_result(session, device, command_id, body.ok, body.error)
+    """The outcome of a command the device took, stored in a transaction shared with
+    the process's concurrent device requests (group commit)."""
+
+    async def record(session: AsyncSession) -> None:
+        await gateway.command_result(session, device, command_id, body.ok, body.error)
+
+    await database.grouped(record, refusals=(NotFound,))
     return Response(status_code=204)
