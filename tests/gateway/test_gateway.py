@@ -16,7 +16,7 @@ from tests.factories import ZONE, Api, in_one_group, sensor, vcz
 from vsense.components import Components
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
-from vsense.models import DeviceMetric, PayloadMessage
+from vsense.models import DeviceCommand, DeviceMetric, PayloadMessage
 from vsense.worker import BackgroundRuntime
 
 LINE = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
@@ -321,6 +321,47 @@ async def test_commands_reach_the_device_once_and_take_results(api: Api) -> None
     assert (
         await device.client.post(path, headers=device.headers, json={"ok": True})
     ).status_code == 204
+
+
+async def test_long_polls_and_results_of_many_devices_share_a_write_transaction(
+    api: Api, state: Components
+) -> None:
+    admin = await api.organization()
+    devices = [await sensor(admin) for _ in range(3)]
+    for device in devices:  # online now, as far as this process knows
+        assert (await device.keepalive()).status_code == 200
+    async with session_scope(state.sessionmaker) as session:
+        commands = [
+            await state.commands.create(session, uuid.UUID(device.uuid), "reboot")
+            for device in devices
+        ]
+
+    def poll(device: Any) -> Any:
+        return device.client.get("/device/v1/commands", params={"wait": 0}, headers=device.headers)
+
+    def result(device: Any, command_id: Any) -> Any:
+        path = f"/device/v1/commands/{command_id}/result"
+        return device.client.post(path, headers=device.headers, json={"ok": True})
+
+    # The three polls take their commands in one transaction (`in_one_group` checks it).
+    polled = await in_one_group(state, [poll(device) for device in devices])
+    assert [answer.json()["commands"][0]["id"] for answer in polled] == [
+        str(command.id) for command in commands
+    ]
+    # So do the results; one for another device's command is refused alone (404).
+    results = await in_one_group(
+        state,
+        [result(device, command.id) for device, command in zip(devices, commands, strict=True)]
+        + [result(devices[0], commands[1].id)],
+    )
+    assert [answer.status_code for answer in results] == [204, 204, 204, 404]
+    async with state.read_sessionmaker() as session:
+        completed = await session.scalars(
+            select(DeviceCommand.completed_at).where(
+                DeviceCommand.id.in_([command.id for command in commands])
+            )
+        )
+        assert all(when is not None for when in completed)
 
 
 async def test_long_poll_returns_as_soon_as_a_command_arrives(api: Api) -> None:

@@ -187,8 +187,8 @@ class Gateway:
 
         Opens its own sessions: each look at the database is a short read of its own, so
         a waiting device holds no connection, and many waiting devices do not queue for
-        the write lock (SQLite); a write transaction is opened only to take commands that
-        are there, or to bring the device back online.
+        the write lock (SQLite); a write transaction is opened only to bring the device
+        back online, and commands that are there are taken in the group commit's.
         """
         if not 0 <= wait <= MAX_WAIT:
             raise BadRequest(f"`wait` must be between 0 and {MAX_WAIT} seconds.")
@@ -207,8 +207,11 @@ class Gateway:
                     async with self.database.read_sessionmaker() as session:
                         waiting = await self.commands.pending(session, device.uuid)
                 if waiting:
-                    async with self.database.write() as session:
-                        commands = await self.commands.take(session, device.uuid)
+                    # In a transaction shared with the process's concurrent device
+                    # writes: many polls woken at once take their commands together.
+                    commands = await self.database.grouped(
+                        lambda session: self.commands.take(session, device.uuid)
+                    )
                     if commands:
                         return commands
                 remaining = deadline - time.monotonic()
