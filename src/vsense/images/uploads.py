@@ -119,11 +119,11 @@ async def save_upload(
     one COMMIT and one connection (on SQLite, one write turn) for many uploads, each
     answered once that transaction has committed. A refusal (404, 409) comes before
     anything is written: it answers this upload alone, and the group's other units go
-    on. On PostgreSQL the units of a group lock their requests in turn:
-    two groups can only wait on each other over two requests uploaded at once in
-    opposite orders, which PostgreSQL detects; the group then runs each unit alone, as
-    after any failure. An S3 put stays in a transaction of its own, so that no other
-    request waits for its transfer."""
+    on. On PostgreSQL the units of a group lock their requests in turn: two groups can
+    only wait on each other over two requests uploaded at once in opposite orders,
+    which PostgreSQL detects; the group then runs each unit alone, as after any
+    failure (keeping again does nothing). An S3 put stays in a transaction of its own,
+    so that no other request waits for its transfer."""
     async with snapshots.store.stage(image.key, image.data, image.media_type) as staged:
 
         async def unit(session: AsyncSession) -> None:
