@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.deps import PrincipalDep
 from vsense.commands.service import Commands
@@ -144,8 +145,26 @@ async def upload_image(
     """One image of a `capture_image` command: `raw` or `annotated`, JPEG or PNG (told
     from the bytes), at most `image_max_bytes`. Uploads for another device's request are
     refused (404)."""
-    # Received and checked before the write transaction opens: a slow upload holds no
-    # connection (and, on SQLite, not the write lock) while its bytes arrive.
+    # Received, checked and staged in the image store before any transaction opens: a
+    # slow upload holds no connection (and, on SQLite, not the write lock) while its
+    # bytes arrive or are written.
     image = uploads.check_upload(snapshots, request_id, kind, await request.body())
-    await uploads.save_upload(database, snapshots, outbox, device.uuid, image)
+    async with snapshots.store.stage(image.key, image.data, image.media_type) as staged:
+
+        async def store(session: AsyncSession) -> None:
+            await uploads.store_upload(session, snapshots, outbox, device.uuid, image, staged)
+
+        if staged.quick:
+            # Kept by a rename: in a transaction shared with the device requests of the
+            # moment (group commit), answered once it has committed. On PostgreSQL the
+            # units of a group lock their requests in turn; two groups can only wait on
+            # each other over two requests uploaded at once in opposite orders, which
+            # PostgreSQL detects, and the group then runs each unit alone (keeping again
+            # does nothing).
+            await database.grouped(store, refusals=uploads.REFUSALS)
+        else:
+            # An S3 put: in a transaction of its own, so that no other request waits
+            # for its transfer.
+            async with database.write() as session:
+                await store(session)
     return Response(status_code=204)

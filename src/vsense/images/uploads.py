@@ -14,7 +14,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.commands.service import CommandOutcome
-from vsense.db import Database, on_commit
+from vsense.db import on_commit
 from vsense.images import repository
 from vsense.images.cache import ReadyImages
 from vsense.images.links import ImageKind, link_pair
@@ -104,36 +104,9 @@ def check_upload(
     return CheckedImage(parsed, kind, data, media_type, hashlib.sha256(data).hexdigest())
 
 
-async def save_upload(
-    database: Database,
-    snapshots: Snapshots,
-    outbox: Outbox,
-    device: uuid.UUID,
-    image: CheckedImage,
-) -> None:
-    """Keep one checked image of a capture: staged in the image store before any
-    transaction opens, then checked, kept and recorded (`store_upload`).
-
-    Where keeping is quick (a local file renamed), the upload shares a write
-    transaction with the device requests of the moment (`Database.grouped`): one BEGIN,
-    one COMMIT and one connection (on SQLite, one write turn) for many uploads, each
-    answered once that transaction has committed. A refusal (404, 409) comes before
-    anything is written: it answers this upload alone, and the group's other units go
-    on. On PostgreSQL the units of a group lock their requests in turn: two groups can
-    only wait on each other over two requests uploaded at once in opposite orders,
-    which PostgreSQL detects; the group then runs each unit alone, as after any
-    failure (keeping again does nothing). An S3 put stays in a transaction of its own,
-    so that no other request waits for its transfer."""
-    async with snapshots.store.stage(image.key, image.data, image.media_type) as staged:
-
-        async def unit(session: AsyncSession) -> None:
-            await store_upload(session, snapshots, outbox, device, image, staged)
-
-        if staged.quick:
-            await database.grouped(unit, refusals=(NotFound, Conflict))
-        else:
-            async with database.write() as session:
-                await unit(session)
+# What `store_upload` refuses with, always before it writes anything (in the store or
+# the database): in a group commit, such a refusal answers its upload alone.
+REFUSALS = (NotFound, Conflict)
 
 
 async def store_upload(
