@@ -57,9 +57,13 @@ class Units:
         self.answered_during: dict[str, list[str]] = {}
         self.tasks: dict[str, asyncio.Task[str]] = {}
 
-    def write(self, reason: str, *, fail: bool = False, block: bool = False) -> Any:
+    def write(
+        self, reason: str, *, fail: bool = False, refuse: bool = False, block: bool = False
+    ) -> Any:
         async def work(session: AsyncSession) -> str:
             self.runs[reason] += 1
+            if refuse:
+                raise NotFound("No such thing.")  # before it writes, as refusals are
             if block:
                 self.running.set()
                 await self.release.wait()
@@ -75,7 +79,9 @@ class Units:
         return work
 
     def start(self, group: GroupCommit, reason: str, **options: Any) -> None:
-        self.tasks[reason] = asyncio.create_task(group.run(self.write(reason, **options)))
+        refusals = (NotFound,) if options.get("refuse") else ()
+        work = self.write(reason, **options)
+        self.tasks[reason] = asyncio.create_task(group.run(work, refusals=refusals))
 
     async def blocking(self, group: GroupCommit) -> None:
         """Start the blocking first unit, and wait until its leader runs it alone."""
@@ -132,14 +138,9 @@ async def test_a_refusal_answers_its_unit_alone_and_the_group_goes_on(
     api: Api, state: Components, group: GroupCommit
 ) -> None:
     units = Units(state, await device_uuid(api))
-
-    async def refused(session: AsyncSession) -> str:
-        units.runs["refused"] += 1
-        raise NotFound("No such thing.")
-
     await units.blocking(group)
     units.start(group, "a")
-    units.tasks["refused"] = asyncio.create_task(group.run(refused, refusals=(NotFound,)))
+    units.start(group, "refused", refuse=True)
     units.start(group, "c")
     await units.until_queued(group, 3)
     units.release.set()
