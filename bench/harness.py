@@ -394,6 +394,55 @@ async def seed(data_dir: Path, database_url: str | None, devices: int) -> str:
     return token
 
 
+@dataclass
+class InProcess:
+    """vsense built in the benchmark's own process (`in_process`)."""
+
+    app: Any
+    settings: Any
+    admin: str  # the seeded admin's personal access token
+    data_dir: Path
+
+    @property
+    def driver_url(self) -> str:
+        """Its database as a lean reference's driver takes it."""
+        return (
+            str(self.settings.resolved_database_url)
+            .replace("postgresql+asyncpg://", "postgresql://")
+            .replace("sqlite+aiosqlite:///", "sqlite:///")
+        )
+
+
+@contextlib.asynccontextmanager
+async def in_process(database_url: str | None, pool: int, prefix: str) -> AsyncIterator[InProcess]:
+    """vsense over a fresh database (PostgreSQL dropped and recreated, else SQLite in a
+    temporary folder), migrated, an admin seeded, the app built without background
+    jobs (no flush, sweep or dispatcher) and not started. The folder is removed
+    afterwards. `vsense` is imported here, once `BENCH_SERVER_PYTHONPATH` has chosen it."""
+    import tempfile
+
+    from vsense.app import create_app
+    from vsense.config import load_settings
+    from vsense.migrate import upgrade_async
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if database_url:
+            await recreate_postgres_database(database_url)
+        settings = load_settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            environment="development",
+            secret_key="bench-cpu-secret-key-long-enough-0123456789",
+            database_pool_size=pool,
+        )
+        await upgrade_async(settings)
+        admin = await seed(data_dir, database_url, 0)
+        yield InProcess(create_app(settings, background=False), settings, admin, data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def secrets_password() -> str:
     import secrets
 

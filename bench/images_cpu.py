@@ -29,9 +29,7 @@ import contextlib
 import cProfile
 import gc
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -44,7 +42,7 @@ if SERVER_PYTHONPATH:
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
-from harness import recreate_postgres_database, seed  # noqa: E402
+from harness import in_process  # noqa: E402
 from images import make_jpeg  # noqa: E402
 
 BASE = "http://bench"
@@ -112,38 +110,24 @@ async def snapshots(app: Any, admin: str, devices: Sequence[tuple[str, str]], im
 
 async def run(options: argparse.Namespace) -> None:
     import vsense
-    from vsense.app import create_app
-    from vsense.config import load_settings
     from vsense.kit.gc_tuning import tune_for_server
-    from vsense.migrate import upgrade_async
 
     print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
-    data_dir = Path(tempfile.mkdtemp(prefix="vsense-images-cpu-"))
-    DATA_DIRS.append(data_dir)
     url = options.database_url
-    if url:
-        await recreate_postgres_database(url)
-    settings = load_settings(
-        data_dir=data_dir,
-        database_url=url,
-        environment="development",
-        secret_key="bench-cpu-secret-key-long-enough-0123456789",
-        database_pool_size=options.pool,
-    )
-    await upgrade_async(settings)
-    admin = await seed(data_dir, url, 0)
     image = make_jpeg(options.image_kb)
-    app = create_app(settings, background=False)
     cpu: dict[str, float] = {}
     profile = cProfile.Profile() if options.profile else None
     async with contextlib.AsyncExitStack() as stack:
+        built = await stack.enter_async_context(in_process(url, options.pool, "vsense-images-cpu-"))
+        app, admin = built.app, built.admin
         await stack.enter_async_context(app.router.lifespan_context(app))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             devices = await onboard(client, admin, options.devices)
         apps: dict[str, Any] = {"vsense": app}
         if not options.no_lean:
-            apps["lean"] = await stack.enter_async_context(lean_app(url, settings, data_dir))
+            lean = lean_app(built.driver_url, built.data_dir / "lean-images")
+            apps["lean"] = await stack.enter_async_context(lean)
         for target in apps.values():
             await snapshots(target, admin, devices, image)  # warm: caches, statements
         tune_for_server()  # as `vsense serve` does once the application is built
@@ -173,24 +157,16 @@ async def run(options: argparse.Namespace) -> None:
 
 
 @contextlib.asynccontextmanager
-async def lean_app(url: str | None, settings: Any, data_dir: Path) -> AsyncIterator[Any]:
+async def lean_app(lean_url: str, image_dir: Path) -> AsyncIterator[Any]:
     """The lean reference (`images_lean.py`) over the same database, running."""
-    lean_url = (
-        url.replace("postgresql+asyncpg://", "postgresql://")
-        if url
-        else settings.resolved_database_url.replace("sqlite+aiosqlite:///", "sqlite:///")
-    )
     os.environ["BENCH_LEAN_DATABASE_URL"] = lean_url
-    os.environ["BENCH_LEAN_IMAGE_DIR"] = str(data_dir / "lean-images")
+    os.environ["BENCH_LEAN_IMAGE_DIR"] = str(image_dir)
     import images_lean
 
-    images_lean.IMAGE_DIR = data_dir / "lean-images"
+    images_lean.IMAGE_DIR = image_dir
     images_lean.store = images_lean.make_store(lean_url)
     async with images_lean.lifespan(images_lean.app):
         yield images_lean.app
-
-
-DATA_DIRS: list[Path] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,11 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print every round's figure")
     parser.add_argument("--profile", help="write a cProfile of vsense's rounds here")
     options = parser.parse_args(argv)
-    try:
-        asyncio.run(run(options))
-    finally:
-        for folder in DATA_DIRS:
-            shutil.rmtree(folder, ignore_errors=True)
+    asyncio.run(run(options))
     return 0
 
 

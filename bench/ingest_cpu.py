@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ if SERVER_PYTHONPATH:
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
-from harness import recreate_postgres_database, seed  # noqa: E402
+from harness import in_process  # noqa: E402
 from ingest import HEALTH_BODY, ceiling_app, vcz_message, zone_of  # noqa: E402
 
 
@@ -104,35 +103,19 @@ async def load(
 
 async def run(options: argparse.Namespace) -> None:
     import vsense
-    from vsense.app import create_app
-    from vsense.config import load_settings
-    from vsense.migrate import upgrade_async
 
     print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
-    data_dir = Path(tempfile.mkdtemp(prefix="vsense-cpu-"))
-    DATA_DIRS.append(data_dir)
     url = options.database_url
-    if url:
-        await recreate_postgres_database(url)
-    settings = load_settings(
-        data_dir=data_dir,
-        database_url=url,
-        environment="development",
-        secret_key="bench-cpu-secret-key-long-enough-0123456789",
-        database_pool_size=options.pool,
-    )
-    await upgrade_async(settings)
-    admin = await seed(data_dir, url, 0)
-    app = create_app(settings, background=False)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        devices = await onboard(client, admin, options.devices)
-    apps: dict[str, Callable[..., Any]] = {"ceiling": ceiling_app}
     results: dict[tuple[str, str], tuple[float, float]] = {}
     async with contextlib.AsyncExitStack() as stack:
+        built = await stack.enter_async_context(in_process(url, options.pool, "vsense-cpu-"))
+        transport = httpx.ASGITransport(app=built.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            devices = await onboard(client, built.admin, options.devices)
+        apps: dict[str, Callable[..., Any]] = {"ceiling": ceiling_app}
         if not options.no_lean:
-            apps["lean"] = await stack.enter_async_context(lean_app(url, settings, options.pool))
-        apps["vsense"] = app
+            apps["lean"] = await stack.enter_async_context(lean_app(built.driver_url, options.pool))
+        apps["vsense"] = built.app
         for _ in range(options.rounds):
             for kind in ("keepalive", "single", "batch"):
                 requests = options.requests // (10 if kind == "batch" else 1)
@@ -166,13 +149,8 @@ async def run(options: argparse.Namespace) -> None:
 
 
 @contextlib.asynccontextmanager
-async def lean_app(url: str | None, settings: Any, pool: int) -> AsyncIterator[Any]:
+async def lean_app(lean_url: str, pool: int) -> AsyncIterator[Any]:
     """The lean reference (`ingest_lean.py`) over the same database, running."""
-    lean_url = (
-        url.replace("postgresql+asyncpg://", "postgresql://")
-        if url
-        else settings.resolved_database_url.replace("sqlite+aiosqlite:///", "sqlite:///")
-    )
     os.environ["BENCH_LEAN_DATABASE_URL"] = lean_url
     os.environ["BENCH_LEAN_POOL_SIZE"] = str(pool)
     import ingest_lean
@@ -205,19 +183,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-DATA_DIRS: list[Path] = []
-
-
-def remove_data_dirs() -> None:
-    """The temporary data folder of this run (SQLite files, keys)."""
-    import shutil
-
-    for folder in DATA_DIRS:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    finally:
-        remove_data_dirs()
+    sys.exit(main())
