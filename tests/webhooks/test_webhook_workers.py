@@ -16,14 +16,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from tests.environment import POSTGRES_URL
 from tests.factories import Api, sensor
 from tests.webhooks.helpers import hook
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
 from vsense.models import Webhook, WebhookDelivery
+from vsense.webhooks import queue_repository
 from vsense.worker import BackgroundRuntime
 
 EVENTS = 300
@@ -250,3 +253,27 @@ async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
     assert delivery.status == "pending"
     assert delivery.lease_until is None
     assert delivery.attempts == 0
+
+
+@pytest.mark.postgres
+async def test_outcomes_are_written_with_plans_made_for_their_batch() -> None:
+    """The server's generic plan of the outcome write, cached while the queue was small,
+    updates a batch through a sequential scan of every delivery, and nothing replaces it
+    where autovacuum is off (`bench/webhook_queue_growth.py`): the write's transaction
+    asks for plans made for each call, whatever the connection prefers, and does not
+    wait for the disk."""
+    assert POSTGRES_URL
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with session_scope(async_sessionmaker(engine)) as session:
+            await session.execute(text("SET plan_cache_mode = force_generic_plan"))
+            await queue_repository.outcomes_transaction(session)
+            settings = await session.execute(
+                text(
+                    "SELECT current_setting('plan_cache_mode'),"
+                    " current_setting('synchronous_commit')"
+                )
+            )
+            assert settings.one() == ("force_custom_plan", "off")
+    finally:
+        await engine.dispose()

@@ -395,7 +395,7 @@ async def _write(
 ) -> tuple[list[int], list[int]]:
     """One batch's writes, in the order every dispatcher takes its locks; the webhooks
     disabled for 410 and for failing too long."""
-    await queue_repository.without_waiting_for_disk(session)
+    await queue_repository.outcomes_transaction(session)
     await queue_repository.record_outcomes(session, batch)
     await queue_repository.note_recovered(session, effects.recovered)
     for webhook_id, until in (await _count_failures(session, results)).items():
