@@ -236,3 +236,27 @@ async def test_a_claim_leaves_out_the_endpoints_it_is_told_to_skip(
             skip_webhooks=[skipped["id"]],
         )
     assert [c.webhook_id for c in claimed] == [taken["id"]]
+
+
+# Row locks: on SQLite the dispatcher's transaction holds the one write turn, by design.
+@pytest.mark.parametrize("database_settings", ["postgresql"], indirect=True)
+async def test_counting_an_endpoints_breaker_does_not_hold_up_its_devices_messages(
+    api: Api, receiver: Receiver
+) -> None:
+    """A dispatcher counting an endpoint's outcomes locks its breaker until its outcome
+    batch commits; a message of the endpoint's device, which queues a delivery to it
+    meanwhile, is answered without waiting for that commit."""
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/counted"))
+    async with session_scope(api.state.sessionmaker) as session:
+        breakers = await queue_repository.breakers_for_update(session, [created["id"]])
+        assert list(breakers) == [created["id"]]
+        async with asyncio.timeout(10):
+            answer = await device.send(vcz(1))
+        assert answer.status_code == 202, answer.text
+    async with session_scope(api.state.sessionmaker) as session:
+        queued = await session.scalar(
+            select(func.count()).where(WebhookDelivery.webhook_id == created["id"])
+        )
+    assert queued == 1

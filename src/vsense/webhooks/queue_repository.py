@@ -339,7 +339,9 @@ async def breakers_for_update(
 ) -> dict[int, Breaker]:
     """The shared breakers of `webhook_ids`, locked until the transaction ends (in id
     order, the order every dispatcher takes them), so that two processes' outcomes of
-    one endpoint are counted one after the other."""
+    one endpoint are counted one after the other. `FOR NO KEY UPDATE`, the lock of the
+    update that follows: it does not make the outbox wait, whose transactions lock the
+    same webhooks `FOR KEY SHARE` to queue their deliveries (`repository.targets`)."""
     if not webhook_ids:
         return {}
     query = (
@@ -353,7 +355,7 @@ async def breakers_for_update(
         .order_by(Webhook.id)
     )
     if _is_postgres(session):
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     rows = await session.execute(query)
     return {w: Breaker(failures, until, seconds) for w, failures, until, seconds in rows}
 
