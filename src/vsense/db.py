@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
@@ -31,6 +33,17 @@ from vsense.kit.files import private_file, private_folder
 logger = logging.getLogger("vsense.db")
 
 
+def json_text(value: Any) -> str:
+    """The text of a JSON column's value: orjson's, compact, several times faster than
+    the standard library's on a device message (a batch of 100 writes 100); the
+    standard library's for what orjson refuses (an integer beyond 64 bits). Read back,
+    both give the same value."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured database, with SQLite made production-worthy."""
     url = make_url(settings.resolved_database_url)
@@ -45,6 +58,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             # Each aiosqlite connection is a thread; WAL lets a few read side by side.
             pool_size=min(settings.database_pool_size, 8),
             max_overflow=0,
+            json_serializer=json_text,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
@@ -55,6 +69,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=max(4, settings.database_pool_size // 4),
         pool_pre_ping=False,
+        json_serializer=json_text,
     )
 
 
