@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -12,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import orjson
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.url import make_url
@@ -29,19 +27,9 @@ from vsense.config import Settings
 from vsense.kit.batching import Leaders
 from vsense.kit.errors import AppError
 from vsense.kit.files import private_file, private_folder
+from vsense.kit.json_text import json_text
 
 logger = logging.getLogger("vsense.db")
-
-
-def json_text(value: Any) -> str:
-    """The text of a JSON column's value: orjson's, compact, several times faster than
-    the standard library's on a device message (a batch of 100 writes 100); the
-    standard library's for what orjson refuses (an integer beyond 64 bits). Read back,
-    both give the same value."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -101,6 +101,26 @@ async def test_payload_webhook_gets_the_seed_envelope_signed(api: Api, receiver:
     verify(got, created["secret"])
 
 
+async def test_a_payload_is_forwarded_as_sent_even_what_the_fast_json_writer_refuses(
+    api: Api, receiver: Receiver
+) -> None:
+    # An integer beyond 64 bits in a field no model reads is kept (the payload log
+    # serves it back) and forwarded, and text beyond ASCII too.
+    admin = await api.organization()
+    device = await sensor(admin)
+    created = await hook(admin, device.uuid, receiver.on("/big"))
+    message = vcz(3)
+    message["payload"][0] |= {"serial": 2**70, "label": "Entrée 🚪"}
+    assert (await device.send(message)).status_code == 202
+
+    outcomes = await deliver(api.state)
+
+    assert [o.status for o in outcomes] == ["succeeded"]
+    (got,) = receiver.to("/big")
+    assert json.loads(got.body)["payload"] == message["payload"]
+    verify(got, created["secret"])
+
+
 async def test_keepalive_get_webhook_uses_the_seed_query(api: Api, receiver: Receiver) -> None:
     admin = await api.organization()
     device = await sensor(admin)

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-import orjson
+from vsense.kit.json_text import json_text
 
 KEEPALIVE = "keepalive"
 PAYLOAD = "payload"
@@ -41,7 +41,7 @@ def new_message_id() -> str:
 
 def encode(body: dict[str, Any]) -> str:
     """An event's body as sent: serialized once, the same bytes on every attempt."""
-    return orjson.dumps(body).decode()
+    return json_text(body)
 
 
 # The vendor console's labels, and other spellings of one event in two words.
