@@ -40,33 +40,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 import httpx
 
 from harness import in_process
+from ingest_cpu import onboard
 
 BASE = "http://bench"
 DEVICES = 100
 
 
 async def fleet(app: Any, admin: str) -> list[uuid.UUID]:
-    """100 devices, a payload webhook each (never called: no outcome here is sent)."""
+    """100 devices (as `ingest_cpu.py` onboards them), a payload webhook each (never
+    called: no outcome here is sent)."""
     headers = {"Authorization": f"Bearer {admin}"}
     transport = httpx.ASGITransport(app=app)
-    devices = []
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        for n in range(DEVICES):
-            answer = await client.post(
-                "/api/v1/devices",
-                json={"name": f"CAM-{n:04d}", "app_type": "VPM"},
-                headers=headers,
-            )
-            assert answer.status_code == 201, answer.text
-            device = answer.json()["uuid"]
+        devices = [uuid.UUID(device) for device, _ in await onboard(client, admin, DEVICES)]
+        for n, device in enumerate(devices):
             hooked = await client.post(
                 "/api/v1/webhooks",
-                params={"device_uuid": device},
+                params={"device_uuid": str(device)},
                 json={"url": f"https://receiver.example/{n}", "webhook_type": "payload"},
                 headers=headers,
             )
             assert hooked.status_code == 201, hooked.text
-            devices.append(uuid.UUID(device))
     return devices
 
 
