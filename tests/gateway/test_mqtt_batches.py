@@ -4,6 +4,7 @@ machine's Mosquitto (127.0.0.1:1883) where a broker is the subject, on both data
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -170,6 +171,26 @@ async def test_refused_messages_of_a_batch_do_not_undo_the_others(
     assert outcome(bridge, "accepted") == 2 and outcome(bridge, "invalid") == 2
     assert outcome(bridge, "unknown_device") == 1 and outcome(bridge, "bad_topic") == 1
     assert failures(bridge, "error") == 0
+
+
+@pytest.mark.mqtt
+async def test_a_message_holds_over_mqtt_exactly_what_it_holds_over_http(
+    api: Api, state: Components
+) -> None:
+    # Integers beyond 64 bits, which the fast JSON reader turns into floats, in fields
+    # no model reads: kept as sent, as over HTTP (test_gateway).
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    message = vcz(7)
+    message["payload"][0] |= {"serial": 2**70, "debt": -(2**63) - 1, "label": "Entrée"}
+    raw = json.dumps(message).encode()  # the fast writer cannot write them either
+    await bridge.handler.handle([Incoming(f"vsense/{device}/payloads", raw)], no_publish)
+
+    assert outcome(bridge, "accepted") == 1
+    log = (await admin.get(f"/api/v1/devices/{device}/payloads")).json()
+    assert log["data"][0]["payload"] == message["payload"]
+    assert type(log["data"][0]["payload"][0]["serial"]) is int
 
 
 @pytest.mark.mqtt

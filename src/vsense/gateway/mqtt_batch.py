@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +43,7 @@ from vsense.gateway import repository
 from vsense.gateway.schemas import CommandResult, Health
 from vsense.gateway.service import CommandJson, Gateway
 from vsense.kit.errors import AppError
+from vsense.kit.json_text import json_value
 from vsense.kit.metrics import Metrics
 from vsense.payloads.batches import Batch
 
@@ -99,8 +99,8 @@ def _device_and_body(
     for a body that is not JSON or a device that is not known)."""
     assert message.parsed is not None
     try:
-        body = orjson.loads(message.raw) if message.raw else None
-    except (orjson.JSONDecodeError, TypeError):
+        body = json_value(message.raw) if message.raw else None
+    except (ValueError, TypeError):  # not JSON; not bytes at all
         raise Refused("invalid") from None
     device = known.get(message.parsed[0])
     if device is None:

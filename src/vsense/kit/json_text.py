@@ -1,15 +1,20 @@
-"""The one way the platform writes a JSON value as text: stored JSON columns and the
-webhook bodies it serializes once.
+"""The one way the platform writes a JSON value as text (stored JSON columns and the
+webhook bodies it serializes once), and reads the JSON bytes a device sends over MQTT.
 
 orjson, compact and several times faster than the standard library on a device
 message. orjson refuses an integer beyond 64 bits, which a device may send in a field no
 model reads (and which is kept and forwarded as sent): such a value is written by the
 standard library instead, as compact. Read back, both give the same value.
+
+Read, orjson turns such an integer into a float, losing its digits: text that may hold
+one is read by the standard library, as HTTP bodies are, so that a message keeps the
+same value whichever transport brought it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -21,3 +26,18 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+# An integer literal orjson may not read exactly has at least 19 digits (its range is
+# -2**63 to 2**64 - 1); a run of that many digits elsewhere (in a string) only costs the
+# slower reader.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def json_value(raw: bytes | bytearray) -> Any:
+    """The value of UTF-8 JSON text, integers exact whatever their size. Raises
+    `ValueError` (of which `orjson.JSONDecodeError` and `UnicodeDecodeError` are kinds)
+    for what is not JSON."""
+    if _LONG_DIGITS.search(raw) is None:
+        return orjson.loads(raw)
+    return json.loads(bytes(raw).decode("utf-8"))
