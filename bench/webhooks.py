@@ -315,15 +315,20 @@ class Bench:
             return rows
 
     async def clear(self) -> None:
-        """Empty the queue tables (vacuumed and analyzed: autovacuum may be off here)."""
+        """Empty the queue tables (vacuumed and analyzed: autovacuum may be off here) and
+        close the breakers."""
         for table in ("webhook_attempts", "webhook_deliveries", "webhook_events"):
             await self.sql(f"DELETE FROM {table}")
-        await self.sql("UPDATE webhooks SET failing_since = NULL, status = 1")
+        # Each scenario starts with every endpoint healthy, breakers closed.
+        await self.sql(
+            "UPDATE webhooks SET failing_since = NULL, status = 1, breaker_failures = 0, "
+            "breaker_open_until = NULL, breaker_open_seconds = 0"
+        )
         if self.sqlite:
             await self.sql("ANALYZE")
         else:
             await self.sql(
-                "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events",
+                "VACUUM ANALYZE webhook_attempts, webhook_deliveries, webhook_events, webhooks",
                 autocommit=True,
             )
         async with self.http.post(f"{self.receiver_url}/_reset") as response:
