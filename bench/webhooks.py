@@ -40,10 +40,12 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,7 +103,8 @@ PAYLOAD = {
 
 
 def serve(port: int, hang_seconds: float) -> None:
-    """The receiver process: notes every request, answers `/ok/` at once, holds `/hang/`."""
+    """The receiver process: notes every request, answers `/ok/` at once, holds `/hang/`
+    (for `hang_seconds`, or as long as `POST /_hang/{seconds}` last said)."""
     from aiohttp import web
 
     with contextlib.suppress(ImportError):
@@ -110,6 +113,7 @@ def serve(port: int, hang_seconds: float) -> None:
         uvloop.install()
     records: list[tuple[float, str, str]] = []
     ok_ids: set[str] = set()
+    holding = [hang_seconds]
 
     async def ok(request: web.Request) -> web.Response:
         arrived, msg_id = time.time(), request.headers.get("webhook-id", "")
@@ -121,8 +125,12 @@ def serve(port: int, hang_seconds: float) -> None:
     async def hang(request: web.Request) -> web.Response:
         records.append((time.time(), request.headers.get("webhook-id", ""), request.path))
         await request.read()
-        await asyncio.sleep(hang_seconds)
+        await asyncio.sleep(holding[0])
         return web.Response(text="late")
+
+    async def hold(request: web.Request) -> web.Response:
+        holding[0] = float(request.match_info["seconds"])
+        return web.Response(text="held")
 
     async def count(_: web.Request) -> web.Response:
         return web.json_response({"ok": len(ok_ids), "requests": len(records)})
@@ -141,6 +149,7 @@ def serve(port: int, hang_seconds: float) -> None:
     app.router.add_get("/_count", count)
     app.router.add_get("/_records", dump)
     app.router.add_post("/_reset", reset)
+    app.router.add_post("/_hang/{seconds}", hold)
     web.run_app(app, host=HOST, port=port, access_log=None, print=None)
 
 
@@ -213,6 +222,7 @@ class Row:
     lost: int = 0
     notes: list[str] = field(default_factory=list)
     cpu: Cpu | None = None
+    shift: float | None = None  # (4): the healthy p99's change from its (3)
 
     def cells(self) -> list[str]:
         lat = self.latencies_ms
@@ -332,6 +342,11 @@ class Bench:
                 autocommit=True,
             )
         async with self.http.post(f"{self.receiver_url}/_reset") as response:
+            response.raise_for_status()
+
+    async def hold_hanging(self, seconds: float) -> None:
+        """How long the hanging endpoints hold a request from now on (0: they answer)."""
+        async with self.http.post(f"{self.receiver_url}/_hang/{seconds:g}") as response:
             response.raise_for_status()
 
     async def arrivals(self) -> int:
@@ -674,16 +689,26 @@ async def pace(
 
 
 async def offered_load(
-    bench: Bench, hanging: bool, baseline: Row | None, folded: Path | None, lean: bool = False
+    bench: Bench,
+    hanging: bool,
+    baseline: Row | None,
+    folded: Path | None,
+    lean: bool = False,
+    pair: int = 1,
+    control: bool = False,
 ) -> Row:
     """`--rate` events/s to the healthy endpoints (and as many per endpoint to the hanging
-    ones) for WARMUP + `--duration` s; latency of the events after the warm-up."""
+    ones) for WARMUP + `--duration` s; latency of the events after the warm-up. `pair`
+    numbers the (3)/(4) pair of a run of several (`--pairs`). `control`: (4) with the
+    "hanging" endpoints answering at once, the same load with nothing hanging (4c)."""
     options = bench.options
     targets = [d for d, _ in bench.healthy] + ([d for d, _ in bench.hanging] if hanging else [])
-    name = ("4" if hanging else "3") + ("L lean" if lean else "")
-    name += " isolation" if hanging else " latency"
+    name = ("4" if hanging else "3") + ("L lean" if lean else "") + ("c" if control else "")
+    name += (" control" if control else " isolation") if hanging else " latency"
+    name += f", pair {pair}" if options.pairs > 1 else ""
     row = Row(f"{name}: {options.rate:,.0f} events/s, {options.duration:g} s")
     await bench.clear()
+    await bench.hold_hanging(0 if control else options.timeout + 5)
     async with bench.workers(lean) as workers, sampling(bench, row):
         pids = [w.pid for w in workers]
         spy = await start_profile(pids[0], folded) if folded else None
@@ -731,19 +756,20 @@ async def offered_load(
     hang_requests = sum(1 for _, _, p in records if p.startswith("/hang/"))
     stuck = {s: c for (k, s), c in counts.items() if k == "hanging"}
     row.notes.append(
-        f"{len(bench.hanging)} hanging endpoints (of {len(targets)}) got "
+        f"{len(bench.hanging)} {'answering' if control else 'hanging'} endpoints (of "
+        f"{len(targets)}) got "
         f"{sent - expected:,} events: {hang_requests} requests reached them; their deliveries "
         f"at the end: {stuck}"
     )
     if baseline is not None and baseline.latencies_ms:
-        shift = p99 / percentile(baseline.latencies_ms, 0.99) - 1
+        shift = row.shift = p99 / percentile(baseline.latencies_ms, 0.99) - 1
         p50_shift = percentile(ms, 0.5) / percentile(baseline.latencies_ms, 0.5) - 1
         verdict = "met" if shift < TARGET_SHIFT else "MISSED"
         if saturated(baseline, options.rate):  # both p99s then measure a growing backlog
             verdict = "not measurable, (3) is saturated"
         against = "(3L)" if lean else "(3)"
         row.target = f"p99 {shift:+.0%} vs {against} (p50 {p50_shift:+.0%})"
-        row.target += ": reference" if lean else f": {verdict}"
+        row.target += ": reference" if lean or control else f": {verdict}"
     return row
 
 
@@ -887,7 +913,60 @@ def target_lines(rows: dict[str, Row]) -> list[str]:
         )
     if "isolation" in rows and "latency" in rows:
         lines.append(f"Target isolation, healthy p99 moves < 10 %: {rows['isolation'].target}")
+        lines += pairs_line(rows)
     lines += lean_lines(rows)
+    return lines
+
+
+def pair_key(kind: str, pair: int) -> str:
+    """The key of a (3), (4) or (4c) row: `latency`, `isolation`, `control` for the first
+    pair (the keys of a run without `--pairs`), numbered from the second on."""
+    return kind if pair == 1 else f"{kind} {pair}"
+
+
+def pairs_line(rows: dict[str, Row]) -> list[str]:
+    """With several (3)/(4) pairs, the isolation verdict over all of them: one pair's p99
+    moves with a single stall of the machine, their median does not."""
+    lines = []
+
+    def shifts_of(kind: str) -> list[float]:
+        return [
+            row.shift
+            for key, row in rows.items()
+            if key.startswith(kind) and "lean" not in key and row.shift is not None
+        ]
+
+    shifts, controls = shifts_of("isolation"), shifts_of("control")  # (4), (4c) vs (3)
+    if len(shifts) > 1:
+        median = statistics.median(shifts)
+        each = ", ".join(f"{shift:+.0%}" for shift in shifts)
+        verdict = "met" if median < TARGET_SHIFT else "MISSED"
+        lines.append(
+            f"Target isolation over {len(shifts)} pairs (3)/(4), alternated: healthy p99 moved "
+            f"{each}; median {median:+.0%} -> {verdict}"
+        )
+    if controls:
+        each = ", ".join(f"{shift:+.0%}" for shift in controls)
+        lines.append(
+            f"Control (4c), the same load with nothing hanging: healthy p99 moved {each} vs "
+            f"(3); median {statistics.median(controls):+.0%}"
+        )
+        # What hanging itself costs: (4) against (4c) of the same pair, the same load.
+        costs = []
+        for pair in itertools.count(1):
+            hung = rows.get(pair_key("isolation", pair))
+            control = rows.get(pair_key("control", pair))
+            if hung is None or control is None:
+                break
+            if hung.latencies_ms and control.latencies_ms:
+                p99 = percentile(control.latencies_ms, 0.99)
+                costs.append(percentile(hung.latencies_ms, 0.99) / p99 - 1)
+        if costs:
+            each = ", ".join(f"{cost:+.0%}" for cost in costs)
+            lines.append(
+                f"Hanging against answering, the same load, (4) vs (4c) of each pair: healthy "
+                f"p99 {each}; median {statistics.median(costs):+.0%}"
+            )
     return lines
 
 
@@ -1002,6 +1081,22 @@ async def run(options: argparse.Namespace) -> int:
             if "isolation" in wanted:
                 rows["isolation"] = await offered_load(bench, True, rows.get("latency"), None)
                 show(rows["isolation"])
+            if {"latency", "isolation"} <= set(wanted):
+                for pair in range(1, options.pairs + 1):
+                    if pair > 1:
+                        latency = rows[pair_key("latency", pair)] = await offered_load(
+                            bench, False, None, None, pair=pair
+                        )
+                        show(latency)
+                        hung = rows[pair_key("isolation", pair)] = await offered_load(
+                            bench, True, latency, None, pair=pair
+                        )
+                        show(hung)
+                    if options.control:
+                        control = rows[pair_key("control", pair)] = await offered_load(
+                            bench, True, rows[pair_key("latency", pair)], None, pair, control=True
+                        )
+                        show(control)
                 if lean:
                     rows["isolation-lean"] = await offered_load(
                         bench, True, rows.get("latency-lean"), None, True
@@ -1045,6 +1140,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=lambda value: value.split(","),
         default=list(SCENARIOS),
         help="comma-separated, of " + ",".join(SCENARIOS) + " (ceiling needs throughput)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="(3) and (4) run this many times, alternated; isolation judged on the median",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="after each (4), (4c): the same load with the hanging endpoints answering at once",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker in (1), (3)")
     parser.add_argument(
