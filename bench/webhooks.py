@@ -693,6 +693,7 @@ async def offered_load(
     hanging: bool,
     baseline: Row | None,
     folded: Path | None,
+    *,
     lean: bool = False,
     pair: int = 1,
     control: bool = False,
@@ -1076,11 +1077,16 @@ async def run(options: argparse.Namespace) -> int:
                 rows["latency"] = await offered_load(bench, False, None, spied)
                 show(rows["latency"])
                 if lean:
-                    rows["latency-lean"] = await offered_load(bench, False, None, None, True)
+                    rows["latency-lean"] = await offered_load(bench, False, None, None, lean=True)
                     show(rows["latency-lean"])
             if "isolation" in wanted:
                 rows["isolation"] = await offered_load(bench, True, rows.get("latency"), None)
                 show(rows["isolation"])
+                if lean:
+                    rows["isolation-lean"] = await offered_load(
+                        bench, True, rows.get("latency-lean"), None, lean=True
+                    )
+                    show(rows["isolation-lean"])
             if {"latency", "isolation"} <= set(wanted):
                 for pair in range(1, options.pairs + 1):
                     if pair > 1:
@@ -1094,14 +1100,14 @@ async def run(options: argparse.Namespace) -> int:
                         show(hung)
                     if options.control:
                         control = rows[pair_key("control", pair)] = await offered_load(
-                            bench, True, rows[pair_key("latency", pair)], None, pair, control=True
+                            bench,
+                            True,
+                            rows[pair_key("latency", pair)],
+                            None,
+                            pair=pair,
+                            control=True,
                         )
                         show(control)
-                if lean:
-                    rows["isolation-lean"] = await offered_load(
-                        bench, True, rows.get("latency-lean"), None, True
-                    )
-                    show(rows["isolation-lean"])
             for label, path, key in (("(1)", folded, "throughput"), ("(3)", spied, "latency")):
                 if path is not None and key in rows:
                     profile += [f"{label} " + line for line in profile_lines(path)]
