@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, delete, func, insert, or_, select
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.kit.json_text import json_text
 from vsense.models import DeviceMetric, PayloadMessage
 
 
@@ -84,12 +85,51 @@ async def metric_buckets(
 # --- Writes: the payload log and its derived metrics, as devices send them ---------------
 
 
-# Core statements, built once: the ORM's bulk insert (its per-row bookkeeping) cost more
-# of the ingest path's time than the statements themselves.
+# SQLite: Core statements, built once (the ORM's bulk insert, its per-row bookkeeping,
+# cost more of the ingest path's time than the statements themselves). Asked for the ids
+# in the rows' order, SQLAlchemy would insert row by row on SQLite (a statement, and a
+# hop to the driver's thread, per message). One statement instead: SQLite gives each
+# row of it the id one above the largest in the table (a rowid table), so the ids in
+# ascending order are the rows' in order.
 _MESSAGES = cast(Table, PayloadMessage.__table__)
-_ADD_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
-_ADD_MESSAGES_UNSORTED = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_ADD_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _ADD_METRICS = insert(cast(Table, DeviceMetric.__table__))
+
+
+# PostgreSQL: the messages as one array per column, in one statement whose text does not
+# depend on how many there are (one prepared statement for every size of group), and
+# without SQLAlchemy's processing of each value. Rows get their ids from the sequence in
+# the order of `n`, so the ids in ascending order are the rows' in order.
+_MESSAGES_FROM_ARRAYS = text(
+    """
+    INSERT INTO payload_messages (device_uuid, type, version, timestamp, received_at, payload)
+    SELECT device_uuid, type, version, timestamp, received_at, payload
+    FROM unnest(
+        CAST(:devices AS uuid[]), CAST(:types AS varchar[]), CAST(:versions AS int[]),
+        CAST(:timestamps AS timestamptz[]), CAST(:received AS timestamptz[]),
+        CAST(:payloads AS json[])
+    ) WITH ORDINALITY AS v(device_uuid, type, version, timestamp, received_at, payload, n)
+    ORDER BY n
+    RETURNING id
+    """
+)
+_METRICS_FROM_ARRAYS = text(
+    """
+    INSERT INTO device_metrics
+        (device_uuid, message_id, received_at, epoch, name, value, marker_id, marker_name)
+    SELECT * FROM unnest(
+        CAST(:devices AS uuid[]), CAST(:messages AS bigint[]),
+        CAST(:received AS timestamptz[]), CAST(:epochs AS bigint[]), CAST(:names AS varchar[]),
+        CAST(:values AS float8[]), CAST(:marker_ids AS varchar[]),
+        CAST(:marker_names AS varchar[])
+    )
+    """
+)
+
+
+def _columns(rows: list[dict[str, Any]], **names: str) -> dict[str, list[Any]]:
+    """`rows` as one list per column: parameter name -> the rows' values of a key."""
+    return {parameter: [row[key] for row in rows] for parameter, key in names.items()}
 
 
 async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
@@ -97,15 +137,20 @@ async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     if not rows:
         return []
     connection = await session.connection()
-    if connection.dialect.name == "sqlite":
-        # Asked for the ids in the rows' order, SQLAlchemy inserts row by row on SQLite
-        # (a statement, and a hop to the driver's thread, per message). One statement
-        # instead: SQLite gives each row of it the id one above the largest in the table
-        # (a rowid table), so the ids in ascending order are the rows' in order.
-        result = await connection.execute(_ADD_MESSAGES_UNSORTED, rows)
-        return sorted(result.scalars().all())
-    result = await connection.execute(_ADD_MESSAGES, rows)
-    return list(result.scalars().all())
+    if connection.dialect.name == "postgresql":
+        arrays = _columns(
+            rows,
+            devices="device_uuid",
+            types="type",
+            versions="version",
+            timestamps="timestamp",
+            received="received_at",
+        )
+        arrays["payloads"] = [json_text(row["payload"]) for row in rows]
+        result = await connection.execute(_MESSAGES_FROM_ARRAYS, arrays)
+    else:
+        result = await connection.execute(_ADD_MESSAGES, rows)
+    return sorted(result.scalars().all())
 
 
 async def last_message_time(
@@ -121,9 +166,24 @@ async def last_message_time(
 
 
 async def add_metrics(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        connection = await session.connection()
-        await connection.execute(_ADD_METRICS, rows)
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        arrays = _columns(
+            rows,
+            devices="device_uuid",
+            messages="message_id",
+            received="received_at",
+            epochs="epoch",
+            names="name",
+            values="value",
+            marker_ids="marker_id",
+            marker_names="marker_name",
+        )
+        await connection.execute(_METRICS_FROM_ARRAYS, arrays)
+        return
+    await connection.execute(_ADD_METRICS, rows)
 
 
 async def last_metric_value(
