@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from tests.factories import Api, sensor, vcz
 from tests.receiver import Receiver, running_receiver
@@ -260,3 +261,25 @@ async def test_counting_an_endpoints_breaker_does_not_hold_up_its_devices_messag
             select(func.count()).where(WebhookDelivery.webhook_id == created["id"])
         )
     assert queued == 1
+
+
+@pytest.mark.parametrize("database_settings", ["postgresql"], indirect=True)
+async def test_a_transaction_that_queues_events_plans_its_statements_for_each_call(
+    api: Api, receiver: Receiver
+) -> None:
+    """Each delivery's foreign key to its event is checked by a query the server plans
+    once per connection and keeps: planned while the events were few (an emptied queue,
+    analyzed so), it scans every event, for as long as nothing gathers their statistics
+    again (`bench/webhook_queue_growth.py`). The transaction that queues events asks for
+    plans made for each call, whatever the connection prefers."""
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/planned"))
+    async with session_scope(api.state.sessionmaker) as session:
+        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        queued = await api.state.outbox.emit(
+            session, device_uuid=uuid.UUID(device.uuid), event="payload", body={"n": 1}
+        )
+        mode = await session.scalar(text("SELECT current_setting('plan_cache_mode')"))
+    assert queued == 1
+    assert mode == "force_custom_plan"
