@@ -65,20 +65,9 @@ async def enqueue(
     session: AsyncSession, events: Sequence[NewEvent], now: datetime, lease_until: datetime | None
 ) -> list[int]:
     """Write events and one due delivery per webhook; the deliveries' ids, in order.
-    With `lease_until`, the deliveries are born leased (the caller sends them itself).
-
-    On PostgreSQL, the rest of the caller's transaction is planned for each call
-    (`_PLANNED_PER_CALL`). Each delivery's foreign key to its event is checked by a
-    query the server plans once per connection and keeps; planned while the events
-    were few, it scans them all, and it is kept until their statistics are gathered
-    again, which may be never where autovacuum is off. From an empty queue to 12,000
-    deliveries, an emit of 100 events went from 16 to 48 ms
-    (`bench/webhook_queue_growth.py`). Only transactions that queue events pay for the
-    planning."""
+    With `lease_until`, the deliveries are born leased (the caller sends them itself)."""
     if not events:
         return []
-    if _is_postgres(session):
-        await session.execute(_PLANNED_PER_CALL)
     event_ids = list(
         (
             await session.scalars(
@@ -116,9 +105,19 @@ async def add_deliveries(
     lease_until: datetime | None = None,
 ) -> list[int]:
     """Due deliveries of existing events, `(event, webhook, device)` each; their ids, in
-    order. With `lease_until`, they are born leased (the caller sends them itself)."""
+    order. With `lease_until`, they are born leased (the caller sends them itself).
+
+    On PostgreSQL, the rest of the caller's transaction is planned for each call
+    (`_PLANNED_PER_CALL`). Each delivery's foreign key to its event is checked by a
+    query the server plans once per connection and keeps: planned while the events were
+    few, it scans them all, until their statistics are gathered again, which may be
+    never where autovacuum is off. From an empty queue to 12,000 deliveries, an emit of
+    100 events went from 16 to 48 ms (`bench/webhook_queue_growth.py`). Only
+    transactions that queue deliveries pay for the planning."""
     if not targets:
         return []
+    if _is_postgres(session):
+        await session.execute(_PLANNED_PER_CALL)
     result = await session.scalars(
         insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
         [
