@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.db import transaction_state
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from vsense.webhooks.breaker import Breaker
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, EventBody, NewEvent
@@ -113,11 +114,14 @@ async def add_deliveries(
     few, it scans them all, until their statistics are gathered again, which may be
     never where autovacuum is off. From an empty queue to 12,000 deliveries, an emit of
     100 events went from 16 to 48 ms (`bench/webhook_queue_growth.py`). Only
-    transactions that queue deliveries pay for the planning."""
+    transactions that queue deliveries pay for the planning, once each (a group commit
+    queues the deliveries of each of its units)."""
     if not targets:
         return []
-    if _is_postgres(session):
+    state = transaction_state(session)
+    if _is_postgres(session) and _PLANNED_PER_CALL_KEY not in state:
         await session.execute(_PLANNED_PER_CALL)
+        state[_PLANNED_PER_CALL_KEY] = True
     result = await session.scalars(
         insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
         [
@@ -166,6 +170,7 @@ _NO_WAIT_FOR_DISK = func.set_config("synchronous_commit", "off", True)
 _CLAIM_SETTINGS = select(_NO_WAIT_FOR_DISK)
 _PER_CALL_PLANS = func.set_config("plan_cache_mode", "force_custom_plan", True)
 _PLANNED_PER_CALL = select(_PER_CALL_PLANS)
+_PLANNED_PER_CALL_KEY = "webhooks.planned_per_call"  # in `transaction_state`: asked already
 _OUTCOME_SETTINGS = select(_NO_WAIT_FOR_DISK, _PER_CALL_PLANS)
 
 
