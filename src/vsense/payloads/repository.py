@@ -96,40 +96,52 @@ _ADD_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _ADD_METRICS = insert(cast(Table, DeviceMetric.__table__))
 
 
-# PostgreSQL: the messages as one array per column, in one statement whose text does not
-# depend on how many there are (one prepared statement for every size of group), and
-# without SQLAlchemy's processing of each value. Rows get their ids from the sequence in
-# the order of `n`, so the ids in ascending order are the rows' in order.
+# PostgreSQL: the rows as one array per column (each parameter is named after its
+# column), in one statement whose text does not depend on how many there are (one
+# prepared statement for every size of group), and without SQLAlchemy's processing of
+# each value. Messages get their ids from the sequence in the order of `n`, so the ids
+# in ascending order are the rows' in order.
+_MESSAGE_COLUMNS = ("device_uuid", "type", "version", "timestamp", "received_at", "payload")
 _MESSAGES_FROM_ARRAYS = text(
     """
     INSERT INTO payload_messages (device_uuid, type, version, timestamp, received_at, payload)
     SELECT device_uuid, type, version, timestamp, received_at, payload
     FROM unnest(
-        CAST(:devices AS uuid[]), CAST(:types AS varchar[]), CAST(:versions AS int[]),
-        CAST(:timestamps AS timestamptz[]), CAST(:received AS timestamptz[]),
-        CAST(:payloads AS json[])
+        CAST(:device_uuid AS uuid[]), CAST(:type AS varchar[]), CAST(:version AS int[]),
+        CAST(:timestamp AS timestamptz[]), CAST(:received_at AS timestamptz[]),
+        CAST(:payload AS json[])
     ) WITH ORDINALITY AS v(device_uuid, type, version, timestamp, received_at, payload, n)
     ORDER BY n
     RETURNING id
     """
+)
+_METRIC_COLUMNS = (
+    "device_uuid",
+    "message_id",
+    "received_at",
+    "epoch",
+    "name",
+    "value",
+    "marker_id",
+    "marker_name",
 )
 _METRICS_FROM_ARRAYS = text(
     """
     INSERT INTO device_metrics
         (device_uuid, message_id, received_at, epoch, name, value, marker_id, marker_name)
     SELECT * FROM unnest(
-        CAST(:devices AS uuid[]), CAST(:messages AS bigint[]),
-        CAST(:received AS timestamptz[]), CAST(:epochs AS bigint[]), CAST(:names AS varchar[]),
-        CAST(:values AS float8[]), CAST(:marker_ids AS varchar[]),
-        CAST(:marker_names AS varchar[])
+        CAST(:device_uuid AS uuid[]), CAST(:message_id AS bigint[]),
+        CAST(:received_at AS timestamptz[]), CAST(:epoch AS bigint[]),
+        CAST(:name AS varchar[]), CAST(:value AS float8[]), CAST(:marker_id AS varchar[]),
+        CAST(:marker_name AS varchar[])
     )
     """
 )
 
 
-def _columns(rows: list[dict[str, Any]], **names: str) -> dict[str, list[Any]]:
-    """`rows` as one list per column: parameter name -> the rows' values of a key."""
-    return {parameter: [row[key] for row in rows] for parameter, key in names.items()}
+def _columns(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """`rows` as one list per column."""
+    return {column: [row[column] for row in rows] for column in columns}
 
 
 async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
@@ -138,15 +150,8 @@ async def add_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
         return []
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        arrays = _columns(
-            rows,
-            devices="device_uuid",
-            types="type",
-            versions="version",
-            timestamps="timestamp",
-            received="received_at",
-        )
-        arrays["payloads"] = [json_text(row["payload"]) for row in rows]
+        arrays = _columns(rows, _MESSAGE_COLUMNS)
+        arrays["payload"] = [json_text(payload) for payload in arrays["payload"]]
         result = await connection.execute(_MESSAGES_FROM_ARRAYS, arrays)
     else:
         result = await connection.execute(_ADD_MESSAGES, rows)
@@ -170,18 +175,7 @@ async def add_metrics(session: AsyncSession, rows: list[dict[str, Any]]) -> None
         return
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        arrays = _columns(
-            rows,
-            devices="device_uuid",
-            messages="message_id",
-            received="received_at",
-            epochs="epoch",
-            names="name",
-            values="value",
-            marker_ids="marker_id",
-            marker_names="marker_name",
-        )
-        await connection.execute(_METRICS_FROM_ARRAYS, arrays)
+        await connection.execute(_METRICS_FROM_ARRAYS, _columns(rows, _METRIC_COLUMNS))
         return
     await connection.execute(_ADD_METRICS, rows)
 
