@@ -31,6 +31,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -246,8 +247,10 @@ def _claim_statement(postgres: bool) -> Any:
     tripped = select(Webhook.id).where(Webhook.breaker_open_until > now)
     probing = select(Webhook.id).where(Webhook.breaker_open_until <= now)
     # Devices (per webhook) with a delivery out: few, whatever the backlog, so leaving
-    # their other deliveries out is one hash look-up per row. `mine`: the claimer's own
-    # lease, which its later deliveries may queue behind.
+    # their other deliveries out is one hash look-up per row (a `NOT IN` the server
+    # hashes; as `NOT EXISTS` it was planned, on the estimate of the leases' index, as a
+    # loop over `busy` for each row scanned). `mine`: the claimer's own lease, which its
+    # later deliveries may queue behind.
     if postgres:
         own = WebhookDelivery.id == any_(bindparam("own", type_=ARRAY(BigInteger)))
     else:
@@ -266,10 +269,8 @@ def _claim_statement(postgres: bool) -> Any:
             PENDING_ROW,
             WebhookDelivery.next_attempt_at <= now,
             or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            ~exists().where(
-                busy.c.webhook_id == WebhookDelivery.webhook_id,
-                busy.c.device_uuid == WebhookDelivery.device_uuid,
-                ~busy.c.mine,
+            tuple_(WebhookDelivery.webhook_id, WebhookDelivery.device_uuid).not_in(
+                select(busy.c.webhook_id, busy.c.device_uuid).where(~busy.c.mine)
             ),
             WebhookDelivery.webhook_id.not_in(tripped),
             ~and_(
