@@ -228,7 +228,7 @@ class Dispatcher:
                 skip_webhooks=skip,
                 own=self.own_leases(),
             )
-            prepared = await _prepare(session, claimed, now)
+            prepared = await prepare(session, claimed, now)
         self.launch(prepared)
         return len(prepared)
 
@@ -432,13 +432,15 @@ async def _count_failures(session: AsyncSession, results: Sequence[Result]) -> d
     return opened
 
 
-async def _prepare(
+async def prepare(
     session: AsyncSession, claimed: Sequence[Claimed], now: datetime
 ) -> list[Prepared]:
+    """What the attempts of claimed deliveries need: their events and webhooks, read
+    as plain rows, two statements for the whole claim."""
     if not claimed:
         return []
     events = await queue_repository.events_by_id(session, (c.event_id for c in claimed))
-    webhooks = await repository.webhooks_by_id(session, (c.webhook_id for c in claimed))
+    webhooks = await repository.destinations_by_id(session, (c.webhook_id for c in claimed))
     return [Prepared.of(c, events[c.event_id], webhooks[c.webhook_id], now) for c in claimed]
 
 
@@ -448,6 +450,6 @@ async def send_now(state: DispatchParts, delivery_ids: Sequence[int]) -> list[De
     dispatcher = Dispatcher(state)
     async with session_scope(state.database.sessionmaker) as session:
         leased = await queue_repository.leased(session, delivery_ids)
-        prepared = await _prepare(session, leased, utcnow())
+        prepared = await prepare(session, leased, utcnow())
     dispatcher.launch(prepared)
     return await dispatcher.drain()

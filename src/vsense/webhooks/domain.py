@@ -14,8 +14,6 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
-from vsense.models import Webhook
-
 
 class DeliveryStatus(StrEnum):
     """Where a delivery stands; the stored and published values."""
@@ -75,6 +73,21 @@ class EventBody(NamedTuple):
     body: str
 
 
+class Destination(NamedTuple):
+    """What an attempt needs of its webhook: where and how to send, and the secrets
+    that sign (plain rows, like `EventBody`)."""
+
+    id: int
+    status: int
+    method: str
+    url: str
+    params: list[dict[str, str]] | None
+    headers: list[dict[str, str]] | None
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """Everything one attempt needs, detached from the database session."""
@@ -94,7 +107,9 @@ class Prepared:
     secrets: tuple[str, ...]
 
     @classmethod
-    def of(cls, claimed: Claimed, event: EventBody, webhook: Webhook, now: datetime) -> Prepared:
+    def of(
+        cls, claimed: Claimed, event: EventBody, webhook: Destination, now: datetime
+    ) -> Prepared:
         """An attempt of a claimed delivery; a rotated-out secret signs until its end."""
         secrets = [webhook.secret]
         if webhook.previous_secret and (

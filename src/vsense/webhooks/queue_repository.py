@@ -10,6 +10,7 @@ per-device order check below sees every other claim; SQLite has one writer at a 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -17,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
     Integer,
     Table,
     and_,
@@ -54,8 +54,18 @@ Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 Webhooks: Table = Webhook.__table__  # type: ignore[assignment]
 
 
-def _is_postgres(session: AsyncSession) -> bool:
+def is_postgres(session: AsyncSession) -> bool:
+    """Whether the session's database is PostgreSQL (else SQLite)."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(column: Any, name: str, postgres: bool) -> Any:
+    """`column` is one of the list bound as `name`. On PostgreSQL an array, so that one
+    statement text (prepared once by the driver) serves lists of every length; on
+    SQLite an expanding `IN`."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -120,7 +130,7 @@ async def add_deliveries(
     if not targets:
         return []
     state = transaction_state(session)
-    if _is_postgres(session) and _PLANNED_PER_CALL_KEY not in state:
+    if is_postgres(session) and _PLANNED_PER_CALL_KEY not in state:
         await session.execute(_PLANNED_PER_CALL)
         state[_PLANNED_PER_CALL_KEY] = True
     result = await session.scalars(
@@ -147,7 +157,7 @@ async def without_waiting_for_disk(session: AsyncSession) -> None:
     """The dispatcher's own writes (leases, outcomes) need not wait for the disk: lost
     in a crash of the database, they only mean a delivery is sent again, which
     at-least-once allows. What devices were told is stored stays synchronous."""
-    if _is_postgres(session):
+    if is_postgres(session):
         await session.execute(_CLAIM_SETTINGS)
 
 
@@ -163,7 +173,7 @@ async def outcomes_transaction(session: AsyncSession) -> None:
     off: from an empty queue to 40,000 deliveries a write of 100 outcomes went from 22
     to 465 ms, against 7.5-11 ms planned each time (`bench/webhook_queue_growth.py`).
     The claim keeps its generic plan, which does not degrade so."""
-    if _is_postgres(session):
+    if is_postgres(session):
         await session.execute(_OUTCOME_SETTINGS)
 
 
@@ -178,7 +188,7 @@ _OUTCOME_SETTINGS = select(_NO_WAIT_FOR_DISK, _PER_CALL_PLANS)
 async def notify(session: AsyncSession) -> None:
     """Tell every listening dispatcher that work was queued (PostgreSQL delivers the
     notification at commit, and never for a rollback)."""
-    if _is_postgres(session):
+    if is_postgres(session):
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
@@ -208,7 +218,7 @@ async def claim(
     A claim of a delivery whose earlier lease ran out is counted in `reclaims`: its
     worker vanished, and the receiver may see it twice.
     """
-    postgres = _is_postgres(session)
+    postgres = is_postgres(session)
     if postgres:
         # Claims take turns (so each sees the leases of the one before).
         await session.execute(_CLAIM_LOCK)
@@ -251,10 +261,7 @@ def _claim_statement(postgres: bool) -> Any:
     # hashes; as `NOT EXISTS` it was planned, on the estimate of the leases' index, as a
     # loop over `busy` for each row scanned). `mine`: the claimer's own lease, which its
     # later deliveries may queue behind.
-    if postgres:
-        own = WebhookDelivery.id == any_(bindparam("own", type_=ARRAY(BigInteger)))
-    else:
-        own = WebhookDelivery.id.in_(bindparam("own", expanding=True))
+    own = one_of(WebhookDelivery.id, "own", postgres)
     busy = (
         select(WebhookDelivery.webhook_id, WebhookDelivery.device_uuid, own.label("mine"))
         .where(PENDING_ROW, WebhookDelivery.lease_until >= now)
@@ -371,7 +378,7 @@ async def breakers_for_update(
         .where(Webhook.id.in_(sorted(webhook_ids)))
         .order_by(Webhook.id)
     )
-    if _is_postgres(session):
+    if is_postgres(session):
         query = query.with_for_update(key_share=True)
     rows = await session.execute(query)
     return {w: Breaker(failures, until, seconds) for w, failures, until, seconds in rows}
@@ -437,12 +444,19 @@ async def leased(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Cla
 async def events_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, EventBody]:
     """The events of claimed deliveries, by id."""
     wanted = sorted(set(ids))
+    statement = _events_statement(is_postgres(session))
+    connection = await session.connection()  # plain rows: no ORM step around them
     found: dict[int, EventBody] = {}
-    columns = (WebhookEvent.id, WebhookEvent.msg_id, WebhookEvent.type, WebhookEvent.body)
     for chunk in _chunks(wanted):
-        for row in await session.execute(select(*columns).where(WebhookEvent.id.in_(chunk))):
+        for row in await connection.execute(statement, {"ids": list(chunk)}):
             found[row[0]] = EventBody(*row)
     return found
+
+
+@functools.cache
+def _events_statement(postgres: bool) -> Any:
+    columns = (WebhookEvent.id, WebhookEvent.msg_id, WebhookEvent.type, WebhookEvent.body)
+    return select(*columns).where(one_of(WebhookEvent.id, "ids", postgres))
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> None:
@@ -456,7 +470,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[DeliveryOutc
     before their attempts are inserted."""
     if not outcomes:
         return
-    if _is_postgres(session):
+    if is_postgres(session):
         await session.execute(
             _OUTCOMES_FROM_ARRAYS,
             {

@@ -5,6 +5,7 @@ and writes (targets of the outbox, health, disabling) take no caller."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vsense.accounts.principal import Principal
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from vsense.webhooks import queue_repository
-from vsense.webhooks.domain import Target, WebhookStatus
+from vsense.webhooks.domain import Destination, Target, WebhookStatus
 
 CHUNK = 2000
 REASON_LENGTH = 200  # `disabled_reason` column
@@ -178,13 +179,31 @@ async def targets(
     return found
 
 
-async def webhooks_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Webhook]:
-    """Webhooks by id (those of claimed deliveries)."""
+async def destinations_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Destination]:
+    """What attempts need of the webhooks `ids` (those of claimed deliveries), by id."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = await session.scalars(select(Webhook).where(Webhook.id.in_(wanted)))
-    return {webhook.id: webhook for webhook in rows}
+    statement = _destinations_statement(queue_repository.is_postgres(session))
+    connection = await session.connection()  # plain rows: no ORM step around them
+    rows = await connection.execute(statement, {"ids": wanted})
+    return {row[0]: Destination(*row) for row in rows}
+
+
+@functools.cache
+def _destinations_statement(postgres: bool) -> Any:
+    columns = (
+        Webhook.id,
+        Webhook.status,
+        Webhook.method,
+        Webhook.url,
+        Webhook.params,
+        Webhook.headers,
+        Webhook.secret,
+        Webhook.previous_secret,
+        Webhook.previous_secret_until,
+    )
+    return select(*columns).where(queue_repository.one_of(Webhook.id, "ids", postgres))
 
 
 async def note_health(
