@@ -443,6 +443,68 @@ async def in_process(database_url: str | None, pool: int, prefix: str) -> AsyncI
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextlib.asynccontextmanager
+async def migrated_components(database_url: str | None, prefix: str) -> AsyncIterator[Any]:
+    """The components of a server process (`Components.for_server`) over a fresh
+    database (PostgreSQL dropped and recreated, else SQLite in a temporary folder),
+    migrated; the engine is disposed and the folder removed afterwards."""
+    import tempfile
+
+    from vsense.components import Components
+    from vsense.config import load_settings
+    from vsense.migrate import upgrade_async
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if database_url:
+            await recreate_postgres_database(database_url)
+        settings = load_settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            environment="test",
+            secret_key="bench-cpu-secret-key-long-enough-0123456789",
+        )
+        await upgrade_async(settings)
+        components = Components.for_server(settings)
+        try:
+            yield components
+        finally:
+            await components.engine.dispose()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def seed_payload_webhooks(
+    session: Any, organization_id: int, urls: Sequence[str], name: str
+) -> list[tuple[uuid.UUID, int]]:
+    """A device per URL (named `name` and its index) with a payload webhook to that URL;
+    the devices and the webhooks' ids, in the order of `urls`."""
+    from sqlalchemy import insert
+
+    from vsense.models import Device, Webhook
+    from vsense.webhooks.signing import new_secret
+
+    targets = []
+    for n, url in enumerate(urls):
+        device = uuid.uuid4()
+        await session.execute(
+            insert(Device).values(uuid=device, organization_id=organization_id, name=f"{name}{n}")
+        )
+        webhook = await session.scalar(
+            insert(Webhook)
+            .values(
+                organization_id=organization_id,
+                device_uuid=device,
+                url=url,
+                webhook_type="payload",
+                secret=new_secret(),
+            )
+            .returning(Webhook.id)
+        )
+        targets.append((device, webhook))
+    return targets
+
+
 def secrets_password() -> str:
     import secrets
 

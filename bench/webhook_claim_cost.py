@@ -4,7 +4,8 @@ wake-up of a dispatcher pays (one per NOTIFY and per outcome batch at low load).
     .venv/bin/python bench/webhook_claim_cost.py                      # SQLite, a temporary file
     .venv/bin/python bench/webhook_claim_cost.py postgresql+asyncpg://postgres@127.0.0.1:5432/DB
 
-The database is migrated first (PostgreSQL: an existing, empty database of your own).
+The database is made afresh and migrated first (PostgreSQL: the named database is
+dropped and created again).
 Prints the best and every round of 5 x 100 claims, each in its own write transaction as
 the dispatcher runs it, after 20 to warm up.
 """
@@ -12,29 +13,18 @@ the dispatcher runs it, after 20 to warm up.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-from vsense.components import Components
-from vsense.config import load_settings
+from harness import migrated_components
 from vsense.db import session_scope
 from vsense.kit.time import utcnow
-from vsense.migrate import upgrade_async
 from vsense.webhooks import queue_repository
 
 
 async def main(url: str) -> None:
-    work = Path(tempfile.mkdtemp(prefix="vsense-claim-cost-"))
-    try:
-        settings = load_settings(
-            database_url=url or None, data_dir=work, environment="test", secret_key="x" * 40
-        )
-        await upgrade_async(settings)
-        state = Components.for_server(settings)
+    async with migrated_components(url or None, "vsense-claim-cost-") as state:
 
         async def once() -> None:
             async with session_scope(state.database.sessionmaker) as session:
@@ -50,9 +40,6 @@ async def main(url: str) -> None:
             for _ in range(100):
                 await once()
             rounds.append((time.process_time() - started) / 100 * 1e6)
-        await state.engine.dispose()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     print(
         f"{url or 'sqlite'}: empty claim, CPU per call (its transaction included): "
         f"best {min(rounds):,.0f} µs, rounds {[round(r) for r in rounds]}"

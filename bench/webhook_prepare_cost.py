@@ -5,9 +5,10 @@ deliveries over 100 webhooks. Every claimed delivery pays it once, before its re
     .venv/bin/python bench/webhook_prepare_cost.py                      # SQLite, a temporary file
     .venv/bin/python bench/webhook_prepare_cost.py postgresql+asyncpg://postgres@127.0.0.1:5432/DB
 
-The database is migrated first (PostgreSQL: an existing, empty database of your own),
-then 2,000 events are queued to 100 webhooks. Prints the best and every round of 5 x 50
-prepares, each in its own transaction as the dispatcher runs it, after 10 to warm up.
+The database is made afresh and migrated first (PostgreSQL: the named database is
+dropped and created again), then 2,000 events are queued to 100 webhooks. Prints the
+best and every round of 5 x 50 prepares, each in its own transaction as the dispatcher
+runs it, after 10 to warm up.
 On PostgreSQL the lean reference reads the same columns of the same rows with asyncpg
 alone (one prepared statement per table, `= ANY($1)`), and the ratio lean / vsense is
 printed; `BENCH_SERVER_PYTHONPATH` is not used: run older code with `PYTHONPATH`.
@@ -16,29 +17,24 @@ printed; `BENCH_SERVER_PYTHONPATH` is not used: run older code with `PYTHONPATH`
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import insert
 
-from vsense.components import Components
-from vsense.config import load_settings
+from harness import migrated_components, seed_payload_webhooks
 from vsense.db import session_scope
 from vsense.kit.json_text import json_text
 from vsense.kit.time import utcnow
-from vsense.migrate import upgrade_async
-from vsense.models import Device, Organization, Webhook
+from vsense.models import Organization
 from vsense.webhooks import dispatcher, queue_repository
 from vsense.webhooks.domain import Claimed, NewEvent
 from vsense.webhooks.events import payload_body
-from vsense.webhooks.signing import new_secret
 
 WEBHOOKS = 100
 EVENTS = 2000
@@ -50,7 +46,7 @@ LEAN_WEBHOOKS = (
 )
 
 
-async def seed(state: Components) -> list[Claimed]:
+async def seed(state: Any) -> list[Claimed]:
     """100 devices with a webhook each, and 2,000 payload events queued to them."""
     now = utcnow()
     async with session_scope(state.database.sessionmaker) as session:
@@ -58,25 +54,8 @@ async def seed(state: Components) -> list[Claimed]:
             insert(Organization).values(name="Bench").returning(Organization.id)
         )
         assert org is not None
-        targets: list[tuple[uuid.UUID, int]] = []
-        for n in range(WEBHOOKS):
-            device = uuid.uuid4()
-            await session.execute(
-                insert(Device).values(uuid=device, organization_id=org, name=f"d{n}")
-            )
-            webhook = await session.scalar(
-                insert(Webhook)
-                .values(
-                    organization_id=org,
-                    device_uuid=device,
-                    url=f"http://127.0.0.1:9/{n}",
-                    webhook_type="payload",
-                    secret=new_secret(),
-                )
-                .returning(Webhook.id)
-            )
-            assert webhook is not None
-            targets.append((device, webhook))
+        urls = [f"http://127.0.0.1:9/{n}" for n in range(WEBHOOKS)]
+        targets = await seed_payload_webhooks(session, org, urls, "d")
         events = []
         for n in range(EVENTS):
             device, webhook = targets[n % WEBHOOKS]
@@ -111,13 +90,7 @@ async def rounds_of(
 
 
 async def main(url: str) -> None:
-    work = Path(tempfile.mkdtemp(prefix="vsense-prepare-cost-"))
-    try:
-        settings = load_settings(
-            database_url=url or None, data_dir=work, environment="test", secret_key="x" * 40
-        )
-        await upgrade_async(settings)
-        state = Components.for_server(settings)
+    async with migrated_components(url or None, "vsense-prepare-cost-") as state:
         claimed = await seed(state)
 
         async def vsense(batch: Sequence[Claimed]) -> None:
@@ -125,22 +98,19 @@ async def main(url: str) -> None:
                 await dispatcher.prepare(session, batch, utcnow())
 
         mine = await rounds_of(vsense, claimed)
-        await state.engine.dispose()
-        lean: list[float] = []
-        if url.startswith("postgresql"):
-            connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-            events = await connection.prepare(LEAN_EVENTS)
-            webhooks = await connection.prepare(LEAN_WEBHOOKS)
+    lean: list[float] = []
+    if url.startswith("postgresql"):
+        connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+        events = await connection.prepare(LEAN_EVENTS)
+        webhooks = await connection.prepare(LEAN_WEBHOOKS)
 
-            async def bare(batch: Sequence[Claimed]) -> None:
-                async with connection.transaction():
-                    await events.fetch(sorted({c.event_id for c in batch}))
-                    await webhooks.fetch(sorted({c.webhook_id for c in batch}))
+        async def bare(batch: Sequence[Claimed]) -> None:
+            async with connection.transaction():
+                await events.fetch(sorted({c.event_id for c in batch}))
+                await webhooks.fetch(sorted({c.webhook_id for c in batch}))
 
-            lean = await rounds_of(bare, claimed)
-            await connection.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        lean = await rounds_of(bare, claimed)
+        await connection.close()
     mean = sum(SIZES) / len(SIZES)
     print(
         f"{url or 'sqlite'}: prepare of a claim ({mean:.0f} deliveries on average), CPU per "

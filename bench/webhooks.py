@@ -77,6 +77,7 @@ from harness import (
     percentile,
     recreate_postgres_database,
     run_command,
+    seed_payload_webhooks,
     stop_process,
     wait_listening,
 )
@@ -274,34 +275,19 @@ class Bench:
         from sqlalchemy import insert
 
         from vsense.db import session_scope
-        from vsense.models import Device, Organization, Webhook
-        from vsense.webhooks.signing import new_secret
+        from vsense.models import Organization
 
         async with session_scope(self.state.sessionmaker) as session:
             org = await session.scalar(
                 insert(Organization).values(name="Bench").returning(Organization.id)
             )
+            assert org is not None
             for kind, count, into in (
                 ("ok", healthy, self.healthy),
                 ("hang", hanging, self.hanging),
             ):
-                for n in range(count):
-                    device = uuid.uuid4()
-                    await session.execute(
-                        insert(Device).values(uuid=device, organization_id=org, name=f"{kind}{n}")
-                    )
-                    webhook = await session.scalar(
-                        insert(Webhook)
-                        .values(
-                            organization_id=org,
-                            device_uuid=device,
-                            url=f"{self.receiver_url}/{kind}/{n}",
-                            webhook_type="payload",
-                            secret=new_secret(),
-                        )
-                        .returning(Webhook.id)
-                    )
-                    into.append((device, webhook))
+                urls = [f"{self.receiver_url}/{kind}/{n}" for n in range(count)]
+                into.extend(await seed_payload_webhooks(session, org, urls, kind))
 
     async def emit(self, devices: Sequence[uuid.UUID]) -> None:
         """Queue one payload event per device in one transaction, as the gateway does."""
