@@ -10,6 +10,11 @@ accounting. In this process, for each concurrency level, each client sends the s
   httpx    one `httpx.AsyncClient`, `Limits(max_connections=concurrency)`
   sender   `vsense.webhooks.sender.Sender` (aiohttp with the address policy, the
            guarded resolver and the `Outcome` bookkeeping), loopback allowed
+  signed   the lean reference of an attempt: aiohttp, the Standard Webhooks headers
+           signed with `hmac` inline, the head of the answer read
+  attempt  vsense's attempt path: the request built and signed from a prepared delivery
+           (`webhooks.request.build_request`), sent by `Sender`, its outcome decided
+           (`webhooks.policy.after_attempt`)
 
 Reported per client and level, from the median run by requests/s: requests/s, p50/p99
 latency, errors (anything but a 200; all runs), and the client's CPU time per request
@@ -27,11 +32,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
+import itertools
 import os
 import platform
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +55,8 @@ from harness import HOST, free_port, wait_listening
 
 BODY = orjson.dumps({"stream_id": "0" * 36, "type": "VPM", "timestamp": 1, "pad": "x" * 940})
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/plain, */*"}
-CLIENTS = ("aiohttp", "httpx", "sender")
+CLIENTS = ("aiohttp", "httpx", "sender", "signed", "attempt")
+SECRET = "whsec_" + base64.b64encode(b"bench-secret-of-32-bytes-exactly").decode()
 
 Send = Callable[[], Awaitable[int]]
 
@@ -131,6 +142,61 @@ async def client(name: str, url: str, concurrency: int) -> AsyncIterator[Send]:
                 return outcome.status_code or 0
 
             yield send_sender
+    elif name == "signed":
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        key = base64.b64decode(SECRET.removeprefix("whsec_"))
+        timeout = aiohttp.ClientTimeout(total=30)
+        ids = itertools.count()
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def send_signed() -> int:
+                msg_id, now = f"msg_{next(ids)}", int(time.time())
+                mac = hmac.new(key, f"{msg_id}.{now}.".encode() + BODY, hashlib.sha256).digest()
+                headers = HEADERS | {
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(now),
+                    "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+                }
+                async with session.post(
+                    url, data=BODY, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
+                    await response.content.read(2048)
+                    return response.status
+
+            yield send_signed
+    elif name == "attempt":
+        from vsense.kit.time import utcnow
+        from vsense.webhooks import policy as delivery_policy
+        from vsense.webhooks.domain import Prepared
+        from vsense.webhooks.request import USER_AGENT, build_request
+        from vsense.webhooks.sender import Sender
+        from vsense.webhooks.ssrf import AddressPolicy
+
+        ids = itertools.count()
+        device = uuid.uuid4()
+        policy = AddressPolicy(allow_private=True)
+        # As the dispatcher's `SenderSlot` opens it: no cap per host.
+        async with Sender(policy, user_agent=USER_AGENT, limit_per_host=0) as sender:
+
+            async def send_attempt() -> int:
+                n = next(ids)
+                item = Prepared(
+                    n, 1, device, 0, "payload", f"msg_{n}", BODY, True, "POST", url, (), (),
+                    (SECRET,),
+                )  # fmt: skip
+                at = utcnow()
+                request = build_request(item, int(at.timestamp()))
+                sent = await sender.send(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    body=request.body,
+                    timeout=30,
+                )
+                delivery_policy.after_attempt(item, sent, at)
+                return sent.status_code or 0
+
+            yield send_attempt
     else:
         raise SystemExit(f"unknown client {name!r}")
 
@@ -201,6 +267,14 @@ def ratios(results: list[Result]) -> list[str]:
     lines = []
     for concurrency in sorted({r.concurrency for r in results}):
         a, h = by_key.get(("aiohttp", concurrency)), by_key.get(("httpx", concurrency))
+        lean, ours = by_key.get(("signed", concurrency)), by_key.get(("attempt", concurrency))
+        if lean and ours:
+            lines.append(
+                f"- concurrency {concurrency}: vsense's attempt path {ours.cpu_us_per_request:.0f}"
+                f" µs of client CPU per request, the lean signed request "
+                f"{lean.cpu_us_per_request:.0f} µs: lean / vsense "
+                f"{lean.cpu_us_per_request / ours.cpu_us_per_request:.2f}"
+            )
         if a and h:
             lines.append(
                 f"- concurrency {concurrency}: aiohttp {a.rate / h.rate:.1f}x the req/s of "
