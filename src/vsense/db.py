@@ -27,7 +27,7 @@ from vsense.config import Settings
 from vsense.kit.batching import Leaders
 from vsense.kit.errors import AppError
 from vsense.kit.files import private_file, private_folder
-from vsense.kit.json_text import json_text
+from vsense.kit.json_text import json_text, stored_json_value
 
 logger = logging.getLogger("vsense.db")
 
@@ -47,6 +47,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             pool_size=min(settings.database_pool_size, 8),
             max_overflow=0,
             json_serializer=json_text,
+            json_deserializer=stored_json_value,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
@@ -58,6 +59,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=max(4, settings.database_pool_size // 4),
         pool_pre_ping=False,
         json_serializer=json_text,
+        json_deserializer=stored_json_value,
     )
 
 

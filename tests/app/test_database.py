@@ -1,16 +1,18 @@
 """The embedded database stays writable when a task is cancelled in the middle of a
-statement of its write transaction (a stopping dispatcher, a job cut short)."""
+statement of its write transaction (a stopping dispatcher, a job cut short); JSON
+columns read back exactly what was written."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, event, insert, select, text
 
 from tests.environment import TEST_SECRET
 from vsense.config import load_settings
@@ -117,5 +119,33 @@ async def test_writers_take_turns_and_a_turn_ends_with_its_transaction(tmp_path:
         async with sessionmaker() as session:
             values = sorted((await session.execute(text("SELECT x FROM t"))).scalars())
         assert values == [1, 9, 11, 12]  # the failed and the cancelled inserts rolled back
+    finally:
+        await engine.dispose()
+
+
+async def test_json_columns_read_back_what_was_written_big_integers_exactly(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(data_dir=tmp_path, environment="test", secret_key=TEST_SECRET)
+    engine = create_engine(settings)
+    table = Table("j", MetaData(), Column("id", Integer, primary_key=True), Column("v", JSON))
+    written = [
+        {"serial": 2**70, "small": -(2**63), "label": "Entrée 🚪", "ratio": 0.1},
+        [1, [2, {"x": None}], True, "19 digits in text: 1234567890123456789"],
+        "plain",
+    ]
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(table.metadata.create_all)
+            await connection.execute(
+                insert(table), [{"id": n, "v": v} for n, v in enumerate(written)]
+            )
+            # Text the standard library wrote before orjson did, which orjson refuses.
+            await connection.execute(text("""INSERT INTO j (id, v) VALUES (9, '{"a": NaN}')"""))
+        async with engine.connect() as connection:
+            rows = {n: v for n, v in await connection.execute(select(table.c.id, table.c.v))}
+        assert [rows[n] for n in range(len(written))] == written
+        assert type(rows[0]["serial"]) is int
+        assert math.isnan(rows[9]["a"])
     finally:
         await engine.dispose()
