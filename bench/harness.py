@@ -414,14 +414,13 @@ class InProcess:
 
 
 @contextlib.asynccontextmanager
-async def in_process(database_url: str | None, pool: int, prefix: str) -> AsyncIterator[InProcess]:
-    """vsense over a fresh database (PostgreSQL dropped and recreated, else SQLite in a
-    temporary folder), migrated, an admin seeded, the app built without background
-    jobs (no flush, sweep or dispatcher) and not started. The folder is removed
-    afterwards. `vsense` is imported here, once `BENCH_SERVER_PYTHONPATH` has chosen it."""
+async def migrated_settings(
+    database_url: str | None, prefix: str, environment: str, **extra: Any
+) -> AsyncIterator[Any]:
+    """Settings of a fresh database (PostgreSQL dropped and recreated, else SQLite in a
+    temporary folder), migrated; the folder is removed afterwards."""
     import tempfile
 
-    from vsense.app import create_app
     from vsense.config import load_settings
     from vsense.migrate import upgrade_async
 
@@ -432,46 +431,43 @@ async def in_process(database_url: str | None, pool: int, prefix: str) -> AsyncI
         settings = load_settings(
             data_dir=data_dir,
             database_url=database_url,
-            environment="development",
+            environment=environment,
             secret_key="bench-cpu-secret-key-long-enough-0123456789",
-            database_pool_size=pool,
+            **extra,
         )
         await upgrade_async(settings)
-        admin = await seed(data_dir, database_url, 0)
-        yield InProcess(create_app(settings, background=False), settings, admin, data_dir)
+        yield settings
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
+async def in_process(database_url: str | None, pool: int, prefix: str) -> AsyncIterator[InProcess]:
+    """vsense over a fresh database (`migrated_settings`), an admin seeded, the app built
+    without background jobs (no flush, sweep or dispatcher) and not started. `vsense` is
+    imported here, once `BENCH_SERVER_PYTHONPATH` has chosen it."""
+    from vsense.app import create_app
+
+    async with migrated_settings(
+        database_url, prefix, "development", database_pool_size=pool
+    ) as settings:
+        data_dir = settings.data_dir
+        admin = await seed(data_dir, database_url, 0)
+        yield InProcess(create_app(settings, background=False), settings, admin, data_dir)
+
+
+@contextlib.asynccontextmanager
 async def migrated_components(database_url: str | None, prefix: str) -> AsyncIterator[Any]:
     """The components of a server process (`Components.for_server`) over a fresh
-    database (PostgreSQL dropped and recreated, else SQLite in a temporary folder),
-    migrated; the engine is disposed and the folder removed afterwards."""
-    import tempfile
-
+    database (`migrated_settings`); the engine is disposed afterwards."""
     from vsense.components import Components
-    from vsense.config import load_settings
-    from vsense.migrate import upgrade_async
 
-    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        if database_url:
-            await recreate_postgres_database(database_url)
-        settings = load_settings(
-            data_dir=data_dir,
-            database_url=database_url,
-            environment="test",
-            secret_key="bench-cpu-secret-key-long-enough-0123456789",
-        )
-        await upgrade_async(settings)
+    async with migrated_settings(database_url, prefix, "test") as settings:
         components = Components.for_server(settings)
         try:
             yield components
         finally:
             await components.engine.dispose()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def seed_payload_webhooks(
