@@ -10,8 +10,9 @@ webhook per device; real `vsense worker` processes deliver them. Scenarios:
   1 throughput  `--events` deliveries pre-queued over the healthy endpoints, then the
                 worker starts: deliveries/s first to last arrival, and sustained (the
                 middle 80 % of the arrivals)
-  2 ceiling     a bare aiohttp client (one ClientSession, keep-alive, 256 in flight)
-                posting the bodies of (1) to the same URLs; ratio = (1) / (2), sustained
+  2 ceiling     a bare aiohttp client (one ClientSession, keep-alive, 256 in flight, on
+                uvloop like the worker and the lean reference) posting the bodies of (1)
+                to the same URLs; ratio = (1) / (2), sustained
   3 latency     `--rate` events/s (a transaction every 20 ms) for `--duration` s after
                 2 s of warm-up, worker running: event-to-send p50/p99/max, where
                 event-to-send = receiver arrival - the event row's `created`
@@ -71,6 +72,7 @@ from harness import (
     append_markdown,
     base_env,
     command_line,
+    event_loop_runner,
     free_port,
     log_problems,
     log_tail,
@@ -1176,7 +1178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(options.serve, options.hang)
         return 0
     announce_code_under_test()
-    return asyncio.run(guarded(options))
+    return event_loop_runner(guarded(options))  # the ceiling on uvloop, as `vsense worker`
 
 
 async def guarded(options: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ from typing import Any
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
+from harness import event_loop_runner
+
 BATCH = 200
 IN_FLIGHT = 256
 LEASE = 60  # seconds
@@ -278,4 +280,4 @@ async def main(url: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+    event_loop_runner(main(sys.argv[1], float(sys.argv[2])))  # uvloop, as `vsense worker`
