@@ -2,14 +2,16 @@
 reference, on PostgreSQL (default) or SQLite (`--backend sqlite`).
 
 A receiver (aiohttp.web on uvloop, a subprocess of its own) answers `/ok/{n}` with 200 at
-once and holds `/hang/{n}` longer than the webhook timeout; it notes the arrival time
-(`time.time()`), the `webhook-id` header and the path of every request. Events are queued
-as the platform queues them (`Outbox.emit_many` in a `session_scope` transaction) for one
-webhook per device; real `vsense worker` processes deliver them. Scenarios:
+once (or after `--answer-ms`: a receiver across a network) and holds `/hang/{n}` longer
+than the webhook timeout; it notes the arrival time (`time.time()`), the `webhook-id`
+header and the path of every request. Events are queued as the platform queues them
+(`Outbox.emit_many` in a `session_scope` transaction) for one webhook per device; real
+`vsense worker` processes deliver them. Scenarios:
 
   1 throughput  `--events` deliveries pre-queued over the healthy endpoints, then the
                 worker starts: deliveries/s first to last arrival, and sustained (the
-                middle 80 % of the arrivals)
+                middle 80 % of the arrivals); and how long devices' chains stood idle
+                between two of their requests (one request of a device at a time)
   2 ceiling     a bare aiohttp client (one ClientSession, keep-alive, 256 in flight, on
                 uvloop like the worker and the lean reference) posting the bodies of (1)
                 to the same URLs; ratio = (1) / (2), sustained
@@ -91,6 +93,7 @@ TICK = 0.02  # seconds between two emitting transactions under offered load
 WARMUP = 2.0  # seconds of offered load before the measured window
 CEILING_CONCURRENCY = 256
 STALL = 30.0  # seconds without a new arrival before the wait gives up
+CHAIN_WAIT_MS = 5.0  # idle between two requests of a device counted as a wait for a claim
 CLK = os.sysconf("SC_CLK_TCK")
 # A ~1 KB payload, like a VCZ message with a few zones.
 PAYLOAD = {
@@ -105,9 +108,10 @@ PAYLOAD = {
 # --------------------------------------------------------------------------- receiver
 
 
-def serve(port: int, hang_seconds: float) -> None:
-    """The receiver process: notes every request, answers `/ok/` at once, holds `/hang/`
-    (for `hang_seconds`, or as long as `POST /_hang/{seconds}` last said)."""
+def serve(port: int, hang_seconds: float, answer_seconds: float) -> None:
+    """The receiver process: notes every request, answers `/ok/` after `answer_seconds`
+    (0: at once; more: a receiver across a network), holds `/hang/` (for `hang_seconds`,
+    or as long as `POST /_hang/{seconds}` last said)."""
     from aiohttp import web
 
     with contextlib.suppress(ImportError):
@@ -123,6 +127,8 @@ def serve(port: int, hang_seconds: float) -> None:
         records.append((arrived, msg_id, request.path))
         ok_ids.add(msg_id)
         await request.read()
+        if answer_seconds:
+            await asyncio.sleep(answer_seconds)
         return web.Response(text="ok")
 
     async def hang(request: web.Request) -> web.Response:
@@ -554,6 +560,40 @@ async def event_times(bench: Bench) -> dict[str, float]:
         return {msg_id: created.timestamp() for msg_id, created in rows}
 
 
+async def chain_idle(bench: Bench) -> str:
+    """How long a device's chain stood idle between the end of one request and the start
+    of the next (per-device order: one request of a device at a time), from the attempts
+    written: time the dispatcher lost waiting for claims, not spent sending."""
+    from sqlalchemy import select
+
+    from vsense.models import WebhookAttempt, WebhookDelivery
+
+    statement = select(
+        WebhookDelivery.device_uuid, WebhookAttempt.attempted_at, WebhookAttempt.duration_ms
+    ).join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+    chains: dict[Any, list[tuple[float, float]]] = {}
+    async with bench.state.engine.connect() as connection:  # typed: aware datetimes
+        for device, at, duration in await connection.execute(statement):
+            chains.setdefault(device, []).append((at.timestamp(), duration))
+    gaps: list[float] = []
+    busy: list[float] = []
+    for attempts in chains.values():
+        attempts.sort()
+        for (start, duration), (following, _) in itertools.pairwise(attempts):
+            gaps.append(max((following - start) * 1000 - duration, 0.0))
+            busy.append(duration)
+    if not gaps:
+        return "no chain of two requests or more"
+    idle = sum(gaps)
+    waits = sum(1 for gap in gaps if gap > CHAIN_WAIT_MS)
+    return (
+        f"devices' chains: {len(gaps):,} requests followed by another of their device; idle "
+        f"{idle / len(gaps):.1f} ms between them on average against {sum(busy) / len(busy):.1f}"
+        f" ms sending ({idle / (idle + sum(busy)):.0%} of the chains' time idle); "
+        f"{waits:,} waits over {CHAIN_WAIT_MS:g} ms"
+    )
+
+
 def check_outcomes(row: Row, counts: Counter[tuple[str, str]], expected: int, arrived: int) -> None:
     succeeded = counts["healthy", "succeeded"]
     row.lost = max(expected - arrived, expected - succeeded, 0)
@@ -593,6 +633,8 @@ async def throughput(
     records = await bench.records()
     ok_times = [t for t, _, path in records if path.startswith("/ok/")]
     row.rate, row.sustained = rates(ok_times)
+    if not lean:  # the lean reference keeps no order per device
+        row.notes.append(await chain_idle(bench))
     row.cpu = bench.cpu_between(before, after, last - before[0])
     _, repeats = latencies(records, {}, 1.0)
     check_outcomes(row, counts, count, len({m for _, m, p in records if p.startswith("/ok/")}))
@@ -868,7 +910,8 @@ def setup_lines(options: argparse.Namespace, version: str, hanging: int, code: s
         f"~1 KB bodies; {options.workers} `vsense worker` process(es), default settings but "
         f"`VSENSE_WEBHOOK_TIMEOUT={options.timeout:g}` (hanging endpoints time out after "
         f"{options.timeout:g} s instead of 10 s, to keep the run short); receiver: one "
-        "aiohttp.web process on uvloop",
+        "aiohttp.web process on uvloop, answering the healthy endpoints "
+        + (f"after {options.answer_ms:g} ms" if options.answer_ms else "at once"),
         f"(3)/(4): {options.rate:,.0f} events/s to the healthy endpoints, one transaction "
         f"every {TICK * 1000:.0f} ms, {WARMUP:g} s warm-up then {options.duration:g} s measured; "
         f"event-to-send = receiver arrival - `webhook_events.created`; (4) adds {hanging} "
@@ -1030,6 +1073,7 @@ async def run(options: argparse.Namespace) -> int:
     port = free_port()
     receiver = await asyncio.create_subprocess_exec(
         *(sys.executable, __file__, "--serve", str(port), "--hang", f"{options.timeout + 5:g}"),
+        *("--answer-ms", f"{options.answer_ms:g}"),
         start_new_session=True,
     )
     hanging = round(options.endpoints / 9)  # 10 % of all endpoints
@@ -1130,6 +1174,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="`vsense worker` processes")
     parser.add_argument("--timeout", type=float, default=5.0, help="VSENSE_WEBHOOK_TIMEOUT")
     parser.add_argument(
+        "--answer-ms",
+        type=float,
+        default=0.0,
+        help="the healthy endpoints answer after this long (a receiver across a network)",
+    )
+    parser.add_argument(
         "--scenarios",
         type=lambda value: value.split(","),
         default=list(SCENARIOS),
@@ -1175,7 +1225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if options.serve is not None:
-        serve(options.serve, options.hang)
+        serve(options.serve, options.hang, options.answer_ms / 1000)
         return 0
     announce_code_under_test()
     return event_loop_runner(guarded(options))  # the ceiling on uvloop, as `vsense worker`
