@@ -25,7 +25,7 @@ from vsense.db import session_scope
 from vsense.kit.time import utcnow
 from vsense.models import Webhook, WebhookDelivery
 from vsense.webhooks import queue_repository
-from vsense.webhooks.dispatcher import Dispatcher, close_sender
+from vsense.webhooks.dispatcher import PER_DEVICE, TOP_UP, Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
 
 
@@ -410,6 +410,28 @@ async def test_a_dispatcher_queues_a_devices_next_deliveries_behind_its_own(
     assert await other.claim_round() == 1
     await other.drain()
     assert _counts(receiver.to("/behind")) == [0, 1, 2, 3]
+
+
+async def test_a_devices_chain_is_topped_up_before_it_runs_dry(
+    api: Api, receiver: Receiver
+) -> None:
+    admin = await api.organization()
+    device = await sensor(admin)
+    await hook(admin, device.uuid, receiver.on("/topped", ("hang", 0.1)))
+    start = int(time.time()) - 100
+    await device.send([vcz(n, start + n) for n in range(PER_DEVICE + 3)])
+    dispatcher = Dispatcher(api.state)
+    try:
+        assert await dispatcher.claim_round() == PER_DEVICE  # one claim's share of a device
+        assert await dispatcher.claim_round() == 0  # more than TOP_UP left to send
+        await receiver.wait_for(PER_DEVICE - TOP_UP)  # at most TOP_UP left behind this one
+        assert await dispatcher.claim_round() == 3  # the rest, queued behind its own
+        assert len(receiver.to("/topped")) < PER_DEVICE  # before the chain ran dry
+        outcomes = await dispatcher.drain()
+    finally:
+        await close_sender(api.state)
+    assert [o.status for o in outcomes] == ["succeeded"] * (PER_DEVICE + 3)
+    assert _counts(receiver.to("/topped")) == list(range(PER_DEVICE + 3))
 
 
 async def test_nothing_queues_behind_a_failed_delivery_before_its_outcome_is_written(

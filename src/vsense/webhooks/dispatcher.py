@@ -47,18 +47,20 @@ from vsense.webhooks.wakeup import listen_for_wakeups
 
 logger = logging.getLogger("vsense.webhooks")
 
-BATCH = 200
 MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
+BATCH = MAX_IN_FLIGHT  # most deliveries one claim takes
 POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
 PER_DEVICE = 8  # deliveries of one device to one webhook per claim (sent in order)
+TOP_UP = PER_DEVICE // 2  # a device's chain with this few left to send gets more
 COALESCE = 0.01  # seconds a wake-up waits for more work to claim at once
 
 
 def lease_for(settings: Settings) -> timedelta:
     """How long a claim holds a delivery: it may wait behind the others of its device
-    (sent one after the other, each within the timeout; a failure releases the rest),
-    after up to two rounds of its endpoint's other requests."""
-    return (PER_DEVICE + 2) * settings.webhook_timeout + timedelta(seconds=10)
+    (sent one after the other, each within the timeout; a failure releases the rest:
+    at most what was left when its chain was topped up, and the one in flight), after
+    up to two rounds of its endpoint's other requests."""
+    return (PER_DEVICE + TOP_UP + 3) * settings.webhook_timeout + timedelta(seconds=10)
 
 
 class SenderSlot:
@@ -234,12 +236,14 @@ class Dispatcher:
 
     def own_leases(self) -> list[int]:
         """The deliveries whose lease this process holds and that a device's later
-        deliveries may queue behind: the one request out of a chain with nothing else
-        left to send, and those sent with success whose outcome is not written yet. A
-        chain that still has deliveries waiting is not given more (one request that
-        hangs holds back at most what one claim gave it), and a failure is not queued
-        behind: the device's later deliveries wait until its outcome is written."""
-        waiting = {pair for pair, queue in self._queues.items() if queue}
+        deliveries may queue behind: those of a chain with at most `TOP_UP` left to
+        send (it is given more before it runs dry, so that it does not wait for the
+        next claim), and those sent with success whose outcome is not written yet. A
+        chain with more waiting is not given more (one request that hangs holds back
+        at most one claim and what was left of the one before), and a failure is not
+        queued behind: the device's later deliveries wait until its outcome is
+        written."""
+        waiting = {pair for pair, queue in self._queues.items() if len(queue) > TOP_UP}
         out = [
             delivery
             for delivery, item in self._unfinished.items()
