@@ -918,8 +918,8 @@ def setup_lines(options: argparse.Namespace, version: str, hanging: int, code: s
         f"hanging endpoints ({hanging / (hanging + options.endpoints):.0%} of all) with as "
         "many events each",
         "sustained = deliveries/s over the middle 80 % of the arrivals; ratio = sustained "
-        "(1) / sustained (2); the bench process (emitter, ceiling client) runs the default "
-        "asyncio loop, like the worker",
+        "(1) / sustained (2); the bench process (emitter, ceiling client), the worker and the "
+        "lean reference run on uvloop",
     ]
 
 
