@@ -47,8 +47,7 @@ from vsense.webhooks.wakeup import listen_for_wakeups
 
 logger = logging.getLogger("vsense.webhooks")
 
-MAX_IN_FLIGHT = 1000  # requests in flight per dispatcher process
-BATCH = MAX_IN_FLIGHT  # most deliveries one claim takes
+MAX_IN_FLIGHT = 1000  # deliveries claimed, not finished, per process; a claim takes the room
 POLL_INTERVAL = 1.0  # a look at the queue without a wake-up (retries falling due)
 PER_DEVICE = 8  # deliveries of one device to one webhook per claim (sent in order)
 TOP_UP = PER_DEVICE // 2  # a device's chain with this few left to send gets more
@@ -126,9 +125,8 @@ class _Endpoint:
 class Dispatcher:
     """Delivers the queue of one database until cancelled."""
 
-    def __init__(self, state: DispatchParts, *, batch: int = BATCH) -> None:
+    def __init__(self, state: DispatchParts) -> None:
         self.state = state
-        self.batch = batch
         self.cap = state.settings.webhook_max_in_flight
         self.timeout = state.settings.webhook_timeout.total_seconds()
         self.lease = lease_for(state.settings)
@@ -211,7 +209,7 @@ class Dispatcher:
 
     async def claim_round(self) -> int:
         """Lease what this process has room for and start sending it; how many rows."""
-        room = min(self.batch, MAX_IN_FLIGHT - self.in_flight)
+        room = MAX_IN_FLIGHT - self.in_flight
         if room <= 0:
             await self._wait(self._room, POLL_INTERVAL)
             return 0
