@@ -419,19 +419,20 @@ async def test_a_devices_chain_is_topped_up_before_it_runs_dry(
     device = await sensor(admin)
     await hook(admin, device.uuid, receiver.on("/topped", ("hang", 0.1)))
     start = int(time.time()) - 100
-    await device.send([vcz(n, start + n) for n in range(PER_DEVICE + 3)])
+    rest = 3  # beyond one claim's share
+    await device.send([vcz(n, start + n) for n in range(PER_DEVICE + rest)])
     dispatcher = Dispatcher(api.state)
     try:
         assert await dispatcher.claim_round() == PER_DEVICE  # one claim's share of a device
         assert await dispatcher.claim_round() == 0  # more than TOP_UP left to send
         await receiver.wait_for(PER_DEVICE - TOP_UP)  # at most TOP_UP left behind this one
-        assert await dispatcher.claim_round() == 3  # the rest, queued behind its own
+        assert await dispatcher.claim_round() == rest  # queued behind its own
         assert len(receiver.to("/topped")) < PER_DEVICE  # before the chain ran dry
         outcomes = await dispatcher.drain()
     finally:
         await close_sender(api.state)
-    assert [o.status for o in outcomes] == ["succeeded"] * (PER_DEVICE + 3)
-    assert _counts(receiver.to("/topped")) == list(range(PER_DEVICE + 3))
+    assert [o.status for o in outcomes] == ["succeeded"] * (PER_DEVICE + rest)
+    assert _counts(receiver.to("/topped")) == list(range(PER_DEVICE + rest))
 
 
 async def test_nothing_queues_behind_a_failed_delivery_before_its_outcome_is_written(
