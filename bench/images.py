@@ -250,21 +250,26 @@ class ReadyResult:
     ready_link: str = ""
     retries: int = 0  # uploads the server answered 503 (too busy), sent again
     server_cpu_s: float = float("nan")  # CPU the server used during the run
+    bench_cpu_s: float = float("nan")  # CPU this process (the devices and the clients) used
     wall_s: float = float("nan")
 
     def cpu_line(self) -> str:
         share = self.server_cpu_s / self.wall_s if self.wall_s else float("nan")
+        bench_share = self.bench_cpu_s / self.wall_s if self.wall_s else float("nan")
         return (
             f"server CPU {self.server_cpu_s:.2f} s over {self.wall_s:.2f} s "
-            f"({share:.0%} of one core); {self.retries} uploads answered 503 and sent again"
+            f"({share:.0%} of one core), load generator {bench_share:.0%}; "
+            f"{self.retries} uploads answered 503 and sent again"
         )
 
 
 async def measured(pid: int, run: Awaitable[ReadyResult]) -> ReadyResult:
     """The result of a request-to-ready run, with the CPU its server used meanwhile."""
     cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    own_before = time.process_time()
     result = await run
     result.server_cpu_s = cpu_seconds(pid) - cpu_before
+    result.bench_cpu_s = time.process_time() - own_before
     result.wall_s = time.perf_counter() - wall_before
     return result
 
