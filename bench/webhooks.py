@@ -957,8 +957,8 @@ def pair_key(kind: str, pair: int) -> str:
 
 
 def pairs_line(rows: dict[str, Row]) -> list[str]:
-    """With several (3)/(4) pairs, the isolation verdict over all of them: one pair's p99
-    moves with a single stall of the machine, their median does not."""
+    """With several (3)/(4) pairs, the latency and isolation verdicts over all of them:
+    one run's p99 moves with a single stall of the machine, their median does not."""
     lines = []
 
     def shifts_of(kind: str) -> list[float]:
@@ -968,6 +968,19 @@ def pairs_line(rows: dict[str, Row]) -> list[str]:
             if key.startswith(kind) and "lean" not in key and row.shift is not None
         ]
 
+    latencies = [
+        percentile(row.latencies_ms, 0.99)
+        for key, row in rows.items()
+        if key.startswith("latency") and "lean" not in key and row.latencies_ms
+    ]
+    if len(latencies) > 1:
+        median = statistics.median(latencies)
+        each = ", ".join(f"{p99:.1f}" for p99 in latencies)
+        verdict = "met" if median <= TARGET_P99_MS else "MISSED"
+        lines.append(
+            f"Target p99 <= {TARGET_P99_MS:g} ms over the {len(latencies)} runs of (3): "
+            f"{each} ms; median {median:.1f} ms -> {verdict}"
+        )
     shifts, controls = shifts_of("isolation"), shifts_of("control")  # (4), (4c) vs (3)
     if len(shifts) > 1:
         median = statistics.median(shifts)
