@@ -328,6 +328,15 @@ def _validation_to_app_error(exc: RequestValidationError) -> AppError:
     return Unprocessable("The body is invalid; see `error` for each field.", errors=fields)
 
 
+# The device token's header, as FastAPI documents an optional header parameter.
+DEVICE_AUTHORIZATION = {
+    "name": "Authorization",
+    "in": "header",
+    "required": False,
+    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Authorization"},
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """OpenAPI 3.1 where every operation documents the error envelope for any status."""
     if app.openapi_schema:
@@ -345,8 +354,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for operation in path_item.values():
+            if path.startswith(DEVICE_API):
+                # The device gate reads it, not a dependency of the route.
+                operation.setdefault("parameters", []).append(DEVICE_AUTHORIZATION)
             responses = operation.setdefault("responses", {})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):

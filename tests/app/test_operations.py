@@ -76,6 +76,24 @@ async def test_openapi_is_3_1_and_documents_the_error_envelope(api: Api) -> None
     assert "HTTPValidationError" not in document["components"]["schemas"]
 
 
+async def test_openapi_documents_the_device_token_header_on_every_device_operation(
+    api: Api,
+) -> None:
+    """The device gate reads the header, not the routes' dependencies; the document still
+    names it on each operation of the device API, and only there."""
+    document = (await api.client.get("/api/v1/openapi.json")).json()
+    device_operations = 0
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            headers = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+            if path.startswith("/device/v1/"):
+                device_operations += 1
+                assert headers.count("Authorization") == 1, path
+            else:
+                assert "Authorization" not in headers, path
+    assert device_operations >= 5
+
+
 async def test_interactive_docs_are_served(api: Api) -> None:
     response = await api.client.get("/api/v1/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
