@@ -117,7 +117,7 @@ async def run(options: argparse.Namespace) -> None:
             apps["lean"] = await stack.enter_async_context(lean_app(built.driver_url, options.pool))
         apps["vsense"] = built.app
         for _ in range(options.rounds):
-            for kind in ("keepalive", "single", "batch"):
+            for kind in options.scenarios:
                 requests = options.requests // (10 if kind == "batch" else 1)
                 for name, target in apps.items():
                     cpu, wall = await load(target, kind, devices, requests, options.concurrency)
@@ -130,7 +130,7 @@ async def run(options: argparse.Namespace) -> None:
     )
     print(f"{'scenario':<10} {'ceiling µs':>10} {'lean µs':>9} {'vsense µs':>10} "
           f"{'lean server µs':>14} {'vsense server µs':>16} {'vs lean':>8}")  # fmt: skip
-    for kind in ("keepalive", "single", "batch"):
+    for kind in options.scenarios:
         ceiling = results[("ceiling", kind)][0] * 1e6
         mine = results[("vsense", kind)][0] * 1e6
         if ("lean", kind) in results:
@@ -170,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=640)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: text.split(","),
+        default=["keepalive", "single", "batch"],
+        help="comma-separated, of keepalive,single,batch (one alone to profile it)",
+    )
     parser.add_argument(
         "--pool", type=int, default=8, help="connections of vsense and of the lean app each"
     )
