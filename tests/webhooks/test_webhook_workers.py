@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from tests.environment import POSTGRES_URL
 from tests.factories import Api, sensor
@@ -25,6 +25,7 @@ from tests.webhooks.helpers import hook
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import session_scope
+from vsense.kit.time import utcnow
 from vsense.models import Webhook, WebhookDelivery
 from vsense.webhooks import queue_repository
 from vsense.worker import BackgroundRuntime
@@ -253,6 +254,22 @@ async def test_a_stop_releases_sends_still_in_flight_when_its_grace_ends(
     assert delivery.status == "pending"
     assert delivery.lease_until is None
     assert delivery.attempts == 0
+
+
+@pytest.mark.parametrize("database_settings", ["postgresql"], indirect=True)
+async def test_a_claims_transaction_does_not_wait_for_the_disk(state: Components) -> None:
+    """A claim writes leases only (lost in a crash, a delivery is sent again): the
+    statement that takes the claim's turn also sets its transaction so, and the next
+    transaction on the connection is back to the server's setting."""
+    setting = text("SELECT current_setting('synchronous_commit')")
+    async with state.engine.connect() as connection:
+        async with AsyncSession(bind=connection) as session, session.begin():
+            await queue_repository.claim(
+                session, utcnow(), timedelta(seconds=60), 10, per_webhook=8, per_device=8
+            )
+            assert (await session.execute(setting)).scalar_one() == "off"
+        # The same connection, in a transaction of its own.
+        assert (await connection.execute(setting)).scalar_one() == "on"
 
 
 @pytest.mark.postgres

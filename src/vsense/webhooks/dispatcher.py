@@ -220,7 +220,6 @@ class Dispatcher:
             if endpoint.claimed >= 2 * self.cap or endpoint.breaker.is_open(now)
         ]
         async with session_scope(self.state.database.sessionmaker) as session:
-            await queue_repository.without_waiting_for_disk(session)
             claimed = await queue_repository.claim(
                 session,
                 now,

@@ -153,18 +153,15 @@ async def add_deliveries(
     return list(result.all())
 
 
-async def without_waiting_for_disk(session: AsyncSession) -> None:
-    """The dispatcher's own writes (leases, outcomes) need not wait for the disk: lost
-    in a crash of the database, they only mean a delivery is sent again, which
-    at-least-once allows. What devices were told is stored stays synchronous."""
-    if is_postgres(session):
-        await session.execute(_CLAIM_SETTINGS)
-
-
 async def outcomes_transaction(session: AsyncSession) -> None:
     """The transaction that writes a batch of outcomes (`record_outcomes`), on
-    PostgreSQL: without waiting for the disk, as above, and its statements planned for
-    each call's parameters.
+    PostgreSQL: without waiting for the disk, and its statements planned for each
+    call's parameters.
+
+    The dispatcher's own writes (leases, outcomes) need not wait for the disk: lost in
+    a crash of the database, they only mean a delivery is sent again, which
+    at-least-once allows. What devices were told is stored stays synchronous. (A
+    claim's transaction is set so by `claim`, in the statement that takes its turn.)
 
     The server switches a prepared statement to a generic plan after five calls. A
     generic plan of the outcome write made while the queue's tables were small updates
@@ -178,7 +175,6 @@ async def outcomes_transaction(session: AsyncSession) -> None:
 
 
 _NO_WAIT_FOR_DISK = func.set_config("synchronous_commit", "off", True)
-_CLAIM_SETTINGS = select(_NO_WAIT_FOR_DISK)
 _PER_CALL_PLANS = func.set_config("plan_cache_mode", "force_custom_plan", True)
 _PLANNED_PER_CALL = select(_PER_CALL_PLANS)
 _PLANNED_PER_CALL_KEY = "webhooks.planned_per_call"  # in `transaction_state`: asked already
@@ -220,8 +216,10 @@ async def claim(
     """
     postgres = is_postgres(session)
     if postgres:
-        # Claims take turns (so each sees the leases of the one before).
-        await session.execute(_CLAIM_LOCK)
+        # Claims take turns (so each sees the leases of the one before), and their
+        # transaction writes leases only: it need not wait for the disk (as
+        # `outcomes_transaction`). One statement, one round trip, for both.
+        await session.execute(_CLAIM_TURN)
     connection = await session.connection()
     rows = await connection.execute(
         _claim_statement(postgres),
@@ -241,7 +239,7 @@ async def claim(
     return claimed
 
 
-_CLAIM_LOCK = select(func.pg_advisory_xact_lock(CLAIM_LOCK))
+_CLAIM_TURN = select(_NO_WAIT_FOR_DISK, func.pg_advisory_xact_lock(CLAIM_LOCK))
 _CLAIMS: dict[bool, Any] = {}
 
 
