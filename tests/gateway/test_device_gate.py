@@ -10,10 +10,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.requests import Request
 
 from tests.factories import Api, vcz
 from vsense.app import create_app
 from vsense.components import Components
+from vsense.device_auth.deps import gated_device
+from vsense.kit.errors import Unauthorized
 
 pytestmark = pytest.mark.faults
 
@@ -27,6 +30,26 @@ async def onboarded(api: Api) -> dict[str, str]:
 def client_of(state: Components) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(state=state), raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_a_device_route_reached_without_the_gate_verifies_the_token_itself(
+    api: Api,
+) -> None:
+    """`gated_device` takes the device the gate verified; a request that did not come
+    through the gate is verified from its own Authorization header."""
+    admin = await api.organization()
+    device = await admin.device(app_type="VCZ")
+    app = create_app(state=api.state)
+
+    def ungated(authorization: str | None) -> Request:
+        headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+        return Request({"type": "http", "app": app, "headers": headers, "state": {}})
+
+    found = await gated_device(ungated(f"Bearer {device['device_token']}"))
+    assert str(found.uuid) == device["uuid"]
+    for refused in (None, "Bearer vsd_not-a-device-token"):
+        with pytest.raises(Unauthorized):
+            await gated_device(ungated(refused))
 
 
 async def test_bodies_without_a_valid_device_token_are_not_read(api: Api) -> None:
