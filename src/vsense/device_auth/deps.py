@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 
 from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
-from vsense.kit.parts import part, part_of
+from vsense.kit.parts import part
 
 DeviceAuthDep = Annotated[DeviceAuth, Depends(part(DeviceAuth))]
+_device_auth_of = part(DeviceAuth)
 # The identity the device gate (`gateway/gate.py`) verified, in the request's state.
 GATED_DEVICE = "vsense.device"
 
@@ -27,7 +28,8 @@ async def gated_device(request: Request) -> DeviceIdentity:
     device: DeviceIdentity | None = request.scope.get("state", {}).get(GATED_DEVICE)
     if device is not None:
         return device
-    return await part_of(request, DeviceAuth).verify(request.headers.get("Authorization"))
+    device_auth = await _device_auth_of(request)
+    return await device_auth.verify(request.headers.get("Authorization"))
 
 
 GatedDeviceDep = Annotated[DeviceIdentity, Depends(gated_device)]

@@ -31,13 +31,7 @@ def part(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     # Async on purpose: FastAPI runs plain-function dependencies in a thread pool, and
     # a thread hop per request costs more than the rest of a cached request.
     async def provide(request: Request) -> T:
-        return part_of(request, kind)
+        return cast(T, getattr(request.app.state, PARTS)[kind])
 
     provide.__name__ = f"part_{kind.__name__}"
     return provide
-
-
-def part_of(request: Request, kind: type[T]) -> T:
-    """The application's part of type `kind`, for code that has the request but is not
-    given the part as a dependency."""
-    return cast(T, getattr(request.app.state, PARTS)[kind])
