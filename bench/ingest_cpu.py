@@ -103,6 +103,7 @@ async def load(
 
 async def run(options: argparse.Namespace) -> None:
     import vsense
+    from vsense.kit.gc_tuning import tune_for_server
 
     print(f"vsense from {Path(vsense.__file__).parent}", flush=True)
     url = options.database_url
@@ -116,6 +117,7 @@ async def run(options: argparse.Namespace) -> None:
         if not options.no_lean:
             apps["lean"] = await stack.enter_async_context(lean_app(built.driver_url, options.pool))
         apps["vsense"] = built.app
+        tune_for_server()  # the collector as `vsense serve` tunes it (the lean app shares it)
         for _ in range(options.rounds):
             for kind in options.scenarios:
                 requests = options.requests // (10 if kind == "batch" else 1)
