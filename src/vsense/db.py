@@ -196,10 +196,13 @@ Work = Callable[[AsyncSession], Awaitable[T]]
 Many = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
 
 # Units of work in one group transaction at most, and group transactions in flight at
-# once: SQLite has one writer, so one; PostgreSQL runs a few side by side, so that a
-# group is gathering while others execute or commit.
+# once, on either database: one, while the next group gathers. SQLite has one writer;
+# on PostgreSQL, groups side by side split the same requests into smaller groups, and
+# a busy process runs out of CPU before the database runs out of room: with one in
+# flight instead of four, groups of single-message requests grew from 6 to 16 units and
+# the server's CPU per request fell by a third (docs/benchmarks.md, 2026-12-01).
 MAX_GROUP = 64
-GROUPS_IN_FLIGHT = {"sqlite": 1, "postgresql": 4}
+GROUPS_IN_FLIGHT = 1
 
 
 Refusals = tuple[type[Exception], ...]
@@ -394,12 +397,11 @@ class Database:
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Database:
         writers = create_sessionmaker(engine)
-        in_flight = GROUPS_IN_FLIGHT.get(engine.dialect.name, 1)
         return cls(
             engine,
             writers,
             create_sessionmaker(engine, read_only=True),
-            GroupCommit(writers, in_flight=in_flight),
+            GroupCommit(writers, in_flight=GROUPS_IN_FLIGHT),
         )
 
     def write(self) -> AbstractAsyncContextManager[AsyncSession]:
