@@ -196,13 +196,16 @@ Work = Callable[[AsyncSession], Awaitable[T]]
 Many = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
 
 # Units of work in one group transaction at most, and group transactions in flight at
-# once, on either database: one, while the next group gathers. SQLite has one writer;
-# on PostgreSQL, groups side by side split the same requests into smaller groups, and
-# a busy process runs out of CPU before the database runs out of room: with one in
-# flight instead of four, groups of single-message requests grew from 6 to 16 units and
-# the server's CPU per request fell by a third (docs/benchmarks.md, 2026-12-01).
+# once. SQLite has one writer, so one. PostgreSQL may run a second group while one
+# executes or commits, but only once the units waiting carry `HEAVY` work (messages,
+# for device payloads): groups side by side split the same requests into smaller
+# groups, and light units (a message each) cost the process more CPU in their
+# transactions than the database's wait that a second group would overlap; heavy ones
+# (batches of messages) keep the database busy long enough that overlapping pays.
+# Measured in docs/benchmarks.md (2026-12-01).
 MAX_GROUP = 64
-GROUPS_IN_FLIGHT = 1
+GROUPS_IN_FLIGHT = {"sqlite": 1, "postgresql": 2}
+HEAVY = 256
 
 
 Refusals = tuple[type[Exception], ...]
@@ -221,6 +224,7 @@ class _Unit(Generic[T]):
     answer: asyncio.Future[T]
     many: Many | None = None  # how a run of units with the same `many` is done at once
     item: Any = None  # this unit's part of it
+    weight: int = 1  # its work, against `HEAVY` (messages, for device payloads)
 
 
 class GroupCommit:
@@ -242,6 +246,11 @@ class GroupCommit:
     Units handed over with `run_many` are done together: consecutive units of a group
     with the same `many` make one call of it with all their items (a batch of requests'
     messages in one insert), alone a call with one item.
+
+    One group runs at a time while the next gathers. Up to `in_flight` run at once, but
+    a further one starts only when the units waiting weigh `heavy` or more: light units
+    gather into one large group, heavy ones keep the database working while the process
+    prepares the next group.
     """
 
     def __init__(
@@ -250,10 +259,13 @@ class GroupCommit:
         *,
         in_flight: int,
         max_group: int = MAX_GROUP,
+        heavy: int = HEAVY,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.max_group = max_group
+        self.heavy = heavy
         self._waiting: list[_Unit[Any]] = []
+        self._waiting_weight = 0
         self.leaders = Leaders(in_flight)  # group transactions in flight at most
         self.groups = 0  # group transactions committed (for tests and benchmarks)
 
@@ -279,15 +291,16 @@ class GroupCommit:
             raise result.error
         return result
 
-    async def run_many(self, many: Many, item: Any) -> Any:
+    async def run_many(self, many: Many, item: Any, *, weight: int = 1) -> Any:
         """Run `many` for `item`, together with the items of the group's other units
-        that `many` takes (one call for them all); this item's result once committed."""
+        that `many` takes (one call for them all); this item's result once committed.
+        `weight`: how much work the item is (its messages), against `heavy`."""
 
         async def alone(session: AsyncSession) -> Any:
             [result] = await many(session, [item])
             return result
 
-        return await self._hand_over(_Unit(alone, self._future(), many, item))
+        return await self._hand_over(_Unit(alone, self._future(), many, item, weight))
 
     @staticmethod
     def _future() -> asyncio.Future[Any]:
@@ -295,13 +308,16 @@ class GroupCommit:
 
     async def _hand_over(self, unit: _Unit[T]) -> T:
         self._waiting.append(unit)
-        self.leaders.wake(self._take_turns)
+        self._waiting_weight += unit.weight
+        if self.leaders.running == 0 or self._waiting_weight >= self.heavy:
+            self.leaders.wake(self._take_turns)
         return await unit.answer
 
     async def _take_turns(self) -> None:
         while self._waiting:
             group = self._waiting[: self.max_group]
             del self._waiting[: self.max_group]
+            self._waiting_weight -= sum(unit.weight for unit in group)
             # A request that went away before its turn (the client hung up) is not run.
             group = [unit for unit in group if not unit.answer.done()]
             try:
@@ -313,6 +329,7 @@ class GroupCommit:
                 for unit in [*group, *self._waiting]:
                     _answer(unit, error=exc)
                 self._waiting.clear()
+                self._waiting_weight = 0
                 raise
 
     async def _together(self, group: list[_Unit[Any]]) -> None:
@@ -397,11 +414,12 @@ class Database:
     @classmethod
     def for_engine(cls, engine: AsyncEngine) -> Database:
         writers = create_sessionmaker(engine)
+        in_flight = GROUPS_IN_FLIGHT.get(engine.dialect.name, 1)
         return cls(
             engine,
             writers,
             create_sessionmaker(engine, read_only=True),
-            GroupCommit(writers, in_flight=GROUPS_IN_FLIGHT),
+            GroupCommit(writers, in_flight=in_flight),
         )
 
     def write(self) -> AbstractAsyncContextManager[AsyncSession]:
@@ -414,11 +432,11 @@ class Database:
         writes anything, answer it alone (`GroupCommit.run`)."""
         return await self.group_commit.run(work, refusals=refusals)
 
-    async def grouped_many(self, many: Many, item: Any) -> Any:
+    async def grouped_many(self, many: Many, item: Any, *, weight: int = 1) -> Any:
         """`many` for `item` in a write transaction shared with concurrent requests, one
-        call for all the items of a group (`GroupCommit.run_many`): its result once
-        committed."""
-        return await self.group_commit.run_many(many, item)
+        call for all the items of a group (`GroupCommit.run_many`, `weight` its work):
+        its result once committed."""
+        return await self.group_commit.run_many(many, item, weight=weight)
 
 
 # After-commit callbacks: the one way for a unit of work to act once it is committed (wake

@@ -261,3 +261,30 @@ async def test_units_handed_over_with_run_many_are_done_in_one_call(
     assert await stored_reasons(state, units.device) == Counter(
         first=1, plain=1, a=1, b=1, c=1, d=1
     )
+
+
+# PostgreSQL: on SQLite the blocked group holds the one write lock, so nothing else commits.
+@pytest.mark.parametrize("database_settings", ["postgresql"], indirect=True)
+async def test_a_second_group_starts_only_once_the_units_waiting_are_heavy(
+    api: Api, state: Components
+) -> None:
+    group = GroupCommit(state.sessionmaker, in_flight=2, heavy=100)
+    units = Units(state, await device_uuid(api))
+
+    async def many(session: AsyncSession, reasons: list[str]) -> list[str]:
+        await session.execute(insert(DeviceEvent), [event_row(units.device, r) for r in reasons])
+        return reasons
+
+    await units.blocking(group)  # the first group, in flight until released
+    light = [asyncio.create_task(group.run_many(many, r, weight=40)) for r in ("a", "b")]
+    await units.until_queued(group, 2)
+    await asyncio.sleep(0.2)
+    # 80 waiting: they wait for the group in flight, no second group starts.
+    assert group.leaders.running == 1 and not any(task.done() for task in light)
+    heavy = asyncio.create_task(group.run_many(many, "c", weight=40))  # 120 waiting
+    assert await asyncio.wait_for(asyncio.gather(*light, heavy), 10) == ["a", "b", "c"]
+    assert not units.tasks["first"].done()  # committed beside the blocked group
+    assert group.groups == 1
+    units.release.set()
+    assert await units.tasks["first"] == "first"
+    assert await stored_reasons(state, units.device) == Counter(first=1, a=1, b=1, c=1)

@@ -75,7 +75,9 @@ async def payloads(
     batch = gateway.check(messages)
     kept = 0
     if batch.valid:
-        kept = await gateway.database.grouped_many(gateway.store_many, (call.device, batch))
+        kept = await gateway.database.grouped_many(
+            gateway.store_many, (call.device, batch), weight=len(batch.valid)
+        )
     batch.raise_refusals(kept)
     return json_response({"accepted": kept}, 202)
 
