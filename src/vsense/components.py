@@ -60,9 +60,11 @@ class Components:
     def for_server(cls, settings: Settings, engine: AsyncEngine | None = None) -> Components:
         """The parts of `vsense serve`: over `engine` when given (tests share one), with
         fresh caches."""
-        database = Database.for_engine(engine or create_engine(settings))
-        signing_key = settings.signing_key()
         metrics = Metrics()
+        database = Database.for_engine(
+            engine or create_engine(settings), on_group=metrics.group_commit_size.observe
+        )
+        signing_key = settings.signing_key()
         changes = ChangeFeed(settings.resolved_database_url)
         outbox = Outbox(settings, changes)
         device_auth = DeviceAuth(settings, changes, database)

@@ -260,10 +260,12 @@ class GroupCommit:
         in_flight: int,
         max_group: int = MAX_GROUP,
         heavy: int = HEAVY,
+        on_group: Callable[[int], None] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.max_group = max_group
         self.heavy = heavy
+        self.on_group = on_group  # told each group's size as it starts (a metric)
         self._waiting: list[_Unit[Any]] = []
         self._waiting_weight = 0
         self.leaders = Leaders(in_flight)  # group transactions in flight at most
@@ -320,6 +322,8 @@ class GroupCommit:
             self._waiting_weight -= sum(unit.weight for unit in group)
             # A request that went away before its turn (the client hung up) is not run.
             group = [unit for unit in group if not unit.answer.done()]
+            if group and self.on_group is not None:
+                self.on_group(len(group))
             try:
                 if len(group) == 1:
                     await self._alone(group[0])
@@ -412,14 +416,17 @@ class Database:
     group_commit: GroupCommit = field(compare=False)
 
     @classmethod
-    def for_engine(cls, engine: AsyncEngine) -> Database:
+    def for_engine(
+        cls, engine: AsyncEngine, *, on_group: Callable[[int], None] | None = None
+    ) -> Database:
+        """`on_group` is told the size of each group transaction of the group commit."""
         writers = create_sessionmaker(engine)
         in_flight = GROUPS_IN_FLIGHT.get(engine.dialect.name, 1)
         return cls(
             engine,
             writers,
             create_sessionmaker(engine, read_only=True),
-            GroupCommit(writers, in_flight=in_flight),
+            GroupCommit(writers, in_flight=in_flight, on_group=on_group),
         )
 
     def write(self) -> AbstractAsyncContextManager[AsyncSession]:

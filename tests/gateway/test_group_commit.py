@@ -288,3 +288,18 @@ async def test_a_second_group_starts_only_once_the_units_waiting_are_heavy(
     units.release.set()
     assert await units.tasks["first"] == "first"
     assert await stored_reasons(state, units.device) == Counter(first=1, a=1, b=1, c=1)
+
+
+async def test_the_size_of_each_group_is_a_metric(api: Api, state: Components) -> None:
+    admin = await api.organization()
+    devices = [await sensor(admin, app_type="VCZ") for _ in range(6)]
+    registry = state.metrics.registry
+
+    def sample(name: str) -> float:
+        return registry.get_sample_value(f"vsense_group_commit_size_{name}") or 0.0
+
+    units, groups = sample("sum"), sample("count")
+    responses = await asyncio.gather(*(device.send(vcz(4)) for device in devices))
+    assert [r.status_code for r in responses] == [202] * 6
+    assert sample("sum") - units == 6  # every request's write, in some group
+    assert 1 <= sample("count") - groups <= 6

@@ -84,6 +84,13 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=self.registry,
         )
+        self.group_commit_size = Histogram(
+            "vsense_group_commit_size",
+            "Units of work (device requests' writes) that shared one group transaction; "
+            "the mean is the requests per BEGIN and COMMIT.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.mqtt_broker_dropped = Gauge(
             "vsense_mqtt_broker_dropped_messages",
             "Messages the MQTT broker says it dropped since it started (its "
