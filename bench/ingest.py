@@ -647,6 +647,7 @@ async def payload_scenario(
     sample = sample_indexes(len(devices))
     sampled = [devices[i] for i in sample]
     before = await stored_totals(admin_session, base_url, sampled)
+    groups_before = await group_commit_totals(admin_session, base_url)
     measurement = Measurement("vsense", workers, label, options.duration)
     print(f"  vsense x{workers} {label}", flush=True)
     async with profile.of(label) if profile else contextlib.nullcontext():
@@ -662,6 +663,7 @@ async def payload_scenario(
             server_pid=profile.pid if profile else None,
         )
     after = await stored_totals(admin_session, base_url, sampled)
+    groups_after = await group_commit_totals(admin_session, base_url)
     row = Row(measurement, workload.kind, workload.messages)
     mismatches = [
         f"{devices[i].uuid}: accepted {accepted[i]}, stored {b - a}"
@@ -675,8 +677,28 @@ async def payload_scenario(
         f"(warm-up included); GET .../payloads meta.total on {len(sample)} devices "
         + ("matches the messages accepted for each" if not mismatches else "; ".join(mismatches))
     )
+    units, groups = (b - a for a, b in zip(groups_before, groups_after, strict=True))
+    if groups:
+        report.notes.append(
+            f"x{workers} {label}: {units:,.0f} device writes in {groups:,.0f} group "
+            f"transactions, {units / groups:.1f} per group (warm-up included; "
+            "vsense_group_commit_size)"
+        )
     print_row(row)
     return row
+
+
+async def group_commit_totals(session: Any, base_url: str) -> tuple[float, float]:
+    """The group commit's units and groups so far (`/metrics`, every process's); zeros
+    from a server without the metric."""
+    async with session.get(f"{base_url}/metrics") as response:
+        text = await response.text()
+    found = dict.fromkeys(("vsense_group_commit_size_sum", "vsense_group_commit_size_count"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["vsense_group_commit_size_sum"], found["vsense_group_commit_size_count"]
 
 
 async def run_scenarios(
