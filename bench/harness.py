@@ -775,6 +775,19 @@ async def profiled(pid: int | None, output: Path | None) -> AsyncIterator[None]:
             await process.wait()
 
 
+async def metric(session: Any, base_url: str, name: str, labels: str = "") -> float:
+    """One sample of a server's `/metrics` (with `labels` as exposed, `a="b"`); 0 when
+    it is not there (not counted yet, or a server without the metric)."""
+    sample = f"{name}{{{labels}}}" if labels else name
+    async with session.get(f"{base_url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == sample:
+            return float(value)
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its descendants that are
     alive (uvicorn's workers); NaN when /proc cannot tell."""

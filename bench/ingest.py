@@ -91,6 +91,7 @@ from harness import (
     free_port,
     log_problems,
     machine_facts,
+    metric,
     profiled,
     recreate_postgres_database,
     retime_fleet,
@@ -689,16 +690,9 @@ async def payload_scenario(
 
 
 async def group_commit_totals(session: Any, base_url: str) -> tuple[float, float]:
-    """The group commit's units and groups so far (`/metrics`, every process's); zeros
-    from a server without the metric."""
-    async with session.get(f"{base_url}/metrics") as response:
-        text = await response.text()
-    found = dict.fromkeys(("vsense_group_commit_size_sum", "vsense_group_commit_size_count"), 0.0)
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in found:
-            found[name] = float(value)
-    return found["vsense_group_commit_size_sum"], found["vsense_group_commit_size_count"]
+    """The group commit's units and groups so far (`/metrics`, every process's)."""
+    units = await metric(session, base_url, "vsense_group_commit_size_sum")
+    return units, await metric(session, base_url, "vsense_group_commit_size_count")
 
 
 async def run_scenarios(

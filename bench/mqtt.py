@@ -45,7 +45,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -61,6 +60,7 @@ from harness import (
     free_port,
     log_problems,
     machine_facts,
+    metric,
     recreate_postgres_database,
     run_command,
     seed,
@@ -236,15 +236,6 @@ async def role_scenario(name: str, arguments: list[str], context: Context, optio
     if before is not None and after is not None:
         row.broker_dropped = after - before
     return row
-
-
-async def metric(session: Any, base_url: str, name: str, labels: str) -> float:
-    async with session.get(f"{base_url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}}"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def vsense_scenario(context: Context, options: Options) -> Row:
