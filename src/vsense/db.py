@@ -267,7 +267,6 @@ class GroupCommit:
         self.heavy = heavy
         self.on_group = on_group  # told each group's size as it starts (a metric)
         self._waiting: list[_Unit[Any]] = []
-        self._waiting_weight = 0
         self.leaders = Leaders(in_flight)  # group transactions in flight at most
         self.groups = 0  # group transactions committed (for tests and benchmarks)
 
@@ -310,16 +309,18 @@ class GroupCommit:
 
     async def _hand_over(self, unit: _Unit[T]) -> T:
         self._waiting.append(unit)
-        self._waiting_weight += unit.weight
-        if self.leaders.running == 0 or self._waiting_weight >= self.heavy:
-            self.leaders.wake(self._take_turns)
+        leaders = self.leaders
+        if leaders.running == 0 or (
+            leaders.running < leaders.limit
+            and sum(waiting.weight for waiting in self._waiting) >= self.heavy
+        ):
+            leaders.wake(self._take_turns)
         return await unit.answer
 
     async def _take_turns(self) -> None:
         while self._waiting:
             group = self._waiting[: self.max_group]
             del self._waiting[: self.max_group]
-            self._waiting_weight -= sum(unit.weight for unit in group)
             # A request that went away before its turn (the client hung up) is not run.
             group = [unit for unit in group if not unit.answer.done()]
             if group and self.on_group is not None:
@@ -333,7 +334,6 @@ class GroupCommit:
                 for unit in [*group, *self._waiting]:
                     _answer(unit, error=exc)
                 self._waiting.clear()
-                self._waiting_weight = 0
                 raise
 
     async def _together(self, group: list[_Unit[Any]]) -> None:
