@@ -10,8 +10,8 @@ from vsense.device_auth.identity import DeviceIdentity
 from vsense.device_auth.service import DeviceAuth
 from vsense.kit.parts import part
 
-DeviceAuthDep = Annotated[DeviceAuth, Depends(part(DeviceAuth))]
 _device_auth_of = part(DeviceAuth)
+DeviceAuthDep = Annotated[DeviceAuth, Depends(_device_auth_of)]
 # The identity the device gate (`gateway/gate.py`) verified, in the request's state.
 GATED_DEVICE = "vsense.device"
 
