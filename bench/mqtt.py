@@ -22,6 +22,11 @@ more arrives for 30 s; msg/s = stored / (time of the last stored - start of the 
 `lost` = published - stored; the broker's own `$SYS/broker/publish/messages/dropped`
 (for all its clients) is read before and after each scenario (Mosquitto publishes it
 every `sys_interval`, 10 s by default). ratio = vsense msg/s / lean msg/s.
+CPU µs/msg: the subscriber process's CPU time (user + system) from the start of the
+load to its last stored message, per stored message (vsense's includes answering the
+benchmark's reads of /metrics, ten a second); it holds when the machine's speed does
+not, as the subscribers share two cores with the broker and the publishers. The notes
+give vsense's mean batch (`vsense_mqtt_batch_size`).
 
 Run from the repository root (the PostgreSQL database `bench_mqtt_pg` is recreated):
 
@@ -56,6 +61,7 @@ from harness import (
     announce_code_under_test,
     append_markdown,
     command_line,
+    cpu_seconds,
     event_loop_runner,
     free_port,
     log_problems,
@@ -88,11 +94,19 @@ class Row:
     payloads_published: int = 0
     payload_rows: int | None = None
     broker_dropped: int | None = None
+    cpu_seconds: float | None = None  # the subscriber's process, from the load to the last stored
     notes: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.stored / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_message(self) -> float | None:
+        """The subscriber's CPU microseconds per stored message."""
+        if self.cpu_seconds is None or not self.stored:
+            return None
+        return self.cpu_seconds / self.stored * 1e6
 
     @property
     def publish_rate(self) -> float:
@@ -134,6 +148,33 @@ class DropWatch:
         return None
 
 
+def device_message(n: int, devices: Sequence[str]) -> tuple[str, bytes]:
+    """The load's `n`th message (topic, body): keepalives and one-message VCZ payloads in
+    turn, for the devices in turn (a payload's timestamp steps back a second each round,
+    so that no two are alike)."""
+    device = devices[(n // 2) % len(devices)]
+    if n % 2:
+        return f"vsense/{device}/keepalive", HEALTH
+    now = int(time.time())
+    body = orjson.dumps(
+        {
+            "type": "VCZ",
+            "timestamp": now - (n // (2 * len(devices))) % 86_400,
+            "payload": [
+                {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, device)),
+                    "name": "Z-0",
+                    "count": 3,
+                    "by_class": {"person": 3},
+                    "period_start": now - 60,
+                    "period_end": now,
+                }
+            ],
+        }
+    )
+    return f"vsense/{device}/payloads", body
+
+
 async def publish_load(
     port: int, devices: Sequence[str], options: Options
 ) -> tuple[int, int, float, float]:
@@ -150,29 +191,7 @@ async def publish_load(
         nonlocal published, payloads
         while time.monotonic() < stop_at:
             n = next(turn)
-            device = devices[(n // 2) % len(devices)]
-            if n % 2:
-                topic, body = f"vsense/{device}/keepalive", HEALTH
-            else:
-                now = int(time.time())
-                body = orjson.dumps(
-                    {
-                        "type": "VCZ",
-                        "timestamp": now - (n // (2 * len(devices))) % 86_400,
-                        "payload": [
-                            {
-                                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, device)),
-                                "name": "Z-0",
-                                "count": 3,
-                                "by_class": {"person": 3},
-                                "period_start": now - 60,
-                                "period_end": now,
-                            }
-                        ],
-                    }
-                )
-                topic = f"vsense/{device}/payloads"
-            await client.publish(topic, body, qos=1)
+            await client.publish(*device_message(n, devices), qos=1)
             published += 1
             payloads += n % 2 == 0
 
@@ -232,6 +251,7 @@ async def role_scenario(name: str, arguments: list[str], context: Context, optio
     row.published, row.payloads_published, row.publish_seconds = published, payloads, seconds
     row.stored = result["count"]
     row.seconds = (result["last"] - start) if result["first"] else 0.0
+    row.cpu_seconds = result["cpu"]
     after = await context.drops.next_report()
     if before is not None and after is not None:
         row.broker_dropped = after - before
@@ -260,7 +280,11 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
     log_path = context.work_dir / f"{context.backend}-serve.log"
     before = context.drops.value
     payload_rows_before = await payload_rows(context)
-    async with served(command, env, port, log_path) as base_url, aiohttp.ClientSession() as http:
+    pids: list[int] = []
+    async with (
+        served(command, env, port, log_path, pids) as base_url,
+        aiohttp.ClientSession() as http,
+    ):
         deadline = time.monotonic() + 30
         while True:  # the bridge is subscribed
             async with http.get(f"{base_url}/readyz") as response:
@@ -270,14 +294,15 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
                 raise RuntimeError("the MQTT bridge did not connect")
             await asyncio.sleep(0.2)
         accepted = 'outcome="accepted"'
+        cpu_before = cpu_seconds(pids[0])
         published, payloads, start, seconds = await publish_load(
             options.port, context.devices, options
         )
-        stored, last = 0.0, time.monotonic()
+        stored, last, cpu_last = 0.0, time.monotonic(), cpu_before
         while time.monotonic() - last < DRAIN_IDLE_S:
             now = await metric(http, base_url, "vsense_mqtt_messages_total", accepted)
             if now != stored:
-                stored, last = now, time.monotonic()
+                stored, last, cpu_last = now, time.monotonic(), cpu_seconds(pids[0])
             if stored >= published:
                 break
             await asyncio.sleep(0.1)
@@ -290,9 +315,17 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
                 outcomes[outcome] = int(value)
         if outcomes:
             row.notes.append(f"vsense {context.backend} other outcomes: {outcomes}")
+        messages = await metric(http, base_url, "vsense_mqtt_batch_size_sum")
+        batches = await metric(http, base_url, "vsense_mqtt_batch_size_count")
+        if batches:
+            row.notes.append(
+                f"vsense {context.backend}: {messages:,.0f} messages in {batches:,.0f} bridge "
+                f"batches, {messages / batches:.1f} per batch"
+            )
     row.published, row.payloads_published, row.publish_seconds = published, payloads, seconds
     row.stored = int(stored)
     row.seconds = last - start
+    row.cpu_seconds = cpu_last - cpu_before
     row.payload_rows = await payload_rows(context) - payload_rows_before
     after = await context.drops.next_report()
     if before is not None and after is not None:
@@ -399,7 +432,7 @@ async def run_backend(
     context = Context(backend, work_dir, data_dir, database_url, devices, drops, version)
     rows = []
     common = ["--port", str(options.port), "--idle", str(DRAIN_IDLE_S)]
-    for name, arguments in (
+    references = (
         ("ceiling", ["bare", "--group", f"bench-{uuid.uuid4().hex[:8]}", *common]),
         (
             "lean",
@@ -416,7 +449,8 @@ async def run_backend(
                 str(options.lean_batch),
             ],
         ),
-    ):
+    )
+    for name, arguments in references if options.references else ():
         rows.append(await role_scenario(name, arguments, context, options))
         print_row(rows[-1])
     rows.append(await vsense_scenario(context, options))
@@ -431,20 +465,27 @@ def print_row(row: Row) -> None:
     print(
         f"  {row.scenario:8} published {row.published:>8,} ({row.publish_rate:,.0f}/s)  "
         f"stored {row.stored:>8,} ({row.rate:,.0f} msg/s)  lost {row.published - row.stored:,}"
-        f"  broker dropped {row.broker_dropped if row.broker_dropped is not None else '?'}",
+        f"  broker dropped {row.broker_dropped if row.broker_dropped is not None else '?'}"
+        f"  CPU {cpu_text(row)} µs/msg",
         flush=True,
     )
 
 
+def cpu_text(row: Row) -> str:
+    value = row.cpu_per_message
+    return "—" if value is None else f"{value:,.0f}"
+
+
 COLUMNS = (
     "scenario", "published", "published/s", "stored", "stored msg/s", "lost",
-    "broker dropped", "payload rows", "of ceiling", "of lean",
+    "broker dropped", "payload rows", "CPU µs/msg", "of ceiling", "of lean",
 )  # fmt: skip
 
 
 def table(rows: Sequence[Row]) -> list[str]:
     by_name = {row.scenario: row for row in rows}
-    ceiling, lean = by_name["ceiling"].rate, by_name["lean"].rate
+    ceiling = by_name["ceiling"].rate if "ceiling" in by_name else 0.0
+    lean = by_name["lean"].rate if "lean" in by_name else 0.0
     out = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
     for row in rows:
         rows_text = (
@@ -464,6 +505,7 @@ def table(rows: Sequence[Row]) -> list[str]:
                     f"{row.published - row.stored:,}",
                     "?" if row.broker_dropped is None else f"{row.broker_dropped:,}",
                     rows_text,
+                    cpu_text(row),
                     f"{row.rate / ceiling:.2f}" if ceiling else "—",
                     f"{row.rate / lean:.2f}" if lean else "—",
                 ]
@@ -508,6 +550,7 @@ class Options:
     port: int
     lean_subscribers: int
     lean_batch: int
+    references: bool
     postgres_url: str
     postgres_database: str
     broker: str
@@ -590,6 +633,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--lean-subscribers", type=int, default=4)
     parser.add_argument("--lean-batch", type=int, default=200)
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="vsense alone, no ceiling or lean (to compare server settings run by run)",
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--postgres-database", default="bench_mqtt_pg")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
@@ -604,6 +652,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         port=args.port,
         lean_subscribers=args.lean_subscribers,
         lean_batch=args.lean_batch,
+        references=not args.no_references,
         postgres_url=args.postgres_url,
         postgres_database=args.postgres_database,
         broker=(

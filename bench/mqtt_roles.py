@@ -12,8 +12,8 @@ own (as the server is), so that none shares a Python process with the publishers
   the commit.
 
 Each prints `ready` once subscribed, then, when no message came for `--idle` seconds
-after the first, one JSON line: messages received, and the monotonic times of the first
-and the last (stored, for `lean`).
+after the first, one JSON line: messages received, the monotonic times of the first
+and the last (stored, for `lean`), and the CPU seconds it used since `ready`.
 
     .venv/bin/python bench/mqtt_roles.py bare --group G --port 1883
     .venv/bin/python bench/mqtt_roles.py lean --group G --database postgresql://...
@@ -43,6 +43,11 @@ class Tally:
         self.count = 0
         self.first: float | None = None
         self.last = 0.0
+        self.cpu_at_ready = 0.0  # the process's CPU seconds once subscribed
+
+    def ready(self) -> None:
+        self.cpu_at_ready = time.process_time()
+        print("ready", flush=True)
 
     def add(self, count: int) -> None:
         now = time.monotonic()
@@ -79,7 +84,7 @@ async def bare(options: argparse.Namespace) -> Tally:
     tally = Tally()
     async with client(options.port, f"bench-bare-{uuid.uuid4().hex[:8]}", None) as mqtt:
         await subscribe(mqtt, options.group)
-        print("ready", flush=True)
+        tally.ready()
 
         async def receive() -> None:
             async for _ in mqtt.messages:
@@ -171,7 +176,7 @@ async def lean(options: argparse.Namespace) -> Tally:
             await mqtt.__aenter__()
             mqtt._client.manual_ack_set(True)
             await subscribe(mqtt, options.group)
-        print("ready", flush=True)
+        tally.ready()
         tasks = [asyncio.create_task(subscriber(mqtt)) for mqtt in clients]
         await until_idle(tally, options.idle)
         for task in tasks:
@@ -202,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         tally = uvloop.run(role(options))
     except ImportError:
         tally = asyncio.run(role(options))
-    print(json.dumps({"count": tally.count, "first": tally.first, "last": tally.last}), flush=True)
+    cpu = time.process_time() - tally.cpu_at_ready
+    print(
+        json.dumps({"count": tally.count, "first": tally.first, "last": tally.last, "cpu": cpu}),
+        flush=True,
+    )
     return 0
 
 
