@@ -192,7 +192,8 @@ class BatchHandler:
         to_publish: list[tuple[uuid.UUID, list[CommandJson]]] = []
         async with self.database.write() as session:
             known = await self._devices(session, messages)
-            # Which devices keeping alive have commands waiting, in one read for all.
+            # Which devices keeping alive have commands waiting or a webhook that takes
+            # their keepalives, in one read of each for all.
             keeping_alive = {
                 message.parsed[0]
                 for message in messages
@@ -200,10 +201,8 @@ class BatchHandler:
                 and message.parsed[1] == "keepalive"
                 and message.parsed[0] in known
             }
-            waiting = (
-                await self.gateway.commands.pending_among(session, keeping_alive)
-                if keeping_alive
-                else set()
+            flags = (
+                await self.gateway.keepalive_flags(session, keeping_alive) if keeping_alive else {}
             )
             # The payloads' checked batches, stored together once the loop is done.
             payloads: list[tuple[int, Incoming, DeviceIdentity, Batch]] = []
@@ -214,7 +213,7 @@ class BatchHandler:
                         payloads.append((len(outcomes), message, *checked))
                         outcomes.append("accepted")
                         continue
-                    commands = await self._apply(session, message, known, waiting)
+                    commands = await self._apply(session, message, known, flags)
                 except Refused as refused:
                     outcomes.append(refused.outcome)
                     continue
@@ -352,10 +351,10 @@ class BatchHandler:
         session: AsyncSession,
         message: Incoming,
         known: dict[uuid.UUID, DeviceIdentity],
-        waiting: set[uuid.UUID] | None = None,
+        flags: dict[uuid.UUID, tuple[bool, bool]] | None = None,
     ) -> list[CommandJson]:
         """What one message does, in the caller's transaction; the commands to publish.
-        `waiting`: the devices with commands waiting, when the caller read them."""
+        `flags`: the devices' `Gateway.keepalive_flags`, when the caller read them."""
         if message.parsed is None:
             raise Refused("bad_topic")
         device_uuid, kind, command_id = message.parsed
@@ -363,10 +362,10 @@ class BatchHandler:
         if kind == "keepalive":
             # Refused as HTTP would refuse it; forwarded by keepalive webhooks.
             health = Health.model_validate(body) if isinstance(body, dict) else None
-            if waiting is None:
+            if flags is None:
                 return await self.gateway.keepalive_in(session, device, health)
             return await self.gateway.keepalive_known(
-                session, device, health, waiting=device_uuid in waiting
+                session, device, health, flags=flags[device_uuid]
             )
         if kind == "payloads":
             await self.gateway.ingest(session, device, body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,17 +95,18 @@ class Gateway:
     async def _read_keepalives(
         self, devices: list[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[bool, bool]]:
-        """For each device, whether it has commands waiting and a webhook that takes its
-        keepalives: one read session for many keepalives."""
+        """`keepalive_flags` in one read session for many keepalives."""
         async with self.database.read_sessionmaker() as session:
-            waiting = await self.commands.pending_among(session, devices)
-            wanted = await self.outbox.wanting(session, devices, KEEPALIVE)
-        return {device: (device in waiting, device in wanted) for device in devices}
+            return await self.keepalive_flags(session, devices)
 
-    async def _forward_keepalive(self, session: AsyncSession, device: DeviceIdentity) -> bool:
-        return await self.outbox.wants(
-            session, device.uuid, KEEPALIVE
-        ) and self.outbox.keepalive_due(device.uuid)
+    async def keepalive_flags(
+        self, session: AsyncSession, devices: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[bool, bool]]:
+        """For each device, whether it has commands waiting and a webhook that takes its
+        keepalives (hints; one read of each for the devices they do not know)."""
+        waiting = await self.commands.pending_among(session, devices)
+        wanted = await self.outbox.wanting(session, devices, KEEPALIVE)
+        return {device: (device in waiting, device in wanted) for device in devices}
 
     async def keepalive_in(
         self,
@@ -119,7 +121,9 @@ class Gateway:
         decided), then the pending commands."""
         events = await self.liveness.sign_of_life(session, device, "keepalive")
         if forward is None:
-            forward = await self._forward_keepalive(session, device)
+            forward = await self.outbox.wants(
+                session, device.uuid, KEEPALIVE
+            ) and self.outbox.keepalive_due(device.uuid)
         if forward:
             body = keepalive_body(
                 self.webhook_source,
@@ -137,13 +141,14 @@ class Gateway:
         device: DeviceIdentity,
         health: Health | None,
         *,
-        waiting: bool,
+        flags: tuple[bool, bool],
     ) -> list[CommandJson]:
-        """A keepalive in the caller's transaction, when the caller has read whether the
-        device has commands `waiting` (the MQTT bridge reads it for a whole batch at once):
-        as `keepalive`, the common case writes nothing, its sign of life joining the next
+        """A keepalive in the caller's transaction, when the caller has read its device's
+        `keepalive_flags` (the MQTT bridge reads them for a whole batch at once): as
+        `keepalive`, the common case writes nothing, its sign of life joining the next
         batch."""
-        forward = await self._forward_keepalive(session, device)
+        waiting, wanted = flags
+        forward = wanted and self.outbox.keepalive_due(device.uuid)
         if self.liveness.known_online(device) and not waiting and not forward:
             self.liveness.seen_online(device)
             return []

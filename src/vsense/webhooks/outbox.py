@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +95,7 @@ class Outbox:
         return device in await self.wanting(session, [device], kind)
 
     async def wanting(
-        self, session: AsyncSession, devices: Sequence[uuid.UUID], kind: str
+        self, session: AsyncSession, devices: Collection[uuid.UUID], kind: str
     ) -> set[uuid.UUID]:
         """Those of `devices` with an active webhook taking this event (hints, as
         `wants`; one read for the devices not known here)."""
