@@ -181,9 +181,13 @@ async def deliveries(state: Components, webhook_id: int) -> int:
     return int(count or 0)
 
 
-async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
-    """Run `requests` (coroutines of payload requests) so that the group commit takes
-    them all in one group: its one leader is held by a unit of work until they queue."""
+async def in_one_group(
+    state: Components, requests: list[Any], *, commits: bool = True
+) -> list[Any]:
+    """Run `requests` (coroutines of payload requests, or of anything that hands one unit
+    to the group commit) so that the group commit takes them all in one group: its one
+    leader is held by a unit of work until they queue. `commits`: whether that group is
+    expected to commit as one (else it fails, and its units run again alone)."""
     group = state.database.group_commit
     in_flight, group.leaders.limit = group.leaders.limit, 1
     release, running = asyncio.Event(), asyncio.Event()
@@ -205,7 +209,8 @@ async def in_one_group(state: Components, requests: list[Any]) -> list[Any]:
         release.set()
         await held
         responses = await asyncio.gather(*tasks)
-        assert group.groups == groups + 1  # they were written in one transaction
+        # They were written in one transaction, or (the group failed) each alone.
+        assert group.groups == groups + commits
         return responses
     finally:
         group.leaders.limit = in_flight

@@ -255,8 +255,9 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Connections each server process opens to the MQTT broker as members of "
-        "the share group: the broker spreads the devices' messages over all of them, and "
-        "each handles its own batches, so that one slow commit does not hold up the rest.",
+        "the share group: the broker spreads the devices' messages over all of them; each "
+        "hands over its own batches, and those waiting at the same time share one "
+        "transaction (the group commit).",
     )
     mqtt_batch_size: int = Field(
         100,

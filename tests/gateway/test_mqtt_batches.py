@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.factories import Api, Caller, has_pending_command, vcz
+from tests.factories import Api, Caller, has_pending_command, in_one_group, vcz
 from vsense.app import create_app
 from vsense.components import Components
 from vsense.db import session_scope
@@ -220,6 +220,64 @@ async def test_a_keepalive_in_a_batch_publishes_its_commands_before_they_are_tak
     assert [c["id"] for c in published] == [str(command.id)]
     assert not await has_pending_command(state, uuid.UUID(device))
     assert await stored_counts(admin, device) == [1]
+
+
+@pytest.mark.mqtt
+async def test_batches_of_several_subscribers_waiting_together_share_one_transaction(
+    api: Api, state: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    real_store = bridge.gateway.store_many
+    stores: list[list[int]] = []
+
+    async def recorded(session: Any, batches: Any) -> list[int]:
+        stores.append(counts_of(batches))
+        return await real_store(session, batches)
+
+    monkeypatch.setattr(bridge.gateway, "store_many", recorded)
+    first = [payload(device, n) for n in (1, 2)]
+    second = [payload(device, n) for n in (3, 4, 5)]
+    await in_one_group(
+        state, [bridge.handler.handle(first, no_publish), bridge.handler.handle(second, no_publish)]
+    )
+
+    assert stores == [[1, 2, 3, 4, 5]]  # read and written together
+    assert await stored_counts(admin, device) == [1, 2, 3, 4, 5]
+    assert outcome(bridge, "accepted") == 5 and outcome(bridge, "retried") == 0
+
+
+@pytest.mark.mqtt
+async def test_a_failing_batch_does_not_fail_the_batch_it_was_grouped_with(
+    api: Api, state: Components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_batch, "FIRST_BACKOFF", 0.01)
+    monkeypatch.setattr(mqtt_batch, "MAX_BACKOFF", 0.02)
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    bridge = bridge_of(state)
+    real_store = bridge.gateway.store_many
+
+    async def poisoned(session: Any, batches: Any) -> list[int]:
+        if 3 in counts_of(batches):
+            raise RuntimeError("this message always breaks something")
+        return await real_store(session, batches)
+
+    monkeypatch.setattr(bridge.gateway, "store_many", poisoned)
+    failing = [payload(device, n) for n in (1, 2, 3)]
+    healthy = [payload(device, n) for n in (4, 5)]
+    await in_one_group(
+        state,
+        [bridge.handler.handle(failing, no_publish), bridge.handler.handle(healthy, no_publish)],
+        commits=False,
+    )
+
+    assert await stored_counts(admin, device) == [1, 2, 4, 5]
+    assert outcome(bridge, "accepted") == 4 and outcome(bridge, "failed") == 1
+    # Only the failing batch was retried (its three messages, then its poisoned one
+    # alone); the healthy one committed on its own at its first attempt.
+    assert outcome(bridge, "retried") == 3 + mqtt_batch.MAX_ATTEMPTS - 1
 
 
 @pytest.mark.mqtt

@@ -10,7 +10,8 @@ Each server process opens `mqtt_subscribers` connections to the broker, each a m
 the shared subscription: the broker spreads the devices' messages over all of them, in
 every process of the share group. A subscriber takes what it has received (up to
 `mqtt_batch_size`, waiting at most `mqtt_batch_wait` for more), has it handled in one
-transaction (`mqtt_batch.py`: retries, the database away, a poisoned message), and
+transaction, shared with the other subscribers' batches waiting at the same time
+(`mqtt_batch.py`: the group commit, retries, the database away, a poisoned message), and
 acknowledges each message (PUBACK) only once that transaction committed. The broker
 keeps up to `mqtt_receive_maximum` messages in flight to each subscriber (MQTT 5
 receive maximum; without it Mosquitto allows 20), so that the next batch fills while

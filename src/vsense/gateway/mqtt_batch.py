@@ -4,8 +4,13 @@ A subscriber hands over the messages that are ready (up to `mqtt_batch_size`); t
 handled in one transaction, and the subscriber acknowledges each only once it commits.
 One commit for many messages is what lets the bridge keep up with a fleet: a commit is
 a round trip and a disk flush, and it was the cost of a message when each had its own.
+That transaction is the group commit's (`db.GroupCommit`): the batches of the process's
+subscribers that wait at the same time (and its HTTP gateway's requests) share it, and
+are read and written together, so that spreading the devices over several connections
+does not cut the messages into smaller transactions (each batch costs its statements).
 
-A batch that fails is not given up as a whole:
+A batch that fails is not given up as a whole (the group commit first runs it again
+alone, so that it cannot fail the batches it was grouped with):
 
 - the database away (an outage, a restart, the pool exhausted): the same batch is
   handled again after a pause (1 s, doubling up to 10 s) until it commits, for as long
@@ -187,64 +192,83 @@ class BatchHandler:
             return
 
     async def _batch(self, messages: Sequence[Incoming], publish: Publish) -> list[str]:
-        """One transaction for the batch; the outcome of each message once it commits."""
-        outcomes: list[str] = []
-        to_publish: list[tuple[uuid.UUID, list[CommandJson]]] = []
-        async with self.database.write() as session:
-            known = await self._devices(session, messages)
-            # Which devices keeping alive have commands waiting or a webhook that takes
-            # their keepalives, in one read of each for all.
-            keeping_alive = {
-                message.parsed[0]
-                for message in messages
-                if message.parsed is not None
-                and message.parsed[1] == "keepalive"
-                and message.parsed[0] in known
-            }
-            flags = (
-                await self.gateway.keepalive_flags(session, keeping_alive) if keeping_alive else {}
-            )
-            # The payloads' checked batches, stored together once the loop is done.
-            payloads: list[tuple[int, Incoming, DeviceIdentity, Batch]] = []
-            for message in messages:
-                try:
-                    checked = self._checked_payloads(message, known)
-                    if checked is not None:
-                        payloads.append((len(outcomes), message, *checked))
-                        outcomes.append("accepted")
-                        continue
-                    commands = await self._apply(session, message, known, flags)
-                except Refused as refused:
-                    outcomes.append(refused.outcome)
-                    continue
-                except AppError as exc:
-                    if exc.status_code >= 500 or _spoils_transaction(exc):
-                        raise
-                    logger.info("MQTT message on %s refused: %s", message.topic, exc.message)
-                    outcomes.append("invalid")
-                    continue
-                except ValueError as exc:  # a body the models refused
-                    logger.info("MQTT message on %s refused: %s", message.topic, exc)
-                    outcomes.append("invalid")
-                    continue
-                if commands:
-                    assert message.parsed is not None
-                    to_publish.append((message.parsed[0], commands))
-                outcomes.append("accepted")
-            if payloads:
-                kept = await self.gateway.store_many(
-                    session, [(device, batch) for _, _, device, batch in payloads]
-                )
-                for (index, message, _, batch), count in zip(payloads, kept, strict=True):
-                    try:
-                        batch.raise_refusals(count)
-                    except AppError as exc:  # the accepted part is kept
-                        logger.info("MQTT message on %s refused: %s", message.topic, exc.message)
-                        outcomes[index] = "invalid"
-            # Handed to the broker before they are marked taken (the commit).
-            await asyncio.gather(*(publish(device, sent) for device, sent in to_publish))
-        self._heard.update(known)
+        """The batch in a write transaction shared with the other subscribers' batches and
+        the gateway's requests (the group commit); the outcome of each message once that
+        transaction commits."""
+        outcomes: list[str] = await self.database.grouped_many(
+            self._batches, (messages, publish), weight=len(messages)
+        )
+        self._heard.update(
+            message.parsed[0]
+            for message, outcome in zip(messages, outcomes, strict=True)
+            if outcome == "accepted" and message.parsed is not None
+        )
         return outcomes
+
+    async def _batches(
+        self, session: AsyncSession, batches: list[tuple[Sequence[Incoming], Publish]]
+    ) -> list[list[str]]:
+        """Subscribers' batches, as one, in the caller's transaction: the outcomes of each
+        batch's messages."""
+        messages = [message for batch, _ in batches for message in batch]
+        publishers = [publish for batch, publish in batches for _ in batch]
+        outcomes: list[str] = []
+        to_publish: list[tuple[Publish, uuid.UUID, list[CommandJson]]] = []
+        known = await self._devices(session, messages)
+        # Which devices keeping alive have commands waiting or a webhook that takes
+        # their keepalives, in one read of each for all.
+        keeping_alive = {
+            message.parsed[0]
+            for message in messages
+            if message.parsed is not None
+            and message.parsed[1] == "keepalive"
+            and message.parsed[0] in known
+        }
+        flags = await self.gateway.keepalive_flags(session, keeping_alive) if keeping_alive else {}
+        # The payloads' checked batches, stored together once the loop is done.
+        payloads: list[tuple[int, Incoming, DeviceIdentity, Batch]] = []
+        for message in messages:
+            try:
+                checked = self._checked_payloads(message, known)
+                if checked is not None:
+                    payloads.append((len(outcomes), message, *checked))
+                    outcomes.append("accepted")
+                    continue
+                commands = await self._apply(session, message, known, flags)
+            except Refused as refused:
+                outcomes.append(refused.outcome)
+                continue
+            except AppError as exc:
+                if exc.status_code >= 500 or _spoils_transaction(exc):
+                    raise
+                logger.info("MQTT message on %s refused: %s", message.topic, exc.message)
+                outcomes.append("invalid")
+                continue
+            except ValueError as exc:  # a body the models refused
+                logger.info("MQTT message on %s refused: %s", message.topic, exc)
+                outcomes.append("invalid")
+                continue
+            if commands:
+                assert message.parsed is not None
+                to_publish.append((publishers[len(outcomes)], message.parsed[0], commands))
+            outcomes.append("accepted")
+        if payloads:
+            kept = await self.gateway.store_many(
+                session, [(device, batch) for _, _, device, batch in payloads]
+            )
+            for (index, message, _, batch), count in zip(payloads, kept, strict=True):
+                try:
+                    batch.raise_refusals(count)
+                except AppError as exc:  # the accepted part is kept
+                    logger.info("MQTT message on %s refused: %s", message.topic, exc.message)
+                    outcomes[index] = "invalid"
+        # Handed to the broker before they are marked taken (the commit).
+        await asyncio.gather(*(publish(device, sent) for publish, device, sent in to_publish))
+        split, at = [], 0
+        for part, _ in batches:
+            split.append(outcomes[at : at + len(part)])
+            at += len(part)
+        return split
 
     async def _one_until_done(
         self, message: Incoming, publish: Publish, *, attempts: int = 0
