@@ -26,7 +26,8 @@ CPU µs/msg: the subscriber process's CPU time (user + system) from the start of
 load to its last stored message, per stored message (vsense's includes answering the
 benchmark's reads of /metrics, ten a second); it holds when the machine's speed does
 not, as the subscribers share two cores with the broker and the publishers. The notes
-give vsense's mean batch (`vsense_mqtt_batch_size`).
+give vsense's mean batch (`vsense_mqtt_batch_size`) and how many batches shared each
+group transaction (`vsense_group_commit_size`).
 
 Run from the repository root (the PostgreSQL database `bench_mqtt_pg` is recreated):
 
@@ -317,10 +318,13 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
             row.notes.append(f"vsense {context.backend} other outcomes: {outcomes}")
         messages = await metric(http, base_url, "vsense_mqtt_batch_size_sum")
         batches = await metric(http, base_url, "vsense_mqtt_batch_size_count")
+        units = await metric(http, base_url, "vsense_group_commit_size_sum")
+        groups = await metric(http, base_url, "vsense_group_commit_size_count")
         if batches:
+            grouped = f", {units / groups:.1f} batches per transaction" if groups else ""
             row.notes.append(
                 f"vsense {context.backend}: {messages:,.0f} messages in {batches:,.0f} bridge "
-                f"batches, {messages / batches:.1f} per batch"
+                f"batches, {messages / batches:.1f} per batch{grouped}"
             )
     row.published, row.payloads_published, row.publish_seconds = published, payloads, seconds
     row.stored = int(stored)
