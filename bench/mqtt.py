@@ -276,7 +276,7 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
     port = free_port()
     command = [
         vsense_executable(), "serve", "--host", HOST, "--port", str(port),
-        "--log-level", "warning",
+        "--log-level", "warning", "--workers", str(options.workers),
     ]  # fmt: skip
     log_path = context.work_dir / f"{context.backend}-serve.log"
     before = context.drops.value
@@ -528,7 +528,7 @@ def report_lines(results: Sequence[tuple[str, list[Row]]], options: Options) -> 
         f"- Machine: {machine_facts()}; {options.broker}",
         f"- Load: {options.publishers} publishers x {options.window} QoS 1 publications in "
         f"flight, {options.duration:g} s, keepalives and one-message VCZ payloads in turn "
-        f"over {options.devices:,} devices; server settings: "
+        f"over {options.devices:,} devices; {options.workers} server process(es); settings: "
         f"{' '.join(f'{k}={v}' for k, v in options.server_env.items()) or 'defaults'}.",
         "",
     ]
@@ -555,6 +555,7 @@ class Options:
     lean_subscribers: int
     lean_batch: int
     references: bool
+    workers: int
     postgres_url: str
     postgres_database: str
     broker: str
@@ -645,6 +646,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--postgres-database", default="bench_mqtt_pg")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (PostgreSQL only), each a bridge"
+    )
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     return Options(
@@ -657,6 +661,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         lean_subscribers=args.lean_subscribers,
         lean_batch=args.lean_batch,
         references=not args.no_references,
+        workers=args.workers,
         postgres_url=args.postgres_url,
         postgres_database=args.postgres_database,
         broker=(
