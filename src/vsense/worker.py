@@ -182,6 +182,8 @@ class BackgroundRuntime:
         left = grace - (time.monotonic() - self.stop_asked)
         if self.dispatcher is not None:
             self.dispatcher.finish_within = max(0.0, left - 1.0)
+        if self.mqtt is not None:  # batches in their transaction are acknowledged first
+            await self.mqtt.drain(max(0.0, left - 1.0))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

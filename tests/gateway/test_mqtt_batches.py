@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiomqtt
@@ -278,6 +279,82 @@ async def test_a_failing_batch_does_not_fail_the_batch_it_was_grouped_with(
     # Only the failing batch was retried (its three messages, then its poisoned one
     # alone); the healthy one committed on its own at its first attempt.
     assert outcome(bridge, "retried") == 3 + mqtt_batch.MAX_ATTEMPTS - 1
+
+
+@pytest.mark.mqtt
+async def test_a_stop_handles_and_acknowledges_what_was_received_before_it_ends(
+    api: Api, state: Components, device_client: aiomqtt.Client
+) -> None:
+    admin = await api.organization()
+    device = str((await admin.device(app_type="VCZ"))["uuid"])
+    share = f"test-{uuid.uuid4().hex[:8]}"
+    # Both messages in one batch, which goes through the group commit.
+    bridge = bridge_of(state, share, mqtt_subscribers=1, mqtt_batch_wait=timedelta(seconds=2))
+    receiving = asyncio.create_task(bridge.run())
+    await asyncio.wait_for(bridge.connected.wait(), 10)
+    other = bridge_of(state, share)  # another process of the share group, started below
+    taking: asyncio.Task[None] | None = None
+    group = state.database.group_commit
+    in_flight, group.leaders.limit = group.leaders.limit, 1
+    releases = [asyncio.Event(), asyncio.Event()]
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    def hold(n: int) -> Callable[[Any], Awaitable[None]]:
+        async def work(_session: Any) -> None:
+            holding[n].set()
+            await releases[n].wait()
+
+        return work
+
+    async def waiting(count: int) -> None:
+        async def queued() -> bool:
+            return len(group._waiting) == count
+
+        await eventually(queued)
+
+    async def stop() -> None:  # as the process's stop does
+        await bridge.drain(10)
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
+        await bridge.end_session()
+
+    try:
+        first = asyncio.create_task(group.run(hold(0)))
+        await holding[0].wait()
+
+        async def publish(*counts: int) -> None:
+            topic = f"vsense/{device}/payloads"
+            await asyncio.gather(
+                *(device_client.publish(topic, orjson.dumps(vcz(n)), qos=1) for n in counts)
+            )
+
+        await publish(1, 2)
+        await waiting(1)  # their batch waits for the group commit, behind the first hold
+        await publish(3, 4, 5)  # received while it waits
+        taking = asyncio.create_task(other.run())
+        await asyncio.wait_for(other.connected.wait(), 10)
+        second = asyncio.create_task(group.run(hold(1)))
+        await waiting(2)
+        releases[0].set()
+        await first
+        await holding[1].wait()  # the batch's work is done in the group, not committed
+        stopping = asyncio.create_task(stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # the batch is in its transaction
+        releases[1].set()
+        await second
+        await asyncio.wait_for(stopping, 10)
+        await asyncio.sleep(1.5)  # what the broker might hand the other process
+    finally:
+        for release in releases:
+            release.set()
+        group.leaders.limit = in_flight
+        if taking is not None:
+            taking.cancel()
+            await asyncio.gather(taking, return_exceptions=True)
+    # Each stored once: the broker drops what an ended session held unacknowledged.
+    assert await stored_counts(admin, device) == [1, 2, 3, 4, 5]
+    assert sum(subscriber.handled for subscriber in other.subscribers) == 0
 
 
 @pytest.mark.mqtt

@@ -21,8 +21,11 @@ resumption of a session (Mosquitto 2.0 does), and an outage may outlast several.
 
 When the broker fails, a subscriber waits (1 s, doubling up to 10 s) and reconnects to
 the same session (MQTT 5, kept `SESSION_EXPIRY` seconds): the broker keeps what arrives
-meanwhile, and resends what was not acknowledged. At a stop the sessions are ended, so
-that the broker gives the other processes of the share group what it would have kept.
+meanwhile, and resends what was not acknowledged. At a stop the bridge leaves the share
+group (the broker gives what comes next to the other processes), handles and
+acknowledges what it had received (`drain`), then ends its sessions: a broker drops what
+an ended session held unacknowledged (Mosquitto 2.0 does, shared subscriptions
+included), it does not hand it to the other members.
 A process that dies without stopping leaves its sessions, and what they received but did
 not acknowledge, at the broker: with `mqtt_client_id` set, the process that takes its
 place (the same slot, restarted) resumes them and handles those messages.
@@ -67,6 +70,7 @@ logger = logging.getLogger("vsense.mqtt")
 TOPICS = ("vsense/+/keepalive", "vsense/+/payloads", "vsense/+/commands/+/result")
 SESSION_EXPIRY = 120  # seconds the broker keeps a subscriber's session while it is away
 END_SESSION_WITHIN = 2.0  # seconds a stop waits for the broker to end the sessions
+DRAIN_QUIET = 0.25  # seconds without a message after which a stop's drain is over
 
 
 class _Subscriber:
@@ -83,6 +87,7 @@ class _Subscriber:
         self._resume = resume
         self._backoff = FIRST_BACKOFF
         self.handled = 0  # messages handed to the batch handler
+        self.busy = False  # a batch is being gathered, handled and acknowledged
 
     def _new_client(self, *, clean_start: bool, expiry: int = SESSION_EXPIRY) -> aiomqtt.Client:
         bridge = self.bridge
@@ -139,19 +144,29 @@ class _Subscriber:
             self._backoff = FIRST_BACKOFF
             bridge.subscriber_up()
             async for first in client.messages:
-                received = await self._collect(client, first)
-                batch: list[Incoming] = []
-                for message in received:
-                    topic = str(message.topic)
-                    if topic.startswith("$SYS/"):
-                        bridge.drops.report(topic, message.payload)
-                    else:
-                        batch.append(Incoming(topic, message.payload))
-                if batch:
-                    await bridge.handler.handle(batch, self.publisher(client))
-                    self.handled += len(batch)
-                for message in received:  # `$SYS` reports (QoS 0) need none
-                    client._client.ack(message.mid, message.qos)
+                self.busy = True
+                try:
+                    received = await self._collect(client, first)
+                    bridge.received += len(received)
+                    await self._handle(client, received)
+                finally:
+                    self.busy = False
+
+    async def _handle(self, client: aiomqtt.Client, received: list[aiomqtt.Message]) -> None:
+        """Handle a batch received, then acknowledge each of its messages."""
+        bridge = self.bridge
+        batch: list[Incoming] = []
+        for message in received:
+            topic = str(message.topic)
+            if topic.startswith("$SYS/"):
+                bridge.drops.report(topic, message.payload)
+            else:
+                batch.append(Incoming(topic, message.payload))
+        if batch:
+            await bridge.handler.handle(batch, self.publisher(client))
+            self.handled += len(batch)
+        for message in received:  # `$SYS` reports (QoS 0) need none
+            client._client.ack(message.mid, message.qos)
 
     async def _collect(
         self, client: aiomqtt.Client, first: aiomqtt.Message
@@ -178,6 +193,22 @@ class _Subscriber:
             except TimeoutError:
                 break
         return received
+
+    def idle(self) -> bool:
+        """Whether nothing it received waits to be handled or acknowledged."""
+        return not self.busy and (self.client is None or self.client._queue.empty())
+
+    async def unsubscribe(self) -> None:
+        """Leave the share group (at a stop): the broker gives the other members what
+        comes next. A failure (the broker away) is logged: the stop goes on."""
+        client = self.client
+        if client is None:
+            return
+        try:
+            for topic in TOPICS:
+                await client.unsubscribe(f"$share/{self.bridge.share_group}/{topic}")
+        except aiomqtt.MqttError as exc:
+            logger.warning("MQTT bridge could not unsubscribe at its stop: %s", exc)
 
     @staticmethod
     def publisher(client: aiomqtt.Client) -> Publish:
@@ -222,6 +253,7 @@ class MqttBridge:
         self.gateway = gateway
         self.url = urlsplit(settings.mqtt_url)
         self.connected = asyncio.Event()  # every subscriber is connected and subscribed
+        self.received = 0  # messages taken from the broker by the subscribers
         self.handler = BatchHandler(
             database=database, device_auth=device_auth, gateway=gateway, metrics=metrics
         )
@@ -265,7 +297,30 @@ class MqttBridge:
         finally:
             self.subscriber_down()
 
+    async def drain(self, within: float) -> bool:
+        """At a stop, before the subscribers are cancelled and the sessions ended: leave
+        the share group, so that the broker gives what comes next to the other processes,
+        then handle and acknowledge what was received, until nothing more has come for
+        `DRAIN_QUIET` s (at most `within` s; False when that ran out). A broker drops the
+        messages a session held unacknowledged when it ends (Mosquitto 2.0 does, shared
+        subscriptions included): without the drain, those would be lost."""
+        try:
+            async with asyncio.timeout(within):
+                await asyncio.gather(*(subscriber.unsubscribe() for subscriber in self.subscribers))
+                while True:
+                    seen = self.received
+                    await asyncio.sleep(DRAIN_QUIET)
+                    if seen == self.received and all(s.idle() for s in self.subscribers):
+                        return True
+        except TimeoutError:
+            logger.error(
+                "MQTT bridge stopped before handling all it had received (%.0f s): the broker "
+                "drops what was not acknowledged",
+                within,
+            )
+            return False
+
     async def end_session(self) -> None:
-        """Tell the broker the sessions are over (at a stop), so that the other processes
-        of the share group receive what it would have kept for this one."""
+        """Tell the broker the sessions are over (at a stop, after `drain`), so that it
+        keeps nothing more for them."""
         await asyncio.gather(*(subscriber.end_session() for subscriber in self.subscribers))
