@@ -182,7 +182,7 @@ class BackgroundRuntime:
         left = grace - (time.monotonic() - self.stop_asked)
         if self.dispatcher is not None:
             self.dispatcher.finish_within = max(0.0, left - 1.0)
-        if self.mqtt is not None:  # batches in their transaction are acknowledged first
+        if self.mqtt is not None:  # what the bridge received is handled and acknowledged
             await self.mqtt.drain(max(0.0, left - 1.0))
         for task in self._tasks:
             task.cancel()

@@ -297,11 +297,11 @@ class MqttBridge:
         finally:
             self.subscriber_down()
 
-    async def drain(self, within: float) -> bool:
+    async def drain(self, within: float) -> None:
         """At a stop, before the subscribers are cancelled and the sessions ended: leave
         the share group, so that the broker gives what comes next to the other processes,
         then handle and acknowledge what was received, until nothing more has come for
-        `DRAIN_QUIET` s (at most `within` s; False when that ran out). A broker drops the
+        `DRAIN_QUIET` s (at most `within` s, then an error is logged). A broker drops the
         messages a session held unacknowledged when it ends (Mosquitto 2.0 does, shared
         subscriptions included): without the drain, those would be lost."""
         try:
@@ -311,14 +311,13 @@ class MqttBridge:
                     seen = self.received
                     await asyncio.sleep(DRAIN_QUIET)
                     if seen == self.received and all(s.idle() for s in self.subscribers):
-                        return True
+                        return
         except TimeoutError:
             logger.error(
                 "MQTT bridge stopped before handling all it had received (%.0f s): the broker "
                 "drops what was not acknowledged",
                 within,
             )
-            return False
 
     async def end_session(self) -> None:
         """Tell the broker the sessions are over (at a stop, after `drain`), so that it
