@@ -146,9 +146,7 @@ class _Subscriber:
             async for first in client.messages:
                 self.busy = True
                 try:
-                    received = await self._collect(client, first)
-                    bridge.received += len(received)
-                    await self._handle(client, received)
+                    await self._handle(client, await self._collect(client, first))
                 finally:
                     self.busy = False
 
@@ -253,7 +251,6 @@ class MqttBridge:
         self.gateway = gateway
         self.url = urlsplit(settings.mqtt_url)
         self.connected = asyncio.Event()  # every subscriber is connected and subscribed
-        self.received = 0  # messages taken from the broker by the subscribers
         self.handler = BatchHandler(
             database=database, device_auth=device_auth, gateway=gateway, metrics=metrics
         )
@@ -297,6 +294,10 @@ class MqttBridge:
         finally:
             self.subscriber_down()
 
+    def handled(self) -> int:
+        """Messages the subscribers have handed to the batch handler so far."""
+        return sum(subscriber.handled for subscriber in self.subscribers)
+
     async def drain(self, within: float) -> None:
         """At a stop, before the subscribers are cancelled and the sessions ended: leave
         the share group, so that the broker gives what comes next to the other processes,
@@ -308,9 +309,9 @@ class MqttBridge:
             async with asyncio.timeout(within):
                 await asyncio.gather(*(subscriber.unsubscribe() for subscriber in self.subscribers))
                 while True:
-                    seen = self.received
+                    seen = self.handled()
                     await asyncio.sleep(DRAIN_QUIET)
-                    if seen == self.received and all(s.idle() for s in self.subscribers):
+                    if seen == self.handled() and all(s.idle() for s in self.subscribers):
                         return
         except TimeoutError:
             logger.error(
