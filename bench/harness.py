@@ -788,6 +788,13 @@ async def metric(session: Any, base_url: str, name: str, labels: str = "") -> fl
     return 0.0
 
 
+async def group_commit_totals(session: Any, base_url: str) -> tuple[float, float]:
+    """A server's group commit so far (`/metrics`, every process's): the units of work
+    and the group transactions they shared."""
+    units = await metric(session, base_url, "vsense_group_commit_size_sum")
+    return units, await metric(session, base_url, "vsense_group_commit_size_count")
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its descendants that are
     alive (uvicorn's workers); NaN when /proc cannot tell."""

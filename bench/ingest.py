@@ -89,9 +89,9 @@ from harness import (
     fleet_token,
     fleet_uuid,
     free_port,
+    group_commit_totals,
     log_problems,
     machine_facts,
-    metric,
     profiled,
     recreate_postgres_database,
     retime_fleet,
@@ -687,12 +687,6 @@ async def payload_scenario(
         )
     print_row(row)
     return row
-
-
-async def group_commit_totals(session: Any, base_url: str) -> tuple[float, float]:
-    """The group commit's units and groups so far (`/metrics`, every process's)."""
-    units = await metric(session, base_url, "vsense_group_commit_size_sum")
-    return units, await metric(session, base_url, "vsense_group_commit_size_count")
 
 
 async def run_scenarios(

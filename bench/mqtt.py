@@ -65,6 +65,7 @@ from harness import (
     cpu_seconds,
     event_loop_runner,
     free_port,
+    group_commit_totals,
     log_problems,
     machine_facts,
     metric,
@@ -318,8 +319,7 @@ async def vsense_scenario(context: Context, options: Options) -> Row:
             row.notes.append(f"vsense {context.backend} other outcomes: {outcomes}")
         messages = await metric(http, base_url, "vsense_mqtt_batch_size_sum")
         batches = await metric(http, base_url, "vsense_mqtt_batch_size_count")
-        units = await metric(http, base_url, "vsense_group_commit_size_sum")
-        groups = await metric(http, base_url, "vsense_group_commit_size_count")
+        units, groups = await group_commit_totals(http, base_url)
         if batches:
             grouped = f", {units / groups:.1f} batches per transaction" if groups else ""
             row.notes.append(
