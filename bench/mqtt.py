@@ -5,9 +5,10 @@ For each backend (SQLite, PostgreSQL) it migrates a fresh database, seeds an
 organization and `--devices` online VCZ devices directly in the database, then runs three
 scenarios, each with a share group of its own, in the same run and with the same load:
 
-  ceiling  `mqtt_roles.py bare`: a subscriber that acknowledges each message as it comes
-           and does nothing else: what the broker delivers on this machine;
-  lean     `mqtt_roles.py lean`: aiomqtt subscribers (as many as the bridge has) that
+  ceiling  `mqtt_roles.py bare`: the lean reference's subscribers, acknowledging what
+           they take at once and storing nothing: what the broker delivers to them on
+           this machine;
+  lean     `mqtt_roles.py lean`: aiomqtt subscribers (`--lean-subscribers`) that
            insert the raw payloads in batches with the database's own driver and
            acknowledge each message after its commit: what this stack can do leanly;
   vsense   `vsense serve` with its MQTT bridge (`--server-env` passes settings).
@@ -435,22 +436,17 @@ async def run_backend(
     devices = await seed_devices(data_dir, database_url, options.devices)
     context = Context(backend, work_dir, data_dir, database_url, devices, drops, version)
     rows = []
-    common = ["--port", str(options.port), "--idle", str(DRAIN_IDLE_S)]
+    common = [
+        *("--port", str(options.port), "--idle", str(DRAIN_IDLE_S)),
+        *("--subscribers", str(options.lean_subscribers), "--batch", str(options.lean_batch)),
+    ]
     references = (
         ("ceiling", ["bare", "--group", f"bench-{uuid.uuid4().hex[:8]}", *common]),
         (
             "lean",
             [
-                "lean",
-                "--group",
-                f"bench-{uuid.uuid4().hex[:8]}",
-                *common,
-                "--database",
-                lean_database,
-                "--subscribers",
-                str(options.lean_subscribers),
-                "--batch",
-                str(options.lean_batch),
+                *("lean", "--group", f"bench-{uuid.uuid4().hex[:8]}", *common),
+                *("--database", lean_database),
             ],
         ),
     )

@@ -1,15 +1,15 @@
 """The two subscribers `mqtt.py` measures vsense against, each run as a subprocess of its
 own (as the server is), so that none shares a Python process with the publishers:
 
-- `bare`: the broker's ceiling. Subscribes to the devices' topics in a share group
-  (QoS 1) and acknowledges each message as it arrives (aiomqtt's own acknowledgement),
-  doing nothing else.
 - `lean`: the same stack doing the same work leanly. `--subscribers` aiomqtt
   connections of the share group, manual acknowledgement, a receive maximum of
   `--receive-maximum`; each takes what is ready (up to `--batch`), inserts the raw
   payloads in one transaction (asyncpg `executemany` on PostgreSQL, `executemany` of
   the standard sqlite3 module on SQLite, in a thread) and acknowledges each message after
   the commit.
+- `bare`: the broker's ceiling. The same subscribers, connections and loop as `lean`,
+  acknowledging each batch as soon as it is taken, storing nothing: what the broker
+  delivers to the same subscribers on this machine.
 
 Each prints `ready` once subscribed, then, when no message came for `--idle` seconds
 after the first, one JSON line: messages received, the monotonic times of the first
@@ -80,22 +80,6 @@ async def subscribe(mqtt: aiomqtt.Client, group: str) -> None:
         await mqtt.subscribe(f"$share/{group}/{topic}", qos=1)
 
 
-async def bare(options: argparse.Namespace) -> Tally:
-    tally = Tally()
-    async with client(options.port, f"bench-bare-{uuid.uuid4().hex[:8]}", None) as mqtt:
-        await subscribe(mqtt, options.group)
-        tally.ready()
-
-        async def receive() -> None:
-            async for _ in mqtt.messages:
-                tally.add(1)
-
-        receiving = asyncio.create_task(receive())
-        await until_idle(tally, options.idle)
-        receiving.cancel()
-    return tally
-
-
 class Store:
     """Raw payloads into one table, one transaction per batch."""
 
@@ -147,13 +131,27 @@ class Store:
             self.sqlite.close()
 
 
+async def bare(options: argparse.Namespace) -> Tally:
+    return await subscribers(options, None)
+
+
 async def lean(options: argparse.Namespace) -> Tally:
-    tally = Tally()
     store = Store()
     await store.open(options)
+    try:
+        return await subscribers(options, store)
+    finally:
+        await store.close()
+
+
+async def subscribers(options: argparse.Namespace, store: Store | None) -> Tally:
+    """`--subscribers` connections of the share group, each taking what is ready (up to
+    `--batch`), storing it when there is a store, then acknowledging each message."""
+    tally = Tally()
     run = uuid.uuid4().hex[:8]
+    role = "bare" if store is None else "lean"
     clients = [
-        client(options.port, f"bench-lean-{run}-{n}", options.receive_maximum)
+        client(options.port, f"bench-{role}-{run}-{n}", options.receive_maximum)
         for n in range(options.subscribers)
     ]
 
@@ -166,7 +164,8 @@ async def lean(options: argparse.Namespace) -> Tally:
                     batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await store.insert([(str(m.topic), bytes(m.payload).decode()) for m in batch])  # type: ignore[arg-type]
+            if store is not None:
+                await store.insert([(str(m.topic), bytes(m.payload).decode()) for m in batch])  # type: ignore[arg-type]
             for message in batch:
                 mqtt._client.ack(message.mid, message.qos)
             tally.add(len(batch))
@@ -185,7 +184,6 @@ async def lean(options: argparse.Namespace) -> Tally:
     finally:
         for mqtt in clients:
             await mqtt.__aexit__(None, None, None)
-        await store.close()
     return tally
 
 
