@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from tests.environment import BROKER
 from tests.live_server import LiveServer, integrator_token, start_server
 from vsense.simulator.fleet import FleetStats, run_fleet
+from vsense.simulator.readback import read_back
 
 
 def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, bridge: bool) -> LiveServer:
@@ -85,3 +89,29 @@ def test_a_run_reports_messages_the_broker_acknowledged_but_nobody_stored(
     assert stats.devices_short == 4
     assert any("fewer messages than were sent" in event for event in events), events
     assert "(4 devices short)" in stats.summary()
+
+
+class StoredPayloads:
+    """The payload log of the SDK (`sdk.payloads.list`): each device's stored message
+    timestamps, counted from `since` as the API does (`timestamp >= since`)."""
+
+    def __init__(self, stamps: dict[str, list[int]]) -> None:
+        self.stamps = stamps
+
+    async def list(self, device: str, *, since: datetime, per_page: int) -> Any:
+        total = sum(1 for stamp in self.stamps[device] if stamp >= since.timestamp())
+        return SimpleNamespace(meta=SimpleNamespace(total=total), data=[])
+
+
+async def test_a_message_stamped_in_the_runs_first_second_counts_as_stored() -> None:
+    """A run that starts at 1000.7 s: a message sent at 1000.9 s is stamped 1000 (the
+    timestamps are whole seconds), before the start itself."""
+    sdk = SimpleNamespace(payloads=StoredPayloads({"a": [1000, 1001], "b": [1002]}))
+    checked = await read_back(
+        sdk,  # type: ignore[arg-type]
+        {"a": 2, "b": 1},
+        since=1000.7,
+        concurrency=2,
+        log=lambda _line: None,
+    )
+    assert (checked.published, checked.stored, checked.devices_short) == (3, 3, 0)

@@ -12,6 +12,7 @@ short.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ async def read_back(
     """Read what the server stored of each device's `published` messages since `since`
     (epoch seconds), waiting up to `settle_max` s while the count still rises."""
     devices = [device for device, count in published.items() if count]
-    start = datetime.fromtimestamp(since, UTC)
+    # Message timestamps are whole seconds: one sent in the run's first second is stamped
+    # with that second, before `since` itself.
+    start = datetime.fromtimestamp(math.floor(since), UTC)
     deadline = time.monotonic() + settle_max
     previous = -1
     while True:
