@@ -69,6 +69,7 @@ class FakePlatform:
         self.answer_429: int = 0  # the next this many keepalives are rate limited
         self.throttled_at: list[float] = []
         self.refuse_payloads = False
+        self.answer_delay = 0.0  # seconds each device request waits, once recorded
         handler = type("Handler", (_Handler,), {"platform": self})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -259,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = self.platform.route(
                 self.command, parts.path, query, token, body
             )
+        if parts.path.startswith("/device/"):
+            time.sleep(self.platform.answer_delay)
         content = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for name, value in headers.items():
@@ -284,8 +287,9 @@ def platform() -> Iterator[FakePlatform]:
 
 
 async def fleet(platform: FakePlatform, **options: Any) -> tuple[FleetStats, list[str]]:
-    """Run a fleet against `platform`. When it stops, requests still in flight may have
-    reached the platform unanswered: its records can hold a few more than `stats`."""
+    """Run a fleet against `platform` for `duration` seconds after onboarding; the
+    requests in flight then are answered before it stops, so `stats` counts what the
+    platform recorded."""
     events: list[str] = []
     settings: dict[str, Any] = {"devices": 4, "types": ["VPM", "VYD", "VCZ", "VCB", "VCW"]}
     settings |= {"rate": 60.0, "keepalive_interval": 60, "duration": 1.5} | options
@@ -334,7 +338,7 @@ async def test_reuses_existing_devices_by_rotating_their_tokens(platform: FakePl
 async def test_keepalives_carry_each_device_token_and_health(platform: FakePlatform) -> None:
     stats, _ = await fleet(platform, devices=5, duration=2.5)
 
-    assert 0 < stats.keepalives_sent <= len(platform.keepalives)
+    assert 0 < stats.keepalives_sent == len(platform.keepalives)
     assert platform.refused[401] == 0
     assert {k.device_uuid for k in platform.keepalives} == set(platform.devices)
     assert all(set(k.health) == HEALTH_FIELDS for k in platform.keepalives)
@@ -345,11 +349,24 @@ async def test_sends_payload_batches_of_each_device_type(platform: FakePlatform)
     stats, _ = await fleet(platform, devices=5, rate=120.0, duration=2.5)
 
     assert stats.errors == 0
-    assert 0 < stats.messages_accepted <= len(platform.messages)
+    assert 0 < stats.messages_accepted == len(platform.messages)
     for device in platform.devices.values():
         sent = [m for owner, m in platform.messages if owner == device.uuid]
         assert sent
         assert all(m["type"] == device.app_type and m["payload"] for m in sent)
+
+
+async def test_a_timed_run_counts_the_requests_answered_after_its_end(
+    platform: FakePlatform,
+) -> None:
+    """Answers slower than the run is long: each request is still in flight when the
+    time is up, and counts once answered, as the platform recorded it."""
+    platform.answer_delay = 1.0
+    stats, _ = await fleet(platform, devices=3, types=["VCZ"], rate=120.0, duration=0.5)
+
+    assert stats.errors == 0
+    assert 0 < stats.keepalives_sent == len(platform.keepalives)
+    assert stats.messages_accepted == len(platform.messages)
 
 
 async def test_reboot_and_capture_commands_get_results(platform: FakePlatform) -> None:

@@ -45,6 +45,10 @@ EVENT_WINDOW_S = 10.0
 SEEN_COMMANDS = 32
 MQTT_DEVICES_PER_CONNECTION_SLOTS = 8  # pooled MQTT: one connection per 8 of `concurrency`
 USER_AGENT = "vsense-simulator"
+# At the end of a timed run, how long the sends in flight may take to be answered: a
+# message counts as published once the server or the broker acknowledged it, and one
+# cut off while it waits could have arrived without being counted.
+IN_FLIGHT_GRACE_S = 10.0
 
 
 class _EventLog:
@@ -147,14 +151,16 @@ class _Scheduler:
             self._queue(position, now)
         # Served right now: its next wake accounts for what it has to report.
 
-    async def run(self) -> None:
-        """Run until cancelled; tasks in flight are cancelled with it."""
+    async def run(self, until: float | None = None) -> None:
+        """Run until the wall-clock time `until` (then let the sends in flight end, for
+        `IN_FLIGHT_GRACE_S` at most), or until cancelled; tasks still in flight are
+        cancelled with it."""
         async with self.transport.connect(self._command_arrived):
-            await self._loop()
+            await self._loop(until)
 
-    async def _loop(self) -> None:
+    async def _loop(self, until: float | None) -> None:
         try:
-            while True:
+            while until is None or time.time() < until:
                 now = time.time()
                 if self._heap and self._is_stale(self._heap[0]):
                     heapq.heappop(self._heap)
@@ -163,6 +169,9 @@ class _Scheduler:
                     # Waiting for a slot before popping is the back-pressure: a slow
                     # server slows the loop instead of piling up tasks.
                     await self._slots.acquire()
+                    if until is not None and time.time() >= until:
+                        self._slots.release()
+                        break
                     entry = heapq.heappop(self._heap)  # due: entries only get earlier
                     if self._is_stale(entry):
                         self._slots.release()
@@ -174,12 +183,17 @@ class _Scheduler:
                     task.add_done_callback(self._tasks.discard)
                     continue
                 timeout = self._heap[0][0] - now if self._heap else None
+                if until is not None:
+                    left = until - now
+                    timeout = left if timeout is None else min(timeout, left)
                 self._wakeup.clear()
                 try:
                     async with asyncio.timeout(timeout):
                         await self._wakeup.wait()
                 except TimeoutError:
                     pass
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=IN_FLIGHT_GRACE_S)
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -356,7 +370,8 @@ async def run_fleet(
     curves, keepalives (every `keepalive_interval / rate` s) and periods follow it,
     while message timestamps stay wall-clock. `concurrency` bounds both the
     connection pool and the requests in flight. Runs for `duration` seconds after
-    onboarding, or until cancelled when None. Pass `stats` to watch the counters
+    onboarding (then the sends in flight are answered before the run ends), or until
+    cancelled when None. Pass `stats` to watch the counters
     while it runs; `on_event` receives problems, one line each (rate-limited).
 
     Enrolment goes through the SDK. With `mqtt` (a broker URL, `mqtt://host:1883` or
@@ -434,11 +449,7 @@ async def run_fleet(
             concurrency=concurrency,
             capture_delay=capture_delay,
         )
-        try:
-            async with asyncio.timeout(duration):
-                await scheduler.run()
-        except TimeoutError:
-            pass
+        await scheduler.run(None if duration is None else start + duration)
         if fleet:
             try:
                 checked = await read_back(
