@@ -289,6 +289,16 @@ class Settings(BaseSettings):
         "answer at once, requests in progress and webhook sends in flight get this long, "
         "then what is left is cancelled (unsent deliveries are released at once).",
     )
+    http_keepalive_timeout: Duration = Field(
+        timedelta(seconds=20),
+        gt=timedelta(0),
+        le=timedelta(hours=1),
+        description="Seconds an idle HTTP keep-alive connection stays open. Longer than the "
+        "idle expiry of common clients (httpx 5 s, aiohttp 15 s), so that they close an idle "
+        "connection first instead of sending a request on one the server is closing (a "
+        "POST lost to that race cannot be sent again safely); behind a load balancer, set "
+        "it above the balancer's idle timeout.",
+    )
     max_requests_in_flight: int = Field(
         256,
         ge=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,39 @@ async def test_x_forwarded_for_of_a_local_peer_is_not_believed_by_default(
     finally:
         server.stop()
     assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.live
+@pytest.mark.slow
+async def test_an_idle_connection_outlives_a_clients_five_second_keep_alive(
+    tmp_path: Path,
+) -> None:
+    """httpx keeps an idle connection for 5 s and then sends on it: a server that closes
+    at 5 s too races it, and a POST caught in that race fails with no answer. The server
+    keeps it longer, so the request 6 s later is answered on the same connection."""
+    server = start_server(tmp_path)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        answers = []
+        for wait in (0, 6):
+            await asyncio.sleep(wait)
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            status, *fields = head.decode().split("\r\n")
+            length = next(
+                int(field.partition(":")[2])
+                for field in fields
+                if field.lower().startswith("content-length:")
+            )
+            await asyncio.wait_for(reader.readexactly(length), 5)
+            answers.append(status)
+        writer.close()
+    finally:
+        server.stop()
+    assert answers == ["HTTP/1.1 200 OK"] * 2
 
 
 async def test_x_forwarded_for_of_a_trusted_proxy_is_the_client_address(state: Components) -> None:

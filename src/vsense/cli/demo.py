@@ -283,6 +283,7 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
             log_level="warning",
             access_log=False,
             proxy_headers=False,
+            timeout_keep_alive=math.ceil(settings.http_keepalive_timeout.total_seconds()),
         )
     )
     serving = asyncio.create_task(server.serve())

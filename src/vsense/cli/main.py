@@ -187,6 +187,7 @@ def _serve(
         # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
         # requests get the grace period, then are cancelled.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace.total_seconds()),
+        timeout_keep_alive=math.ceil(settings.http_keepalive_timeout.total_seconds()),
         # uvicorn's own would believe X-Forwarded-For from any local peer; the app
         # believes it only from `trusted_proxies`.
         proxy_headers=False,
