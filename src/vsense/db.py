@@ -75,13 +75,23 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
 
 
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+# Read sessions on SQLite begin nothing: each statement is its own transaction, as
+# PostgreSQL's AUTOCOMMIT reads are. (The driver is in autocommit already, BEGIN being
+# ours to emit; switching its isolation level per session would cost each read two
+# more trips to the connection's thread, to set it and to put it back.)
+READ_OPTIONS = {"sqlite_begin": None}
 
 
 def _sqlite_on_begin(connection: Any) -> None:
     # Writers BEGIN IMMEDIATE: they take the write lock up front and queue on
     # busy_timeout, instead of failing with "database is locked" when a read transaction
-    # upgrades. Readers stay DEFERRED so that WAL lets them run side by side.
+    # upgrades. Other transactions are DEFERRED so that WAL lets them run side by side.
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    if mode is None:
+        return
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -107,7 +117,10 @@ def create_sessionmaker(
     Read sessions run in autocommit: no BEGIN/COMMIT round trips around a request
     that only reads. Each statement still sees a consistent snapshot of its own.
     """
-    bind = engine.execution_options(isolation_level="AUTOCOMMIT") if read_only else engine
+    bind = engine
+    if read_only:
+        sqlite = engine.dialect.name == "sqlite"
+        bind = engine.execution_options(**(READ_OPTIONS if sqlite else AUTOCOMMIT))
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 

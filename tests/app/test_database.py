@@ -1,6 +1,6 @@
 """The embedded database stays writable when a task is cancelled in the middle of a
 statement of its write transaction (a stopping dispatcher, a job cut short); JSON
-columns read back exactly what was written."""
+columns read back exactly what was written; a read session runs its statements alone."""
 
 from __future__ import annotations
 
@@ -147,5 +147,34 @@ async def test_json_columns_read_back_what_was_written_big_integers_exactly(
         assert [rows[n] for n in range(len(written))] == written
         assert type(rows[0]["serial"]) is int
         assert math.isnan(rows[9]["a"])
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_session_on_the_embedded_database_runs_its_statements_alone(
+    tmp_path: Path,
+) -> None:
+    """Each statement its own transaction, as PostgreSQL's autocommit reads: no BEGIN,
+    ROLLBACK or isolation level switched around it (each a trip to the connection's
+    thread), and no read transaction left open to hold back the WAL."""
+    settings = load_settings(data_dir=tmp_path, environment="test", secret_key=TEST_SECRET)
+    engine = create_engine(settings)
+    ran: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        driver = dbapi_connection.driver_connection._conn  # aiosqlite's sqlite3 connection
+        driver.set_trace_callback(ran.append)
+
+    reads = create_sessionmaker(engine, read_only=True)
+    try:
+        for _ in range(2):  # a fresh connection, then one back from the pool
+            ran.clear()
+            async with reads() as session:
+                assert (await session.execute(text("SELECT 41 + 1"))).scalar_one() == 42
+                connection = await session.connection()
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert not driver._conn.in_transaction  # type: ignore[union-attr]
+            assert ran == ["SELECT 41 + 1"]
     finally:
         await engine.dispose()
