@@ -26,6 +26,7 @@ from vsense.accounts.scopes import ALL_SCOPES, Role
 from vsense.accounts.service import create_personal_token
 from vsense.app import create_app
 from vsense.cli.demo_receiver import DemoReceiver
+from vsense.cli.serving import server_options
 from vsense.client import APIConnectionError, APIStatusError, AsyncClient
 from vsense.client.models import Device
 from vsense.config import Settings
@@ -281,9 +282,7 @@ async def run_demo(settings: Settings, *, host: str, port: int, devices: int, ra
             host=host,
             port=port,
             log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            timeout_keep_alive=math.ceil(settings.http_keepalive_timeout.total_seconds()),
+            **server_options(settings),
         )
     )
     serving = asyncio.create_task(server.serve())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
 import sys
@@ -16,6 +15,7 @@ import typer
 
 from vsense.cli.client import register as register_client_commands
 from vsense.cli.client.context import global_options_callback
+from vsense.cli.serving import server_options
 from vsense.config import ConfigurationError, Settings, get_settings
 from vsense.kit.errors import AppError
 from vsense.simulator.command import simulate_command
@@ -183,14 +183,7 @@ def _serve(
         port=port,
         workers=workers,
         log_level=log_level,
-        access_log=False,
-        # Long polls answer as soon as the stop is asked (vsense.kit.shutdown); other
-        # requests get the grace period, then are cancelled.
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace.total_seconds()),
-        timeout_keep_alive=math.ceil(settings.http_keepalive_timeout.total_seconds()),
-        # uvicorn's own would believe X-Forwarded-For from any local peer; the app
-        # believes it only from `trusted_proxies`.
-        proxy_headers=False,
+        **server_options(settings),
     )
 
 
