@@ -174,7 +174,7 @@ async def test_a_read_session_on_the_embedded_database_runs_its_statements_alone
                 assert (await session.execute(text("SELECT 41 + 1"))).scalar_one() == 42
                 connection = await session.connection()
                 driver = (await connection.get_raw_connection()).driver_connection
-                assert not driver._conn.in_transaction  # type: ignore[union-attr]
+                assert not driver.in_transaction  # type: ignore[union-attr]
             assert ran == ["SELECT 41 + 1"]
     finally:
         await engine.dispose()
