@@ -128,10 +128,6 @@ def day_of(partition: str) -> date | None:
 # --- The background job's side: on a session -------------------------------------------
 
 
-def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 async def _partitions(session: AsyncSession, table: str) -> dict[date, str]:
     rows = await session.execute(
         text(

@@ -17,11 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Integer,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     delete,
@@ -37,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.db import transaction_state
+from vsense.kit.sql import is_postgres, one_of
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from vsense.webhooks.breaker import Breaker
 from vsense.webhooks.domain import Claimed, DeliveryOutcome, DeliveryStatus, EventBody, NewEvent
@@ -52,20 +51,6 @@ FINISHED_ROW = text(f"webhook_deliveries.status <> '{DeliveryStatus.PENDING}'")
 # Core tables for the batched statements (executemany by bound id, not ORM bulk mode).
 Deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 Webhooks: Table = Webhook.__table__  # type: ignore[assignment]
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    """Whether the session's database is PostgreSQL (else SQLite)."""
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def one_of(column: Any, name: str, postgres: bool) -> Any:
-    """`column` is one of the list bound as `name`. On PostgreSQL an array, so that one
-    statement text (prepared once by the driver) serves lists of every length; on
-    SQLite an expanding `IN`."""
-    if postgres:
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

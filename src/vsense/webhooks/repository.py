@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
+from vsense.kit.sql import is_postgres, one_of
 from vsense.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from vsense.webhooks import queue_repository
 from vsense.webhooks.domain import Destination, Target, WebhookStatus
@@ -184,7 +185,7 @@ async def destinations_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    statement = _destinations_statement(queue_repository.is_postgres(session))
+    statement = _destinations_statement(is_postgres(session))
     connection = await session.connection()  # plain rows: no ORM step around them
     rows = await connection.execute(statement, {"ids": wanted})
     return {row[0]: Destination(*row) for row in rows}
@@ -203,7 +204,7 @@ def _destinations_statement(postgres: bool) -> Any:
         Webhook.previous_secret,
         Webhook.previous_secret_until,
     )
-    return select(*columns).where(queue_repository.one_of(Webhook.id, "ids", postgres))
+    return select(*columns).where(one_of(Webhook.id, "ids", postgres))
 
 
 async def note_health(
