@@ -7,6 +7,7 @@ cost more than the statements themselves.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.kit.sql import is_postgres, one_of
 from vsense.models import DeviceCommand
 
 TAKE_AT_ONCE = 20
@@ -42,23 +44,28 @@ async def add_command(
     await session.execute(_ADD, values)
 
 
-# Built once: the keepalives' batched look-up.
-_PENDING_AMONG = (
-    select(COMMANDS.c.device_uuid)
-    .where(
-        COMMANDS.c.device_uuid.in_(bindparam("devices", expanding=True)),
-        COMMANDS.c.taken_at.is_(None),
-        COMMANDS.c.expires_at > bindparam("now"),
+# Built once per database: the keepalives' batched look-up (plain rows).
+@functools.cache
+def _pending_among(postgres: bool) -> Any:
+    return (
+        select(COMMANDS.c.device_uuid)
+        .where(
+            one_of(COMMANDS.c.device_uuid, "devices", postgres),
+            COMMANDS.c.taken_at.is_(None),
+            COMMANDS.c.expires_at > bindparam("now"),
+        )
+        .distinct()
     )
-    .distinct()
-)
 
 
 async def devices_with_pending_commands(
     session: AsyncSession, devices: Collection[uuid.UUID], now: datetime
 ) -> set[uuid.UUID]:
     """Those of `devices` that have pending, unexpired commands (one statement)."""
-    found = await session.scalars(_PENDING_AMONG, {"devices": list(devices), "now": now})
+    connection = await session.connection()
+    found = await connection.scalars(
+        _pending_among(is_postgres(session)), {"devices": list(devices), "now": now}
+    )
     return set(found)
 
 

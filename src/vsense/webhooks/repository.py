@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
@@ -139,7 +139,10 @@ async def requeue(
 # -- the delivery engine's reads and writes --------------------------------------------
 
 
-def _targets_statement(*, lock: bool) -> Any:
+# Built once per database and lock: on the ingest path, building the statement (coercing
+# each device of the `IN`) cost more of the process's time than running it.
+@functools.cache
+def _targets_statement(postgres: bool, lock: bool) -> Any:
     statement = select(
         Webhook.device_uuid,
         Webhook.id,
@@ -147,15 +150,10 @@ def _targets_statement(*, lock: bool) -> Any:
         Webhook.webhook_type,
         Webhook.actions,
     ).where(
-        Webhook.device_uuid.in_(bindparam("devices", expanding=True)),
+        one_of(Webhook.device_uuid, "devices", postgres),
         Webhook.status == WebhookStatus.ACTIVE,
     )
     return statement.with_for_update(read=True, key_share=True) if lock else statement
-
-
-# Built once: on the ingest path, building the statement (coercing each device of the
-# `IN`) cost more of the process's time than running it.
-_TARGETS = {False: _targets_statement(lock=False), True: _targets_statement(lock=True)}
 
 
 async def targets(
@@ -171,9 +169,11 @@ async def targets(
     foreign key. SQLite's writer holds the only write lock; no clause is needed there.
     """
     found: dict[uuid.UUID, list[Target]] = {device: [] for device in devices}
+    statement = _targets_statement(is_postgres(session), lock)
+    connection = await session.connection()  # plain rows: no ORM step around them
     for start in range(0, len(devices), CHUNK):
-        rows = await session.execute(
-            _TARGETS[lock], {"devices": list(devices[start : start + CHUNK])}
+        rows = await connection.execute(
+            statement, {"devices": list(devices[start : start + CHUNK])}
         )
         for device, webhook_id, organization_id, webhook_type, actions in rows:
             found[device].append(Target(webhook_id, organization_id, webhook_type, actions))
