@@ -44,6 +44,21 @@ async def test_keys_asked_while_a_read_runs_are_read_together_once_each() -> Non
     assert batcher.reads == 2
 
 
+async def test_by_default_one_read_runs_at_a_time_and_the_next_keys_wait_for_it() -> None:
+    # A read costs the process more than its wait for the database: the fewest, largest
+    # batches (the device API's batchers take this default).
+    reads = Reads(hold=True)
+    batcher: Batcher[str, str] = Batcher(reads.fetch)
+    tasks = []
+    for key in "abcd":
+        tasks.append(asyncio.create_task(batcher.get(key)))
+        await asyncio.sleep(0)
+    assert reads.batches == [["a"]]
+    reads.release.set()
+    assert await asyncio.gather(*tasks) == list("ABCD")
+    assert reads.batches == [["a"], ["b", "c", "d"]]
+
+
 async def test_no_more_reads_run_at_once_than_allowed() -> None:
     reads = Reads(hold=True)
     batcher: Batcher[str, str] = Batcher(reads.fetch, in_flight=2)
