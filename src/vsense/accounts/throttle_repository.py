@@ -10,6 +10,7 @@ from sqlalchemy import Table, case, delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.kit.sql import is_postgres
 from vsense.kit.types import UTCDateTime
 from vsense.models import ThrottleCounter
 
@@ -17,7 +18,7 @@ Counters: Table = ThrottleCounter.__table__  # type: ignore[assignment]
 
 
 def _upsert(session: AsyncSession, values: dict[str, Any]) -> Any:
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    module: Any = postgresql if is_postgres(session) else sqlite
     return module.insert(Counters).values(**values)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vsense.kit.sql import is_postgres
 from vsense.models import Device, DeviceEvent
 
 # SQLite accepts up to 32,766 bound values in one statement; stay well below.
@@ -72,7 +73,7 @@ async def overdue(session: AsyncSession, now: datetime, limit: int) -> list[uuid
         .where(Device.is_online.is_(True), Device.offline_after < now)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         statement = statement.with_for_update(skip_locked=True)
     return list((await session.scalars(statement)).all())
 

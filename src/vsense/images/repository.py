@@ -11,6 +11,7 @@ from sqlalchemy import Row, Table, bindparam, delete, exists, func, insert, or_,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.images.links import KINDS, ImageKind
+from vsense.kit.sql import is_postgres
 from vsense.models import Device, DeviceCommand, ImageRequest
 from vsense.models.images import FAILED, PENDING, READY
 
@@ -52,7 +53,7 @@ _RECORD = {kind: _record(kind) for kind in KINDS}
 
 async def lock_device(session: AsyncSession, device: uuid.UUID) -> None:
     """Serialise snapshot requests of one device (PostgreSQL; SQLite writers are serial)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         await session.execute(_LOCK_DEVICE, {"device": device})
 
 
@@ -134,7 +135,7 @@ async def overdue(session: AsyncSession, now: datetime, limit: int) -> list[uuid
         )
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         statement = statement.with_for_update(skip_locked=True)
     return list((await session.scalars(statement)).all())
 
