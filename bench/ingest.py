@@ -853,25 +853,31 @@ async def run_scenarios(
         print_row(row)
 
 
+def rule_body(n: int, device: str) -> dict[str, Any]:
+    """The bench's `n`th alert rule, on `device`: nine in ten GREATER_THAN the bench's
+    count of 3 by far (they never fire), one in ten LESS_THAN 5 (it fires at the first
+    message and stays firing)."""
+    below = n % 10 == 9
+    return {
+        "name": f"bench rule {n}",
+        "device_uuid": device,
+        "metric": "count",
+        "reference_marker": "Z-0",
+        "rule": "LESS_THAN" if below else "GREATER_THAN",
+        "trigger_value": 5 if below else 1000,
+        "clearing_value": 10 if below else 900,
+    }
+
+
 async def add_rules(
     session: aiohttp.ClientSession, base_url: str, devices: Sequence[DeviceSlot], count: int
 ) -> None:
-    """`count` active rules over the payload devices (through the API, once per database):
-    nine in ten GREATER_THAN the bench's count of 3 by far (they never fire), one in ten
-    LESS_THAN 5 (it fires at the first message and stays firing)."""
+    """`count` active rules (`rule_body`) over the payload devices, through the API, once
+    per database."""
     url = f"{base_url}/api/v1/alert-rules"
     existing = await total_of(session, f"{url}?per_page=1")
     for n in range(existing, count):
-        below = n % 10 == 9
-        body = {
-            "name": f"bench rule {n}",
-            "device_uuid": devices[n % len(devices)].uuid,
-            "metric": "count",
-            "reference_marker": "Z-0",
-            "rule": "LESS_THAN" if below else "GREATER_THAN",
-            "trigger_value": 5 if below else 1000,
-            "clearing_value": 10 if below else 900,
-        }
+        body = rule_body(n, devices[n % len(devices)].uuid)
         async with session.post(url, json=body) as response:
             if response.status != 201:
                 raise RuntimeError(f"rule answered {response.status}: {await response.text()}")

@@ -38,7 +38,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 
 from harness import in_process  # noqa: E402
-from ingest import HEALTH_BODY, ceiling_app, vcz_message, zone_of  # noqa: E402
+from ingest import HEALTH_BODY, ceiling_app, rule_body, vcz_message, zone_of  # noqa: E402
 
 
 async def onboard(client: httpx.AsyncClient, admin: str, count: int) -> list[tuple[str, str]]:
@@ -53,6 +53,19 @@ async def onboard(client: httpx.AsyncClient, admin: str, count: int) -> list[tup
         document = answer.json()
         devices.append((document["uuid"], document["device_token"]))
     return devices
+
+
+async def add_rules(
+    client: httpx.AsyncClient, admin: str, devices: Sequence[tuple[str, str]], count: int
+) -> None:
+    """`count` active alert rules over the devices, as `ingest.py`'s scenario (e) has."""
+    for n in range(count):
+        answer = await client.post(
+            "/api/v1/alert-rules",
+            json=rule_body(n, devices[n % len(devices)][0]),
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert answer.status_code == 201, answer.text
 
 
 def bodies(kind: str, devices: Sequence[tuple[str, str]]) -> list[bytes]:
@@ -113,6 +126,7 @@ async def run(options: argparse.Namespace) -> None:
         transport = httpx.ASGITransport(app=built.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             devices = await onboard(client, built.admin, options.devices)
+            await add_rules(client, built.admin, devices, options.rules)
         apps: dict[str, Callable[..., Any]] = {"ceiling": ceiling_app}
         if not options.no_lean:
             apps["lean"] = await stack.enter_async_context(lean_app(built.driver_url, options.pool))
@@ -128,7 +142,8 @@ async def run(options: argparse.Namespace) -> None:
                         results[(name, kind)] = (cpu, wall)
     print(
         f"\nCPU per request, best of {options.rounds} rounds of {options.requests} requests, "
-        f"{options.concurrency} in flight ({'PostgreSQL' if url else 'SQLite'})"
+        f"{options.concurrency} in flight ({'PostgreSQL' if url else 'SQLite'}, "
+        f"{options.rules:,} alert rules)"
     )
     print(f"{'scenario':<10} {'ceiling µs':>10} {'lean µs':>9} {'vsense µs':>10} "
           f"{'lean server µs':>14} {'vsense server µs':>16} {'vs lean':>8}")  # fmt: skip
@@ -177,6 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=lambda text: text.split(","),
         default=["keepalive", "single", "batch"],
         help="comma-separated, of keepalive,single,batch (one alone to profile it)",
+    )
+    parser.add_argument(
+        "--rules",
+        type=int,
+        default=0,
+        help="active alert rules over the devices for the whole run (as scenario e of ingest.py)",
     )
     parser.add_argument(
         "--pool", type=int, default=8, help="connections of vsense and of the lean app each"
