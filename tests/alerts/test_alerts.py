@@ -233,6 +233,49 @@ async def test_one_batch_can_fire_and_clear(api: Api) -> None:
     )
 
 
+async def test_rules_reading_one_marker_and_the_total_each_judge_the_batch(api: Api) -> None:
+    # Two rules read the zone, a third the device total and a fourth another zone: each
+    # fires on its own threshold from the same batch.
+    admin = await api.organization()
+    device = await vcz_sensor(admin)
+    await add_rule(admin, hall_rule(device.uuid, name="above 100"))
+    await add_rule(admin, hall_rule(device.uuid, name="above 150", trigger_value=150))
+    await add_rule(
+        admin,
+        hall_rule(
+            device.uuid,
+            name="total below 5",
+            reference_marker=None,
+            rule="LESS_THAN",
+            trigger_value=5,
+            clearing_value=10,
+        ),
+    )
+    await add_rule(
+        admin,
+        hall_rule(
+            device.uuid,
+            name="other zone",
+            reference_marker="Z-9",
+            trigger_value=1,
+            clearing_value=0,
+        ),
+    )
+    now = int(time.time())
+    batch = [vcz(120, now - 20), vcz(3, now - 10), vcz(95, now)]
+    assert (await device.send(batch)).status_code == 202
+    episodes = {episode["rule_name"]: episode for episode in await alerts(admin)}
+    assert sorted(episodes) == ["above 100", "total below 5"]
+    assert (episodes["above 100"]["state"], episodes["above 100"]["fired_value"]) == (
+        "cleared",
+        120,
+    )
+    assert episodes["above 100"]["cleared_value"] == 3
+    total = episodes["total below 5"]
+    assert (total["state"], total["fired_value"], total["cleared_value"]) == ("cleared", 3, 95)
+    assert total["reference_marker"] is None
+
+
 async def test_a_device_s_batches_in_one_group_are_evaluated_in_turn(
     api: Api, state: Components
 ) -> None:

@@ -153,9 +153,13 @@ def unmoved(rule: RuleSpec, standing: Standing, values: list[float]) -> bool:
         return False
     if standing.last_value is not None:
         return False
+    if not values:
+        return True
+    # The value furthest towards the change the rule waits for decides for all of them.
+    above = rule.kind == GREATER_THAN
     if standing.firing:
-        return not any(_past_clearing(rule, value) for value in values)
-    return not any(_past_trigger(rule, value) for value in values)
+        return not _past_clearing(rule, min(values) if above else max(values))
+    return not _past_trigger(rule, max(values) if above else min(values))
 
 
 def _frozen_value(standing: Standing, value: float, at: datetime) -> Step:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -184,37 +183,38 @@ async def _record(
 
 
 def _marker_values(
-    rule: RuleView, by_metric: Mapping[str, list[Mapping[str, Any]]]
+    metric: str, reference_marker: str | None, by_metric: Mapping[str, list[Mapping[str, Any]]]
 ) -> list[tuple[str, str | None, float]]:
-    """(marker key, marker name, value) a message gives a rule: one per matching marker,
-    or the device total (the device's own metric, else the markers' total)."""
-    named = by_metric.get(rule.metric or "")
+    """(marker key, marker name, value) a message gives a rule on `metric`: one per
+    marker matching `reference_marker`, or without one the device total (the device's
+    own metric, else the markers' total)."""
+    named = by_metric.get(metric)
     if not named:
         return []
-    if rule.reference_marker:
-        wanted = rule.reference_marker
-        lowered = wanted.lower()
+    if reference_marker:
+        lowered = reference_marker.lower()
         return [
             (row["marker_id"], row["marker_name"], float(row["value"]))
             for row in named
             if row["marker_id"] is not None
-            and (row["marker_name"] == wanted or row["marker_id"].lower() == lowered)
+            and (row["marker_name"] == reference_marker or row["marker_id"].lower() == lowered)
         ]
     own = [row for row in named if row["marker_id"] is None]
     if own:
         return [("", None, float(own[-1]["value"]))]
-    assert rule.metric is not None
-    return [("", None, total(rule.metric, [float(row["value"]) for row in named]))]
+    return [("", None, total(metric, [float(row["value"]) for row in named]))]
 
 
 Message = tuple[datetime, dict[str, list[Mapping[str, Any]]]]
 
 
-def _messages(rows: Iterable[Mapping[str, Any]]) -> list[Message]:
-    """The metric rows of a batch by message and metric name, in time order (batch order
-    among equals)."""
+def _messages(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list[Message]:
+    """The rows of a batch on `metrics` by message and metric name, in time order (batch
+    order among equals)."""
     by_message: dict[Any, tuple[int, dict[str, list[Mapping[str, Any]]]]] = {}
     for row in rows:
+        if row["name"] not in metrics:
+            continue
         entry = by_message.setdefault(row["message_id"], (row["epoch"], {}))
         entry[1].setdefault(row["name"], []).append(row)
     messages = [
@@ -224,12 +224,41 @@ def _messages(rows: Iterable[Mapping[str, Any]]) -> list[Message]:
     return messages
 
 
-def _fold(rule: RuleSpec, values: list[tuple[float, datetime]]) -> Evolve:
+@dataclass(slots=True)
+class Series:
+    """The values a batch gives one (metric, reference marker) at one marker key."""
+
+    name: str | None
+    points: list[tuple[float, datetime]]
+    values: list[float]
+
+
+Selector = tuple[str, str | None]
+
+
+def _series(selector: Selector, messages: Sequence[Message]) -> dict[str, Series]:
+    """The batch's values for every rule that reads `selector` (metric, reference
+    marker), by marker key, in time order: worked out once however many rules share it."""
+    found: dict[str, Series] = {}
+    metric, reference_marker = selector
+    for at, by_metric in messages:
+        for key, name, value in _marker_values(metric, reference_marker, by_metric):
+            series = found.get(key)
+            if series is None:
+                found[key] = Series(name, [(value, at)], [value])
+            else:
+                series.name = name
+                series.points.append((value, at))
+                series.values.append(value)
+    return found
+
+
+def _fold(rule: RuleSpec, series: Series) -> Evolve:
     def evolve(standing: Standing) -> tuple[Standing, list[Step]]:
-        if unmoved(rule, standing, [value for value, _ in values]):
+        if unmoved(rule, standing, series.values):
             return standing, []
         steps: list[Step] = []
-        for value, at in values:
+        for value, at in series.points:
             step = on_value(rule, standing, value, at)
             standing = step.standing
             if step.transition is not None:
@@ -256,26 +285,22 @@ async def evaluate_values(
         return 0
     if known is None:
         known = await repository.rules_of_device(session, device, VALUE_KINDS)
-    rules, app_type, states = known.rules, known.app_type, known.states
+    rules = [rule for rule in known.rules if rule.metric]
     if not rules:
         return 0
-    messages = _messages(rows)
-    inputs: dict[tuple[int, str], list[tuple[float, datetime]]] = defaultdict(list)
-    names: dict[tuple[int, str], str | None] = {}
-    by_id = {rule.id: rule for rule in rules}
-    for rule in rules:
-        for at, message_rows in messages:
-            for key, name, value in _marker_values(rule, message_rows):
-                inputs[(rule.id, key)].append((value, at))
-                names[(rule.id, key)] = name
-    if not inputs:
-        return 0
+    messages = _messages(rows, {rule.metric for rule in rules if rule.metric})
+    by_selector: dict[Selector, dict[str, Series]] = {}
     items: list[EventItem] = []
-    for (rule_id, key), values in inputs.items():
-        rule = by_id[rule_id]
-        target = Target(rule, device, app_type, key, names[(rule_id, key)])
-        read = states.get((rule_id, key), repository.new_state())
-        items += await _settle(session, target, read, _fold(spec_of(rule), values), now)
+    for rule in rules:
+        assert rule.metric is not None
+        selector = (rule.metric, rule.reference_marker or None)
+        found = by_selector.get(selector)
+        if found is None:
+            found = by_selector[selector] = _series(selector, messages)
+        for key, series in found.items():
+            target = Target(rule, device, known.app_type, key, series.name)
+            read = known.states.get((rule.id, key), repository.new_state())
+            items += await _settle(session, target, read, _fold(spec_of(rule), series), now)
     if items:
         await emit(session, items)
     return len(items)
