@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
-    bindparam,
     delete,
     false,
     func,
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vsense.accounts.principal import Principal
 from vsense.alerts.engine import NO_DATA, OFFLINE, THRESHOLD_KINDS, Standing
+from vsense.kit.sql import is_postgres, one_of
 from vsense.models import (
     Alert,
     AlertRule,
@@ -264,21 +265,28 @@ _STATE_COLUMNS = (
     AlertState.alert_uuid,
     AlertState.version,
 )
-_RULES_OF_DEVICES = (
-    select(Device.uuid, *_RULE_COLUMNS, Device.app_type, *_STATE_COLUMNS)
-    .select_from(AlertRule)
-    .join(Device, Device.uuid.in_(bindparam("devices", expanding=True)))
-    .outerjoin(
-        AlertState,
-        and_(AlertState.rule_id == AlertRule.id, AlertState.device_uuid == Device.uuid),
+
+
+# One statement text per database: on PostgreSQL the devices and kinds are arrays, so
+# the driver prepares it once for groups of every size (an expanding `IN` renders and
+# prepares a new text for each number of devices).
+@functools.cache
+def _rules_of_devices_statement(postgres: bool) -> Any:
+    return (
+        select(Device.uuid, *_RULE_COLUMNS, Device.app_type, *_STATE_COLUMNS)
+        .select_from(AlertRule)
+        .join(Device, one_of(Device.uuid, "devices", postgres))
+        .outerjoin(
+            AlertState,
+            and_(AlertState.rule_id == AlertRule.id, AlertState.device_uuid == Device.uuid),
+        )
+        .where(
+            AlertRule.enabled.is_(True),
+            one_of(AlertRule.kind, "kinds", postgres),
+            in_scope(),
+        )
+        .order_by(Device.uuid, AlertRule.id)
     )
-    .where(
-        AlertRule.enabled.is_(True),
-        AlertRule.kind.in_(bindparam("kinds", expanding=True)),
-        in_scope(),
-    )
-    .order_by(Device.uuid, AlertRule.id)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +312,8 @@ async def rules_of_devices(
         return {}
     connection = await session.connection()
     result = await connection.execute(
-        _RULES_OF_DEVICES, {"devices": list(devices), "kinds": list(kinds)}
+        _rules_of_devices_statement(is_postgres(session)),
+        {"devices": list(devices), "kinds": list(kinds)},
     )
     rows: list[Any] = list(result.all())
     found: dict[uuid.UUID, DeviceRules] = {}
