@@ -1152,9 +1152,11 @@ def target_lines(report: IngestReport, options: Options) -> list[str]:
             )
         elif m.scenario.startswith("c "):
             met = row.per_second >= TARGET_BATCH_MPS and clean
+            pair = m.scenario.partition(", ")[2]  # "pair 2" when (c) ran again beside (e)
             lines.append(
                 f"Target (c, PostgreSQL): >= {TARGET_BATCH_MPS:,.0f} messages/s in batches; "
-                f"{m.workers} worker(s): {row.per_second:,.0f} -> {'MET' if met else 'MISSED'}"
+                f"{m.workers} worker(s){', ' + pair if pair else ''}: {row.per_second:,.0f} "
+                f"-> {'MET' if met else 'MISSED'}"
             )
         elif m.scenario.startswith("d ") and row.worst_window is not None:
             met = min(m.rps, row.worst_window) >= TARGET_KEEPALIVES and clean
