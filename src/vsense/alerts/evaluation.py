@@ -229,8 +229,8 @@ class Series:
     """The values a batch gives one (metric, reference marker) at one marker key."""
 
     name: str | None
-    points: list[tuple[float, datetime]]
     values: list[float]
+    times: list[datetime]
 
 
 Selector = tuple[str, str | None]
@@ -245,11 +245,11 @@ def _series(selector: Selector, messages: Sequence[Message]) -> dict[str, Series
         for key, name, value in _marker_values(metric, reference_marker, by_metric):
             series = found.get(key)
             if series is None:
-                found[key] = Series(name, [(value, at)], [value])
+                found[key] = Series(name, [value], [at])
             else:
                 series.name = name
-                series.points.append((value, at))
                 series.values.append(value)
+                series.times.append(at)
     return found
 
 
@@ -258,7 +258,7 @@ def _fold(rule: RuleSpec, series: Series) -> Evolve:
         if unmoved(rule, standing, series.values):
             return standing, []
         steps: list[Step] = []
-        for value, at in series.points:
+        for value, at in zip(series.values, series.times, strict=True):
             step = on_value(rule, standing, value, at)
             standing = step.standing
             if step.transition is not None:
