@@ -849,16 +849,17 @@ def rule_body(n: int, device: str) -> dict[str, Any]:
 
 async def add_rules(
     session: aiohttp.ClientSession, base_url: str, devices: Sequence[DeviceSlot], count: int
-) -> None:
-    """`count` active rules (`rule_body`) over the payload devices, through the API, once
-    per database."""
-    url = f"{base_url}/api/v1/alert-rules"
-    existing = await total_of(session, f"{url}?per_page=1")
-    for n in range(existing, count):
+) -> list[int]:
+    """`count` rules (`rule_body`) over the payload devices, through the API, once per
+    database (a later run finds them); the ids of all of them."""
+    ids = await rule_ids(session, base_url)
+    for n in range(len(ids), count):
         body = rule_body(n, devices[n % len(devices)].uuid)
-        async with session.post(url, json=body) as response:
+        async with session.post(f"{base_url}/api/v1/alert-rules", json=body) as response:
             if response.status != 201:
                 raise RuntimeError(f"rule answered {response.status}: {await response.text()}")
+            ids.append(int((await response.json())["id"]))
+    return ids
 
 
 async def rules_scenario(
@@ -874,10 +875,18 @@ async def rules_scenario(
     With `--rules-pairs N`, N pairs: each later pair runs (c) again with the rules
     disabled, then (e); the cost is judged on the pairs' median (one pair moves with
     the machine's other load). The rules are left disabled, for what runs next."""
-    await add_rules(admin_session, base_url, fleet.payload, options.rules)
-    ids = await rule_ids(admin_session, base_url)
-    kinds = workloads(options.batch)
+    ids = await add_rules(admin_session, base_url, fleet.payload, options.rules)
+    batches = workloads(options.batch)["batch"]
     pairs = options.rules_pairs
+
+    async def measured(label: str) -> Row:
+        row = await payload_scenario(
+            label, batches, base_url, admin_session, fleet.payload, options, workers, report,
+            profile,
+        )  # fmt: skip
+        report.rows.append(row)
+        return row
+
     without = report.rows[-1]
     costs: list[float] = []
     failed = False
@@ -885,24 +894,16 @@ async def rules_scenario(
         suffix = f", pair {pair}" if pairs > 1 else ""
         if pair > 1:
             await set_rules_enabled(admin_session, base_url, ids, False)
-            without = await payload_scenario(
-                f"c {options.batch} messages/request{suffix}",
-                kinds["batch"], base_url, admin_session, fleet.payload, options, workers,
-                report, profile,
-            )  # fmt: skip
-            report.rows.append(without)
+            without = await measured(f"c {options.batch} messages/request{suffix}")
         await set_rules_enabled(admin_session, base_url, ids, True)
         # Switching the rules takes long enough for the sweep to mark the payload
         # devices offline; (c) found them online, and so must (e).
         primed = await prime(base_url, fleet.payload, options.clients)
         if primed:
             report.notes.append(f"x{workers} priming payload devices: {primed[0]}")
-        with_rules = await payload_scenario(
-            f"e {options.batch} messages/request, {options.rules:,} rules{suffix}",
-            kinds["batch"], base_url, admin_session, fleet.payload, options, workers,
-            report, profile,
-        )  # fmt: skip
-        report.rows.append(with_rules)
+        with_rules = await measured(
+            f"e {options.batch} messages/request, {options.rules:,} rules{suffix}"
+        )
         failed = failed or with_rules.check_failed
         costs.append(1 - with_rules.per_second / without.per_second if without.per_second else 0)
     await set_rules_enabled(admin_session, base_url, ids, False)
