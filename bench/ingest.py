@@ -57,6 +57,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import os
 import sqlite3
 import statistics
 import sys
@@ -64,7 +65,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -307,6 +308,8 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     # The lean reference's row of each scenario, by its letter (a, b, c, d).
     lean: dict[str, Row] = field(default_factory=dict)
+    # (d)'s windows, per run: its label and `timeline_rows`.
+    timelines: list[tuple[str, list[list[str]]]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- load
@@ -403,6 +406,122 @@ def worst_window(completions: Sequence[float], duration: float, window: int) -> 
         running += bins[second] - bins[second - window]
         lowest = min(lowest, running)
     return lowest / window
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One look at the machine during (d): cumulative counters at a wall-clock time."""
+
+    wall: float
+    server_cpu: float  # CPU seconds of the server's processes
+    cpu: tuple[float, float, float]  # the machine's busy, iowait and steal seconds (all cores)
+    checkpoint_buffers: int | None  # buffers PostgreSQL's checkpoints have written
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """Seconds the machine's cores have been busy, waiting for I/O and stolen by the host,
+    since boot (`/proc/stat`)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq) / ticks, iowait / ticks, steal / ticks
+
+
+async def sample_timeline(
+    server_pid: int, postgres_dsn: str | None, ticks: list[Tick], every: float = 1.0
+) -> None:
+    """Append a `Tick` every `every` s until cancelled: what else the machine and the
+    database did while (d) ran, to set beside each window's keepalives."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(postgres_dsn) if postgres_dsn else None
+    try:
+        while True:
+            buffers = (
+                await connection.fetchval("SELECT buffers_checkpoint FROM pg_stat_bgwriter")
+                if connection is not None
+                else None
+            )
+            ticks.append(Tick(time.time(), cpu_seconds(server_pid), machine_cpu(), buffers))
+            await asyncio.sleep(every)
+    finally:
+        if connection is not None:
+            await connection.close()
+
+
+TIMELINE_COLUMNS = (
+    "from s",
+    "keepalives/s",
+    "server CPU % of a core",
+    "machine busy % (all cores)",
+    "iowait %",
+    "steal %",
+    "silent swept",
+    "checkpoint buffers written",
+)
+
+
+def timeline_rows(
+    completions: Sequence[float],
+    ticks: Sequence[Tick],
+    measured_from: float,
+    duration: float,
+    swept: Sequence[float] = (),
+) -> list[list[str]]:
+    """(d) cut into `WORST_WINDOW`-s windows from `measured_from` (wall clock): each
+    one's keepalives/s beside what the server, the machine and PostgreSQL's checkpoints
+    did in it, and the silent devices the sweep marked offline (`swept`: wall times)."""
+    cores = os.cpu_count() or 1
+
+    def at(moment: float) -> Tick:
+        return min(ticks, key=lambda tick: abs(tick.wall - moment))
+
+    rows: list[list[str]] = []
+    for start in range(0, int(duration) - WORST_WINDOW + 1, WORST_WINDOW):
+        end = start + WORST_WINDOW
+        first, last = at(measured_from + start), at(measured_from + end)
+        seconds = last.wall - first.wall
+        if seconds <= 0:
+            continue
+        busy, iowait, steal = (
+            100 * (after - before) / (seconds * cores)
+            for before, after in zip(first.cpu, last.cpu, strict=True)
+        )
+        buffers = (
+            "-"
+            if first.checkpoint_buffers is None or last.checkpoint_buffers is None
+            else f"{last.checkpoint_buffers - first.checkpoint_buffers:,}"
+        )
+        rows.append(
+            [
+                f"{start}",
+                f"{sum(start <= c < end for c in completions) / WORST_WINDOW:,.0f}",
+                f"{100 * (last.server_cpu - first.server_cpu) / seconds:.0f}",
+                f"{busy:.0f}",
+                f"{iowait:.0f}",
+                f"{steal:.0f}",
+                f"{sum(measured_from + start <= t < measured_from + end for t in swept):,}",
+                buffers,
+            ]
+        )
+    return rows
+
+
+@contextlib.asynccontextmanager
+async def timeline(server_pid: int, database: tuple[Path, str | None]) -> AsyncIterator[list[Tick]]:
+    """`sample_timeline` of the server (and of PostgreSQL, if that is the database) while
+    the block runs."""
+    database_url = database[1]
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://") if database_url else None
+    ticks: list[Tick] = []
+    task = asyncio.create_task(sample_timeline(server_pid, dsn, ticks, every=0.5))
+    try:
+        yield ticks
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def prime(base_url: str, devices: Sequence[DeviceSlot], clients: int) -> list[str]:
@@ -517,9 +636,10 @@ async def analyze(data_dir: Path, database_url: str | None) -> str | None:
 
 async def offline_events_since(
     data_dir: Path, database_url: str | None, group: str, since: datetime, prefix: str = ""
-) -> int:
-    """Offline transitions of a group's devices since a time (the sweep's work)."""
-    from sqlalchemy import func, select
+) -> list[float]:
+    """Offline transitions of a group's devices since a time (the sweep's work): when
+    each was recorded (wall clock, seconds)."""
+    from sqlalchemy import select
 
     from vsense.config import load_settings
     from vsense.db import create_engine
@@ -528,9 +648,8 @@ async def offline_events_since(
     engine = create_engine(load_settings(data_dir=data_dir, database_url=database_url))
     try:
         async with engine.connect() as connection:
-            count = await connection.scalar(
-                select(func.count())
-                .select_from(DeviceEvent)
+            created = await connection.scalars(
+                select(DeviceEvent.created)
                 .join(Device, Device.uuid == DeviceEvent.device_uuid)
                 .join(Group, Group.id == Device.group_id)
                 .where(
@@ -540,9 +659,9 @@ async def offline_events_since(
                     Device.name.startswith(prefix),
                 )
             )
+            return [moment.timestamp() for moment in created]
     finally:
         await engine.dispose()
-    return int(count or 0)
 
 
 # --------------------------------------------------------------------------- runs
@@ -778,7 +897,8 @@ async def run_scenarios(
         measurement = Measurement("vsense", workers, label, options.sustain)
         completions: list[float] = []
         devices = sustain_devices(options, fleet)
-        async with profile.of(label):
+        measured_from = time.time() + options.warmup
+        async with timeline(profile.pid, database) as ticks, profile.of(label):
             await post_load(
                 base_url + KEEPALIVE_PATH,
                 kinds["keepalive"],
@@ -795,15 +915,21 @@ async def run_scenarios(
         row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
         await asyncio.sleep(SETTLE_SECONDS)
         if options.fleet:
-            flapped = await offline_events_since(*database, FLEET_GROUP, started, FLEET_PREFIX)
+            flapped = len(await offline_events_since(*database, FLEET_GROUP, started, FLEET_PREFIX))
             swept = await offline_events_since(*database, FLEET_GROUP, started, "SILENT")
-            row.check = f"flapped {flapped}, swept {swept:,}"
+            row.check = f"flapped {flapped}, swept {len(swept):,}"
             row.check_failed = flapped > 0
             report.notes.append(
                 f"x{workers} {label}: {options.fleet:,} seeded devices (interval 600 s), each "
                 f"keepalive from the next one in turn ({len(completions):,} in the window); "
                 f"{flapped} offline transitions of keeping-alive devices; the sweep marked "
-                f"{swept:,} of {options.silent:,} silent devices offline during it"
+                f"{len(swept):,} of {options.silent:,} silent devices offline during it"
+            )
+            report.timelines.append(
+                (
+                    f"vsense x{workers} {label}",
+                    timeline_rows(completions, ticks, measured_from, options.sustain, swept),
+                )
             )
             report.rows.append(row)
             print_row(row)
@@ -812,7 +938,7 @@ async def run_scenarios(
         online = await total_of(
             admin_session, f"{devices_url}&group={KEEPALIVE_GROUP}&is_online=Online"
         )
-        flapped = await offline_events_since(*database, KEEPALIVE_GROUP, started)
+        flapped = len(await offline_events_since(*database, KEEPALIVE_GROUP, started))
         silent_offline = await total_of(
             admin_session, f"{devices_url}&group={PAYLOAD_GROUP}&is_online=Offline"
         )
@@ -1060,21 +1186,26 @@ async def run_lean(
             print(f"  lean x1 {label}", flush=True)
             measurement = Measurement("lean", 1, label, duration)
             completions: list[float] = []
-            await post_load(
-                base_url + workload.path,
-                workload,
-                devices,
-                clients=options.clients,
-                warmup=options.warmup,
-                duration=duration,
-                measurement=measurement,
-                check_answers=True,
-                completions=completions,
-                server_pid=pids[0],
-            )
+            measured_from = time.time() + options.warmup
+            async with timeline(pids[0], database) as ticks:
+                await post_load(
+                    base_url + workload.path,
+                    workload,
+                    devices,
+                    clients=options.clients,
+                    warmup=options.warmup,
+                    duration=duration,
+                    measurement=measurement,
+                    check_answers=True,
+                    completions=completions,
+                    server_pid=pids[0],
+                )
             row = Row(measurement, workload.kind, workload.messages)
             if label.startswith("d "):
                 row.worst_window = worst_window(completions, duration, WORST_WINDOW)
+                report.timelines.append(
+                    (f"lean x1 {label}", timeline_rows(completions, ticks, measured_from, duration))
+                )
             report.lean[label[0]] = row
             report.rows.append(row)
             print_row(row)
@@ -1215,6 +1346,11 @@ def print_report(
             print("  ".join("-" * width for width in widths))
     for line in [*target_lines(report, options), *error_lines(report), *report.notes]:
         print(line)
+    for label, rows in report.timelines:
+        print(f"\n{label}, per {WORST_WINDOW} s:")
+        widths = [len(column) for column in TIMELINE_COLUMNS]
+        for row in [list(TIMELINE_COLUMNS), *rows]:
+            print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
 
 
 def write_markdown(
@@ -1264,6 +1400,11 @@ def write_markdown(
         extra = [*target_lines(report, options), *error_lines(report), *report.notes]
         if extra:
             out += ["", *(f"- {line}" for line in extra)]
+        for label, rows in report.timelines:
+            out += ["", f"{label}, per {WORST_WINDOW} s:", ""]
+            out.append("| " + " | ".join(TIMELINE_COLUMNS) + " |")
+            out.append("|" + "---:|" * len(TIMELINE_COLUMNS))
+            out += ["| " + " | ".join(row) + " |" for row in rows]
         out.append("")
     append_markdown(path, out)
 
