@@ -575,6 +575,10 @@ async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None
 FLEET_GROUP = "fleet"
 FLEET_PREFIX = "FLEET"
 SILENT_PREFIX = "SILENT"
+# Seconds after the seeding before a keeping-alive fleet device falls due: a day, longer
+# than any run, so that the sweep takes none offline as the benchmark goes on (a real
+# fleet keeps alive; this one only does where a scenario reaches it).
+FLEET_HOLD = 86_400.0
 FLEET_MARGIN = 600.0  # seconds beyond a run before a retimed fleet device falls due
 
 
@@ -588,15 +592,14 @@ def fleet_uuid(n: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"vsense-bench-fleet/{n}")
 
 
-async def seed_fleet(
-    data_dir: Path, database_url: str | None, count: int, silent: int, window: float
-) -> None:
+async def seed_fleet(data_dir: Path, database_url: str | None, count: int, silent: int) -> None:
     """`count` online devices of group `fleet` at the default keepalive interval (600 s),
-    each last seen at a random moment of the past interval (so none is due in the next
-    five minutes), and `silent` more that stopped keeping alive: their deadlines fall
-    over the next `window` seconds, for the sweep to find. Tokens: `fleet_token(n)`;
-    silent devices have none in use. Written straight into the database (COPY on
-    PostgreSQL): onboarding a million devices through the API would take an hour."""
+    each last seen at a random moment of the past interval, and `silent` more: all due
+    only after `FLEET_HOLD` (spread over one interval), so that the sweep finds none of
+    them until `retime_fleet` makes the silent ones due during a run. Tokens:
+    `fleet_token(n)`; silent devices have none in use. Written straight into the
+    database (COPY on PostgreSQL): onboarding a million devices through the API would
+    take an hour."""
     from sqlalchemy import insert, select
 
     from vsense.config import load_settings
@@ -623,14 +626,9 @@ async def seed_fleet(
             ).scalar_one()
 
             def device(n: int) -> tuple[Any, ...]:
-                quiet = n >= count
-                if quiet:
-                    deadline = now + timedelta(seconds=rng.uniform(0, window))
-                    seen = deadline - timedelta(seconds=1.5 * interval)
-                else:
-                    seen = now - timedelta(seconds=rng.uniform(0, interval))
-                    deadline = seen + timedelta(seconds=1.5 * interval)
-                name = f"{SILENT_PREFIX if quiet else FLEET_PREFIX}-{n:07d}"
+                seen = now - timedelta(seconds=rng.uniform(0, interval))
+                deadline = seen + timedelta(seconds=FLEET_HOLD + 1.5 * interval)
+                name = f"{SILENT_PREFIX if n >= count else FLEET_PREFIX}-{n:07d}"
                 return (fleet_uuid(n), organization_id, group_id, name, name, "VCZ", True,
                         seen, seen, deadline, now, now)  # fmt: skip
 
@@ -690,8 +688,8 @@ async def retime_fleet(
     (spread over one interval after that), so that none the run does not reach falls
     due during it (rewriting a million rows takes a minute or more); then, in a second
     transaction, the `silent` ones online again and due over the next `window` seconds,
-    for the sweep. `seed_fleet`'s own deadlines are relative to the seeding, which a
-    long run reaches minutes later."""
+    for the sweep. Before it, none is due (`seed_fleet`), or what an earlier run over
+    the fleet left is."""
     from sqlalchemy import bindparam, update
 
     from vsense.config import load_settings

@@ -1099,7 +1099,7 @@ async def run_backend(
     async with served(command, env, port, work_dir / f"{backend}-onboard.log") as base_url:
         fleet = await onboard(base_url, admin, options)
     if options.fleet:
-        await seed_fleet(data_dir, database_url, options.fleet, options.silent, options.sustain)
+        await seed_fleet(data_dir, database_url, options.fleet, options.silent)
     autovacuum = await analyze(data_dir, database_url)
     if autovacuum is not None:
         report.notes.append(
