@@ -390,16 +390,22 @@ async def post_load(
     return accepted
 
 
-def worst_window(completions: Sequence[float], duration: float, window: int) -> float:
-    """The lowest rate over `window` consecutive whole seconds of the measured window."""
-    seconds = int(duration)
-    if seconds < window:
-        return len(completions) / duration if duration else math.nan
+def per_second(completions: Sequence[float], seconds: int) -> list[int]:
+    """Completions (offsets from the start of the measured window) in each whole second."""
     bins = [0] * seconds
     for offset in completions:
         second = int(offset)
         if 0 <= second < seconds:
             bins[second] += 1
+    return bins
+
+
+def worst_window(completions: Sequence[float], duration: float, window: int) -> float:
+    """The lowest rate over `window` consecutive whole seconds of the measured window."""
+    seconds = int(duration)
+    if seconds < window:
+        return len(completions) / duration if duration else math.nan
+    bins = per_second(completions, seconds)
     running = sum(bins[:window])
     lowest = running
     for second in range(window, seconds):
@@ -473,6 +479,7 @@ def timeline_rows(
     one's keepalives/s beside what the server, the machine and PostgreSQL's checkpoints
     did in it, and the silent devices the sweep marked offline (`swept`: wall times)."""
     cores = os.cpu_count() or 1
+    bins = per_second(completions, int(duration))
 
     def at(moment: float) -> Tick:
         return min(ticks, key=lambda tick: abs(tick.wall - moment))
@@ -496,7 +503,7 @@ def timeline_rows(
         rows.append(
             [
                 f"{start}",
-                f"{sum(start <= c < end for c in completions) / WORST_WINDOW:,.0f}",
+                f"{sum(bins[start:end]) / WORST_WINDOW:,.0f}",
                 f"{100 * (last.server_cpu - first.server_cpu) / seconds:.0f}",
                 f"{busy:.0f}",
                 f"{iowait:.0f}",
@@ -512,8 +519,7 @@ def timeline_rows(
 async def timeline(server_pid: int, database: tuple[Path, str | None]) -> AsyncIterator[list[Tick]]:
     """`sample_timeline` of the server (and of PostgreSQL, if that is the database) while
     the block runs."""
-    database_url = database[1]
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://") if database_url else None
+    dsn = lean_database_url(database) if database[1] else None
     ticks: list[Tick] = []
     task = asyncio.create_task(sample_timeline(server_pid, dsn, ticks, every=0.5))
     try:
@@ -1137,6 +1143,7 @@ async def run_backend(
 
 
 def lean_database_url(database: tuple[Path, str | None]) -> str:
+    """The database as its driver takes it (the lean reference's, and the timeline's)."""
     data_dir, database_url = database
     if database_url:
         return database_url.replace("postgresql+asyncpg://", "postgresql://")
