@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.factories import ZONE, Api, in_one_group, sensor, vcz
 from vsense.components import Components
@@ -88,6 +88,34 @@ async def test_keepalives_of_online_devices_are_written_in_one_batch(api: Api) -
         shown = (await admin.get(f"/api/v1/devices/{device.uuid}")).json()
         assert shown["last_seen"] > before[device.uuid]
         assert shown["is_online"] == 1
+
+
+async def test_a_device_back_online_writes_nothing_more_while_its_cached_identity_is_stale(
+    api: Api,
+) -> None:
+    """Its identity, cached as it came back, says offline for a while: its signs of
+    life after the next flush still join the batch, with no write of their own."""
+    admin = await api.organization()
+    device = await sensor(admin)
+    await device.keepalive()  # back online, written at once; its identity was cached offline
+    assert await api.state.liveness.flush() == 1
+    device_writes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DEVICES"):
+            device_writes.append(statement)
+
+    engine = api.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert (await device.keepalive()).status_code == 200
+        assert (await device.send(vcz(3))).status_code == 202
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert device_writes == []
+    assert api.state.liveness.pending == 1
+    events = (await admin.get(f"/api/v1/devices/{device.uuid}/events")).json()["data"]
+    assert [(e["status"], e["reason"]) for e in events] == [("online", "keepalive")]
 
 
 async def test_sweep_marks_overdue_devices_offline_with_a_reason(api: Api) -> None:

@@ -10,8 +10,9 @@ nothing that matters: the device's next sign of life moves its deadline again.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +44,10 @@ class Liveness:
         self.outbox = outbox
         # device -> (seen, interval); a later sign of life replaces an earlier one.
         self._pending: dict[uuid.UUID, tuple[datetime, int]] = {}
+        # The batches written within `auth_cache_ttl` (when, batch): a device's cached
+        # identity, read before it came back, may say offline that long.
+        self._written: deque[tuple[float, dict[uuid.UUID, tuple[datetime, int]]]] = deque()
+        self._remember = settings.auth_cache_ttl.total_seconds()
 
     def interval(self, device: DeviceIdentity) -> int:
         """The device's keepalive interval: its own, else its group's, else the default."""
@@ -53,9 +58,15 @@ class Liveness:
 
     def known_online(self, device: DeviceIdentity) -> bool:
         """Whether the device is online as far as this process knows: its identity says
-        so, or it was noted since the last flush (its cached identity may be seconds
-        old). A sign of life of such a device needs no write of its own."""
-        return device.is_online or device.uuid in self._pending
+        so, or it was noted since the last flush or in a batch written since its
+        identity may have been cached (`auth_cache_ttl`). A sign of life of such a
+        device needs no write of its own: should it have gone offline meanwhile, the
+        flush brings it back with its event."""
+        return (
+            device.is_online
+            or device.uuid in self._pending
+            or any(device.uuid in batch for _, batch in self._written)
+        )
 
     def seen_online(self, device: DeviceIdentity) -> None:
         """A sign of life of a device known to be online: joins the next batch."""
@@ -114,6 +125,10 @@ class Liveness:
             for device, value in batch.items():
                 self._pending.setdefault(device, value)
             raise
+        now = time.monotonic()
+        self._written.append((now, batch))
+        while self._written[0][0] < now - self._remember:
+            self._written.popleft()
         return len(batch)
 
     async def sweep(self, session: AsyncSession, now: datetime) -> list[uuid.UUID]:
