@@ -684,13 +684,14 @@ async def retime_fleet(
     data_dir: Path, database_url: str | None, count: int, silent: int, window: float
 ) -> None:
     """Make the seeded fleet's deadlines relative to now, just before a run over it: the
-    `count` keeping-alive devices due no earlier than `window` + `FLEET_MARGIN` from now
-    (spread over one interval after that), so that none the run does not reach falls
-    due during it (rewriting a million rows takes a minute or more); then, in a second
-    transaction, the `silent` ones online again and due over the next `window` seconds,
-    for the sweep. Before it, none is due (`seed_fleet`), or what an earlier run over
-    the fleet left is."""
-    from sqlalchemy import bindparam, update
+    `count` keeping-alive devices that would fall due within `window` + `FLEET_MARGIN`
+    (an earlier run kept them alive; freshly seeded, none would) due over one interval
+    after that, so that none the run does not reach falls due during it; then, in a
+    second transaction, the `silent` ones online again and due over the next `window`
+    seconds, for the sweep. Only those rows are written: rewriting the whole fleet
+    before (d) left the table and its indexes a million dead rows to step over while
+    (d) ran, which the lean reference, run before it, did not have."""
+    from sqlalchemy import bindparam, or_, update
 
     from vsense.config import load_settings
     from vsense.db import create_engine
@@ -700,38 +701,45 @@ async def retime_fleet(
     interval = int(settings.default_keepalive_interval)
     engine = create_engine(settings)
     rng = random.Random(2_000_000)
+    horizon = window + FLEET_MARGIN
+    plan: tuple[tuple[str, range, float, float, float | None], ...] = (
+        (FLEET_PREFIX, range(count), horizon, interval, horizon),  # those due before then
+        (SILENT_PREFIX, range(count, count + silent), 0.0, window, None),  # all of them
+    )
     try:
         if engine.dialect.name == "postgresql":
-            for prefix, first, spread in (
-                (FLEET_PREFIX, window + FLEET_MARGIN, interval),
-                (SILENT_PREFIX, 0.0, window),
-            ):
+            for prefix, _, first, spread, due_before in plan:
                 async with engine.begin() as connection:
                     await connection.exec_driver_sql(
-                        "UPDATE devices SET is_online = true, offline_after = now()"
-                        " + make_interval(secs => $1) + random() * make_interval(secs => $2)"
+                        "UPDATE devices AS d SET is_online = true, offline_after = v.due,"
+                        " last_seen = v.due - make_interval(secs => $5)"
+                        " FROM (SELECT uuid, now() + make_interval(secs => $1)"
+                        " + random() * make_interval(secs => $2) AS due FROM devices"
                         " WHERE group_id = (SELECT id FROM groups WHERE name = $3)"
-                        " AND name LIKE $4",
-                        (float(first), float(spread), FLEET_GROUP, prefix + "-%"),
-                    )
-                    await connection.exec_driver_sql(
-                        "UPDATE devices SET last_seen = offline_after - make_interval(secs => $1)"
-                        " WHERE group_id = (SELECT id FROM groups WHERE name = $2)"
-                        " AND name LIKE $3",
-                        (1.5 * interval, FLEET_GROUP, prefix + "-%"),
-                    )
+                        " AND name LIKE $4 AND ($6::float8 IS NULL OR NOT is_online"
+                        " OR offline_after < now() + make_interval(secs => $6))) AS v"
+                        " WHERE d.uuid = v.uuid",
+                        (float(first), float(spread), FLEET_GROUP, prefix + "-%",
+                         1.5 * interval, due_before),
+                    )  # fmt: skip
             return
-        statement = (
-            update(Device)
-            .where(Device.uuid == bindparam("key"))
-            .values(is_online=True, offline_after=bindparam("due"), last_seen=bindparam("seen"))
-        )
-        for numbers, first, spread in (
-            (range(count), window + FLEET_MARGIN, interval),
-            (range(count, count + silent), 0.0, window),
-        ):
+        for _, numbers, first, spread, due_before in plan:
             async with engine.begin() as connection:
                 now = datetime.now(UTC)
+                statement = (
+                    update(Device)
+                    .where(Device.uuid == bindparam("key"))
+                    .values(
+                        is_online=True, offline_after=bindparam("due"), last_seen=bindparam("seen")
+                    )
+                )
+                if due_before is not None:
+                    statement = statement.where(
+                        or_(
+                            Device.is_online.is_(False),
+                            Device.offline_after < now + timedelta(seconds=due_before),
+                        )
+                    )
                 for start in range(0, len(numbers), SEED_CHUNK):
                     rows = []
                     for n in numbers[start : start + SEED_CHUNK]:
