@@ -15,6 +15,8 @@ from sqlalchemy import event, select
 from tests.factories import ZONE, Api, in_one_group, sensor, vcz
 from vsense.components import Components
 from vsense.db import session_scope
+from vsense.device_auth.identity import DeviceIdentity
+from vsense.gateway import liveness as liveness_module
 from vsense.kit.time import utcnow
 from vsense.models import DeviceCommand, DeviceMetric, PayloadMessage
 from vsense.worker import BackgroundRuntime
@@ -116,6 +118,21 @@ async def test_a_device_back_online_writes_nothing_more_while_its_cached_identit
     assert api.state.liveness.pending == 1
     events = (await admin.get(f"/api/v1/devices/{device.uuid}/events")).json()["data"]
     assert [(e["status"], e["reason"]) for e in events] == [("online", "keepalive")]
+
+
+async def test_a_written_batch_vouches_for_its_devices_only_while_an_identity_may_be_stale(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    liveness = api.state.liveness
+    admin = await api.organization()
+    device = await sensor(admin)
+    await device.keepalive()
+    assert await liveness.flush() == 1
+    stale = DeviceIdentity(uuid.UUID(device.uuid), 1, is_online=False, keepalive_interval=None)
+    assert liveness.known_online(stale)
+    later = time.monotonic() + api.state.settings.auth_cache_ttl.total_seconds() + 1
+    monkeypatch.setattr(liveness_module.time, "monotonic", lambda: later)
+    assert not liveness.known_online(stale)
 
 
 async def test_sweep_marks_overdue_devices_offline_with_a_reason(api: Api) -> None:

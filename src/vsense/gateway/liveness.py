@@ -62,11 +62,15 @@ class Liveness:
         identity may have been cached (`auth_cache_ttl`). A sign of life of such a
         device needs no write of its own: should it have gone offline meanwhile, the
         flush brings it back with its event."""
-        return (
-            device.is_online
-            or device.uuid in self._pending
-            or any(device.uuid in batch for _, batch in self._written)
-        )
+        return device.is_online or device.uuid in self._pending or self._written_lately(device)
+
+    def _written_lately(self, device: DeviceIdentity) -> bool:
+        self._forget_written(time.monotonic())
+        return any(device.uuid in batch for _, batch in self._written)
+
+    def _forget_written(self, now: float) -> None:
+        while self._written and self._written[0][0] < now - self._remember:
+            self._written.popleft()
 
     def seen_online(self, device: DeviceIdentity) -> None:
         """A sign of life of a device known to be online: joins the next batch."""
@@ -126,9 +130,8 @@ class Liveness:
                 self._pending.setdefault(device, value)
             raise
         now = time.monotonic()
+        self._forget_written(now)
         self._written.append((now, batch))
-        while self._written[0][0] < now - self._remember:
-            self._written.popleft()
         return len(batch)
 
     async def sweep(self, session: AsyncSession, now: datetime) -> list[uuid.UUID]:
