@@ -530,6 +530,52 @@ async def timeline(server_pid: int, database: tuple[Path, str | None]) -> AsyncI
             await task
 
 
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    """A run of (d): its row (with its worst 10 s), when each keepalive was answered, and
+    the machine meanwhile."""
+
+    row: Row
+    completions: list[float]
+    ticks: list[Tick]
+    measured_from: float  # wall clock
+
+    def windows(self, swept: Sequence[float] = ()) -> list[list[str]]:
+        return timeline_rows(
+            self.completions, self.ticks, self.measured_from, self.row.measurement.seconds, swept
+        )
+
+
+async def sustained_load(
+    url: str,
+    devices: Sequence[DeviceSlot],
+    options: Options,
+    measurement: Measurement,
+    server_pid: int,
+    database: tuple[Path, str | None],
+) -> Sustained:
+    """(d)'s keepalives for the measurement's seconds, with their `timeline`, against
+    vsense or the lean reference alike."""
+    completions: list[float] = []
+    measured_from = time.time() + options.warmup
+    async with timeline(server_pid, database) as ticks:
+        await post_load(
+            url + KEEPALIVE_PATH,
+            workloads(options.batch)["keepalive"],
+            devices,
+            clients=options.clients,
+            warmup=options.warmup,
+            duration=measurement.seconds,
+            measurement=measurement,
+            check_answers=True,
+            completions=completions,
+            server_pid=server_pid,
+        )
+    row = Row(measurement, "keepalive", 1)
+    row.worst_window = worst_window(completions, measurement.seconds, WORST_WINDOW)
+    return Sustained(row, completions, ticks, measured_from)
+
+
 async def prime(base_url: str, devices: Sequence[DeviceSlot], clients: int) -> list[str]:
     """One keepalive per device, so that every device is online before a measured run
     (a device coming back is written at once, with an event; that is not the steady
@@ -901,24 +947,16 @@ async def run_scenarios(
             )
         started = datetime.now(UTC)
         measurement = Measurement("vsense", workers, label, options.sustain)
-        completions: list[float] = []
-        devices = sustain_devices(options, fleet)
-        measured_from = time.time() + options.warmup
-        async with timeline(profile.pid, database) as ticks, profile.of(label):
-            await post_load(
-                base_url + KEEPALIVE_PATH,
-                kinds["keepalive"],
-                devices,
-                clients=options.clients,
-                warmup=options.warmup,
-                duration=options.sustain,
-                measurement=measurement,
-                check_answers=True,
-                completions=completions,
-                server_pid=profile.pid,
+        async with profile.of(label):
+            run = await sustained_load(
+                base_url,
+                sustain_devices(options, fleet),
+                options,
+                measurement,
+                profile.pid,
+                database,
             )
-        row = Row(measurement, "keepalive", 1)
-        row.worst_window = worst_window(completions, options.sustain, WORST_WINDOW)
+        row = run.row
         await asyncio.sleep(SETTLE_SECONDS)
         if options.fleet:
             flapped = len(await offline_events_since(*database, FLEET_GROUP, started, FLEET_PREFIX))
@@ -927,16 +965,11 @@ async def run_scenarios(
             row.check_failed = flapped > 0
             report.notes.append(
                 f"x{workers} {label}: {options.fleet:,} seeded devices (interval 600 s), each "
-                f"keepalive from the next one in turn ({len(completions):,} in the window); "
+                f"keepalive from the next one in turn ({len(run.completions):,} in the window); "
                 f"{flapped} offline transitions of keeping-alive devices; the sweep marked "
                 f"{len(swept):,} of {options.silent:,} silent devices offline during it"
             )
-            report.timelines.append(
-                (
-                    f"vsense x{workers} {label}",
-                    timeline_rows(completions, ticks, measured_from, options.sustain, swept),
-                )
-            )
+            report.timelines.append((f"vsense x{workers} {label}", run.windows(swept)))
             report.rows.append(row)
             print_row(row)
             return
@@ -1192,9 +1225,13 @@ async def run_lean(
         for label, workload, devices, duration in plan:
             print(f"  lean x1 {label}", flush=True)
             measurement = Measurement("lean", 1, label, duration)
-            completions: list[float] = []
-            measured_from = time.time() + options.warmup
-            async with timeline(pids[0], database) as ticks:
+            if label.startswith("d "):
+                run = await sustained_load(
+                    base_url, devices, options, measurement, pids[0], database
+                )
+                row = run.row
+                report.timelines.append((f"lean x1 {label}", run.windows()))
+            else:
                 await post_load(
                     base_url + workload.path,
                     workload,
@@ -1204,15 +1241,9 @@ async def run_lean(
                     duration=duration,
                     measurement=measurement,
                     check_answers=True,
-                    completions=completions,
                     server_pid=pids[0],
                 )
-            row = Row(measurement, workload.kind, workload.messages)
-            if label.startswith("d "):
-                row.worst_window = worst_window(completions, duration, WORST_WINDOW)
-                report.timelines.append(
-                    (f"lean x1 {label}", timeline_rows(completions, ticks, measured_from, duration))
-                )
+                row = Row(measurement, workload.kind, workload.messages)
             report.lean[label[0]] = row
             report.rows.append(row)
             print_row(row)
