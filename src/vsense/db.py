@@ -452,6 +452,18 @@ class Database:
         writes anything, answer it alone (`GroupCommit.run`)."""
         return await self.group_commit.run(work, refusals=refusals)
 
+    async def serial_or_own(self, work: Work[T], *, refusals: Refusals = ()) -> T:
+        """`work`, a request's unit of several statements, in the write transaction that
+        costs least where it runs: on SQLite, whose writers take turns anyway, the group
+        commit's (`grouped`: one write turn and one COMMIT for a burst); on PostgreSQL one
+        of its own, whose round trips overlap those of other requests' transactions
+        instead of queueing in a group's one connection (measured in docs/benchmarks.md,
+        2026-12-02). Its result once committed; `refusals` as for `grouped`."""
+        if self.engine.dialect.name == "sqlite":
+            return await self.grouped(work, refusals=refusals)
+        async with self.write() as session:
+            return await work(session)
+
     async def grouped_many(self, many: Many, item: Any, *, weight: int = 1) -> Any:
         """`many` for `item` in a write transaction shared with concurrent requests, one
         call for all the items of a group (`GroupCommit.run_many`, `weight` its work):

@@ -228,6 +228,19 @@ async def test_requests_while_one_is_pending_are_coalesced(api: Api) -> None:
     assert listed["meta"]["total"] == 1
 
 
+async def test_snapshot_requests_of_a_burst_share_one_write_transaction(api: Api) -> None:
+    admin = await api.organization()
+    cameras = [await camera(admin) for _ in range(3)]
+    asked = [admin.post(f"/api/v1/devices/{device.uuid}/image") for device in cameras]
+    answers = await in_one_group(api.state, asked)  # committed once, for the three
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    requests = [answer.json()["meta"]["request_id"] for answer in answers]
+    assert len(set(requests)) == 3
+    for device, request_id in zip(cameras, requests, strict=True):
+        [command] = await device.poll()
+        assert (command["type"], command["request_id"]) == ("capture_image", request_id)
+
+
 async def test_uploads_for_another_devices_request_are_refused(api: Api) -> None:
     admin = await api.organization()
     device, intruder = await camera(admin), await camera(admin)

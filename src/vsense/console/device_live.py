@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from vsense.commands.service import Commands
 from vsense.console.deps import ConsoleUserDep
 from vsense.console.render import CONSOLE, ConsoleRoute, render
-from vsense.deps import SessionDep, SettingsDep
+from vsense.deps import DatabaseDep, SessionDep, SettingsDep
 from vsense.devices import service as devices
 from vsense.devices.types import ReadableDeviceId
 from vsense.images import service as images
@@ -183,14 +183,14 @@ async def request_snapshot(
     request: Request,
     device_uuid: str,
     user: ConsoleUserDep,
-    session: SessionDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     snapshots: SnapshotsDep,
     commands: CommandsDep,
 ) -> Response:
     """Asks the device for a snapshot, as the API's `POST .../image` does."""
     requested = await images.request_image(
-        session, snapshots, commands, user.principal, device_uuid, _base(request, settings)
+        database, snapshots, commands, user.principal, device_uuid, _base(request, settings)
     )
     snapshot = {
         "request_id": requested.meta.request_id,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vsense.accounts.deps import PrincipalDep
+from vsense.accounts.deps import PrincipalDep, caller_of
 from vsense.commands.service import Commands
 from vsense.deps import DatabaseDep, SessionDep
 from vsense.device_auth.deps import GatedDeviceDep
@@ -43,16 +43,18 @@ def _base_url(request: Request, snapshots: Snapshots) -> str:
 async def request_image(
     device_uuid: str,
     request: Request,
-    session: SessionDep,
-    principal: PrincipalDep,
+    background: BackgroundTasks,
+    database: DatabaseDep,
     snapshots: SnapshotsDep,
     commands: CommandsDep,
 ) -> ImageRequested:
     """Answers at once; the links answer 202 until the device has uploaded (about 20 s
     on real hardware) and stay valid for `image_link_ttl` seconds from the request. A
     request while one is pending for the device returns the pending one."""
+    # No request session: the service reads, then writes in the group commit.
+    principal = await caller_of(request, background)
     return await service.request_image(
-        session, snapshots, commands, principal, device_uuid, _base_url(request, snapshots)
+        database, snapshots, commands, principal, device_uuid, _base_url(request, snapshots)
     )
 
 

@@ -83,7 +83,7 @@ async def _visible_device(session: AsyncSession, principal: Principal, raw: str)
 
 
 async def request_image(
-    session: AsyncSession,
+    database: Database,
     snapshots: Snapshots,
     commands: Commands,
     principal: Principal,
@@ -91,29 +91,38 @@ async def request_image(
     request_base: str,
 ) -> ImageRequested:
     """The seed's `{"data": [raw link, annotated link]}` plus `meta`; a pending request of
-    the same device is reused rather than a second capture asked for."""
-    row = await _visible_device(session, principal, device_uuid)
-    device = uuid.UUID(str(row.uuid))
-    if not row.is_online:
-        raise Conflict("The device is offline; it can take a snapshot once it is back online.")
-    await repository.lock_device(session, device)
-    now = utcnow()
-    request = await repository.pending_for_device(session, device)
-    if request is not None and request.capture_deadline <= now:
-        await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
-        request = None
-    if request is None:
-        request_id, expires_at = await _new_request(
-            session, snapshots, commands, device, request_base, now
+    the same device is reused rather than a second capture asked for.
+
+    Written in one unit of work with its checks (`Database.serial_or_own`): on SQLite, a
+    burst of requests shares one write turn and one COMMIT.
+    """
+
+    async def ask(session: AsyncSession) -> ImageRequested:
+        row = await _visible_device(session, principal, device_uuid)
+        device = uuid.UUID(str(row.uuid))
+        if not row.is_online:
+            raise Conflict("The device is offline; it can take a snapshot once it is back online.")
+        await repository.lock_device(session, device)
+        now = utcnow()
+        request = await repository.pending_for_device(session, device)
+        if request is not None and request.capture_deadline <= now:
+            await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
+            request = None
+        if request is None:
+            request_id, expires_at = await _new_request(
+                session, snapshots, commands, device, request_base, now
+            )
+            status = PENDING
+        else:
+            request_id, status, expires_at = request.id, request.status, request.expires_at
+        base = snapshots.public_base(request_base)
+        return ImageRequested(
+            data=link_pair(snapshots.link_key, base, request_id, expires_at),
+            meta=ImageRequestMeta(request_id=str(request_id), status=status, expires_at=expires_at),
         )
-        status = PENDING
-    else:
-        request_id, status, expires_at = request.id, request.status, request.expires_at
-    base = snapshots.public_base(request_base)
-    return ImageRequested(
-        data=link_pair(snapshots.link_key, base, request_id, expires_at),
-        meta=ImageRequestMeta(request_id=str(request_id), status=status, expires_at=expires_at),
-    )
+
+    # Its refusals come before it writes anything.
+    return await database.serial_or_own(ask, refusals=(NotFound, Forbidden, Conflict))
 
 
 async def _new_request(
