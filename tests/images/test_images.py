@@ -228,13 +228,24 @@ async def test_requests_while_one_is_pending_are_coalesced(api: Api) -> None:
     assert listed["meta"]["total"] == 1
 
 
-async def test_snapshot_requests_of_a_burst_share_one_write_transaction(api: Api) -> None:
+async def test_snapshot_requests_of_a_burst_share_a_write_turn_on_sqlite(
+    api: Api, backend: str
+) -> None:
     admin = await api.organization()
     cameras = [await camera(admin) for _ in range(3)]
+    offline = await camera(admin, online=False)
     asked = [admin.post(f"/api/v1/devices/{device.uuid}/image") for device in cameras]
-    answers = await in_one_group(api.state, asked)  # committed once, for the three
-    assert [answer.status_code for answer in answers] == [200, 200, 200]
-    requests = [answer.json()["meta"]["request_id"] for answer in answers]
+    if backend == "sqlite":
+        # Committed once for the three, the offline device's refusal answered alone.
+        asked.append(admin.post(f"/api/v1/devices/{offline.uuid}/image"))
+        answers = await in_one_group(api.state, asked)
+    else:  # each in a transaction of its own: the group commit sees none of them
+        groups = api.state.database.group_commit.groups
+        answers = await asyncio.gather(*asked)
+        answers.append(await admin.post(f"/api/v1/devices/{offline.uuid}/image"))
+        assert api.state.database.group_commit.groups == groups
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 409]
+    requests = [answer.json()["meta"]["request_id"] for answer in answers[:3]]
     assert len(set(requests)) == 3
     for device, request_id in zip(cameras, requests, strict=True):
         [command] = await device.poll()
