@@ -452,7 +452,7 @@ class Database:
         writes anything, answer it alone (`GroupCommit.run`)."""
         return await self.group_commit.run(work, refusals=refusals)
 
-    async def serial_or_own(self, work: Work[T], *, refusals: Refusals = ()) -> T:
+    async def write_unit(self, work: Work[T], *, refusals: Refusals = ()) -> T:
         """`work`, a request's unit of several statements, in the write transaction that
         costs least where it runs: on SQLite, whose writers take turns anyway, the group
         commit's (`grouped`: one write turn and one COMMIT for a burst); on PostgreSQL one

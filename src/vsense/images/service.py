@@ -93,7 +93,7 @@ async def request_image(
     """The seed's `{"data": [raw link, annotated link]}` plus `meta`; a pending request of
     the same device is reused rather than a second capture asked for.
 
-    Written in one unit of work with its checks (`Database.serial_or_own`): on SQLite, a
+    Written in one unit of work with its checks (`Database.write_unit`): on SQLite, a
     burst of requests shares one write turn and one COMMIT.
     """
 
@@ -122,7 +122,7 @@ async def request_image(
         )
 
     # Its refusals come before it writes anything.
-    return await database.serial_or_own(ask, refusals=(NotFound, Forbidden, Conflict))
+    return await database.write_unit(ask, refusals=(NotFound, Forbidden, Conflict))
 
 
 async def _new_request(
