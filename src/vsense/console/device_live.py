@@ -189,8 +189,12 @@ async def request_snapshot(
     commands: CommandsDep,
 ) -> Response:
     """Asks the device for a snapshot, as the API's `POST .../image` does."""
-    requested = await images.request_image(
-        database, snapshots, commands, user.principal, device_uuid, _base(request, settings)
+    base = _base(request, settings)
+    requested = await database.write_unit(
+        lambda session: images.request_image(
+            session, snapshots, commands, user.principal, device_uuid, base
+        ),
+        refusals=images.REFUSALS,
     )
     snapshot = {
         "request_id": requested.meta.request_id,

@@ -51,10 +51,14 @@ async def request_image(
     """Answers at once; the links answer 202 until the device has uploaded (about 20 s
     on real hardware) and stay valid for `image_link_ttl` seconds from the request. A
     request while one is pending for the device returns the pending one."""
-    # No request session: the service runs its unit of work itself (`Database.write_unit`).
+    # No request session: the request is one unit of work of its own (`write_unit`).
     principal = await caller_of(request, background)
-    return await service.request_image(
-        database, snapshots, commands, principal, device_uuid, _base_url(request, snapshots)
+    base = _base_url(request, snapshots)
+    return await database.write_unit(
+        lambda session: service.request_image(
+            session, snapshots, commands, principal, device_uuid, base
+        ),
+        refusals=service.REFUSALS,
     )
 
 

@@ -82,8 +82,13 @@ async def _visible_device(session: AsyncSession, principal: Principal, raw: str)
     return row
 
 
+# What `request_image` refuses with, always before it writes anything: in a group
+# commit (SQLite), such a refusal answers its own request alone.
+REFUSALS = (NotFound, Forbidden, Conflict)
+
+
 async def request_image(
-    database: Database,
+    session: AsyncSession,
     snapshots: Snapshots,
     commands: Commands,
     principal: Principal,
@@ -91,38 +96,31 @@ async def request_image(
     request_base: str,
 ) -> ImageRequested:
     """The seed's `{"data": [raw link, annotated link]}` plus `meta`; a pending request of
-    the same device is reused rather than a second capture asked for.
-
-    Written in one unit of work with its checks (`Database.write_unit`): on SQLite, a
-    burst of requests shares one write turn and one COMMIT.
-    """
-
-    async def ask(session: AsyncSession) -> ImageRequested:
-        row = await _visible_device(session, principal, device_uuid)
-        device = uuid.UUID(str(row.uuid))
-        if not row.is_online:
-            raise Conflict("The device is offline; it can take a snapshot once it is back online.")
-        await repository.lock_device(session, device)
-        now = utcnow()
-        request = await repository.pending_for_device(session, device)
-        if request is not None and request.capture_deadline <= now:
-            await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
-            request = None
-        if request is None:
-            request_id, expires_at = await _new_request(
-                session, snapshots, commands, device, request_base, now
-            )
-            status = PENDING
-        else:
-            request_id, status, expires_at = request.id, request.status, request.expires_at
-        base = snapshots.public_base(request_base)
-        return ImageRequested(
-            data=link_pair(snapshots.link_key, base, request_id, expires_at),
-            meta=ImageRequestMeta(request_id=str(request_id), status=status, expires_at=expires_at),
+    the same device is reused rather than a second capture asked for. The edge runs it
+    as one unit of work with its checks (`Database.write_unit`): on SQLite, a burst of
+    requests shares one write turn and one COMMIT. Safe to run again after a rollback."""
+    row = await _visible_device(session, principal, device_uuid)
+    device = uuid.UUID(str(row.uuid))
+    if not row.is_online:
+        raise Conflict("The device is offline; it can take a snapshot once it is back online.")
+    await repository.lock_device(session, device)
+    now = utcnow()
+    request = await repository.pending_for_device(session, device)
+    if request is not None and request.capture_deadline <= now:
+        await repository.fail(session, [request.id], "timeout")  # the sweep has not run yet
+        request = None
+    if request is None:
+        request_id, expires_at = await _new_request(
+            session, snapshots, commands, device, request_base, now
         )
-
-    # Its refusals come before it writes anything.
-    return await database.write_unit(ask, refusals=(NotFound, Forbidden, Conflict))
+        status = PENDING
+    else:
+        request_id, status, expires_at = request.id, request.status, request.expires_at
+    base = snapshots.public_base(request_base)
+    return ImageRequested(
+        data=link_pair(snapshots.link_key, base, request_id, expires_at),
+        meta=ImageRequestMeta(request_id=str(request_id), status=status, expires_at=expires_at),
+    )
 
 
 async def _new_request(
