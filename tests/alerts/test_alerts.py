@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ from vsense.app import create_app
 from vsense.components import Components
 from vsense.config import Settings
 from vsense.db import create_engine, create_sessionmaker, session_scope
-from vsense.kit.time import utcnow
+from vsense.kit.time import isoformat, utcnow
 from vsense.models import Webhook
 from vsense.webhooks.dispatcher import Dispatcher, close_sender
 from vsense.worker import BackgroundRuntime
@@ -274,6 +274,38 @@ async def test_rules_reading_one_marker_and_the_total_each_judge_the_batch(api: 
     total = episodes["total below 5"]
     assert (total["state"], total["fired_value"], total["cleared_value"]) == ("cleared", 3, 95)
     assert total["reference_marker"] is None
+
+
+async def test_a_batch_is_judged_in_the_time_order_of_its_messages(api: Api) -> None:
+    # Sent out of order: in time order the zone fires on 120 and clears on 3, and the
+    # total fires on 3 and clears on 95; in the order sent the zone would still fire.
+    admin = await api.organization()
+    device = await vcz_sensor(admin)
+    await add_rule(admin, hall_rule(device.uuid, name="zone"))
+    await add_rule(
+        admin,
+        hall_rule(
+            device.uuid,
+            name="total",
+            reference_marker=None,
+            rule="LESS_THAN",
+            trigger_value=5,
+            clearing_value=10,
+        ),
+    )
+    now = int(time.time())
+    batch = [vcz(3, now - 10), vcz(95, now), vcz(120, now - 20)]
+    assert (await device.send(batch)).status_code == 202
+
+    def at(epoch: int) -> str:
+        return isoformat(datetime.fromtimestamp(epoch, UTC))
+
+    episodes = {episode["rule_name"]: episode for episode in await alerts(admin)}
+    zone, total = episodes["zone"], episodes["total"]
+    assert (zone["state"], zone["fired_value"], zone["cleared_value"]) == ("cleared", 120, 3)
+    assert (zone["fired_at"], zone["cleared_at"]) == (at(now - 20), at(now - 10))
+    assert (total["state"], total["fired_value"], total["cleared_value"]) == ("cleared", 3, 95)
+    assert (total["fired_at"], total["cleared_at"]) == (at(now - 10), at(now))
 
 
 async def test_a_device_s_batches_in_one_group_are_evaluated_in_turn(
