@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,75 +183,76 @@ async def _record(
 # Values -------------------------------------------------------------------------------
 
 
-def _marker_values(
-    metric: str, reference_marker: str | None, by_metric: Mapping[str, list[Mapping[str, Any]]]
-) -> list[tuple[str, str | None, float]]:
-    """(marker key, marker name, value) a message gives a rule on `metric`: one per
-    marker matching `reference_marker`, or without one the device total (the device's
-    own metric, else the markers' total)."""
-    named = by_metric.get(metric)
-    if not named:
-        return []
-    if reference_marker:
-        lowered = reference_marker.lower()
-        return [
-            (row["marker_id"], row["marker_name"], float(row["value"]))
-            for row in named
-            if row["marker_id"] is not None
-            and (row["marker_name"] == reference_marker or row["marker_id"].lower() == lowered)
-        ]
-    own = [row for row in named if row["marker_id"] is None]
-    if own:
-        return [("", None, float(own[-1]["value"]))]
-    return [("", None, total(metric, [float(row["value"]) for row in named]))]
-
-
-Message = tuple[datetime, dict[str, list[Mapping[str, Any]]]]
-
-
-def _messages(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list[Message]:
-    """The rows of a batch on `metrics` by message and metric name, in time order (batch
-    order among equals)."""
-    by_message: dict[Any, tuple[int, dict[str, list[Mapping[str, Any]]]]] = {}
-    for row in rows:
-        if row["name"] not in metrics:
-            continue
-        entry = by_message.setdefault(row["message_id"], (row["epoch"], {}))
-        entry[1].setdefault(row["name"], []).append(row)
-    messages = [
-        (datetime.fromtimestamp(epoch, UTC), by_metric) for epoch, by_metric in by_message.values()
-    ]
-    messages.sort(key=lambda item: item[0])
-    return messages
-
-
 @dataclass(slots=True)
 class Series:
-    """The values a batch gives one (metric, reference marker) at one marker key."""
+    """The values a batch gives one (metric, reference marker) at one marker key, in time
+    order, with their messages' times (epoch seconds: turned into datetimes only for
+    the values stepped through)."""
 
     name: str | None
     values: list[float]
-    times: list[datetime]
+    epochs: list[int]
 
 
 Selector = tuple[str, str | None]
 
 
-def _series(selector: Selector, messages: Sequence[Message]) -> dict[str, Series]:
-    """The batch's values for every rule that reads `selector` (metric, reference
-    marker), by marker key, in time order: worked out once however many rules share it."""
+def _in_time_order(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list[Mapping[str, Any]]:
+    """The rows of a batch on `metrics`, in time order. The sort is stable, so among
+    messages of the same time the batch's order stands, a message's rows together (the
+    payload log writes them so, in a run per message)."""
+    picked = [row for row in rows if row["name"] in metrics]
+    picked.sort(key=_epoch)
+    return picked
+
+
+def _epoch(row: Mapping[str, Any]) -> int:
+    epoch: int = row["epoch"]
+    return epoch
+
+
+def _series(selector: Selector, rows: Sequence[Mapping[str, Any]]) -> dict[str, Series]:
+    """The batch's values (rows in time order) for every rule that reads `selector`
+    (metric, reference marker), by marker key: worked out once however many rules share
+    it. With a reference marker, one value per message and matching marker (its name,
+    or its id in any case); without, one per message: the device's own metric, else
+    the markers' total."""
     found: dict[str, Series] = {}
     metric, reference_marker = selector
-    for at, by_metric in messages:
-        for key, name, value in _marker_values(metric, reference_marker, by_metric):
-            series = found.get(key)
-            if series is None:
-                found[key] = Series(name, [value], [at])
-            else:
-                series.name = name
-                series.values.append(value)
-                series.times.append(at)
+
+    def add(key: str, name: str | None, value: float, epoch: int) -> None:
+        series = found.get(key)
+        if series is None:
+            found[key] = Series(name, [value], [epoch])
+        else:
+            series.name = name
+            series.values.append(value)
+            series.epochs.append(epoch)
+
+    named = [row for row in rows if row["name"] == metric]
+    if reference_marker:
+        lowered = reference_marker.lower()
+        for row in named:
+            marker_id = row["marker_id"]
+            if marker_id is not None and (
+                row["marker_name"] == reference_marker or marker_id.lower() == lowered
+            ):
+                add(marker_id, row["marker_name"], float(row["value"]), row["epoch"])
+        return found
+    for _, message_rows in groupby(named, key=_message_id):
+        of_message = list(message_rows)
+        own = [row for row in of_message if row["marker_id"] is None]
+        value = (
+            float(own[-1]["value"])
+            if own
+            else total(metric, [float(row["value"]) for row in of_message])
+        )
+        add("", None, value, of_message[0]["epoch"])
     return found
+
+
+def _message_id(row: Mapping[str, Any]) -> Any:
+    return row["message_id"]
 
 
 def _fold(rule: RuleSpec, series: Series) -> Evolve:
@@ -258,8 +260,8 @@ def _fold(rule: RuleSpec, series: Series) -> Evolve:
         if unmoved(rule, standing, series.values):
             return standing, []
         steps: list[Step] = []
-        for value, at in zip(series.values, series.times, strict=True):
-            step = on_value(rule, standing, value, at)
+        for value, epoch in zip(series.values, series.epochs, strict=True):
+            step = on_value(rule, standing, value, datetime.fromtimestamp(epoch, UTC))
             standing = step.standing
             if step.transition is not None:
                 steps.append(step)
@@ -288,7 +290,7 @@ async def evaluate_values(
     rules = [rule for rule in known.rules if rule.metric]
     if not rules:
         return 0
-    messages = _messages(rows, {rule.metric for rule in rules if rule.metric})
+    ordered = _in_time_order(rows, {rule.metric for rule in rules if rule.metric})
     by_selector: dict[Selector, dict[str, Series]] = {}
     items: list[EventItem] = []
     for rule in rules:
@@ -296,7 +298,7 @@ async def evaluate_values(
         selector = (rule.metric, rule.reference_marker or None)
         found = by_selector.get(selector)
         if found is None:
-            found = by_selector[selector] = _series(selector, messages)
+            found = by_selector[selector] = _series(selector, ordered)
         for key, series in found.items():
             target = Target(rule, device, known.app_type, key, series.name)
             read = known.states.get((rule.id, key), repository.new_state())
