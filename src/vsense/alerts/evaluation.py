@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Se
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -202,13 +203,11 @@ def _in_time_order(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list
     messages of the same time the batch's order stands, a message's rows together (the
     payload log writes them so, in a run per message)."""
     picked = [row for row in rows if row["name"] in metrics]
-    picked.sort(key=_epoch)
+    picked.sort(key=_EPOCH)
     return picked
 
 
-def _epoch(row: Mapping[str, Any]) -> int:
-    epoch: int = row["epoch"]
-    return epoch
+_EPOCH, _ID = itemgetter("epoch"), itemgetter("message_id")
 
 
 def _series(selector: Selector, rows: Sequence[Mapping[str, Any]]) -> dict[str, Series]:
@@ -217,10 +216,21 @@ def _series(selector: Selector, rows: Sequence[Mapping[str, Any]]) -> dict[str, 
     it. With a reference marker, one value per message and matching marker (its name,
     or its id in any case); without, one per message: the device's own metric, else
     the markers' total."""
-    found: dict[str, Series] = {}
     metric, reference_marker = selector
-
-    def add(key: str, name: str | None, value: float, epoch: int) -> None:
+    named = [row for row in rows if row["name"] == metric]
+    picked: list[tuple[str, str | None, float, int]]  # marker key and name, value, time
+    if reference_marker:
+        lowered = reference_marker.lower()
+        picked = [
+            (row["marker_id"], row["marker_name"], float(row["value"]), row["epoch"])
+            for row in named
+            if row["marker_id"] is not None
+            and (row["marker_name"] == reference_marker or row["marker_id"].lower() == lowered)
+        ]
+    else:
+        picked = [_device_value(metric, list(of_message)) for _, of_message in groupby(named, _ID)]
+    found: dict[str, Series] = {}
+    for key, name, value, epoch in picked:
         series = found.get(key)
         if series is None:
             found[key] = Series(name, [value], [epoch])
@@ -228,31 +238,18 @@ def _series(selector: Selector, rows: Sequence[Mapping[str, Any]]) -> dict[str, 
             series.name = name
             series.values.append(value)
             series.epochs.append(epoch)
-
-    named = [row for row in rows if row["name"] == metric]
-    if reference_marker:
-        lowered = reference_marker.lower()
-        for row in named:
-            marker_id = row["marker_id"]
-            if marker_id is not None and (
-                row["marker_name"] == reference_marker or marker_id.lower() == lowered
-            ):
-                add(marker_id, row["marker_name"], float(row["value"]), row["epoch"])
-        return found
-    for _, message_rows in groupby(named, key=_message_id):
-        of_message = list(message_rows)
-        own = [row for row in of_message if row["marker_id"] is None]
-        value = (
-            float(own[-1]["value"])
-            if own
-            else total(metric, [float(row["value"]) for row in of_message])
-        )
-        add("", None, value, of_message[0]["epoch"])
     return found
 
 
-def _message_id(row: Mapping[str, Any]) -> Any:
-    return row["message_id"]
+def _device_value(metric: str, of_message: list[Mapping[str, Any]]) -> tuple[str, None, float, int]:
+    """A message's value of `metric` for the device as a whole: its own, else the total
+    of its markers'."""
+    own = [row for row in of_message if row["marker_id"] is None]
+    if own:
+        value = float(own[-1]["value"])
+    else:
+        value = total(metric, [float(row["value"]) for row in of_message])
+    return "", None, value, of_message[0]["epoch"]
 
 
 def _fold(rule: RuleSpec, series: Series) -> Evolve:
