@@ -68,6 +68,18 @@ def hall_rule(device: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def total_below_5(device: str, name: str) -> dict[str, Any]:
+    """A rule on the device's total count: fires below 5, clears from 10."""
+    return hall_rule(
+        device,
+        name=name,
+        reference_marker=None,
+        rule="LESS_THAN",
+        trigger_value=5,
+        clearing_value=10,
+    )
+
+
 async def add_rule(admin: Caller, body: dict[str, Any]) -> dict[str, Any]:
     response = await admin.post("/api/v1/alert-rules", json=body)
     assert response.status_code == 201, response.text
@@ -240,17 +252,7 @@ async def test_rules_reading_one_marker_and_the_total_each_judge_the_batch(api: 
     device = await vcz_sensor(admin)
     await add_rule(admin, hall_rule(device.uuid, name="above 100"))
     await add_rule(admin, hall_rule(device.uuid, name="above 150", trigger_value=150))
-    await add_rule(
-        admin,
-        hall_rule(
-            device.uuid,
-            name="total below 5",
-            reference_marker=None,
-            rule="LESS_THAN",
-            trigger_value=5,
-            clearing_value=10,
-        ),
-    )
+    await add_rule(admin, total_below_5(device.uuid, "total below 5"))
     await add_rule(
         admin,
         hall_rule(
@@ -282,17 +284,7 @@ async def test_a_batch_is_judged_in_the_time_order_of_its_messages(api: Api) -> 
     admin = await api.organization()
     device = await vcz_sensor(admin)
     await add_rule(admin, hall_rule(device.uuid, name="zone"))
-    await add_rule(
-        admin,
-        hall_rule(
-            device.uuid,
-            name="total",
-            reference_marker=None,
-            rule="LESS_THAN",
-            trigger_value=5,
-            clearing_value=10,
-        ),
-    )
+    await add_rule(admin, total_below_5(device.uuid, "total"))
     now = int(time.time())
     batch = [vcz(3, now - 10), vcz(95, now), vcz(120, now - 20)]
     assert (await device.send(batch)).status_code == 202
