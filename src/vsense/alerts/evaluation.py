@@ -196,6 +196,7 @@ class Series:
 
 
 Selector = tuple[str, str | None]
+_EPOCH, _ID = itemgetter("epoch"), itemgetter("message_id")  # of a metric row
 
 
 def _in_time_order(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list[Mapping[str, Any]]:
@@ -205,9 +206,6 @@ def _in_time_order(rows: Iterable[Mapping[str, Any]], metrics: Set[str]) -> list
     picked = [row for row in rows if row["name"] in metrics]
     picked.sort(key=_EPOCH)
     return picked
-
-
-_EPOCH, _ID = itemgetter("epoch"), itemgetter("message_id")
 
 
 def _series(selector: Selector, rows: Sequence[Mapping[str, Any]]) -> dict[str, Series]:
