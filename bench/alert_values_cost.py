@@ -102,15 +102,16 @@ def covering_rules(zone: str) -> repository.DeviceRules:
     return repository.DeviceRules(rules, "VCZ", states)
 
 
-def lean(rows: Sequence[Mapping[str, Any]], rules: repository.DeviceRules) -> int:
+def lean(rows: Sequence[Mapping[str, Any]], rules: repository.DeviceRules, zone: str) -> int:
     """The least evaluation: the marker's values in one pass, their extremes against
-    each rule's threshold (firing rules against their clearing value)."""
+    each rule's threshold (a rule whose state at `zone` fires, against its clearing
+    value)."""
     values = [
         row["value"] for row in rows if row["name"] == "count" and row["marker_name"] == MARKER
     ]
     high, low, moved = max(values), min(values), 0
     for rule in rules.rules:
-        state = next(iter(rules.states.values())) if rule.kind == LESS_THAN else None
+        state = rules.states.get((rule.id, zone))
         firing = state is not None and state.standing.firing
         assert rule.trigger_value is not None and rule.clearing_value is not None
         if rule.kind == GREATER_THAN:
@@ -123,7 +124,8 @@ def lean(rows: Sequence[Mapping[str, Any]], rules: repository.DeviceRules) -> in
 async def main() -> None:
     device = uuid.uuid4()
     rows = batch_rows(device)
-    rules = covering_rules(rows[0]["marker_id"])
+    zone = rows[0]["marker_id"]
+    rules = covering_rules(zone)
 
     async def no_event(_session: Any, items: Sequence[Any]) -> int:
         raise AssertionError(f"no rule moves, yet {len(items)} events were emitted")
@@ -140,7 +142,7 @@ async def main() -> None:
         assert moved == 0
 
     async def lean_batch() -> None:
-        assert lean(rows, rules) == 0
+        assert lean(rows, rules, zone) == 0
 
     print(f"vsense from {vsense.__file__}")
     print(f"{len(rows)} metric rows per batch, {RULES} rules covering the device")
